@@ -1,0 +1,38 @@
+//! # accord-domain
+//!
+//! The rules of Accord, with no I/O: no async runtime, no database, no HTTP.
+//! Every other crate builds on these types, so the invariants in
+//! `shared/DESIGN.md` are enforced here where they can be, by construction.
+//!
+//! - [`identity`]: [`PhoneNumber`](identity::PhoneNumber) (E.164) and
+//!   [`Email`](identity::Email). Private fields; `parse` is the only way in,
+//!   and `Debug` never prints the value.
+//! - [`time`]: [`Timestamp`](time::Timestamp) and the injected
+//!   [`Clock`](time::Clock), real or simulated, so 30-day windows are tested
+//!   in microseconds.
+//! - [`ids`]: account and device identifiers.
+//! - [`device`]: device information shared (with consent) with the partner.
+//! - [`policy`]: policy versions, purposes and consent profiles.
+//! - [`consent`]: the consent state machine. Commands go in, ledger events
+//!   come out; folding events gives the state. The same fold reconstructs
+//!   the state at any past instant from the ledger alone.
+//! - [`ledger`]: the hash chain over ledger entries, and its verifier.
+//! - [`receipt`]: consent receipts in the spirit of the Kantara Consent
+//!   Receipt specification.
+
+pub mod consent;
+pub mod device;
+pub mod identity;
+pub mod ids;
+pub mod ledger;
+pub mod policy;
+pub mod receipt;
+pub mod time;
+
+pub use consent::{Access, ConsentCommand, ConsentError, ConsentEvent, ConsentState};
+pub use device::{DeviceInfo, DeviceInfoError};
+pub use identity::{Email, EmailError, PhoneError, PhoneNumber};
+pub use ids::{AccountId, DeviceId};
+pub use ledger::{ChainError, LedgerEntry, LedgerEvent, LedgerRecord};
+pub use policy::{ConsentProfile, PolicyDraft, PolicyError, PolicyVersion, Purpose};
+pub use time::{Clock, SimulatedClock, SystemClock, Timestamp};
