@@ -9,6 +9,9 @@
 //!   hashes under which the server stores them.
 //! - [`oprf`]: the client (blind, finalize) and server (evaluate) halves of
 //!   the OPRF that turns identifiers into pseudonyms.
+//! - [`sealed`]: secrets (OPRF keys) encrypted at rest under a master key
+//!   with XChaCha20-Poly1305.
 
 pub mod oprf;
+pub mod sealed;
 pub mod token;

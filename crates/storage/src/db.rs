@@ -1,0 +1,170 @@
+//! Opening a database: SQLite files in a data directory, or PostgreSQL by URL.
+
+use crate::error::{Result, StoreError};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A connection pool and the backend behind it.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pub pool: AnyPool,
+    pub backend: Backend,
+}
+
+impl Db {
+    /// Opens (creating if needed) `<dir>/<name>.db` in WAL mode.
+    pub async fn open_sqlite_in(dir: &Path, name: &str) -> Result<Self> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::BadUrl(format!("cannot create data directory: {e}")))?;
+        let path = dir.join(format!("{name}.db"));
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        Self::connect(&url).await
+    }
+
+    /// Opens the database of one service. `location` is either a data
+    /// directory (SQLite: `<dir>/<service>.db`) or a PostgreSQL URL whose
+    /// database name is taken as a prefix: `postgres://h/accord` gives the
+    /// messenger `accord_messenger`, created on first start. Services
+    /// never share a database.
+    pub async fn open_service(location: &str, service: &str) -> Result<Self> {
+        if location.starts_with("postgres:") || location.starts_with("postgresql:") {
+            let (base, name) = split_pg_url(location)?;
+            let db_name = format!("{name}_{service}");
+            ensure_pg_database(&format!("{base}/postgres{}", query_of(location)), &db_name).await?;
+            Self::connect(&format!("{base}/{db_name}{}", query_of(location))).await
+        } else {
+            let dir = location.strip_prefix("sqlite://").unwrap_or(location);
+            Self::open_sqlite_in(Path::new(dir), service).await
+        }
+    }
+
+    /// Connects by URL: `sqlite://path?mode=rwc` or `postgres://...`.
+    pub async fn connect(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::BadUrl(
+                "expected a sqlite:// or postgres:// URL".into(),
+            ));
+        };
+        let opts = AnyConnectOptions::from_str(url)
+            .map_err(|e| StoreError::BadUrl(e.to_string()))?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                Backend::Sqlite => 8,
+                Backend::Postgres => 16,
+            })
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                             PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(opts)
+            .await?;
+        Ok(Db { pool, backend })
+    }
+}
+
+fn query_of(url: &str) -> &str {
+    url.find('?').map_or("", |i| &url[i..])
+}
+
+/// Splits `postgres://user@host:port/name?x` into (`postgres://user@host:port`, `name`).
+fn split_pg_url(url: &str) -> Result<(String, String)> {
+    let no_query = url.split('?').next().unwrap_or(url);
+    let scheme_end = no_query.find("://").map(|i| i + 3).unwrap_or(0);
+    match no_query[scheme_end..].rfind('/') {
+        Some(i) => {
+            let cut = scheme_end + i;
+            let name = &no_query[cut + 1..];
+            let name = if name.is_empty() { "accord" } else { name };
+            if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(StoreError::BadUrl(
+                    "database name may only have letters, digits and _".into(),
+                ));
+            }
+            Ok((no_query[..cut].to_owned(), name.to_owned()))
+        }
+        None => Ok((no_query.to_owned(), "accord".to_owned())),
+    }
+}
+
+async fn ensure_pg_database(admin_url: &str, name: &str) -> Result<()> {
+    let admin = Db::connect(admin_url).await?;
+    let exists: Option<(i32,)> = sqlx::query_as("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(name)
+        .fetch_optional(&admin.pool)
+        .await?;
+    if exists.is_none() {
+        // The name was checked to be [A-Za-z0-9_]: safe to quote into DDL.
+        if let Err(e) = admin
+            .pool
+            .execute(format!("CREATE DATABASE \"{name}\"").as_str())
+            .await
+        {
+            // Lost a race with another starter: fine if it exists now.
+            let again: Option<(i32,)> =
+                sqlx::query_as("SELECT 1 FROM pg_database WHERE datname = $1")
+                    .bind(name)
+                    .fetch_optional(&admin.pool)
+                    .await?;
+            if again.is_none() {
+                return Err(e.into());
+            }
+        }
+    }
+    admin.pool.close().await;
+    Ok(())
+}
+
+/// Drops a PostgreSQL database (tests' clean-up). The name is checked.
+pub async fn drop_pg_database(admin_url: &str, name: &str) -> Result<()> {
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(StoreError::BadUrl("bad database name".into()));
+    }
+    let admin = Db::connect(admin_url).await?;
+    admin
+        .pool
+        .execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
+        .await?;
+    admin.pool.close().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pg_urls_split() {
+        assert_eq!(
+            split_pg_url("postgres://postgres@127.0.0.1:5432/accord").unwrap(),
+            ("postgres://postgres@127.0.0.1:5432".into(), "accord".into())
+        );
+        assert_eq!(
+            split_pg_url("postgres://h:5432/x_1?sslmode=disable").unwrap().1,
+            "x_1"
+        );
+        assert!(split_pg_url("postgres://h/x;drop").is_err());
+    }
+}

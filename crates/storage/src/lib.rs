@@ -1,0 +1,31 @@
+//! # accord-storage
+//!
+//! One storage trait per service, each served by one SQL implementation
+//! that runs on two backends through `sqlx`'s `Any` driver:
+//!
+//! - **SQLite** (WAL mode) in a data directory: the embedded default,
+//!   created on first start.
+//! - **PostgreSQL**, for scale-out: the same trait, the same conformance
+//!   suite (`tests/conformance.rs`).
+//!
+//! Queries are written once, in the SQL both backends understand (`$n`
+//! placeholders, `BIGINT` times in milliseconds, UUIDs as text, JSON as
+//! text); only the DDL differs, in `migrations/sqlite` and
+//! `migrations/postgres`, numbered and never edited once landed.
+//!
+//! Modules:
+//! - [`db`]: opening a database by URL, pragmas, migrations.
+//! - [`messenger`]: [`MessengerStore`](messenger::MessengerStore), the
+//!   messenger's accounts, devices, policies and consent ledger.
+//! - [`error`]: [`StoreError`].
+//!
+//! **Architecture invariant:** every service has its own database; no
+//! store here opens another service's tables.
+
+pub mod db;
+pub mod error;
+pub mod messenger;
+
+pub use db::{Backend, Db};
+pub use error::StoreError;
+pub use messenger::{Account, Device, MessengerStore, NewDevice, PendingVerification, SqlMessengerStore};

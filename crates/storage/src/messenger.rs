@@ -1,0 +1,562 @@
+//! The messenger's store: policies, the consent ledger, accounts, devices
+//! and pending phone verifications.
+//!
+//! Every change to consent is written in one transaction with the ledger
+//! entries that record it, so the ledger and the live state never drift.
+//! Ledger appends are serialised by a write to the single `ledger_head`
+//! row, which every appending transaction performs first (a row lock in
+//! PostgreSQL, the write lock in SQLite).
+
+use crate::db::{Backend, Db};
+use crate::error::{Result, StoreError};
+use accord_crypto::token::TokenHash;
+use accord_domain::consent::ConsentState;
+use accord_domain::ledger::{Hash, LedgerEntry, LedgerRecord};
+use accord_domain::policy::{ConsentProfile, PolicyDraft, PolicyHistory, PolicyVersion, Purpose};
+use accord_domain::{AccountId, DeviceId, DeviceInfo, LedgerEvent, PhoneNumber, Timestamp};
+use async_trait::async_trait;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+use std::collections::BTreeSet;
+use uuid::Uuid;
+
+/// A messenger account as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    pub id: AccountId,
+    pub phone: PhoneNumber,
+    pub created_at: Timestamp,
+    pub consent: ConsentState,
+    /// Bumped on every consent change; for optimistic concurrency.
+    pub consent_rev: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Device {
+    pub id: DeviceId,
+    pub account: AccountId,
+    pub info: DeviceInfo,
+    pub created_at: Timestamp,
+    pub last_seen_at: Timestamp,
+}
+
+/// A device to add, with the hash of its bearer token.
+#[derive(Clone, Debug)]
+pub struct NewDevice {
+    pub id: DeviceId,
+    pub info: DeviceInfo,
+    pub token_hash: TokenHash,
+    pub at: Timestamp,
+}
+
+/// A verification code sent to a phone, stored as a salted HMAC.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingVerification {
+    pub id: Uuid,
+    pub phone: PhoneNumber,
+    pub salt: Vec<u8>,
+    pub code_digest: Vec<u8>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub attempts: u32,
+}
+
+#[async_trait]
+pub trait MessengerStore: Send + Sync + std::fmt::Debug + 'static {
+    // --- policies ---
+    /// Publishes the draft as the next version and appends its ledger entry.
+    async fn publish_policy(&self, draft: PolicyDraft, at: Timestamp) -> Result<PolicyVersion>;
+    async fn policies(&self) -> Result<PolicyHistory>;
+
+    // --- verifications ---
+    async fn put_verification(&self, v: &PendingVerification) -> Result<()>;
+    async fn verification(&self, id: Uuid) -> Result<Option<PendingVerification>>;
+    /// Counts one failed attempt; returns the new count.
+    async fn count_failed_attempt(&self, id: Uuid) -> Result<u32>;
+    async fn delete_verification(&self, id: Uuid) -> Result<()>;
+    /// How many codes were sent to `phone` since `since` (rate limiting).
+    async fn verifications_since(&self, phone: &PhoneNumber, since: Timestamp) -> Result<u32>;
+    /// Removes expired verifications; returns how many.
+    async fn purge_verifications(&self, now: Timestamp) -> Result<u64>;
+
+    // --- accounts and devices ---
+    /// Creates an account with its first device, and appends `records`
+    /// (registration, acceptance, grants) to the ledger, atomically.
+    /// `Conflict("phone")` if the number already has an account.
+    async fn create_account(
+        &self,
+        id: AccountId,
+        phone: &PhoneNumber,
+        consent: &ConsentState,
+        device: &NewDevice,
+        records: &[LedgerRecord],
+    ) -> Result<()>;
+    async fn add_device(&self, account: AccountId, device: &NewDevice) -> Result<()>;
+    async fn account(&self, id: AccountId) -> Result<Option<Account>>;
+    async fn account_by_phone(&self, phone: &PhoneNumber) -> Result<Option<Account>>;
+    async fn devices(&self, account: AccountId) -> Result<Vec<Device>>;
+    /// The device a bearer token belongs to, touching its `last_seen_at`.
+    async fn authenticate(&self, token: &TokenHash, now: Timestamp) -> Result<Option<(AccountId, DeviceId)>>;
+
+    // --- consent ---
+    /// Stores a new consent state with the ledger records that caused it.
+    /// `Conflict("consent_rev")` if `expected_rev` is stale.
+    async fn record_consent(
+        &self,
+        account: AccountId,
+        expected_rev: i64,
+        consent: &ConsentState,
+        records: &[LedgerRecord],
+    ) -> Result<()>;
+    /// Erases the account, its devices and tokens, and appends `record`.
+    async fn delete_account(&self, account: AccountId, expected_rev: i64, record: &LedgerRecord) -> Result<()>;
+
+    // --- ledger ---
+    /// `(entries, last hash)`.
+    async fn ledger_head(&self) -> Result<(u64, Hash)>;
+    /// Entries with `seq > after`, in order, at most `limit`.
+    async fn ledger_page(&self, after: u64, limit: u32) -> Result<Vec<LedgerEntry>>;
+    /// Entries naming `account`, and every policy publication, in order.
+    async fn ledger_for_account(&self, account: AccountId) -> Result<Vec<LedgerEntry>>;
+}
+
+/// The SQL implementation, on SQLite or PostgreSQL.
+#[derive(Clone, Debug)]
+pub struct SqlMessengerStore {
+    db: Db,
+}
+
+impl SqlMessengerStore {
+    /// Wraps an open database and applies the messenger's migrations.
+    pub async fn new(db: Db) -> Result<Self> {
+        match db.backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/messenger/sqlite").run(&db.pool).await?,
+            Backend::Postgres => sqlx::migrate!("./migrations/messenger/postgres").run(&db.pool).await?,
+        }
+        Ok(SqlMessengerStore { db })
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+}
+
+fn uuid_text(u: Uuid) -> String {
+    u.hyphenated().to_string()
+}
+
+fn parse_uuid(s: &str) -> Result<Uuid> {
+    Uuid::parse_str(s).map_err(|_| StoreError::Corrupt("bad uuid".into()))
+}
+
+fn hash32(v: Vec<u8>) -> Result<Hash> {
+    v.try_into().map_err(|_| StoreError::Corrupt("hash is not 32 bytes".into()))
+}
+
+fn json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// Appends records after locking the head. Must be the first write of
+/// `tx` (see the module docs).
+async fn append(tx: &mut Transaction<'_, Any>, records: &[LedgerRecord]) -> Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("UPDATE ledger_head SET seq = seq WHERE id = 1")
+        .execute(&mut **tx)
+        .await?;
+    let row = sqlx::query("SELECT seq, hash FROM ledger_head WHERE id = 1")
+        .fetch_one(&mut **tx)
+        .await?;
+    let mut seq = row.try_get::<i64, _>(0)? as u64;
+    let mut prev = hash32(row.try_get(1)?)?;
+    for r in records {
+        seq += 1;
+        let e = r.seal(seq, prev);
+        sqlx::query(
+            "INSERT INTO ledger (seq, at, account_id, kind, payload, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(e.seq as i64)
+        .bind(e.at.0)
+        .bind(e.account.map(|a| uuid_text(a.0)))
+        .bind(&e.kind)
+        .bind(&e.payload)
+        .bind(e.prev_hash.to_vec())
+        .bind(e.hash.to_vec())
+        .execute(&mut **tx)
+        .await?;
+        prev = e.hash;
+    }
+    sqlx::query("UPDATE ledger_head SET seq = $1, hash = $2 WHERE id = 1")
+        .bind(seq as i64)
+        .bind(prev.to_vec())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+fn ledger_row(r: &AnyRow) -> Result<LedgerEntry> {
+    let account: Option<String> = r.try_get("account_id")?;
+    Ok(LedgerEntry {
+        seq: r.try_get::<i64, _>("seq")? as u64,
+        at: Timestamp(r.try_get("at")?),
+        account: account.as_deref().map(parse_uuid).transpose()?.map(AccountId),
+        kind: r.try_get("kind")?,
+        payload: r.try_get("payload")?,
+        prev_hash: hash32(r.try_get("prev_hash")?)?,
+        hash: hash32(r.try_get("hash")?)?,
+    })
+}
+
+fn account_row(r: &AnyRow) -> Result<Account> {
+    let phone: String = r.try_get("phone")?;
+    Ok(Account {
+        id: AccountId(parse_uuid(&r.try_get::<String, _>("id")?)?),
+        phone: PhoneNumber::from_e164(&phone).map_err(|_| StoreError::Corrupt("stored phone number".into()))?,
+        created_at: Timestamp(r.try_get("created_at")?),
+        consent: json(&r.try_get::<String, _>("consent")?, "consent state")?,
+        consent_rev: r.try_get("consent_rev")?,
+    })
+}
+
+fn verification_row(r: &AnyRow) -> Result<PendingVerification> {
+    let phone: String = r.try_get("phone")?;
+    Ok(PendingVerification {
+        id: parse_uuid(&r.try_get::<String, _>("id")?)?,
+        phone: PhoneNumber::from_e164(&phone).map_err(|_| StoreError::Corrupt("stored phone number".into()))?,
+        salt: r.try_get("salt")?,
+        code_digest: r.try_get("code_digest")?,
+        created_at: Timestamp(r.try_get("created_at")?),
+        expires_at: Timestamp(r.try_get("expires_at")?),
+        attempts: r.try_get::<i64, _>("attempts")? as u32,
+    })
+}
+
+fn policy_row(r: &AnyRow) -> Result<PolicyVersion> {
+    let purposes: BTreeSet<Purpose> = json(&r.try_get::<String, _>("purposes")?, "policy purposes")?;
+    let profile: ConsentProfile = r
+        .try_get::<String, _>("profile")?
+        .parse()
+        .map_err(|_| StoreError::Corrupt("policy profile".into()))?;
+    Ok(PolicyVersion {
+        version: r.try_get::<i64, _>("version")? as u32,
+        text: r.try_get("text")?,
+        text_sha256: r.try_get("text_sha256")?,
+        purposes,
+        profile,
+        published_at: Timestamp(r.try_get("published_at")?),
+        accept_by: Timestamp(r.try_get("accept_by")?),
+    })
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            d.is_unique_violation() || d.message().contains("UNIQUE constraint failed")
+        }
+        _ => false,
+    }
+}
+
+async fn insert_device(tx: &mut Transaction<'_, Any>, account: AccountId, d: &NewDevice) -> Result<()> {
+    let info = serde_json::to_string(&d.info).expect("device info serialises");
+    sqlx::query(
+        "INSERT INTO devices (id, account_id, info, token_hash, created_at, last_seen_at) \
+         VALUES ($1, $2, $3, $4, $5, $5)",
+    )
+    .bind(uuid_text(d.id.0))
+    .bind(uuid_text(account.0))
+    .bind(info)
+    .bind(d.token_hash.0.to_vec())
+    .bind(d.at.0)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict("device") } else { e.into() })?;
+    Ok(())
+}
+
+#[async_trait]
+impl MessengerStore for SqlMessengerStore {
+    async fn publish_policy(&self, draft: PolicyDraft, at: Timestamp) -> Result<PolicyVersion> {
+        let mut tx = self.db.pool.begin().await?;
+        // Lock the ledger head first: publications are serialised with every append.
+        sqlx::query("UPDATE ledger_head SET seq = seq WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
+        let next: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM policies")
+            .fetch_one(&mut *tx)
+            .await?;
+        let version = next.map_or(1, |v| v as u32 + 1);
+        let p = draft.publish(version, at);
+        sqlx::query(
+            "INSERT INTO policies (version, text, text_sha256, purposes, profile, published_at, accept_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(p.version as i64)
+        .bind(&p.text)
+        .bind(&p.text_sha256)
+        .bind(serde_json::to_string(&p.purposes).expect("purposes serialise"))
+        .bind(p.profile.as_str())
+        .bind(p.published_at.0)
+        .bind(p.accept_by.0)
+        .execute(&mut *tx)
+        .await?;
+        append(
+            &mut tx,
+            &[LedgerRecord {
+                at,
+                account: None,
+                event: LedgerEvent::PolicyPublished {
+                    version: p.version,
+                    text_sha256: p.text_sha256.clone(),
+                    purposes: p.purposes.clone(),
+                    profile: p.profile,
+                    published_at: p.published_at,
+                    accept_by: p.accept_by,
+                },
+            }],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(p)
+    }
+
+    async fn policies(&self) -> Result<PolicyHistory> {
+        let rows = sqlx::query("SELECT * FROM policies ORDER BY version")
+            .fetch_all(&self.db.pool)
+            .await?;
+        Ok(PolicyHistory::new(rows.iter().map(policy_row).collect::<Result<_>>()?))
+    }
+
+    async fn put_verification(&self, v: &PendingVerification) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO verifications (id, phone, salt, code_digest, created_at, expires_at, attempts) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(uuid_text(v.id))
+        .bind(v.phone.e164())
+        .bind(v.salt.clone())
+        .bind(v.code_digest.clone())
+        .bind(v.created_at.0)
+        .bind(v.expires_at.0)
+        .bind(v.attempts as i64)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn verification(&self, id: Uuid) -> Result<Option<PendingVerification>> {
+        sqlx::query("SELECT * FROM verifications WHERE id = $1")
+            .bind(uuid_text(id))
+            .fetch_optional(&self.db.pool)
+            .await?
+            .as_ref()
+            .map(verification_row)
+            .transpose()
+    }
+
+    async fn count_failed_attempt(&self, id: Uuid) -> Result<u32> {
+        let n: Option<i64> = sqlx::query_scalar(
+            "UPDATE verifications SET attempts = attempts + 1 WHERE id = $1 RETURNING attempts",
+        )
+        .bind(uuid_text(id))
+        .fetch_optional(&self.db.pool)
+        .await?;
+        n.map(|n| n as u32).ok_or(StoreError::NotFound("verification"))
+    }
+
+    async fn delete_verification(&self, id: Uuid) -> Result<()> {
+        sqlx::query("DELETE FROM verifications WHERE id = $1")
+            .bind(uuid_text(id))
+            .execute(&self.db.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn verifications_since(&self, phone: &PhoneNumber, since: Timestamp) -> Result<u32> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM verifications WHERE phone = $1 AND created_at >= $2",
+        )
+        .bind(phone.e164())
+        .bind(since.0)
+        .fetch_one(&self.db.pool)
+        .await?;
+        Ok(n as u32)
+    }
+
+    async fn purge_verifications(&self, now: Timestamp) -> Result<u64> {
+        let r = sqlx::query("DELETE FROM verifications WHERE expires_at <= $1")
+            .bind(now.0)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    async fn create_account(
+        &self,
+        id: AccountId,
+        phone: &PhoneNumber,
+        consent: &ConsentState,
+        device: &NewDevice,
+        records: &[LedgerRecord],
+    ) -> Result<()> {
+        let mut tx = self.db.pool.begin().await?;
+        append(&mut tx, records).await?;
+        sqlx::query(
+            "INSERT INTO accounts (id, phone, created_at, consent, consent_rev) VALUES ($1, $2, $3, $4, 0)",
+        )
+        .bind(uuid_text(id.0))
+        .bind(phone.e164())
+        .bind(device.at.0)
+        .bind(serde_json::to_string(consent).expect("consent state serialises"))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict("phone") } else { e.into() })?;
+        insert_device(&mut tx, id, device).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn add_device(&self, account: AccountId, device: &NewDevice) -> Result<()> {
+        let mut tx = self.db.pool.begin().await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT consent_rev FROM accounts WHERE id = $1")
+            .bind(uuid_text(account.0))
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound("account"));
+        }
+        insert_device(&mut tx, account, device).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn account(&self, id: AccountId) -> Result<Option<Account>> {
+        sqlx::query("SELECT * FROM accounts WHERE id = $1")
+            .bind(uuid_text(id.0))
+            .fetch_optional(&self.db.pool)
+            .await?
+            .as_ref()
+            .map(account_row)
+            .transpose()
+    }
+
+    async fn account_by_phone(&self, phone: &PhoneNumber) -> Result<Option<Account>> {
+        sqlx::query("SELECT * FROM accounts WHERE phone = $1")
+            .bind(phone.e164())
+            .fetch_optional(&self.db.pool)
+            .await?
+            .as_ref()
+            .map(account_row)
+            .transpose()
+    }
+
+    async fn devices(&self, account: AccountId) -> Result<Vec<Device>> {
+        let rows = sqlx::query("SELECT * FROM devices WHERE account_id = $1 ORDER BY created_at, id")
+            .bind(uuid_text(account.0))
+            .fetch_all(&self.db.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Device {
+                    id: DeviceId(parse_uuid(&r.try_get::<String, _>("id")?)?),
+                    account,
+                    info: json(&r.try_get::<String, _>("info")?, "device info")?,
+                    created_at: Timestamp(r.try_get("created_at")?),
+                    last_seen_at: Timestamp(r.try_get("last_seen_at")?),
+                })
+            })
+            .collect()
+    }
+
+    async fn authenticate(&self, token: &TokenHash, now: Timestamp) -> Result<Option<(AccountId, DeviceId)>> {
+        let row = sqlx::query("SELECT id, account_id, last_seen_at FROM devices WHERE token_hash = $1")
+            .bind(token.0.to_vec())
+            .fetch_optional(&self.db.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let device = DeviceId(parse_uuid(&row.try_get::<String, _>("id")?)?);
+        let account = AccountId(parse_uuid(&row.try_get::<String, _>("account_id")?)?);
+        let last_seen: i64 = row.try_get("last_seen_at")?;
+        // Coarse (one minute) so that authenticating is not a write per request.
+        if now.0 - last_seen > 60_000 {
+            sqlx::query("UPDATE devices SET last_seen_at = $1 WHERE id = $2")
+                .bind(now.0)
+                .bind(uuid_text(device.0))
+                .execute(&self.db.pool)
+                .await?;
+        }
+        Ok(Some((account, device)))
+    }
+
+    async fn record_consent(
+        &self,
+        account: AccountId,
+        expected_rev: i64,
+        consent: &ConsentState,
+        records: &[LedgerRecord],
+    ) -> Result<()> {
+        let mut tx = self.db.pool.begin().await?;
+        append(&mut tx, records).await?;
+        let r = sqlx::query(
+            "UPDATE accounts SET consent = $1, consent_rev = consent_rev + 1 WHERE id = $2 AND consent_rev = $3",
+        )
+        .bind(serde_json::to_string(consent).expect("consent state serialises"))
+        .bind(uuid_text(account.0))
+        .bind(expected_rev)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() != 1 {
+            return Err(StoreError::Conflict("consent_rev"));
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_account(&self, account: AccountId, expected_rev: i64, record: &LedgerRecord) -> Result<()> {
+        let mut tx = self.db.pool.begin().await?;
+        append(&mut tx, std::slice::from_ref(record)).await?;
+        sqlx::query("DELETE FROM devices WHERE account_id = $1")
+            .bind(uuid_text(account.0))
+            .execute(&mut *tx)
+            .await?;
+        let r = sqlx::query("DELETE FROM accounts WHERE id = $1 AND consent_rev = $2")
+            .bind(uuid_text(account.0))
+            .bind(expected_rev)
+            .execute(&mut *tx)
+            .await?;
+        if r.rows_affected() != 1 {
+            return Err(StoreError::Conflict("consent_rev"));
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn ledger_head(&self) -> Result<(u64, Hash)> {
+        let row = sqlx::query("SELECT seq, hash FROM ledger_head WHERE id = 1")
+            .fetch_one(&self.db.pool)
+            .await?;
+        Ok((row.try_get::<i64, _>(0)? as u64, hash32(row.try_get(1)?)?))
+    }
+
+    async fn ledger_page(&self, after: u64, limit: u32) -> Result<Vec<LedgerEntry>> {
+        let rows = sqlx::query("SELECT * FROM ledger WHERE seq > $1 ORDER BY seq LIMIT $2")
+            .bind(after as i64)
+            .bind(limit as i64)
+            .fetch_all(&self.db.pool)
+            .await?;
+        rows.iter().map(ledger_row).collect()
+    }
+
+    async fn ledger_for_account(&self, account: AccountId) -> Result<Vec<LedgerEntry>> {
+        let rows = sqlx::query(
+            "SELECT * FROM ledger WHERE account_id = $1 OR kind = 'policy_published' ORDER BY seq",
+        )
+        .bind(uuid_text(account.0))
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter().map(ledger_row).collect()
+    }
+}
