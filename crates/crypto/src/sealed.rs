@@ -106,7 +106,7 @@ impl fmt::Debug for MasterKey {
 mod tests {
     use super::*;
 
-    const AAD: &[u8] = b"accord-test\0thing\01";
+    const AAD: &[u8] = b"accord-test\0thing\0v1";
 
     #[test]
     fn round_trip() {
@@ -127,7 +127,10 @@ mod tests {
     fn wrong_aad_fails() {
         let k = MasterKey::generate();
         let sealed = k.seal(b"pt", AAD);
-        assert_eq!(k.open(&sealed, b"other").unwrap_err(), SealError::Unauthentic);
+        assert_eq!(
+            k.open(&sealed, b"other").unwrap_err(),
+            SealError::Unauthentic
+        );
         assert_eq!(k.open(&sealed, b"").unwrap_err(), SealError::Unauthentic);
     }
 
@@ -147,7 +150,11 @@ mod tests {
         for i in 0..sealed.len() {
             let mut t = sealed.clone();
             t[i] ^= 0x01;
-            assert_eq!(k.open(&t, AAD).unwrap_err(), SealError::Unauthentic, "byte {i}");
+            assert_eq!(
+                k.open(&t, AAD).unwrap_err(),
+                SealError::Unauthentic,
+                "byte {i}"
+            );
         }
         let mut longer = sealed.clone();
         longer.push(0);
@@ -160,8 +167,14 @@ mod tests {
 
     #[test]
     fn keys_are_validated_and_hidden() {
-        assert_eq!(MasterKey::from_bytes(&[0u8; 31]).unwrap_err(), SealError::InvalidKey);
-        assert_eq!(MasterKey::from_bytes(&[0u8; 33]).unwrap_err(), SealError::InvalidKey);
+        assert_eq!(
+            MasterKey::from_bytes(&[0u8; 31]).unwrap_err(),
+            SealError::InvalidKey
+        );
+        assert_eq!(
+            MasterKey::from_bytes(&[0u8; 33]).unwrap_err(),
+            SealError::InvalidKey
+        );
         let k = MasterKey::from_bytes(&[0xab; 32]).unwrap();
         let dbg = format!("{k:?}");
         assert_eq!(dbg, "MasterKey(<redacted>)");

@@ -128,7 +128,11 @@ mod tests {
         assert_eq!(code.reveal().len(), 6);
         let stored = code_digest(&salt, code.reveal());
         assert!(code_matches(&salt, code.reveal(), &stored));
-        let wrong = if code.reveal() == "000000" { "000001" } else { "000000" };
+        let wrong = if code.reveal() == "000000" {
+            "000001"
+        } else {
+            "000000"
+        };
         assert!(!code_matches(&salt, wrong, &stored));
         assert!(!code_matches(&random_salt(), code.reveal(), &stored));
     }
