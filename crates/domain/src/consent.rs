@@ -182,7 +182,7 @@ pub struct ConsentState {
 }
 
 /// What a user may do with the messenger right now.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "access", rename_all = "snake_case")]
 pub enum Access {
     Full,

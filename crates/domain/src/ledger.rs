@@ -176,7 +176,7 @@ pub struct ChainVerifier {
 }
 
 /// What an intact chain looks like.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChainReport {
     pub entries: u64,
     pub head_hash: String,

@@ -1,0 +1,81 @@
+//! Who is calling. Every handler takes one of these (or is public by
+//! design: health, the OpenAPI document, the current policy text, and the
+//! two registration steps, which are rate limited instead).
+
+use super::error::ApiError;
+use super::AppState;
+use crate::service::Caller;
+use accord_crypto::token::TokenHash;
+use accord_domain::consent::Access;
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+/// A device of an account, whatever its access. Only for what a
+/// restricted user may still do: read and accept the policy, export,
+/// delete.
+#[derive(Debug)]
+pub struct AnyUser(pub Caller);
+
+impl FromRequestParts<AppState> for AnyUser {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts).ok_or_else(ApiError::unauthorized)?;
+        let caller = state
+            .messenger
+            .authenticate(token)
+            .await?
+            .ok_or_else(ApiError::unauthorized)?;
+        Ok(AnyUser(caller))
+    }
+}
+
+/// A device of an account with full access: the policy in force is
+/// accepted, or its deadline has not passed.
+#[derive(Debug)]
+pub struct User(pub Caller);
+
+impl FromRequestParts<AppState> for User {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let AnyUser(caller) = AnyUser::from_request_parts(parts, state).await?;
+        match caller.access {
+            Access::Full => Ok(User(caller)),
+            Access::Restricted { version, .. } => {
+                Err(crate::service::ServiceError::Restricted { version }.into())
+            }
+            Access::Deleted | Access::Unregistered => Err(ApiError::unauthorized()),
+        }
+    }
+}
+
+/// The operator.
+#[derive(Debug)]
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts).ok_or_else(ApiError::unauthorized)?;
+        if TokenHash::of(token) == state.admin_token {
+            Ok(Admin)
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "admin_required",
+                "this endpoint needs the operator's admin token",
+            ))
+        }
+    }
+}

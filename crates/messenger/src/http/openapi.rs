@@ -1,0 +1,32 @@
+//! The OpenAPI 3 document, generated from the handlers' annotations.
+
+use super::routes::*;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Accord messenger", description = "Accounts, devices, policies, consent and the consent ledger."),
+    paths(
+        healthz, openapi, start, verify, current, accept, me, export, delete_me,
+        my_consent, my_consent_at, receipt, grant, withdraw,
+        publish_policy, list_policies, ledger, verify_ledger, consent_at, clock, advance_clock,
+    ),
+    components(schemas(crate::http::error::ErrorBody)),
+    modifiers(&Security),
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        let c = api.components.get_or_insert_with(Default::default);
+        for name in ["bearer", "admin"] {
+            c.add_security_scheme(
+                name,
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+        }
+    }
+}

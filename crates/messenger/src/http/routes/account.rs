@@ -1,0 +1,45 @@
+//! The caller's account: read, export, delete.
+
+use crate::http::error::{ApiResult, ErrorBody, Json};
+use crate::http::extract::{AnyUser, User};
+use crate::http::AppState;
+use crate::service::{ConsentView, Export};
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Serialize;
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Me {
+    pub account_id: String,
+    pub device_id: String,
+    pub devices: usize,
+    pub consent: ConsentView,
+}
+
+/// The caller's account.
+#[utoipa::path(get, path = "/v1/me", tag = "account", security(("bearer" = [])),
+    responses((status = 200, body = Me), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn me(State(s): State<AppState>, User(c): User) -> ApiResult<Json<Me>> {
+    let devices = s.messenger.store.devices(c.account.id).await.map_err(crate::service::ServiceError::from)?;
+    Ok(Json(Me {
+        account_id: c.account.id.to_string(),
+        device_id: c.device.to_string(),
+        devices: devices.len(),
+        consent: s.messenger.consent_view(&c.account).await?,
+    }))
+}
+
+/// Everything the messenger holds about the caller, as JSON. Open to restricted users.
+#[utoipa::path(get, path = "/v1/me/export", tag = "account", security(("bearer" = [])),
+    responses((status = 200, body = Export), (status = 401, body = ErrorBody)))]
+pub async fn export(State(s): State<AppState>, AnyUser(c): AnyUser) -> ApiResult<Json<Export>> {
+    Ok(Json(s.messenger.export(&c.account).await?))
+}
+
+/// Deletes the caller's account: erases it and its devices, leaves a ledger entry. Open to restricted users.
+#[utoipa::path(delete, path = "/v1/me", tag = "account", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = ErrorBody)))]
+pub async fn delete_me(State(s): State<AppState>, AnyUser(c): AnyUser) -> ApiResult<StatusCode> {
+    s.messenger.delete(c.account.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,37 @@
+//! Reading and accepting the policy in force.
+
+use super::registration::AcceptChoice;
+use crate::http::error::{ApiError, ApiResult, ErrorBody, Json, Path};
+use crate::http::extract::AnyUser;
+use crate::http::AppState;
+use crate::service::ConsentView;
+use accord_domain::PolicyVersion;
+use axum::extract::State;
+
+/// The policy version in force: text, hash, purposes, profile, deadline.
+#[utoipa::path(get, path = "/v1/policies/current", tag = "policy",
+    responses((status = 200, body = PolicyVersion), (status = 404, body = ErrorBody)))]
+pub async fn current(State(s): State<AppState>) -> ApiResult<Json<PolicyVersion>> {
+    s.messenger.current_policy().await?.map(Json).ok_or_else(ApiError::not_found)
+}
+
+/// Accepts a policy version, with the sharing choice. Open to restricted users.
+#[utoipa::path(post, path = "/v1/policies/{version}/accept", tag = "policy", request_body = AcceptChoice,
+    params(("version" = u32, Path)), security(("bearer" = [])),
+    responses((status = 200, body = ConsentView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn accept(
+    State(s): State<AppState>,
+    AnyUser(caller): AnyUser,
+    Path(version): Path<u32>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<ConsentView>> {
+    // An empty body means "left as presented".
+    let choice: AcceptChoice = if body.iter().all(u8::is_ascii_whitespace) {
+        AcceptChoice::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(axum::http::StatusCode::BAD_REQUEST, "invalid_json", format!("invalid JSON body: {e}"))
+        })?
+    };
+    Ok(Json(s.messenger.accept(caller.account.id, version, choice.into()).await?))
+}

@@ -1,0 +1,28 @@
+//! # accord-messenger
+//!
+//! The messenger service. Three layers, one way:
+//!
+//! - [`service`]: the use cases (register, accept, grant, withdraw,
+//!   export, delete, publish, reconstruct, verify). Takes a store, a clock
+//!   and a verifier; decides with `accord-domain`'s state machine; writes
+//!   state and ledger in one transaction. No HTTP here.
+//! - [`http`]: the axum router: one module per endpoint family under
+//!   [`http::routes`], the error type that maps every failure to a status
+//!   and a stable `code`, the caller extractors (device token, admin
+//!   token), and the OpenAPI document generated from the handlers.
+//! - [`verifier`]: how verification codes reach a phone: the dev verifier
+//!   (codes returned in the API response, only with `--dev`) or a webhook
+//!   to an SMS gateway.
+//!
+//! [`serve`] runs the router on a listener with graceful shutdown.
+//!
+//! **Architecture invariant:** no handler logs a request body, a phone
+//! number, a code or a token; spans carry the method and the route
+//! template only.
+
+pub mod http;
+pub mod service;
+pub mod verifier;
+
+pub use http::{router, serve, AppState};
+pub use service::{Messenger, MessengerConfig, ServiceError};

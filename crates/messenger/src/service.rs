@@ -1,0 +1,443 @@
+//! The messenger's use cases, independent of HTTP.
+
+use crate::verifier::{Verifier, VerifierError};
+use accord_crypto::token::{self, BearerToken, TokenHash, VerificationCode};
+use accord_domain::consent::{Access, ConsentChannel, ConsentCommand, ConsentError, ConsentState, SharingChoice};
+use accord_domain::ledger::{consent_state_at, policies_at, ChainError, ChainReport, ChainVerifier, LedgerEntry, LedgerRecord};
+use accord_domain::policy::{PolicyDraft, PolicyHistory, PolicyVersion, Purpose};
+use accord_domain::receipt::{ConsentReceipt, ReceiptContext};
+use accord_domain::time::MINUTE_MS;
+use accord_domain::{AccountId, Clock, DeviceId, DeviceInfo, DeviceInfoError, PhoneError, PhoneNumber, Timestamp};
+use accord_storage::{Account, Device, MessengerStore, NewDevice, PendingVerification, StoreError};
+use serde::Serialize;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Tunables, with defaults for local use.
+#[derive(Clone, Debug)]
+pub struct MessengerConfig {
+    /// How long a verification code is valid.
+    pub code_ttl_ms: i64,
+    /// Wrong codes allowed before the verification is void.
+    pub max_code_attempts: u32,
+    /// Codes a number may request per hour.
+    pub codes_per_hour: u32,
+    /// Who runs this messenger (the data controller), for receipts.
+    pub controller_name: String,
+    /// Who receives coordinated data, for receipts.
+    pub partner_name: String,
+}
+
+impl Default for MessengerConfig {
+    fn default() -> Self {
+        MessengerConfig {
+            code_ttl_ms: 10 * MINUTE_MS,
+            max_code_attempts: 5,
+            codes_per_hour: 5,
+            controller_name: "Accord Messenger".into(),
+            partner_name: "Accord Partner (social and ads)".into(),
+        }
+    }
+}
+
+/// Why a use case failed. The HTTP layer maps each to a status and a code.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    #[error(transparent)]
+    Phone(#[from] PhoneError),
+    #[error(transparent)]
+    DeviceInfo(#[from] DeviceInfoError),
+    #[error(transparent)]
+    Consent(#[from] ConsentError),
+    #[error("the verification is unknown or has expired; request a new code")]
+    VerificationExpired,
+    #[error("the code is wrong")]
+    WrongCode { attempts_left: u32 },
+    #[error("too many wrong codes; request a new code")]
+    TooManyAttempts,
+    #[error("too many codes requested for this number; try again later")]
+    RateLimited { retry_after_s: u64 },
+    #[error("could not send the code")]
+    Verifier(#[from] VerifierError),
+    #[error("the current policy must be accepted first")]
+    Restricted { version: u32 },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("not found")]
+    NotFound,
+    #[error("the ledger failed verification: {0}")]
+    LedgerTampered(ChainError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A started registration, as answered to the client.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RegistrationStarted {
+    pub registration_id: Uuid,
+    #[schema(value_type = i64)]
+    pub expires_at: Timestamp,
+    /// Only when the server runs with the dev verifier.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dev_code: Option<String>,
+}
+
+/// A verified registration: the device's bearer token, shown once.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Registered {
+    #[schema(value_type = String)]
+    pub account_id: AccountId,
+    #[schema(value_type = String)]
+    pub device_id: DeviceId,
+    pub token: String,
+    /// False when the number already had an account and this adds a device.
+    pub new_account: bool,
+}
+
+/// What a device presents to verify a code.
+#[derive(Debug, Clone)]
+pub struct VerifyRequest {
+    pub code: String,
+    pub device: DeviceInfo,
+    /// Acceptance of the current policy, for new accounts.
+    pub accept: Option<(u32, SharingChoice)>,
+}
+
+/// The authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub account: Account,
+    pub device: DeviceId,
+    pub access: Access,
+}
+
+/// A user's consent, as shown to them.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ConsentView {
+    #[schema(value_type = String)]
+    pub account_id: AccountId,
+    #[schema(value_type = i64)]
+    pub at: Timestamp,
+    pub state: ConsentState,
+    /// Purposes with an active grant at `at`: what may be shared.
+    pub granted_now: Vec<Purpose>,
+    #[schema(value_type = Object)]
+    pub access: Access,
+    /// A newer policy the user has not accepted yet.
+    pub pending_policy: Option<u32>,
+}
+
+/// Everything the messenger holds about a user.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Export {
+    #[schema(value_type = String)]
+    pub account_id: AccountId,
+    pub phone_number: String,
+    #[schema(value_type = i64)]
+    pub created_at: Timestamp,
+    #[schema(value_type = Vec<Object>)]
+    pub devices: Vec<ExportDevice>,
+    pub consent: ConsentState,
+    #[schema(value_type = Vec<Object>)]
+    pub ledger: Vec<LedgerEntry>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportDevice {
+    pub device_id: DeviceId,
+    pub info: DeviceInfo,
+    pub created_at: Timestamp,
+    pub last_seen_at: Timestamp,
+}
+
+impl From<Device> for ExportDevice {
+    fn from(d: Device) -> Self {
+        ExportDevice {
+            device_id: d.id,
+            info: d.info,
+            created_at: d.created_at,
+            last_seen_at: d.last_seen_at,
+        }
+    }
+}
+
+/// The messenger's use cases.
+#[derive(Debug, Clone)]
+pub struct Messenger {
+    pub store: Arc<dyn MessengerStore>,
+    pub clock: Arc<dyn Clock>,
+    pub verifier: Arc<dyn Verifier>,
+    pub config: MessengerConfig,
+}
+
+const CONSENT_RETRIES: usize = 5;
+
+impl Messenger {
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    // ---- registration -------------------------------------------------
+
+    pub async fn start_registration(&self, raw_phone: &str, region: Option<&str>) -> Result<RegistrationStarted, ServiceError> {
+        let phone = PhoneNumber::parse(raw_phone, region)?;
+        let now = self.now();
+        self.store.purge_verifications(now).await?;
+        let recent = self.store.verifications_since(&phone, now.plus_millis(-60 * MINUTE_MS)).await?;
+        if recent >= self.config.codes_per_hour {
+            return Err(ServiceError::RateLimited { retry_after_s: 3600 });
+        }
+        let code = VerificationCode::generate();
+        let salt = token::random_salt();
+        let v = PendingVerification {
+            id: Uuid::new_v4(),
+            phone: phone.clone(),
+            salt: salt.to_vec(),
+            code_digest: token::code_digest(&salt, code.reveal()).to_vec(),
+            created_at: now,
+            expires_at: now.plus_millis(self.config.code_ttl_ms),
+            attempts: 0,
+        };
+        self.verifier.send(&phone, &code).await?;
+        self.store.put_verification(&v).await?;
+        tracing::info!(registration = %v.id, "verification code issued");
+        Ok(RegistrationStarted {
+            registration_id: v.id,
+            expires_at: v.expires_at,
+            dev_code: self.verifier.reveals_codes().then(|| code.reveal().to_owned()),
+        })
+    }
+
+    pub async fn verify_registration(&self, id: Uuid, req: VerifyRequest) -> Result<Registered, ServiceError> {
+        let device_info = req.device.validated()?;
+        let now = self.now();
+        let v = self
+            .store
+            .verification(id)
+            .await?
+            .filter(|v| v.expires_at > now)
+            .ok_or(ServiceError::VerificationExpired)?;
+        if v.attempts >= self.config.max_code_attempts {
+            return Err(ServiceError::TooManyAttempts);
+        }
+        if !token::code_matches(&v.salt, &req.code, &v.code_digest) {
+            let n = self.store.count_failed_attempt(id).await?;
+            if n >= self.config.max_code_attempts {
+                self.store.delete_verification(id).await?;
+                return Err(ServiceError::TooManyAttempts);
+            }
+            return Err(ServiceError::WrongCode {
+                attempts_left: self.config.max_code_attempts - n,
+            });
+        }
+        let token = BearerToken::generate();
+        let device = NewDevice {
+            id: DeviceId::random(),
+            info: device_info,
+            token_hash: token.hash(),
+            at: now,
+        };
+        let (account_id, new_account) = match self.store.account_by_phone(&v.phone).await? {
+            Some(existing) => {
+                self.store.add_device(existing.id, &device).await?;
+                (existing.id, false)
+            }
+            None => {
+                let policies = self.store.policies().await?;
+                let events = ConsentState::default().decide(&ConsentCommand::Register { accept: req.accept }, &policies, now)?;
+                let state = ConsentState::from_events(&events);
+                let id = AccountId::random();
+                let records: Vec<_> = events.into_iter().map(|e| LedgerRecord::consent(id, e)).collect();
+                self.store.create_account(id, &v.phone, &state, &device, &records).await?;
+                (id, true)
+            }
+        };
+        // A code is good for one device only.
+        self.store.delete_verification(id).await?;
+        tracing::info!(account = %account_id, device = %device.id, new_account, "device registered");
+        Ok(Registered {
+            account_id,
+            device_id: device.id,
+            token: token.reveal().to_owned(),
+            new_account,
+        })
+    }
+
+    // ---- callers ------------------------------------------------------
+
+    /// Resolves a bearer token to its account and access. `None` for an
+    /// unknown, forged or revoked token.
+    pub async fn authenticate(&self, presented: &str) -> Result<Option<Caller>, ServiceError> {
+        if !TokenHash::well_formed(presented) {
+            return Ok(None);
+        }
+        let now = self.now();
+        let Some((account_id, device)) = self.store.authenticate(&TokenHash::of(presented), now).await? else {
+            return Ok(None);
+        };
+        let Some(account) = self.store.account(account_id).await? else {
+            return Ok(None);
+        };
+        let policies = self.store.policies().await?;
+        let access = account.consent.access(&policies, now);
+        Ok(Some(Caller { account, device, access }))
+    }
+
+    // ---- policies and consent -----------------------------------------
+
+    pub async fn policies(&self) -> Result<PolicyHistory, ServiceError> {
+        Ok(self.store.policies().await?)
+    }
+
+    pub async fn current_policy(&self) -> Result<Option<PolicyVersion>, ServiceError> {
+        let now = self.now();
+        Ok(self.store.policies().await?.current_at(now).cloned())
+    }
+
+    pub async fn publish_policy(&self, draft: PolicyDraft) -> Result<PolicyVersion, ServiceError> {
+        let p = self.store.publish_policy(draft, self.now()).await?;
+        tracing::info!(version = p.version, profile = %p.profile, "policy published");
+        Ok(p)
+    }
+
+    /// Decides and records a consent command for `account`, retrying on a
+    /// concurrent change. Returns the view after the change.
+    pub async fn consent_command(&self, account: AccountId, cmd: ConsentCommand) -> Result<ConsentView, ServiceError> {
+        for _ in 0..CONSENT_RETRIES {
+            let acct = self.store.account(account).await?.ok_or(ServiceError::NotFound)?;
+            let policies = self.store.policies().await?;
+            let now = self.now();
+            let events = acct.consent.decide(&cmd, &policies, now)?;
+            let mut next = acct.consent.clone();
+            events.iter().for_each(|e| next.apply(e));
+            let records: Vec<_> = events.into_iter().map(|e| LedgerRecord::consent(account, e)).collect();
+            let result = if matches!(cmd, ConsentCommand::Delete) {
+                self.store
+                    .delete_account(account, acct.consent_rev, records.first().expect("delete yields one event"))
+                    .await
+            } else if records.is_empty() {
+                Ok(())
+            } else {
+                self.store.record_consent(account, acct.consent_rev, &next, &records).await
+            };
+            match result {
+                Ok(()) => {
+                    tracing::info!(account = %account, events = records.len(), "consent recorded");
+                    return Ok(view(account, next, &policies, now));
+                }
+                Err(StoreError::Conflict("consent_rev")) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ServiceError::Store(StoreError::Conflict("consent_rev")))
+    }
+
+    pub async fn accept(&self, account: AccountId, version: u32, choice: SharingChoice) -> Result<ConsentView, ServiceError> {
+        self.consent_command(account, ConsentCommand::Accept { version, choice, channel: ConsentChannel::AcceptanceScreen })
+            .await
+    }
+
+    pub async fn consent_view(&self, account: &Account) -> Result<ConsentView, ServiceError> {
+        let policies = self.store.policies().await?;
+        Ok(view(account.id, account.consent.clone(), &policies, self.now()))
+    }
+
+    /// The consent state of `account` at `at`, rebuilt from the ledger
+    /// alone (policies included), never from the live tables.
+    pub async fn consent_at(&self, account: AccountId, at: Timestamp) -> Result<ConsentView, ServiceError> {
+        let entries = self.store.ledger_for_account(account).await?;
+        if !entries.iter().any(|e| e.account == Some(account)) {
+            return Err(ServiceError::NotFound);
+        }
+        let state = consent_state_at(&entries, account, at);
+        let policies = policies_at(&entries, at);
+        Ok(view(account, state, &policies, at))
+    }
+
+    pub async fn receipt(&self, account: &Account) -> Result<ConsentReceipt, ServiceError> {
+        let policies = self.store.policies().await?;
+        let accepted = account
+            .consent
+            .accepted_version()
+            .and_then(|v| policies.get(v))
+            .ok_or(ServiceError::BadRequest("no policy has been accepted yet, so there is no consent to give a receipt for".into()))?;
+        let (entries, head) = self.store.ledger_head().await?;
+        Ok(ConsentReceipt::build(
+            &account.consent,
+            ReceiptContext {
+                account: account.id,
+                policy: accepted,
+                issued_at: self.now(),
+                ledger_entries: entries,
+                ledger_head_hash: hex::encode(head),
+                controller: &self.config.controller_name,
+                partner: &self.config.partner_name,
+            },
+        ))
+    }
+
+    pub async fn export(&self, account: &Account) -> Result<Export, ServiceError> {
+        let devices = self.store.devices(account.id).await?;
+        let ledger = self
+            .store
+            .ledger_for_account(account.id)
+            .await?
+            .into_iter()
+            .filter(|e| e.account == Some(account.id))
+            .collect();
+        Ok(Export {
+            account_id: account.id,
+            phone_number: account.phone.e164().to_owned(),
+            created_at: account.created_at,
+            devices: devices.into_iter().map(Into::into).collect(),
+            consent: account.consent.clone(),
+            ledger,
+        })
+    }
+
+    pub async fn delete(&self, account: AccountId) -> Result<(), ServiceError> {
+        self.consent_command(account, ConsentCommand::Delete).await.map(|_| ())
+    }
+
+    // ---- ledger -------------------------------------------------------
+
+    pub async fn ledger_page(&self, after: u64, limit: u32) -> Result<Vec<LedgerEntry>, ServiceError> {
+        Ok(self.store.ledger_page(after, limit.clamp(1, 1000)).await?)
+    }
+
+    /// Walks the whole ledger. `Ok` for an intact chain; otherwise the
+    /// first entry that does not fit.
+    pub async fn verify_ledger(&self) -> Result<ChainReport, ServiceError> {
+        verify_ledger(&*self.store).await
+    }
+}
+
+/// Walks a store's whole ledger page by page.
+pub async fn verify_ledger(store: &dyn MessengerStore) -> Result<ChainReport, ServiceError> {
+    let head = store.ledger_head().await?;
+    let mut v = ChainVerifier::default();
+    let mut after = 0;
+    loop {
+        let page = store.ledger_page(after, 1000).await?;
+        if page.is_empty() {
+            break;
+        }
+        for e in &page {
+            v.feed(e).map_err(ServiceError::LedgerTampered)?;
+            after = e.seq;
+        }
+    }
+    v.finish(Some(head)).map_err(ServiceError::LedgerTampered)
+}
+
+fn view(account: AccountId, state: ConsentState, policies: &PolicyHistory, now: Timestamp) -> ConsentView {
+    ConsentView {
+        account_id: account,
+        at: now,
+        granted_now: state.granted_purposes(policies, now).into_iter().collect(),
+        access: state.access(policies, now),
+        pending_policy: state.pending_policy(policies, now).map(|p| p.version),
+        state,
+    }
+}
