@@ -1,0 +1,138 @@
+use super::{print_json, AdminArgs};
+use crate::error::{CliError, CliResult};
+use accord_client::Client;
+use accord_domain::{AccountId, Purpose, Timestamp};
+use clap::Subcommand;
+use std::path::PathBuf;
+
+#[derive(Subcommand, Debug)]
+pub enum Admin {
+    /// Publish a new policy version (users get 30 days to accept it).
+    PublishPolicy {
+        #[command(flatten)]
+        conn: AdminArgs,
+        /// File with the policy text.
+        #[arg(long)]
+        text_file: PathBuf,
+        /// Purpose asked for (repeat): ads, product.
+        #[arg(long = "purpose", required = true)]
+        purposes: Vec<String>,
+        /// strict or whatsapp-2016 (default: the server's --profile).
+        #[arg(long)]
+        profile: Option<String>,
+    },
+    /// List published policy versions.
+    Policies {
+        #[command(flatten)]
+        conn: AdminArgs,
+    },
+    /// Print ledger entries.
+    Ledger {
+        #[command(flatten)]
+        conn: AdminArgs,
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Ask the server to verify the ledger's hash chain.
+    VerifyLedger {
+        #[command(flatten)]
+        conn: AdminArgs,
+    },
+    /// An account's consent at an instant, rebuilt from the ledger alone.
+    ConsentAt {
+        #[command(flatten)]
+        conn: AdminArgs,
+        #[arg(long)]
+        account: String,
+        /// RFC 3339 UTC (2026-11-29T12:00:00Z) or Unix milliseconds; default now.
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Show or advance the simulated clock (server started with --simulated-clock).
+    Clock {
+        #[command(flatten)]
+        conn: AdminArgs,
+        #[arg(long, default_value_t = 0)]
+        advance_days: i64,
+        #[arg(long, default_value_t = 0)]
+        advance_hours: i64,
+    },
+}
+
+fn client(conn: &AdminArgs) -> CliResult<Client> {
+    let token = match &conn.admin_token {
+        Some(t) => t.clone(),
+        None => std::fs::read_to_string(conn.data_dir.join("admin.token"))
+            .map(|t| t.trim().to_owned())
+            .map_err(|_| {
+                CliError::Input(format!(
+                    "no admin token: pass --admin-token or run where {} exists",
+                    conn.data_dir.join("admin.token").display()
+                ))
+            })?,
+    };
+    Ok(Client::new(&conn.server).with_token(token))
+}
+
+pub fn parse_purposes(raw: &[String]) -> CliResult<Vec<Purpose>> {
+    raw.iter()
+        .map(|p| p.parse::<Purpose>().map_err(|e| CliError::Input(format!("{p:?}: {e}"))))
+        .collect()
+}
+
+pub fn parse_time(raw: &str) -> CliResult<Timestamp> {
+    Timestamp::parse(raw).ok_or_else(|| CliError::Input(format!("{raw:?} is not RFC 3339 UTC (…Z) or Unix milliseconds")))
+}
+
+pub async fn run(a: Admin) -> CliResult {
+    match a {
+        Admin::PublishPolicy { conn, text_file, purposes, profile } => {
+            let text = std::fs::read_to_string(&text_file)
+                .map_err(|e| CliError::Input(format!("cannot read {}: {e}", text_file.display())))?;
+            let purposes = parse_purposes(&purposes)?;
+            let p = client(&conn)?.publish_policy(&text, &purposes, profile.as_deref()).await?;
+            println!(
+                "published policy version {} ({}; purposes {:?}; sha256 {}); accept by {}",
+                p.version,
+                p.profile,
+                p.purposes.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+                p.text_sha256,
+                p.accept_by.to_rfc3339()
+            );
+        }
+        Admin::Policies { conn } => print_json(&client(&conn)?.policies().await?),
+        Admin::Ledger { conn, after, limit } => print_json(&client(&conn)?.ledger(after, limit).await?),
+        Admin::VerifyLedger { conn } => {
+            let r = client(&conn)?.verify_ledger().await.map_err(|e| match e.code() {
+                Some("ledger_tampered") => CliError::Tampered(e.to_string()),
+                _ => e.into(),
+            })?;
+            println!("ledger intact: {} entries, head {}", r.entries, r.head_hash);
+        }
+        Admin::ConsentAt { conn, account, at } => {
+            let id = AccountId::parse(&account).ok_or_else(|| CliError::Input("--account must be a UUID".into()))?;
+            let c = client(&conn)?;
+            let at = match at {
+                Some(t) => parse_time(&t)?,
+                None => c.clock().await.map(|v| v.now).unwrap_or_else(|_| accord_domain::Clock::now(&accord_domain::SystemClock)),
+            };
+            let v = c.admin_consent_at(id.0, at).await?;
+            println!("consent of {} at {} (from the ledger alone):", id, at.to_rfc3339());
+            println!("  granted: {:?}", v.granted_now.iter().map(|p| p.as_str()).collect::<Vec<_>>());
+            println!("  access:  {:?}", v.access);
+            print_json(&v.state);
+        }
+        Admin::Clock { conn, advance_days, advance_hours } => {
+            let c = client(&conn)?;
+            let v = if advance_days == 0 && advance_hours == 0 {
+                c.clock().await?
+            } else {
+                c.advance_clock(advance_days, advance_hours, 0).await?
+            };
+            println!("server time: {}", v.now_rfc3339);
+        }
+    }
+    Ok(())
+}

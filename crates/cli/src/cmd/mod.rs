@@ -1,0 +1,120 @@
+//! Command-line definitions and dispatch; one module per command family.
+
+mod admin;
+mod demo;
+mod ledger;
+mod normalize;
+mod serve;
+mod user;
+
+use crate::error::CliResult;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Accord: a messenger and its partner service sharing account
+/// information only with consent, as keyed pseudonyms.
+#[derive(Parser, Debug)]
+#[command(name = "accord", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Log as JSON lines (to stderr).
+    #[arg(long, global = true, env = "ACCORD_LOG_JSON")]
+    pub log_json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the operator's things are: data directory or database, admin token.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DataArgs {
+    /// Data directory for the embedded SQLite databases (created on first start).
+    #[arg(long, env = "ACCORD_DATA_DIR", default_value = "./accord-data")]
+    pub data_dir: PathBuf,
+    /// PostgreSQL URL instead of SQLite, e.g. postgres://postgres@127.0.0.1:5432/accord
+    /// (each service gets its own database, `<name>_<service>`).
+    #[arg(long, env = "ACCORD_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+impl DataArgs {
+    /// What `Db::open_service` takes.
+    pub fn location(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| self.data_dir.display().to_string())
+    }
+}
+
+/// How to reach a running server as the operator.
+#[derive(clap::Args, Debug, Clone)]
+pub struct AdminArgs {
+    /// Base URL of the server.
+    #[arg(long, env = "ACCORD_SERVER", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// The operator's admin token (default: read from <data-dir>/admin.token).
+    #[arg(long, env = "ACCORD_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Data directory holding admin.token.
+    #[arg(long, env = "ACCORD_DATA_DIR", default_value = "./accord-data")]
+    pub data_dir: PathBuf,
+}
+
+/// How to reach a running server as a device.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SessionArgs {
+    /// Session file of this device (server URL and bearer token).
+    #[arg(long, env = "ACCORD_SESSION")]
+    pub session: Option<PathBuf>,
+}
+
+impl SessionArgs {
+    pub fn path(&self) -> PathBuf {
+        self.session.clone().unwrap_or_else(crate::session::default_path)
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the services (embedded SQLite by default).
+    Serve(serve::ServeArgs),
+    /// Walk the whole consent story against a fresh in-process server and exit.
+    Demo(demo::DemoArgs),
+    /// Print the normalised form of a phone number or an email address.
+    #[command(subcommand)]
+    Normalize(normalize::Normalize),
+    /// Check the consent ledger's hash chain in the database directly.
+    #[command(subcommand)]
+    Ledger(ledger::Ledger),
+    /// Operator commands against a running server.
+    #[command(subcommand)]
+    Admin(admin::Admin),
+    /// Register this device by phone number (creates or joins the account).
+    Register(user::RegisterArgs),
+    /// Read or accept the policy in force.
+    #[command(subcommand)]
+    Policy(user::PolicyCmd),
+    /// The privacy centre: consent state, grants, withdrawals, history, receipt.
+    #[command(subcommand)]
+    Consent(user::ConsentCmd),
+    /// This account: show, export, delete.
+    #[command(subcommand)]
+    Account(user::AccountCmd),
+}
+
+pub async fn run(cli: Cli) -> CliResult {
+    match cli.command {
+        Command::Serve(a) => serve::run(a).await,
+        Command::Demo(a) => demo::run(a).await,
+        Command::Normalize(n) => normalize::run(n),
+        Command::Ledger(l) => ledger::run(l).await,
+        Command::Admin(a) => admin::run(a).await,
+        Command::Register(a) => user::register(a).await,
+        Command::Policy(p) => user::policy(p).await,
+        Command::Consent(c) => user::consent(c).await,
+        Command::Account(a) => user::account(a).await,
+    }
+}
+
+/// Prints a JSON value, pretty.
+pub fn print_json<T: serde::Serialize>(v: &T) {
+    println!("{}", serde_json::to_string_pretty(v).expect("serialisable"));
+}

@@ -1,0 +1,111 @@
+//! The `accord` binary, run as a user runs it.
+
+use std::process::Command;
+
+fn accord(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_accord"))
+        .args(args)
+        .env_remove("ACCORD_DATABASE_URL")
+        .output()
+        .expect("accord runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn normalize_prints_e164_or_one_clear_error() {
+    let (code, out, _) = accord(&["normalize", "phone", "--region", "ID", "0812-3456-7890"]);
+    assert_eq!((code, out.trim()), (0, "+6281234567890"));
+    let (code, out, _) = accord(&["normalize", "email", "  Alice@Example.ORG "]);
+    assert_eq!((code, out.trim()), (0, "alice@example.org"));
+    for bad in [
+        vec!["normalize", "phone", "0812-3456-7890"],
+        vec!["normalize", "phone", "--region", "ID", "12"],
+        vec!["normalize", "phone", "--region", "ZZ", "0812-3456-7890"],
+        vec!["normalize", "email", "not an email"],
+    ] {
+        let (code, out, err) = accord(&bad);
+        assert_eq!(code, 2, "{bad:?}");
+        assert!(out.is_empty());
+        assert_eq!(err.trim().lines().count(), 1, "one clear line: {err}");
+        assert!(err.starts_with("error: "), "{err}");
+        assert!(!err.contains("812"), "errors never echo the number: {err}");
+    }
+    let (code, _, _) = accord(&["normalize", "phone"]);
+    assert_eq!(code, 2, "usage errors exit 2");
+}
+
+#[test]
+fn every_command_has_help() {
+    for cmd in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["demo", "--help"],
+        vec!["ledger", "verify", "--help"],
+        vec!["admin", "publish-policy", "--help"],
+        vec!["admin", "consent-at", "--help"],
+        vec!["admin", "clock", "--help"],
+        vec!["register", "--help"],
+        vec!["policy", "accept", "--help"],
+        vec!["consent", "withdraw", "--help"],
+        vec!["account", "delete", "--help"],
+    ] {
+        let (code, out, _) = accord(&cmd);
+        assert_eq!(code, 0, "{cmd:?}");
+        assert!(out.contains("Usage:"), "{cmd:?}: {out}");
+    }
+}
+
+#[test]
+fn serve_refuses_to_start_without_a_verifier() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = accord(&["serve", "--data-dir", dir.path().to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--dev"), "{err}");
+}
+
+/// The demo walks the story; then one edited ledger row in the SQLite
+/// file makes `accord ledger verify` fail and name that entry.
+#[test]
+fn demo_then_tampering_is_found_by_ledger_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let (code, out, err) = accord(&["demo", "--data-dir", data]);
+    assert_eq!(code, 0, "demo failed: {out}\n{err}");
+    assert!(out.contains("opt_out_window_closed"), "{out}");
+    assert!(out.contains("policy_acceptance_required"), "{out}");
+    assert!(out.contains("intact:"), "{out}");
+
+    let demo = format!("{data}/demo");
+    let (code, out, _) = accord(&["ledger", "verify", "--data-dir", &demo]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("ledger intact: "), "{out}");
+
+    // Edit entry 7's payload (turn a grant into a refusal) directly in the file.
+    let db = format!("{demo}/messenger.db");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let pool = sqlx_pool(&db).await;
+        let n = sqlx::query("UPDATE ledger SET at = at + 1 WHERE seq = 7")
+            .execute(&pool)
+            .await
+            .unwrap()
+            .rows_affected();
+        assert_eq!(n, 1);
+        pool.close().await;
+    });
+    let (code, _, err) = accord(&["ledger", "verify", "--data-dir", &demo]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("TAMPERED") && err.contains("#7"), "{err}");
+
+    // A missing directory is an input error, not a crash.
+    let (code, _, err) = accord(&["ledger", "verify", "--data-dir", &format!("{data}/nope")]);
+    assert_eq!(code, 2, "{err}");
+}
+
+async fn sqlx_pool(path: &str) -> sqlx::SqlitePool {
+    sqlx::SqlitePool::connect(&format!("sqlite://{path}")).await.unwrap()
+}
