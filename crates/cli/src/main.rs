@@ -21,7 +21,10 @@ fn main() -> ExitCode {
     };
     let quiet = matches!(cli.command, cmd::Command::Demo(_));
     init_tracing(cli.log_json, quiet);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -39,9 +42,15 @@ fn main() -> ExitCode {
 
 fn init_tracing(json: bool, quiet: bool) {
     use tracing_subscriber::EnvFilter;
-    let default = if quiet { "warn" } else { "warn,accord=info,accord_messenger=info" };
+    let default = if quiet {
+        "warn"
+    } else {
+        "warn,accord=info,accord_messenger=info"
+    };
     let filter = EnvFilter::try_from_env("ACCORD_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {

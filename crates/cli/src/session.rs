@@ -29,15 +29,21 @@ impl Session {
                 path.display()
             ))
         })?;
-        serde_json::from_str(&text)
-            .map_err(|e| CliError::Input(format!("session file {} is not valid: {e}", path.display())))
+        serde_json::from_str(&text).map_err(|e| {
+            CliError::Input(format!("session file {} is not valid: {e}", path.display()))
+        })
     }
 
     pub fn save(&self, path: &Path) -> CliResult {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| CliError::Internal(e.into()))?;
         }
-        write_private(path, serde_json::to_string_pretty(self).expect("session serialises").as_bytes())
+        write_private(
+            path,
+            serde_json::to_string_pretty(self)
+                .expect("session serialises")
+                .as_bytes(),
+        )
     }
 
     pub fn client(&self) -> accord_client::Client {

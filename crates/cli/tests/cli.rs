@@ -62,7 +62,13 @@ fn every_command_has_help() {
 #[test]
 fn serve_refuses_to_start_without_a_verifier() {
     let dir = tempfile::tempdir().unwrap();
-    let (code, _, err) = accord(&["serve", "--data-dir", dir.path().to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    let (code, _, err) = accord(&[
+        "serve",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
     assert_eq!(code, 2);
     assert!(err.contains("--dev"), "{err}");
 }
@@ -107,5 +113,7 @@ fn demo_then_tampering_is_found_by_ledger_verify() {
 }
 
 async fn sqlx_pool(path: &str) -> sqlx::SqlitePool {
-    sqlx::SqlitePool::connect(&format!("sqlite://{path}")).await.unwrap()
+    sqlx::SqlitePool::connect(&format!("sqlite://{path}"))
+        .await
+        .unwrap()
 }

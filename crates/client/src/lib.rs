@@ -120,13 +120,23 @@ impl Client {
     }
 
     /// Sends a request and decodes the JSON answer, or the API error.
-    pub async fn request<T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<&Value>) -> Result<T> {
+    pub async fn request<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<T> {
         let v = self.request_raw(method, path, body).await?;
         serde_json::from_value(v).map_err(|e| ClientError::Decode(e.to_string()))
     }
 
     /// Like [`request`](Self::request), without decoding (`null` for an empty answer).
-    pub async fn request_raw(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value> {
+    pub async fn request_raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value> {
         let mut rb = self.http.request(method, format!("{}{}", self.base, path));
         if let Some(t) = &self.token {
             rb = rb.bearer_auth(t);
@@ -134,9 +144,15 @@ impl Client {
         if let Some(b) = body {
             rb = rb.json(b);
         }
-        let resp = rb.send().await.map_err(|e| ClientError::Transport(e.without_url().to_string()))?;
+        let resp = rb
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport(e.without_url().to_string()))?;
         let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| ClientError::Transport(e.to_string()))?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
         if status.is_success() {
             if bytes.is_empty() || status == StatusCode::NO_CONTENT {
                 return Ok(Value::Null);
@@ -147,7 +163,10 @@ impl Client {
         Err(ClientError::Api {
             status: status.as_u16(),
             code: body["code"].as_str().unwrap_or("unknown").to_owned(),
-            message: body["message"].as_str().unwrap_or("(no message)").to_owned(),
+            message: body["message"]
+                .as_str()
+                .unwrap_or("(no message)")
+                .to_owned(),
             details: body.get("details").cloned(),
         })
     }
@@ -158,9 +177,17 @@ impl Client {
         self.request_raw(Method::GET, "/healthz", None).await
     }
 
-    pub async fn start_registration(&self, phone: &str, region: Option<&str>) -> Result<RegistrationStarted> {
-        self.request(Method::POST, "/v1/registrations", Some(&json!({ "phone": phone, "region": region })))
-            .await
+    pub async fn start_registration(
+        &self,
+        phone: &str,
+        region: Option<&str>,
+    ) -> Result<RegistrationStarted> {
+        self.request(
+            Method::POST,
+            "/v1/registrations",
+            Some(&json!({ "phone": phone, "region": region })),
+        )
+        .await
     }
 
     pub async fn verify_registration(
@@ -176,11 +203,19 @@ impl Client {
             a["version"] = json!(version);
             body["accept"] = a;
         }
-        self.request(Method::POST, &format!("/v1/registrations/{id}/verify"), Some(&body)).await
+        self.request(
+            Method::POST,
+            &format!("/v1/registrations/{id}/verify"),
+            Some(&body),
+        )
+        .await
     }
 
     pub async fn current_policy(&self) -> Result<Option<PolicyVersion>> {
-        match self.request(Method::GET, "/v1/policies/current", None).await {
+        match self
+            .request(Method::GET, "/v1/policies/current", None)
+            .await
+        {
             Ok(p) => Ok(Some(p)),
             Err(e) if e.code() == Some("not_found") => Ok(None),
             Err(e) => Err(e),
@@ -191,7 +226,12 @@ impl Client {
 
     pub async fn accept_policy(&self, version: u32, choice: &AcceptChoice) -> Result<ConsentView> {
         let body = serde_json::to_value(choice).expect("choice serialises");
-        self.request(Method::POST, &format!("/v1/policies/{version}/accept"), Some(&body)).await
+        self.request(
+            Method::POST,
+            &format!("/v1/policies/{version}/accept"),
+            Some(&body),
+        )
+        .await
     }
     pub async fn me(&self) -> Result<Value> {
         self.request_raw(Method::GET, "/v1/me", None).await
@@ -200,27 +240,50 @@ impl Client {
         self.request(Method::GET, "/v1/me/consent", None).await
     }
     pub async fn grant(&self, purpose: Purpose) -> Result<ConsentView> {
-        self.request(Method::POST, &format!("/v1/me/consent/{purpose}/grant"), None).await
+        self.request(
+            Method::POST,
+            &format!("/v1/me/consent/{purpose}/grant"),
+            None,
+        )
+        .await
     }
     pub async fn withdraw(&self, purpose: Purpose) -> Result<ConsentView> {
-        self.request(Method::POST, &format!("/v1/me/consent/{purpose}/withdraw"), None).await
+        self.request(
+            Method::POST,
+            &format!("/v1/me/consent/{purpose}/withdraw"),
+            None,
+        )
+        .await
     }
     pub async fn consent_at(&self, at: Timestamp) -> Result<ConsentView> {
-        self.request(Method::GET, &format!("/v1/me/consent/history?at={}", at.0), None).await
+        self.request(
+            Method::GET,
+            &format!("/v1/me/consent/history?at={}", at.0),
+            None,
+        )
+        .await
     }
     pub async fn receipt(&self) -> Result<Value> {
-        self.request_raw(Method::GET, "/v1/me/consent/receipt", None).await
+        self.request_raw(Method::GET, "/v1/me/consent/receipt", None)
+            .await
     }
     pub async fn export(&self) -> Result<Value> {
         self.request_raw(Method::GET, "/v1/me/export", None).await
     }
     pub async fn delete_account(&self) -> Result<()> {
-        self.request_raw(Method::DELETE, "/v1/me", None).await.map(|_| ())
+        self.request_raw(Method::DELETE, "/v1/me", None)
+            .await
+            .map(|_| ())
     }
 
     // ---- the operator -------------------------------------------------
 
-    pub async fn publish_policy(&self, text: &str, purposes: &[Purpose], profile: Option<&str>) -> Result<PolicyVersion> {
+    pub async fn publish_policy(
+        &self,
+        text: &str,
+        purposes: &[Purpose],
+        profile: Option<&str>,
+    ) -> Result<PolicyVersion> {
         self.request(
             Method::POST,
             "/v1/admin/policies",
@@ -232,13 +295,24 @@ impl Client {
         self.request(Method::GET, "/v1/admin/policies", None).await
     }
     pub async fn ledger(&self, after: u64, limit: u32) -> Result<Vec<LedgerEntry>> {
-        self.request(Method::GET, &format!("/v1/admin/ledger?after={after}&limit={limit}"), None).await
+        self.request(
+            Method::GET,
+            &format!("/v1/admin/ledger?after={after}&limit={limit}"),
+            None,
+        )
+        .await
     }
     pub async fn verify_ledger(&self) -> Result<ChainReport> {
-        self.request(Method::GET, "/v1/admin/ledger/verify", None).await
+        self.request(Method::GET, "/v1/admin/ledger/verify", None)
+            .await
     }
     pub async fn admin_consent_at(&self, account: Uuid, at: Timestamp) -> Result<ConsentView> {
-        self.request(Method::GET, &format!("/v1/admin/accounts/{account}/consent?at={}", at.0), None).await
+        self.request(
+            Method::GET,
+            &format!("/v1/admin/accounts/{account}/consent?at={}", at.0),
+            None,
+        )
+        .await
     }
     pub async fn clock(&self) -> Result<ClockView> {
         self.request(Method::GET, "/v1/admin/clock", None).await

@@ -188,7 +188,10 @@ pub enum Access {
     Full,
     /// The deadline of `version` passed without acceptance: only reading
     /// and accepting the policy, export and deletion remain.
-    Restricted { version: u32, accept_by: Timestamp },
+    Restricted {
+        version: u32,
+        accept_by: Timestamp,
+    },
     Deleted,
     Unregistered,
 }
@@ -406,7 +409,10 @@ impl ConsentState {
         let Some(acc) = &self.accepted else {
             return false;
         };
-        if !matches!(self.purposes.get(&purpose), Some(PurposeState::Granted { .. })) {
+        if !matches!(
+            self.purposes.get(&purpose),
+            Some(PurposeState::Granted { .. })
+        ) {
             return false;
         }
         let Some(accepted_policy) = policies.get(acc.version) else {

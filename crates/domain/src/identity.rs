@@ -223,7 +223,16 @@ mod tests {
             Email::parse("  Alice.B@Example.ORG ").unwrap().as_str(),
             "alice.b@example.org"
         );
-        for bad in ["", "a", "a@b", "@b.org", "a@.org", "a b@c.org", "a@b..org", "a@@b.org"] {
+        for bad in [
+            "",
+            "a",
+            "a@b",
+            "@b.org",
+            "a@.org",
+            "a b@c.org",
+            "a@b..org",
+            "a@@b.org",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be refused");
         }
     }

@@ -68,7 +68,14 @@ impl LedgerRecord {
     /// Seals the record as entry `seq` after `prev_hash`.
     pub fn seal(&self, seq: u64, prev_hash: Hash) -> LedgerEntry {
         let payload = serde_json::to_string(&self.event).expect("ledger events always serialise");
-        let hash = entry_hash(&prev_hash, seq, self.at, self.account, self.event.kind(), &payload);
+        let hash = entry_hash(
+            &prev_hash,
+            seq,
+            self.at,
+            self.account,
+            self.event.kind(),
+            &payload,
+        );
         LedgerEntry {
             seq,
             at: self.at,
@@ -151,16 +158,19 @@ pub enum ChainError {
     #[error("the ledger ends at entry {found_count} but its head records {head_count} entries: entries at the end were removed")]
     Truncated { head_count: u64, found_count: u64 },
     #[error("the ledger head does not match the last entry (head hash {head_hash}, last entry hash {last_hash})")]
-    HeadMismatch { head_hash: String, last_hash: String },
+    HeadMismatch {
+        head_hash: String,
+        last_hash: String,
+    },
 }
 
 impl ChainError {
     /// The sequence number of the first entry that does not fit, if one is named.
     pub fn seq(&self) -> Option<u64> {
         match self {
-            ChainError::Altered { seq } | ChainError::BrokenLink { seq } | ChainError::Unparseable { seq } => {
-                Some(*seq)
-            }
+            ChainError::Altered { seq }
+            | ChainError::BrokenLink { seq }
+            | ChainError::Unparseable { seq } => Some(*seq),
             ChainError::Missing { expected, .. } => Some(*expected),
             ChainError::Truncated { found_count, .. } => Some(found_count + 1),
             ChainError::HeadMismatch { .. } => None,
@@ -313,15 +323,23 @@ mod tests {
         let mut prev = GENESIS;
         (1..=n)
             .map(|seq| {
-                let e = LedgerRecord::consent(acct, ConsentEvent::Registered { at: Timestamp(seq as i64) })
-                    .seal(seq, prev);
+                let e = LedgerRecord::consent(
+                    acct,
+                    ConsentEvent::Registered {
+                        at: Timestamp(seq as i64),
+                    },
+                )
+                .seal(seq, prev);
                 prev = e.hash;
                 e
             })
             .collect()
     }
 
-    fn verify(entries: &[LedgerEntry], head: Option<(u64, Hash)>) -> Result<ChainReport, ChainError> {
+    fn verify(
+        entries: &[LedgerEntry],
+        head: Option<(u64, Hash)>,
+    ) -> Result<ChainReport, ChainError> {
         let mut v = ChainVerifier::default();
         for e in entries {
             v.feed(e)?;
@@ -344,7 +362,10 @@ mod tests {
             assert_eq!(verify(&c, None).unwrap_err().seq(), Some(i as u64 + 1));
             let mut c = chain(5);
             c[i].at = Timestamp(999);
-            assert_eq!(verify(&c, None), Err(ChainError::Altered { seq: i as u64 + 1 }));
+            assert_eq!(
+                verify(&c, None),
+                Err(ChainError::Altered { seq: i as u64 + 1 })
+            );
         }
     }
 
@@ -353,12 +374,21 @@ mod tests {
         let mut c = chain(5);
         let head = Some((5, c[4].hash));
         c.remove(2);
-        assert_eq!(verify(&c, head), Err(ChainError::Missing { expected: 3, found: 4 }));
+        assert_eq!(
+            verify(&c, head),
+            Err(ChainError::Missing {
+                expected: 3,
+                found: 4
+            })
+        );
         let mut c = chain(5);
         c.truncate(3);
         assert_eq!(
             verify(&c, head),
-            Err(ChainError::Truncated { head_count: 5, found_count: 3 })
+            Err(ChainError::Truncated {
+                head_count: 5,
+                found_count: 3
+            })
         );
     }
 
@@ -366,7 +396,14 @@ mod tests {
     fn rehashing_one_entry_breaks_the_next_link() {
         let mut c = chain(4);
         c[1].at = Timestamp(77);
-        c[1].hash = entry_hash(&c[1].prev_hash, 2, c[1].at, c[1].account, &c[1].kind, &c[1].payload);
+        c[1].hash = entry_hash(
+            &c[1].prev_hash,
+            2,
+            c[1].at,
+            c[1].account,
+            &c[1].kind,
+            &c[1].payload,
+        );
         assert_eq!(verify(&c, None), Err(ChainError::BrokenLink { seq: 3 }));
     }
 }

@@ -89,7 +89,9 @@ impl ConsentReceipt {
                         Some(at.to_rfc3339()),
                     ),
                     Some(PurposeState::Refused { at, .. }) => ("REFUSED", Some(at.to_rfc3339())),
-                    Some(PurposeState::Withdrawn { at, .. }) => ("WITHDRAWN", Some(at.to_rfc3339())),
+                    Some(PurposeState::Withdrawn { at, .. }) => {
+                        ("WITHDRAWN", Some(at.to_rfc3339()))
+                    }
                     None => ("NOT_ASKED", None),
                 };
                 ReceiptPurpose {
@@ -111,14 +113,14 @@ impl ConsentReceipt {
         ConsentReceipt {
             version: "KI-CR-v1.1.0".to_owned(),
             jurisdiction: "EU".to_owned(),
-            consent_timestamp: acc
-                .map(|a| a.at)
-                .unwrap_or(ctx.issued_at)
-                .to_rfc3339(),
+            consent_timestamp: acc.map(|a| a.at).unwrap_or(ctx.issued_at).to_rfc3339(),
             collection_method: acc
                 .map(|a| format!("policy acceptance ({})", a.profile))
                 .unwrap_or_else(|| "none".to_owned()),
-            consent_receipt_id: format!("{}:{}:{}", ctx.account, ctx.policy.version, ctx.ledger_entries),
+            consent_receipt_id: format!(
+                "{}:{}:{}",
+                ctx.account, ctx.policy.version, ctx.ledger_entries
+            ),
             language: "en".to_owned(),
             pii_principal_id: ctx.account.to_string(),
             pii_controllers: vec![PiiController {

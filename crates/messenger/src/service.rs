@@ -2,12 +2,19 @@
 
 use crate::verifier::{Verifier, VerifierError};
 use accord_crypto::token::{self, BearerToken, TokenHash, VerificationCode};
-use accord_domain::consent::{Access, ConsentChannel, ConsentCommand, ConsentError, ConsentState, SharingChoice};
-use accord_domain::ledger::{consent_state_at, policies_at, ChainError, ChainReport, ChainVerifier, LedgerEntry, LedgerRecord};
+use accord_domain::consent::{
+    Access, ConsentChannel, ConsentCommand, ConsentError, ConsentState, SharingChoice,
+};
+use accord_domain::ledger::{
+    consent_state_at, policies_at, ChainError, ChainReport, ChainVerifier, LedgerEntry,
+    LedgerRecord,
+};
 use accord_domain::policy::{PolicyDraft, PolicyHistory, PolicyVersion, Purpose};
 use accord_domain::receipt::{ConsentReceipt, ReceiptContext};
 use accord_domain::time::MINUTE_MS;
-use accord_domain::{AccountId, Clock, DeviceId, DeviceInfo, DeviceInfoError, PhoneError, PhoneNumber, Timestamp};
+use accord_domain::{
+    AccountId, Clock, DeviceId, DeviceInfo, DeviceInfoError, PhoneError, PhoneNumber, Timestamp,
+};
 use accord_storage::{Account, Device, MessengerStore, NewDevice, PendingVerification, StoreError};
 use serde::Serialize;
 use std::sync::Arc;
@@ -180,13 +187,22 @@ impl Messenger {
 
     // ---- registration -------------------------------------------------
 
-    pub async fn start_registration(&self, raw_phone: &str, region: Option<&str>) -> Result<RegistrationStarted, ServiceError> {
+    pub async fn start_registration(
+        &self,
+        raw_phone: &str,
+        region: Option<&str>,
+    ) -> Result<RegistrationStarted, ServiceError> {
         let phone = PhoneNumber::parse(raw_phone, region)?;
         let now = self.now();
         self.store.purge_verifications(now).await?;
-        let recent = self.store.verifications_since(&phone, now.plus_millis(-60 * MINUTE_MS)).await?;
+        let recent = self
+            .store
+            .verifications_since(&phone, now.plus_millis(-60 * MINUTE_MS))
+            .await?;
         if recent >= self.config.codes_per_hour {
-            return Err(ServiceError::RateLimited { retry_after_s: 3600 });
+            return Err(ServiceError::RateLimited {
+                retry_after_s: 3600,
+            });
         }
         let code = VerificationCode::generate();
         let salt = token::random_salt();
@@ -205,11 +221,18 @@ impl Messenger {
         Ok(RegistrationStarted {
             registration_id: v.id,
             expires_at: v.expires_at,
-            dev_code: self.verifier.reveals_codes().then(|| code.reveal().to_owned()),
+            dev_code: self
+                .verifier
+                .reveals_codes()
+                .then(|| code.reveal().to_owned()),
         })
     }
 
-    pub async fn verify_registration(&self, id: Uuid, req: VerifyRequest) -> Result<Registered, ServiceError> {
+    pub async fn verify_registration(
+        &self,
+        id: Uuid,
+        req: VerifyRequest,
+    ) -> Result<Registered, ServiceError> {
         let device_info = req.device.validated()?;
         let now = self.now();
         let v = self
@@ -245,11 +268,20 @@ impl Messenger {
             }
             None => {
                 let policies = self.store.policies().await?;
-                let events = ConsentState::default().decide(&ConsentCommand::Register { accept: req.accept }, &policies, now)?;
+                let events = ConsentState::default().decide(
+                    &ConsentCommand::Register { accept: req.accept },
+                    &policies,
+                    now,
+                )?;
                 let state = ConsentState::from_events(&events);
                 let id = AccountId::random();
-                let records: Vec<_> = events.into_iter().map(|e| LedgerRecord::consent(id, e)).collect();
-                self.store.create_account(id, &v.phone, &state, &device, &records).await?;
+                let records: Vec<_> = events
+                    .into_iter()
+                    .map(|e| LedgerRecord::consent(id, e))
+                    .collect();
+                self.store
+                    .create_account(id, &v.phone, &state, &device, &records)
+                    .await?;
                 (id, true)
             }
         };
@@ -273,7 +305,11 @@ impl Messenger {
             return Ok(None);
         }
         let now = self.now();
-        let Some((account_id, device)) = self.store.authenticate(&TokenHash::of(presented), now).await? else {
+        let Some((account_id, device)) = self
+            .store
+            .authenticate(&TokenHash::of(presented), now)
+            .await?
+        else {
             return Ok(None);
         };
         let Some(account) = self.store.account(account_id).await? else {
@@ -281,7 +317,11 @@ impl Messenger {
         };
         let policies = self.store.policies().await?;
         let access = account.consent.access(&policies, now);
-        Ok(Some(Caller { account, device, access }))
+        Ok(Some(Caller {
+            account,
+            device,
+            access,
+        }))
     }
 
     // ---- policies and consent -----------------------------------------
@@ -303,23 +343,40 @@ impl Messenger {
 
     /// Decides and records a consent command for `account`, retrying on a
     /// concurrent change. Returns the view after the change.
-    pub async fn consent_command(&self, account: AccountId, cmd: ConsentCommand) -> Result<ConsentView, ServiceError> {
+    pub async fn consent_command(
+        &self,
+        account: AccountId,
+        cmd: ConsentCommand,
+    ) -> Result<ConsentView, ServiceError> {
         for _ in 0..CONSENT_RETRIES {
-            let acct = self.store.account(account).await?.ok_or(ServiceError::NotFound)?;
+            let acct = self
+                .store
+                .account(account)
+                .await?
+                .ok_or(ServiceError::NotFound)?;
             let policies = self.store.policies().await?;
             let now = self.now();
             let events = acct.consent.decide(&cmd, &policies, now)?;
             let mut next = acct.consent.clone();
             events.iter().for_each(|e| next.apply(e));
-            let records: Vec<_> = events.into_iter().map(|e| LedgerRecord::consent(account, e)).collect();
+            let records: Vec<_> = events
+                .into_iter()
+                .map(|e| LedgerRecord::consent(account, e))
+                .collect();
             let result = if matches!(cmd, ConsentCommand::Delete) {
                 self.store
-                    .delete_account(account, acct.consent_rev, records.first().expect("delete yields one event"))
+                    .delete_account(
+                        account,
+                        acct.consent_rev,
+                        records.first().expect("delete yields one event"),
+                    )
                     .await
             } else if records.is_empty() {
                 Ok(())
             } else {
-                self.store.record_consent(account, acct.consent_rev, &next, &records).await
+                self.store
+                    .record_consent(account, acct.consent_rev, &next, &records)
+                    .await
             };
             match result {
                 Ok(()) => {
@@ -333,19 +390,40 @@ impl Messenger {
         Err(ServiceError::Store(StoreError::Conflict("consent_rev")))
     }
 
-    pub async fn accept(&self, account: AccountId, version: u32, choice: SharingChoice) -> Result<ConsentView, ServiceError> {
-        self.consent_command(account, ConsentCommand::Accept { version, choice, channel: ConsentChannel::AcceptanceScreen })
-            .await
+    pub async fn accept(
+        &self,
+        account: AccountId,
+        version: u32,
+        choice: SharingChoice,
+    ) -> Result<ConsentView, ServiceError> {
+        self.consent_command(
+            account,
+            ConsentCommand::Accept {
+                version,
+                choice,
+                channel: ConsentChannel::AcceptanceScreen,
+            },
+        )
+        .await
     }
 
     pub async fn consent_view(&self, account: &Account) -> Result<ConsentView, ServiceError> {
         let policies = self.store.policies().await?;
-        Ok(view(account.id, account.consent.clone(), &policies, self.now()))
+        Ok(view(
+            account.id,
+            account.consent.clone(),
+            &policies,
+            self.now(),
+        ))
     }
 
     /// The consent state of `account` at `at`, rebuilt from the ledger
     /// alone (policies included), never from the live tables.
-    pub async fn consent_at(&self, account: AccountId, at: Timestamp) -> Result<ConsentView, ServiceError> {
+    pub async fn consent_at(
+        &self,
+        account: AccountId,
+        at: Timestamp,
+    ) -> Result<ConsentView, ServiceError> {
         let entries = self.store.ledger_for_account(account).await?;
         if !entries.iter().any(|e| e.account == Some(account)) {
             return Err(ServiceError::NotFound);
@@ -361,7 +439,10 @@ impl Messenger {
             .consent
             .accepted_version()
             .and_then(|v| policies.get(v))
-            .ok_or(ServiceError::BadRequest("no policy has been accepted yet, so there is no consent to give a receipt for".into()))?;
+            .ok_or(ServiceError::BadRequest(
+                "no policy has been accepted yet, so there is no consent to give a receipt for"
+                    .into(),
+            ))?;
         let (entries, head) = self.store.ledger_head().await?;
         Ok(ConsentReceipt::build(
             &account.consent,
@@ -397,12 +478,18 @@ impl Messenger {
     }
 
     pub async fn delete(&self, account: AccountId) -> Result<(), ServiceError> {
-        self.consent_command(account, ConsentCommand::Delete).await.map(|_| ())
+        self.consent_command(account, ConsentCommand::Delete)
+            .await
+            .map(|_| ())
     }
 
     // ---- ledger -------------------------------------------------------
 
-    pub async fn ledger_page(&self, after: u64, limit: u32) -> Result<Vec<LedgerEntry>, ServiceError> {
+    pub async fn ledger_page(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<LedgerEntry>, ServiceError> {
         Ok(self.store.ledger_page(after, limit.clamp(1, 1000)).await?)
     }
 
@@ -431,7 +518,12 @@ pub async fn verify_ledger(store: &dyn MessengerStore) -> Result<ChainReport, Se
     v.finish(Some(head)).map_err(ServiceError::LedgerTampered)
 }
 
-fn view(account: AccountId, state: ConsentState, policies: &PolicyHistory, now: Timestamp) -> ConsentView {
+fn view(
+    account: AccountId,
+    state: ConsentState,
+    policies: &PolicyHistory,
+    now: Timestamp,
+) -> ConsentView {
     ConsentView {
         account_id: account,
         at: now,

@@ -13,7 +13,8 @@ pub enum VerifierError {
 /// Sends a code to a phone.
 #[async_trait]
 pub trait Verifier: Send + Sync + std::fmt::Debug {
-    async fn send(&self, phone: &PhoneNumber, code: &VerificationCode) -> Result<(), VerifierError>;
+    async fn send(&self, phone: &PhoneNumber, code: &VerificationCode)
+        -> Result<(), VerifierError>;
     /// Whether the API may return the code to the caller (dev only).
     fn reveals_codes(&self) -> bool {
         false
@@ -56,7 +57,11 @@ impl WebhookVerifier {
 
 #[async_trait]
 impl Verifier for WebhookVerifier {
-    async fn send(&self, phone: &PhoneNumber, code: &VerificationCode) -> Result<(), VerifierError> {
+    async fn send(
+        &self,
+        phone: &PhoneNumber,
+        code: &VerificationCode,
+    ) -> Result<(), VerifierError> {
         let body = serde_json::json!({
             "to": phone.e164(),
             "text": format!("Your Accord code is {}. It expires in 10 minutes.", code.reveal()),

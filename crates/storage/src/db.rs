@@ -59,8 +59,8 @@ impl Db {
                 "expected a sqlite:// or postgres:// URL".into(),
             ));
         };
-        let opts = AnyConnectOptions::from_str(url)
-            .map_err(|e| StoreError::BadUrl(e.to_string()))?;
+        let opts =
+            AnyConnectOptions::from_str(url).map_err(|e| StoreError::BadUrl(e.to_string()))?;
         let pool = AnyPoolOptions::new()
             .max_connections(match backend {
                 Backend::Sqlite => 8,
@@ -162,7 +162,9 @@ mod tests {
             ("postgres://postgres@127.0.0.1:5432".into(), "accord".into())
         );
         assert_eq!(
-            split_pg_url("postgres://h:5432/x_1?sslmode=disable").unwrap().1,
+            split_pg_url("postgres://h:5432/x_1?sslmode=disable")
+                .unwrap()
+                .1,
             "x_1"
         );
         assert!(split_pg_url("postgres://h/x;drop").is_err());

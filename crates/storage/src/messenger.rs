@@ -96,7 +96,11 @@ pub trait MessengerStore: Send + Sync + std::fmt::Debug + 'static {
     async fn account_by_phone(&self, phone: &PhoneNumber) -> Result<Option<Account>>;
     async fn devices(&self, account: AccountId) -> Result<Vec<Device>>;
     /// The device a bearer token belongs to, touching its `last_seen_at`.
-    async fn authenticate(&self, token: &TokenHash, now: Timestamp) -> Result<Option<(AccountId, DeviceId)>>;
+    async fn authenticate(
+        &self,
+        token: &TokenHash,
+        now: Timestamp,
+    ) -> Result<Option<(AccountId, DeviceId)>>;
 
     // --- consent ---
     /// Stores a new consent state with the ledger records that caused it.
@@ -109,7 +113,12 @@ pub trait MessengerStore: Send + Sync + std::fmt::Debug + 'static {
         records: &[LedgerRecord],
     ) -> Result<()>;
     /// Erases the account, its devices and tokens, and appends `record`.
-    async fn delete_account(&self, account: AccountId, expected_rev: i64, record: &LedgerRecord) -> Result<()>;
+    async fn delete_account(
+        &self,
+        account: AccountId,
+        expected_rev: i64,
+        record: &LedgerRecord,
+    ) -> Result<()>;
 
     // --- ledger ---
     /// `(entries, last hash)`.
@@ -130,8 +139,16 @@ impl SqlMessengerStore {
     /// Wraps an open database and applies the messenger's migrations.
     pub async fn new(db: Db) -> Result<Self> {
         match db.backend {
-            Backend::Sqlite => sqlx::migrate!("./migrations/messenger/sqlite").run(&db.pool).await?,
-            Backend::Postgres => sqlx::migrate!("./migrations/messenger/postgres").run(&db.pool).await?,
+            Backend::Sqlite => {
+                sqlx::migrate!("./migrations/messenger/sqlite")
+                    .run(&db.pool)
+                    .await?
+            }
+            Backend::Postgres => {
+                sqlx::migrate!("./migrations/messenger/postgres")
+                    .run(&db.pool)
+                    .await?
+            }
         }
         Ok(SqlMessengerStore { db })
     }
@@ -150,7 +167,8 @@ fn parse_uuid(s: &str) -> Result<Uuid> {
 }
 
 fn hash32(v: Vec<u8>) -> Result<Hash> {
-    v.try_into().map_err(|_| StoreError::Corrupt("hash is not 32 bytes".into()))
+    v.try_into()
+        .map_err(|_| StoreError::Corrupt("hash is not 32 bytes".into()))
 }
 
 fn json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T> {
@@ -202,7 +220,11 @@ fn ledger_row(r: &AnyRow) -> Result<LedgerEntry> {
     Ok(LedgerEntry {
         seq: r.try_get::<i64, _>("seq")? as u64,
         at: Timestamp(r.try_get("at")?),
-        account: account.as_deref().map(parse_uuid).transpose()?.map(AccountId),
+        account: account
+            .as_deref()
+            .map(parse_uuid)
+            .transpose()?
+            .map(AccountId),
         kind: r.try_get("kind")?,
         payload: r.try_get("payload")?,
         prev_hash: hash32(r.try_get("prev_hash")?)?,
@@ -214,7 +236,8 @@ fn account_row(r: &AnyRow) -> Result<Account> {
     let phone: String = r.try_get("phone")?;
     Ok(Account {
         id: AccountId(parse_uuid(&r.try_get::<String, _>("id")?)?),
-        phone: PhoneNumber::from_e164(&phone).map_err(|_| StoreError::Corrupt("stored phone number".into()))?,
+        phone: PhoneNumber::from_e164(&phone)
+            .map_err(|_| StoreError::Corrupt("stored phone number".into()))?,
         created_at: Timestamp(r.try_get("created_at")?),
         consent: json(&r.try_get::<String, _>("consent")?, "consent state")?,
         consent_rev: r.try_get("consent_rev")?,
@@ -225,7 +248,8 @@ fn verification_row(r: &AnyRow) -> Result<PendingVerification> {
     let phone: String = r.try_get("phone")?;
     Ok(PendingVerification {
         id: parse_uuid(&r.try_get::<String, _>("id")?)?,
-        phone: PhoneNumber::from_e164(&phone).map_err(|_| StoreError::Corrupt("stored phone number".into()))?,
+        phone: PhoneNumber::from_e164(&phone)
+            .map_err(|_| StoreError::Corrupt("stored phone number".into()))?,
         salt: r.try_get("salt")?,
         code_digest: r.try_get("code_digest")?,
         created_at: Timestamp(r.try_get("created_at")?),
@@ -235,7 +259,8 @@ fn verification_row(r: &AnyRow) -> Result<PendingVerification> {
 }
 
 fn policy_row(r: &AnyRow) -> Result<PolicyVersion> {
-    let purposes: BTreeSet<Purpose> = json(&r.try_get::<String, _>("purposes")?, "policy purposes")?;
+    let purposes: BTreeSet<Purpose> =
+        json(&r.try_get::<String, _>("purposes")?, "policy purposes")?;
     let profile: ConsentProfile = r
         .try_get::<String, _>("profile")?
         .parse()
@@ -260,7 +285,11 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     }
 }
 
-async fn insert_device(tx: &mut Transaction<'_, Any>, account: AccountId, d: &NewDevice) -> Result<()> {
+async fn insert_device(
+    tx: &mut Transaction<'_, Any>,
+    account: AccountId,
+    d: &NewDevice,
+) -> Result<()> {
     let info = serde_json::to_string(&d.info).expect("device info serialises");
     sqlx::query(
         "INSERT INTO devices (id, account_id, info, token_hash, created_at, last_seen_at) \
@@ -273,7 +302,13 @@ async fn insert_device(tx: &mut Transaction<'_, Any>, account: AccountId, d: &Ne
     .bind(d.at.0)
     .execute(&mut **tx)
     .await
-    .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict("device") } else { e.into() })?;
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            StoreError::Conflict("device")
+        } else {
+            e.into()
+        }
+    })?;
     Ok(())
 }
 
@@ -327,7 +362,9 @@ impl MessengerStore for SqlMessengerStore {
         let rows = sqlx::query("SELECT * FROM policies ORDER BY version")
             .fetch_all(&self.db.pool)
             .await?;
-        Ok(PolicyHistory::new(rows.iter().map(policy_row).collect::<Result<_>>()?))
+        Ok(PolicyHistory::new(
+            rows.iter().map(policy_row).collect::<Result<_>>()?,
+        ))
     }
 
     async fn put_verification(&self, v: &PendingVerification) -> Result<()> {
@@ -364,7 +401,8 @@ impl MessengerStore for SqlMessengerStore {
         .bind(uuid_text(id))
         .fetch_optional(&self.db.pool)
         .await?;
-        n.map(|n| n as u32).ok_or(StoreError::NotFound("verification"))
+        n.map(|n| n as u32)
+            .ok_or(StoreError::NotFound("verification"))
     }
 
     async fn delete_verification(&self, id: Uuid) -> Result<()> {
@@ -421,10 +459,11 @@ impl MessengerStore for SqlMessengerStore {
 
     async fn add_device(&self, account: AccountId, device: &NewDevice) -> Result<()> {
         let mut tx = self.db.pool.begin().await?;
-        let exists: Option<i64> = sqlx::query_scalar("SELECT consent_rev FROM accounts WHERE id = $1")
-            .bind(uuid_text(account.0))
-            .fetch_optional(&mut *tx)
-            .await?;
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT consent_rev FROM accounts WHERE id = $1")
+                .bind(uuid_text(account.0))
+                .fetch_optional(&mut *tx)
+                .await?;
         if exists.is_none() {
             return Err(StoreError::NotFound("account"));
         }
@@ -454,10 +493,11 @@ impl MessengerStore for SqlMessengerStore {
     }
 
     async fn devices(&self, account: AccountId) -> Result<Vec<Device>> {
-        let rows = sqlx::query("SELECT * FROM devices WHERE account_id = $1 ORDER BY created_at, id")
-            .bind(uuid_text(account.0))
-            .fetch_all(&self.db.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT * FROM devices WHERE account_id = $1 ORDER BY created_at, id")
+                .bind(uuid_text(account.0))
+                .fetch_all(&self.db.pool)
+                .await?;
         rows.iter()
             .map(|r| {
                 Ok(Device {
@@ -471,11 +511,16 @@ impl MessengerStore for SqlMessengerStore {
             .collect()
     }
 
-    async fn authenticate(&self, token: &TokenHash, now: Timestamp) -> Result<Option<(AccountId, DeviceId)>> {
-        let row = sqlx::query("SELECT id, account_id, last_seen_at FROM devices WHERE token_hash = $1")
-            .bind(token.0.to_vec())
-            .fetch_optional(&self.db.pool)
-            .await?;
+    async fn authenticate(
+        &self,
+        token: &TokenHash,
+        now: Timestamp,
+    ) -> Result<Option<(AccountId, DeviceId)>> {
+        let row =
+            sqlx::query("SELECT id, account_id, last_seen_at FROM devices WHERE token_hash = $1")
+                .bind(token.0.to_vec())
+                .fetch_optional(&self.db.pool)
+                .await?;
         let Some(row) = row else { return Ok(None) };
         let device = DeviceId(parse_uuid(&row.try_get::<String, _>("id")?)?);
         let account = AccountId(parse_uuid(&row.try_get::<String, _>("account_id")?)?);
@@ -515,7 +560,12 @@ impl MessengerStore for SqlMessengerStore {
         Ok(())
     }
 
-    async fn delete_account(&self, account: AccountId, expected_rev: i64, record: &LedgerRecord) -> Result<()> {
+    async fn delete_account(
+        &self,
+        account: AccountId,
+        expected_rev: i64,
+        record: &LedgerRecord,
+    ) -> Result<()> {
         let mut tx = self.db.pool.begin().await?;
         append(&mut tx, std::slice::from_ref(record)).await?;
         sqlx::query("DELETE FROM devices WHERE account_id = $1")

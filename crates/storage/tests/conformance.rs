@@ -9,14 +9,17 @@ use accord_domain::ledger::{ChainVerifier, LedgerRecord};
 use accord_domain::policy::{ConsentProfile, PolicyDraft, Purpose};
 use accord_domain::{AccountId, DeviceId, DeviceInfo, PhoneNumber, Timestamp};
 use accord_storage::db::drop_pg_database;
-use accord_storage::{Db, MessengerStore, NewDevice, PendingVerification, SqlMessengerStore, StoreError};
+use accord_storage::{
+    Db, MessengerStore, NewDevice, PendingVerification, SqlMessengerStore, StoreError,
+};
 use std::future::Future;
 use std::sync::Arc;
 
 const T0: Timestamp = Timestamp(1_800_000_000_000);
 
 fn pg_base() -> String {
-    std::env::var("ACCORD_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+    std::env::var("ACCORD_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
 /// Runs `body` against a fresh store on each backend.
@@ -26,7 +29,9 @@ where
     Fut: Future<Output = ()>,
 {
     let dir = tempfile::tempdir().unwrap();
-    let db = Db::open_service(dir.path().to_str().unwrap(), "messenger").await.unwrap();
+    let db = Db::open_service(dir.path().to_str().unwrap(), "messenger")
+        .await
+        .unwrap();
     body(Arc::new(SqlMessengerStore::new(db).await.unwrap())).await;
 
     if std::env::var("ACCORD_SKIP_POSTGRES").as_deref() == Ok("1") {
@@ -39,7 +44,12 @@ where
     let store = Arc::new(SqlMessengerStore::new(db.clone()).await.unwrap());
     body(store).await;
     db.pool.close().await;
-    drop_pg_database(&format!("{}/postgres", pg_base()), &format!("{name}_messenger")).await.unwrap();
+    drop_pg_database(
+        &format!("{}/postgres", pg_base()),
+        &format!("{name}_messenger"),
+    )
+    .await
+    .unwrap();
 }
 
 fn phone(n: u32) -> PhoneNumber {
@@ -65,13 +75,21 @@ fn device(token: &str) -> NewDevice {
 async fn register(store: &dyn MessengerStore, n: u32, token: &str) -> AccountId {
     let policies = store.policies().await.unwrap();
     let id = AccountId::random();
-    let accept = policies.current_at(T0).map(|p| (p.version, SharingChoice::default()));
+    let accept = policies
+        .current_at(T0)
+        .map(|p| (p.version, SharingChoice::default()));
     let events = ConsentState::default()
         .decide(&ConsentCommand::Register { accept }, &policies, T0)
         .unwrap();
     let state = ConsentState::from_events(&events);
-    let records: Vec<_> = events.into_iter().map(|e| LedgerRecord::consent(id, e)).collect();
-    store.create_account(id, &phone(n), &state, &device(token), &records).await.unwrap();
+    let records: Vec<_> = events
+        .into_iter()
+        .map(|e| LedgerRecord::consent(id, e))
+        .collect();
+    store
+        .create_account(id, &phone(n), &state, &device(token), &records)
+        .await
+        .unwrap();
     id
 }
 
@@ -88,15 +106,29 @@ async fn verify_chain(store: &dyn MessengerStore) -> u64 {
             after = e.seq;
         }
     }
-    v.finish(Some(store.ledger_head().await.unwrap())).unwrap().entries
+    v.finish(Some(store.ledger_head().await.unwrap()))
+        .unwrap()
+        .entries
 }
 
 #[tokio::test]
 async fn policies_are_versioned_and_ledgered() {
     on_each_backend(|s| async move {
         assert!(s.policies().await.unwrap().latest().is_none());
-        let p1 = s.publish_policy(PolicyDraft::new("one", Purpose::ALL, ConsentProfile::Strict).unwrap(), T0).await.unwrap();
-        let p2 = s.publish_policy(PolicyDraft::new("two", [Purpose::Ads], ConsentProfile::Whatsapp2016).unwrap(), T0.plus_days(1)).await.unwrap();
+        let p1 = s
+            .publish_policy(
+                PolicyDraft::new("one", Purpose::ALL, ConsentProfile::Strict).unwrap(),
+                T0,
+            )
+            .await
+            .unwrap();
+        let p2 = s
+            .publish_policy(
+                PolicyDraft::new("two", [Purpose::Ads], ConsentProfile::Whatsapp2016).unwrap(),
+                T0.plus_days(1),
+            )
+            .await
+            .unwrap();
         assert_eq!((p1.version, p2.version), (1, 2));
         let h = s.policies().await.unwrap();
         assert_eq!(h.versions().len(), 2);
@@ -110,24 +142,58 @@ async fn policies_are_versioned_and_ledgered() {
 #[tokio::test]
 async fn accounts_devices_and_tokens() {
     on_each_backend(|s| async move {
-        s.publish_policy(PolicyDraft::new("one", Purpose::ALL, ConsentProfile::Strict).unwrap(), T0).await.unwrap();
+        s.publish_policy(
+            PolicyDraft::new("one", Purpose::ALL, ConsentProfile::Strict).unwrap(),
+            T0,
+        )
+        .await
+        .unwrap();
         let a = register(&*s, 1, "tok-a").await;
         let head = s.ledger_head().await.unwrap();
 
         // A second account with the same number is refused and leaves no trace.
-        let dup = s.create_account(AccountId::random(), &phone(1), &ConsentState::default(), &device("tok-x"), &[LedgerRecord::consent(AccountId::random(), accord_domain::ConsentEvent::Registered { at: T0 })]).await;
+        let dup = s
+            .create_account(
+                AccountId::random(),
+                &phone(1),
+                &ConsentState::default(),
+                &device("tok-x"),
+                &[LedgerRecord::consent(
+                    AccountId::random(),
+                    accord_domain::ConsentEvent::Registered { at: T0 },
+                )],
+            )
+            .await;
         assert!(matches!(dup, Err(StoreError::Conflict("phone"))), "{dup:?}");
         assert_eq!(s.ledger_head().await.unwrap(), head);
-        assert!(s.authenticate(&TokenHash::of("tok-x"), T0).await.unwrap().is_none());
+        assert!(s
+            .authenticate(&TokenHash::of("tok-x"), T0)
+            .await
+            .unwrap()
+            .is_none());
 
         let acct = s.account_by_phone(&phone(1)).await.unwrap().unwrap();
         assert_eq!(acct.id, a);
         assert_eq!(acct.consent.accepted_version(), Some(1));
         s.add_device(a, &device("tok-b")).await.unwrap();
         assert_eq!(s.devices(a).await.unwrap().len(), 2);
-        assert_eq!(s.authenticate(&TokenHash::of("tok-b"), T0).await.unwrap().unwrap().0, a);
-        assert!(s.authenticate(&TokenHash::of("tok-c"), T0).await.unwrap().is_none());
-        assert!(matches!(s.add_device(AccountId::random(), &device("tok-d")).await, Err(StoreError::NotFound(_))));
+        assert_eq!(
+            s.authenticate(&TokenHash::of("tok-b"), T0)
+                .await
+                .unwrap()
+                .unwrap()
+                .0,
+            a
+        );
+        assert!(s
+            .authenticate(&TokenHash::of("tok-c"), T0)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(matches!(
+            s.add_device(AccountId::random(), &device("tok-d")).await,
+            Err(StoreError::NotFound(_))
+        ));
     })
     .await;
 }
@@ -135,16 +201,29 @@ async fn accounts_devices_and_tokens() {
 #[tokio::test]
 async fn consent_changes_are_atomic_with_the_ledger() {
     on_each_backend(|s| async move {
-        s.publish_policy(PolicyDraft::new("one", Purpose::ALL, ConsentProfile::Strict).unwrap(), T0).await.unwrap();
+        s.publish_policy(
+            PolicyDraft::new("one", Purpose::ALL, ConsentProfile::Strict).unwrap(),
+            T0,
+        )
+        .await
+        .unwrap();
         let a = register(&*s, 2, "tok").await;
         let acct = s.account(a).await.unwrap().unwrap();
         let policies = s.policies().await.unwrap();
-        let cmd = ConsentCommand::Grant { purpose: Purpose::Ads, channel: accord_domain::consent::ConsentChannel::PrivacyCentre };
+        let cmd = ConsentCommand::Grant {
+            purpose: Purpose::Ads,
+            channel: accord_domain::consent::ConsentChannel::PrivacyCentre,
+        };
         let events = acct.consent.decide(&cmd, &policies, T0).unwrap();
         let mut next = acct.consent.clone();
         events.iter().for_each(|e| next.apply(e));
-        let records: Vec<_> = events.into_iter().map(|e| LedgerRecord::consent(a, e)).collect();
-        s.record_consent(a, acct.consent_rev, &next, &records).await.unwrap();
+        let records: Vec<_> = events
+            .into_iter()
+            .map(|e| LedgerRecord::consent(a, e))
+            .collect();
+        s.record_consent(a, acct.consent_rev, &next, &records)
+            .await
+            .unwrap();
         let head = s.ledger_head().await.unwrap();
         // A stale revision is refused and appends nothing.
         let stale = s.record_consent(a, acct.consent_rev, &next, &records).await;
@@ -155,7 +234,10 @@ async fn consent_changes_are_atomic_with_the_ledger() {
         assert!(stored.consent.is_granted(Purpose::Ads, &policies, T0));
         // The ledger alone gives back the same state.
         let entries = s.ledger_for_account(a).await.unwrap();
-        assert_eq!(accord_domain::ledger::consent_state_at(&entries, a, T0), next);
+        assert_eq!(
+            accord_domain::ledger::consent_state_at(&entries, a, T0),
+            next
+        );
     })
     .await;
 }
@@ -165,12 +247,21 @@ async fn deletion_erases_and_leaves_a_ledger_entry() {
     on_each_backend(|s| async move {
         let a = register(&*s, 3, "tok").await;
         let acct = s.account(a).await.unwrap().unwrap();
-        let rec = LedgerRecord::consent(a, accord_domain::ConsentEvent::AccountDeleted { at: T0.plus_days(1) });
+        let rec = LedgerRecord::consent(
+            a,
+            accord_domain::ConsentEvent::AccountDeleted {
+                at: T0.plus_days(1),
+            },
+        );
         s.delete_account(a, acct.consent_rev, &rec).await.unwrap();
         assert!(s.account(a).await.unwrap().is_none());
         assert!(s.account_by_phone(&phone(3)).await.unwrap().is_none());
         assert!(s.devices(a).await.unwrap().is_empty());
-        assert!(s.authenticate(&TokenHash::of("tok"), T0).await.unwrap().is_none());
+        assert!(s
+            .authenticate(&TokenHash::of("tok"), T0)
+            .await
+            .unwrap()
+            .is_none());
         let entries = s.ledger_for_account(a).await.unwrap();
         assert_eq!(entries.last().unwrap().kind, "account_deleted");
         // The number can register again, as a new account.
@@ -199,9 +290,17 @@ async fn verifications_count_attempts_and_expire() {
         assert_eq!(s.count_failed_attempt(v.id).await.unwrap(), 2);
         assert_eq!(s.verifications_since(&phone(4), T0).await.unwrap(), 1);
         assert_eq!(s.purge_verifications(T0).await.unwrap(), 0);
-        assert_eq!(s.purge_verifications(T0.plus_millis(600_000)).await.unwrap(), 1);
+        assert_eq!(
+            s.purge_verifications(T0.plus_millis(600_000))
+                .await
+                .unwrap(),
+            1
+        );
         assert!(s.verification(v.id).await.unwrap().is_none());
-        assert!(matches!(s.count_failed_attempt(v.id).await, Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            s.count_failed_attempt(v.id).await,
+            Err(StoreError::NotFound(_))
+        ));
     })
     .await;
 }
@@ -209,11 +308,18 @@ async fn verifications_count_attempts_and_expire() {
 #[tokio::test]
 async fn concurrent_appends_keep_the_chain_intact() {
     on_each_backend(|s| async move {
-        s.publish_policy(PolicyDraft::new("one", Purpose::ALL, ConsentProfile::Strict).unwrap(), T0).await.unwrap();
+        s.publish_policy(
+            PolicyDraft::new("one", Purpose::ALL, ConsentProfile::Strict).unwrap(),
+            T0,
+        )
+        .await
+        .unwrap();
         let mut tasks = Vec::new();
         for n in 0..24u32 {
             let s = s.clone();
-            tasks.push(tokio::spawn(async move { register(&*s, 100 + n, &format!("t{n}")).await }));
+            tasks.push(tokio::spawn(async move {
+                register(&*s, 100 + n, &format!("t{n}")).await
+            }));
         }
         for t in tasks {
             t.await.unwrap();

@@ -78,21 +78,36 @@ fn client(conn: &AdminArgs) -> CliResult<Client> {
 
 pub fn parse_purposes(raw: &[String]) -> CliResult<Vec<Purpose>> {
     raw.iter()
-        .map(|p| p.parse::<Purpose>().map_err(|e| CliError::Input(format!("{p:?}: {e}"))))
+        .map(|p| {
+            p.parse::<Purpose>()
+                .map_err(|e| CliError::Input(format!("{p:?}: {e}")))
+        })
         .collect()
 }
 
 pub fn parse_time(raw: &str) -> CliResult<Timestamp> {
-    Timestamp::parse(raw).ok_or_else(|| CliError::Input(format!("{raw:?} is not RFC 3339 UTC (…Z) or Unix milliseconds")))
+    Timestamp::parse(raw).ok_or_else(|| {
+        CliError::Input(format!(
+            "{raw:?} is not RFC 3339 UTC (…Z) or Unix milliseconds"
+        ))
+    })
 }
 
 pub async fn run(a: Admin) -> CliResult {
     match a {
-        Admin::PublishPolicy { conn, text_file, purposes, profile } => {
-            let text = std::fs::read_to_string(&text_file)
-                .map_err(|e| CliError::Input(format!("cannot read {}: {e}", text_file.display())))?;
+        Admin::PublishPolicy {
+            conn,
+            text_file,
+            purposes,
+            profile,
+        } => {
+            let text = std::fs::read_to_string(&text_file).map_err(|e| {
+                CliError::Input(format!("cannot read {}: {e}", text_file.display()))
+            })?;
             let purposes = parse_purposes(&purposes)?;
-            let p = client(&conn)?.publish_policy(&text, &purposes, profile.as_deref()).await?;
+            let p = client(&conn)?
+                .publish_policy(&text, &purposes, profile.as_deref())
+                .await?;
             println!(
                 "published policy version {} ({}; purposes {:?}; sha256 {}); accept by {}",
                 p.version,
@@ -103,28 +118,49 @@ pub async fn run(a: Admin) -> CliResult {
             );
         }
         Admin::Policies { conn } => print_json(&client(&conn)?.policies().await?),
-        Admin::Ledger { conn, after, limit } => print_json(&client(&conn)?.ledger(after, limit).await?),
+        Admin::Ledger { conn, after, limit } => {
+            print_json(&client(&conn)?.ledger(after, limit).await?)
+        }
         Admin::VerifyLedger { conn } => {
-            let r = client(&conn)?.verify_ledger().await.map_err(|e| match e.code() {
-                Some("ledger_tampered") => CliError::Tampered(e.to_string()),
-                _ => e.into(),
-            })?;
+            let r = client(&conn)?
+                .verify_ledger()
+                .await
+                .map_err(|e| match e.code() {
+                    Some("ledger_tampered") => CliError::Tampered(e.to_string()),
+                    _ => e.into(),
+                })?;
             println!("ledger intact: {} entries, head {}", r.entries, r.head_hash);
         }
         Admin::ConsentAt { conn, account, at } => {
-            let id = AccountId::parse(&account).ok_or_else(|| CliError::Input("--account must be a UUID".into()))?;
+            let id = AccountId::parse(&account)
+                .ok_or_else(|| CliError::Input("--account must be a UUID".into()))?;
             let c = client(&conn)?;
             let at = match at {
                 Some(t) => parse_time(&t)?,
-                None => c.clock().await.map(|v| v.now).unwrap_or_else(|_| accord_domain::Clock::now(&accord_domain::SystemClock)),
+                None => c
+                    .clock()
+                    .await
+                    .map(|v| v.now)
+                    .unwrap_or_else(|_| accord_domain::Clock::now(&accord_domain::SystemClock)),
             };
             let v = c.admin_consent_at(id.0, at).await?;
-            println!("consent of {} at {} (from the ledger alone):", id, at.to_rfc3339());
-            println!("  granted: {:?}", v.granted_now.iter().map(|p| p.as_str()).collect::<Vec<_>>());
+            println!(
+                "consent of {} at {} (from the ledger alone):",
+                id,
+                at.to_rfc3339()
+            );
+            println!(
+                "  granted: {:?}",
+                v.granted_now.iter().map(|p| p.as_str()).collect::<Vec<_>>()
+            );
             println!("  access:  {:?}", v.access);
             print_json(&v.state);
         }
-        Admin::Clock { conn, advance_days, advance_hours } => {
+        Admin::Clock {
+            conn,
+            advance_days,
+            advance_hours,
+        } => {
             let c = client(&conn)?;
             let v = if advance_days == 0 && advance_hours == 0 {
                 c.clock().await?

@@ -35,7 +35,11 @@ fn shared(v: &ConsentView) -> String {
     if v.granted_now.is_empty() {
         "nothing".into()
     } else {
-        v.granted_now.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(" + ")
+        v.granted_now
+            .iter()
+            .map(|p| p.as_str())
+            .collect::<Vec<_>>()
+            .join(" + ")
     }
 }
 
@@ -51,14 +55,26 @@ impl Demo {
         println!("\n[{}] {what}", self.step);
     }
 
-    async fn register(&self, phone: &str, region: Option<&str>, accept: Option<AcceptChoice>) -> CliResult<Client> {
+    async fn register(
+        &self,
+        phone: &str,
+        region: Option<&str>,
+        accept: Option<AcceptChoice>,
+    ) -> CliResult<Client> {
         let c = Client::new(&self.base);
         let s = c.start_registration(phone, region).await?;
-        let code = s.dev_code.ok_or_else(|| CliError::Internal(anyhow::anyhow!("dev verifier returned no code")))?;
+        let code = s
+            .dev_code
+            .ok_or_else(|| CliError::Internal(anyhow::anyhow!("dev verifier returned no code")))?;
         let policy = c.current_policy().await?;
         let accept = accept.unwrap_or_default();
         let r = c
-            .verify_registration(s.registration_id, &code, &device("Pixel 8"), policy.as_ref().map(|p| (p.version, &accept)))
+            .verify_registration(
+                s.registration_id,
+                &code,
+                &device("Pixel 8"),
+                policy.as_ref().map(|p| (p.version, &accept)),
+            )
             .await?;
         Ok(Client::new(&self.base).with_token(r.token))
     }
@@ -68,7 +84,10 @@ impl Demo {
         let target = t0.plus_days(day);
         let ms = target.0 - now.0;
         // Whole seconds, rounded up, so that "day N" is never a moment early.
-        let v = self.admin.advance_clock(0, 0, (ms.max(0) + 999) / 1000).await?;
+        let v = self
+            .admin
+            .advance_clock(0, 0, (ms.max(0) + 999) / 1000)
+            .await?;
         println!("    … clock is now day {day} ({})", v.now_rfc3339);
         Ok(v.now)
     }
@@ -77,7 +96,8 @@ impl Demo {
 pub async fn run(a: DemoArgs) -> CliResult {
     let dir = a.data_dir.join("demo");
     if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(|e| CliError::Input(format!("cannot reset {}: {e}", dir.display())))?;
+        std::fs::remove_dir_all(&dir)
+            .map_err(|e| CliError::Input(format!("cannot reset {}: {e}", dir.display())))?;
     }
     let admin_token = BearerToken::generate();
     let clock = SimulatedClock::following_wall_clock();
@@ -89,14 +109,25 @@ pub async fn run(a: DemoArgs) -> CliResult {
         ConsentProfile::Strict,
     )
     .await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| CliError::Internal(e.into()))?;
-    let addr = listener.local_addr().map_err(|e| CliError::Internal(e.into()))?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| CliError::Internal(e.into()))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| CliError::Internal(e.into()))?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(accord_messenger::serve(listener, accord_messenger::router(state), async {
-        let _ = stop_rx.await;
-    }));
+    let server = tokio::spawn(accord_messenger::serve(
+        listener,
+        accord_messenger::router(state),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
     let base = format!("http://{addr}");
-    println!("Accord demo: messenger on {base}, SQLite in {}, simulated clock.", dir.display());
+    println!(
+        "Accord demo: messenger on {base}, SQLite in {}, simulated clock.",
+        dir.display()
+    );
     let mut d = Demo {
         base: base.clone(),
         admin: Client::new(&base).with_token(admin_token.reveal()),
@@ -106,14 +137,20 @@ pub async fn run(a: DemoArgs) -> CliResult {
     let _ = stop_tx.send(());
     let _ = server.await;
     result?;
-    println!("\nDone. Inspect the database with: accord ledger verify --data-dir {}", dir.display());
+    println!(
+        "\nDone. Inspect the database with: accord ledger verify --data-dir {}",
+        dir.display()
+    );
     Ok(())
 }
 
 async fn story(d: &mut Demo) -> CliResult {
     d.say("Carol registers before any policy exists (0812-3456-7890, region ID).");
     let carol = d.register("0812-3456-7890", Some("ID"), None).await?;
-    println!("    carol's number normalises to +6281234567890; she shares {}", shared(&carol.consent().await?));
+    println!(
+        "    carol's number normalises to +6281234567890; she shares {}",
+        shared(&carol.consent().await?)
+    );
 
     d.say("The operator publishes policy v1 under the whatsapp-2016 profile (pre-ticked sharing box, 30-day opt-out).");
     let v1 = d
@@ -121,44 +158,105 @@ async fn story(d: &mut Demo) -> CliResult {
         .publish_policy("We will share your phone number and device information with our partner for friend suggestions and ads.", &Purpose::ALL, Some("whatsapp-2016"))
         .await?;
     let t0 = v1.published_at;
-    println!("    version {} sha256 {}… accept by {}", v1.version, &v1.text_sha256[..16], v1.accept_by.to_rfc3339());
+    println!(
+        "    version {} sha256 {}… accept by {}",
+        v1.version,
+        &v1.text_sha256[..16],
+        v1.accept_by.to_rfc3339()
+    );
 
     d.say("Alice registers and leaves the box ticked; Bob registers and unticks it.");
     let alice = d.register("+62 812 3456 7891", None, None).await?;
-    let bob = d.register("+62 812 3456 7892", None, Some(AcceptChoice { share: Some(false), grants: vec![] })).await?;
+    let bob = d
+        .register(
+            "+62 812 3456 7892",
+            None,
+            Some(AcceptChoice {
+                share: Some(false),
+                grants: vec![],
+            }),
+        )
+        .await?;
     let alice_id = alice.consent().await?.account_id;
-    println!("    alice shares {}; bob shares {}", shared(&alice.consent().await?), shared(&bob.consent().await?));
+    println!(
+        "    alice shares {}; bob shares {}",
+        shared(&alice.consent().await?),
+        shared(&bob.consent().await?)
+    );
 
     d.advance_to(29, t0).await?;
     d.say("Day 29: Alice opts out, inside her 30-day window.");
-    println!("    alice now shares {}", shared(&alice.withdraw(Purpose::Ads).await?));
+    println!(
+        "    alice now shares {}",
+        shared(&alice.withdraw(Purpose::Ads).await?)
+    );
     println!("    carol has not accepted yet and still uses the messenger: GET /v1/me -> ok ({} devices)", carol.me().await?["devices"]);
 
     d.advance_to(30, t0).await?;
     d.say("Day 30: the deadline passed; Carol has not accepted.");
     match carol.me().await {
         Err(e) => println!("    GET /v1/me -> {e}"),
-        Ok(_) => return Err(CliError::Internal(anyhow::anyhow!("carol should be restricted"))),
+        Ok(_) => {
+            return Err(CliError::Internal(anyhow::anyhow!(
+                "carol should be restricted"
+            )))
+        }
     }
     let export = carol.export().await?;
-    println!("    she can still export her data ({} ledger entries) and accept:", export["ledger"].as_array().map_or(0, |l| l.len()));
-    let v = carol.accept_policy(v1.version, &AcceptChoice::default()).await?;
-    println!("    carol accepted with the box left ticked; she shares {}", shared(&v));
+    println!(
+        "    she can still export her data ({} ledger entries) and accept:",
+        export["ledger"].as_array().map_or(0, |l| l.len())
+    );
+    let v = carol
+        .accept_policy(v1.version, &AcceptChoice::default())
+        .await?;
+    println!(
+        "    carol accepted with the box left ticked; she shares {}",
+        shared(&v)
+    );
 
     d.advance_to(61, t0).await?;
     d.say("Day 61: Carol tries to opt out, 31 days after accepting.");
     match carol.withdraw(Purpose::Product).await {
         Err(e) => println!("    -> {e}"),
-        Ok(_) => return Err(CliError::Internal(anyhow::anyhow!("the window should be closed"))),
+        Ok(_) => {
+            return Err(CliError::Internal(anyhow::anyhow!(
+                "the window should be closed"
+            )))
+        }
     }
 
     d.say("The operator publishes policy v2 under the strict profile: separate purposes, off unless granted.");
-    let v2 = d.admin.publish_policy("Version 2: you choose each purpose separately, and can change your mind any time.", &Purpose::ALL, Some("strict")).await?;
-    println!("    carol's v1 consent stays in force until {} unless she accepts v2", v2.accept_by.to_rfc3339());
-    let v = carol.accept_policy(v2.version, &AcceptChoice { share: None, grants: vec![Purpose::Product] }).await?;
-    println!("    carol accepts v2 granting only product: she shares {} (nothing inherited from v1)", shared(&v));
+    let v2 = d
+        .admin
+        .publish_policy(
+            "Version 2: you choose each purpose separately, and can change your mind any time.",
+            &Purpose::ALL,
+            Some("strict"),
+        )
+        .await?;
+    println!(
+        "    carol's v1 consent stays in force until {} unless she accepts v2",
+        v2.accept_by.to_rfc3339()
+    );
+    let v = carol
+        .accept_policy(
+            v2.version,
+            &AcceptChoice {
+                share: None,
+                grants: vec![Purpose::Product],
+            },
+        )
+        .await?;
+    println!(
+        "    carol accepts v2 granting only product: she shares {} (nothing inherited from v1)",
+        shared(&v)
+    );
     let v = carol.withdraw(Purpose::Product).await?;
-    println!("    and withdraws it again at once: she shares {}", shared(&v));
+    println!(
+        "    and withdraws it again at once: she shares {}",
+        shared(&v)
+    );
 
     d.say("Consent at past instants, rebuilt from the ledger alone.");
     for day in [10, 28, 30] {
@@ -169,16 +267,35 @@ async fn story(d: &mut Demo) -> CliResult {
 
     d.say("Carol's consent receipt (Kantara Consent Receipt shape):");
     let r = carol.receipt().await?;
-    println!("    policy v{} sha256 {}…, services: {}", r["policyVersion"], &r["policySha256"].as_str().unwrap_or("")[..16], r["services"][0]["purposes"].as_array().map_or(0, |p| p.len()));
-    for p in r["services"][0]["purposes"].as_array().into_iter().flatten() {
-        println!("      {}: {}", p["purpose"].as_str().unwrap_or("?"), p["consentType"].as_str().unwrap_or("?"));
+    println!(
+        "    policy v{} sha256 {}…, services: {}",
+        r["policyVersion"],
+        &r["policySha256"].as_str().unwrap_or("")[..16],
+        r["services"][0]["purposes"]
+            .as_array()
+            .map_or(0, |p| p.len())
+    );
+    for p in r["services"][0]["purposes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        println!(
+            "      {}: {}",
+            p["purpose"].as_str().unwrap_or("?"),
+            p["consentType"].as_str().unwrap_or("?")
+        );
     }
 
     d.say("Bob deletes his account; the ledger keeps the record.");
     bob.delete_account().await?;
     match bob.consent().await {
         Err(e) => println!("    bob's token now -> {e}"),
-        Ok(_) => return Err(CliError::Internal(anyhow::anyhow!("bob's token should be dead"))),
+        Ok(_) => {
+            return Err(CliError::Internal(anyhow::anyhow!(
+                "bob's token should be dead"
+            )))
+        }
     }
 
     d.say("The operator verifies the ledger's hash chain.");

@@ -32,7 +32,9 @@ pub async fn run(l: Ledger) -> CliResult {
                     Some(seq) => format!("first bad entry is #{seq}: {e}"),
                     None => e.to_string(),
                 })),
-                Err(ServiceError::Store(e)) => Err(CliError::Tampered(format!("an entry cannot be read: {e}"))),
+                Err(ServiceError::Store(e)) => {
+                    Err(CliError::Tampered(format!("an entry cannot be read: {e}")))
+                }
                 Err(e) => Err(CliError::Internal(anyhow::anyhow!(e.to_string()))),
             }
         }

@@ -68,7 +68,9 @@ pub struct SessionArgs {
 
 impl SessionArgs {
     pub fn path(&self) -> PathBuf {
-        self.session.clone().unwrap_or_else(crate::session::default_path)
+        self.session
+            .clone()
+            .unwrap_or_else(crate::session::default_path)
     }
 }
 

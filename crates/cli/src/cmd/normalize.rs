@@ -18,7 +18,8 @@ pub enum Normalize {
 pub fn run(n: Normalize) -> CliResult {
     match n {
         Normalize::Phone { region, raw } => {
-            let p = PhoneNumber::parse(&raw, region.as_deref()).map_err(|e| CliError::Input(e.to_string()))?;
+            let p = PhoneNumber::parse(&raw, region.as_deref())
+                .map_err(|e| CliError::Input(e.to_string()))?;
             println!("{}", p.e164());
         }
         Normalize::Email { raw } => {

@@ -36,7 +36,8 @@ pub struct ServeArgs {
 }
 
 pub fn parse_profile(s: &str) -> Result<ConsentProfile, String> {
-    s.parse().map_err(|e: accord_domain::PolicyError| e.to_string())
+    s.parse()
+        .map_err(|e: accord_domain::PolicyError| e.to_string())
 }
 
 /// Reads the admin token from the data directory, creating it on first start.
@@ -45,7 +46,8 @@ pub fn admin_token_in(dir: &Path) -> CliResult<String> {
     if let Ok(t) = std::fs::read_to_string(&path) {
         return Ok(t.trim().to_owned());
     }
-    std::fs::create_dir_all(dir).map_err(|e| CliError::Input(format!("cannot create {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| CliError::Input(format!("cannot create {}: {e}", dir.display())))?;
     let t = BearerToken::generate();
     write_private(&path, t.reveal().as_bytes())?;
     Ok(t.reveal().to_owned())
@@ -94,21 +96,33 @@ pub async fn run(a: ServeArgs) -> CliResult {
         None => admin_token_in(&a.data.data_dir)?,
     };
     let clock = a.simulated_clock.then(SimulatedClock::following_wall_clock);
-    let state = messenger_state(&a.data.location(), verifier, clock, &admin_token, a.profile).await?;
+    let state =
+        messenger_state(&a.data.location(), verifier, clock, &admin_token, a.profile).await?;
     let listener = tokio::net::TcpListener::bind(a.listen)
         .await
         .map_err(|e| CliError::Input(format!("cannot listen on {}: {e}", a.listen)))?;
-    let addr = listener.local_addr().map_err(|e| CliError::Internal(e.into()))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| CliError::Internal(e.into()))?;
     let storage = match &a.data.database_url {
         Some(_) => "PostgreSQL".to_owned(),
         None => format!("SQLite in {}", a.data.data_dir.display()),
     };
-    eprintln!("accord: messenger listening on http://{addr} ({storage}; profile {}{}{})",
+    eprintln!(
+        "accord: messenger listening on http://{addr} ({storage}; profile {}{}{})",
         a.profile,
         if a.dev { "; dev verifier" } else { "" },
-        if a.simulated_clock { "; simulated clock" } else { "" });
+        if a.simulated_clock {
+            "; simulated clock"
+        } else {
+            ""
+        }
+    );
     if a.admin_token.is_none() {
-        eprintln!("accord: admin token in {}", a.data.data_dir.join("admin.token").display());
+        eprintln!(
+            "accord: admin token in {}",
+            a.data.data_dir.join("admin.token").display()
+        );
     }
     tracing::info!(%addr, "serving");
     accord_messenger::serve(listener, accord_messenger::router(state), shutdown_signal())

@@ -61,7 +61,13 @@ pub struct ChoiceArgs {
 impl ChoiceArgs {
     fn choice(&self) -> CliResult<AcceptChoice> {
         Ok(AcceptChoice {
-            share: if self.share { Some(true) } else if self.no_share { Some(false) } else { None },
+            share: if self.share {
+                Some(true)
+            } else if self.no_share {
+                Some(false)
+            } else {
+                None
+            },
             grants: parse_purposes(&self.grants)?,
         })
     }
@@ -69,7 +75,8 @@ impl ChoiceArgs {
 
 pub async fn register(a: RegisterArgs) -> CliResult {
     // Check locally first: a clear error without a round trip.
-    PhoneNumber::parse(&a.phone, a.region.as_deref()).map_err(|e| CliError::Input(e.to_string()))?;
+    PhoneNumber::parse(&a.phone, a.region.as_deref())
+        .map_err(|e| CliError::Input(e.to_string()))?;
     let info = DeviceInfo {
         os: a.os.clone(),
         os_version: a.os_version.clone(),
@@ -81,7 +88,9 @@ pub async fn register(a: RegisterArgs) -> CliResult {
     .validated()
     .map_err(|e| CliError::Input(e.to_string()))?;
     let client = Client::new(&a.server);
-    let started = client.start_registration(&a.phone, a.region.as_deref()).await?;
+    let started = client
+        .start_registration(&a.phone, a.region.as_deref())
+        .await?;
     let code = match (a.code.clone(), started.dev_code.clone()) {
         (Some(c), _) => c,
         (None, Some(c)) => {
@@ -91,21 +100,38 @@ pub async fn register(a: RegisterArgs) -> CliResult {
         (None, None) => {
             eprint!("Enter the code sent to your phone: ");
             let mut line = String::new();
-            std::io::stdin().lock().read_line(&mut line).map_err(|e| CliError::Internal(e.into()))?;
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .map_err(|e| CliError::Internal(e.into()))?;
             line.trim().to_owned()
         }
     };
     let policy = client.current_policy().await?;
     let choice = a.choice.choice()?;
     if let Some(p) = &policy {
-        println!("Policy version {} ({}), sha256 {}:", p.version, p.profile, p.text_sha256);
+        println!(
+            "Policy version {} ({}), sha256 {}:",
+            p.version, p.profile, p.text_sha256
+        );
         println!("{}", indent(&p.text));
-        println!("By registering you accept it. Purposes asked: {:?}", p.purposes.iter().map(|p| p.as_str()).collect::<Vec<_>>());
+        println!(
+            "By registering you accept it. Purposes asked: {:?}",
+            p.purposes.iter().map(|p| p.as_str()).collect::<Vec<_>>()
+        );
     }
     let r = client
-        .verify_registration(started.registration_id, &code, &info, policy.as_ref().map(|p| (p.version, &choice)))
+        .verify_registration(
+            started.registration_id,
+            &code,
+            &info,
+            policy.as_ref().map(|p| (p.version, &choice)),
+        )
         .await?;
-    let path = a.session.clone().unwrap_or_else(crate::session::default_path);
+    let path = a
+        .session
+        .clone()
+        .unwrap_or_else(crate::session::default_path);
     Session {
         server: a.server.clone(),
         token: r.token.clone(),
@@ -115,19 +141,31 @@ pub async fn register(a: RegisterArgs) -> CliResult {
     .save(&path)?;
     println!(
         "{} account {} device {}; session saved to {}",
-        if r.new_account { "registered" } else { "added a device to" },
+        if r.new_account {
+            "registered"
+        } else {
+            "added a device to"
+        },
         r.account_id,
         r.device_id,
         path.display()
     );
     if r.new_account && policy.is_some() {
-        show_consent(&Client::new(&a.server).with_token(&r.token).consent().await?);
+        show_consent(
+            &Client::new(&a.server)
+                .with_token(&r.token)
+                .consent()
+                .await?,
+        );
     }
     Ok(())
 }
 
 fn indent(s: &str) -> String {
-    s.lines().map(|l| format!("  | {l}")).collect::<Vec<_>>().join("\n")
+    s.lines()
+        .map(|l| format!("  | {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn purposes(p: &[Purpose]) -> String {
@@ -141,7 +179,12 @@ fn purposes(p: &[Purpose]) -> String {
 pub fn show_consent(v: &ConsentView) {
     println!("shared with the partner now: {}", purposes(&v.granted_now));
     if let Some(a) = &v.state.accepted {
-        println!("accepted policy version {} ({}) at {}", a.version, a.profile, a.at.to_rfc3339());
+        println!(
+            "accepted policy version {} ({}) at {}",
+            a.version,
+            a.profile,
+            a.at.to_rfc3339()
+        );
         match a.opt_out_until {
             Some(t) => println!("opt-out possible until {}", t.to_rfc3339()),
             None => println!("withdraw any time: accord consent withdraw <purpose>"),
@@ -174,9 +217,18 @@ pub async fn policy(p: PolicyCmd) -> CliResult {
             let sess = Session::load(&s.path())?;
             match sess.client().current_policy().await? {
                 Some(p) => {
-                    println!("policy version {} ({}), published {}, accept by {}", p.version, p.profile, p.published_at.to_rfc3339(), p.accept_by.to_rfc3339());
+                    println!(
+                        "policy version {} ({}), published {}, accept by {}",
+                        p.version,
+                        p.profile,
+                        p.published_at.to_rfc3339(),
+                        p.accept_by.to_rfc3339()
+                    );
                     println!("sha256 {}", p.text_sha256);
-                    println!("purposes: {:?}", p.purposes.iter().map(|p| p.as_str()).collect::<Vec<_>>());
+                    println!(
+                        "purposes: {:?}",
+                        p.purposes.iter().map(|p| p.as_str()).collect::<Vec<_>>()
+                    );
                     println!("{}", indent(&p.text));
                 }
                 None => println!("no policy has been published"),
@@ -184,7 +236,10 @@ pub async fn policy(p: PolicyCmd) -> CliResult {
         }
         PolicyCmd::Accept { s, choice } => {
             let c = Session::load(&s.path())?.client();
-            let p = c.current_policy().await?.ok_or_else(|| CliError::Input("no policy has been published".into()))?;
+            let p = c
+                .current_policy()
+                .await?
+                .ok_or_else(|| CliError::Input("no policy has been published".into()))?;
             let v = c.accept_policy(p.version, &choice.choice()?).await?;
             println!("accepted policy version {}", p.version);
             show_consent(&v);
@@ -227,12 +282,15 @@ pub enum ConsentCmd {
 }
 
 fn purpose(raw: &str) -> CliResult<Purpose> {
-    raw.parse().map_err(|e| CliError::Input(format!("{raw:?}: {e}")))
+    raw.parse()
+        .map_err(|e| CliError::Input(format!("{raw:?}: {e}")))
 }
 
 pub async fn consent(c: ConsentCmd) -> CliResult {
     match c {
-        ConsentCmd::Show { s } => show_consent(&Session::load(&s.path())?.client().consent().await?),
+        ConsentCmd::Show { s } => {
+            show_consent(&Session::load(&s.path())?.client().consent().await?)
+        }
         ConsentCmd::Grant { s, purpose: p } => {
             let p = purpose(&p)?;
             show_consent(&Session::load(&s.path())?.client().grant(p).await?)
@@ -247,7 +305,9 @@ pub async fn consent(c: ConsentCmd) -> CliResult {
             println!("at {} (from the ledger):", at.to_rfc3339());
             show_consent(&v);
         }
-        ConsentCmd::Receipt { s } => print_json(&Session::load(&s.path())?.client().receipt().await?),
+        ConsentCmd::Receipt { s } => {
+            print_json(&Session::load(&s.path())?.client().receipt().await?)
+        }
     }
     Ok(())
 }
@@ -293,7 +353,9 @@ pub async fn account(a: AccountCmd) -> CliResult {
         }
         AccountCmd::Delete { s, yes } => {
             if !yes {
-                return Err(CliError::Input("this erases your account; pass --yes to confirm".into()));
+                return Err(CliError::Input(
+                    "this erases your account; pass --yes to confirm".into(),
+                ));
             }
             let path = s.path();
             Session::load(&path)?.client().delete_account().await?;

@@ -11,7 +11,12 @@ fn history(profile: ConsentProfile) -> PolicyHistory {
         .publish(1, T0)])
 }
 
-fn run(state: &mut ConsentState, cmd: ConsentCommand, p: &PolicyHistory, now: Timestamp) -> Result<(), ConsentError> {
+fn run(
+    state: &mut ConsentState,
+    cmd: ConsentCommand,
+    p: &PolicyHistory,
+    now: Timestamp,
+) -> Result<(), ConsentError> {
     for e in state.decide(&cmd, p, now)? {
         state.apply(&e);
     }
@@ -20,7 +25,13 @@ fn run(state: &mut ConsentState, cmd: ConsentCommand, p: &PolicyHistory, now: Ti
 
 fn registered_before(p: &PolicyHistory) -> ConsentState {
     let mut s = ConsentState::default();
-    run(&mut s, ConsentCommand::Register { accept: None }, &PolicyHistory::default(), Timestamp(0)).unwrap();
+    run(
+        &mut s,
+        ConsentCommand::Register { accept: None },
+        &PolicyHistory::default(),
+        Timestamp(0),
+    )
+    .unwrap();
     assert_eq!(s.access(p, T0), Access::Full);
     s
 }
@@ -28,7 +39,10 @@ fn registered_before(p: &PolicyHistory) -> ConsentState {
 fn accept(version: u32, share: Option<bool>) -> ConsentCommand {
     ConsentCommand::Accept {
         version,
-        choice: SharingChoice { share, grants: Default::default() },
+        choice: SharingChoice {
+            share,
+            grants: Default::default(),
+        },
         channel: ConsentChannel::AcceptanceScreen,
     }
 }
@@ -39,7 +53,10 @@ fn deadline_restricts_until_acceptance() {
     let mut s = registered_before(&p);
     assert_eq!(s.access(&p, T0.plus_days(30).plus_millis(-1)), Access::Full);
     let late = T0.plus_days(30);
-    assert!(matches!(s.access(&p, late), Access::Restricted { version: 1, .. }));
+    assert!(matches!(
+        s.access(&p, late),
+        Access::Restricted { version: 1, .. }
+    ));
     run(&mut s, accept(1, None), &p, late).unwrap();
     assert_eq!(s.access(&p, late), Access::Full);
 }
@@ -49,8 +66,17 @@ fn whatsapp_box_is_pre_ticked_and_covers_both_purposes() {
     let p = history(ConsentProfile::Whatsapp2016);
     let mut s = registered_before(&p);
     run(&mut s, accept(1, None), &p, T0).unwrap();
-    assert_eq!(s.granted_purposes(&p, T0), Purpose::ALL.into_iter().collect());
-    assert!(matches!(s.purposes[&Purpose::Ads], PurposeState::Granted { pre_ticked: true, .. }));
+    assert_eq!(
+        s.granted_purposes(&p, T0),
+        Purpose::ALL.into_iter().collect()
+    );
+    assert!(matches!(
+        s.purposes[&Purpose::Ads],
+        PurposeState::Granted {
+            pre_ticked: true,
+            ..
+        }
+    ));
 
     let mut unticked = registered_before(&p);
     run(&mut unticked, accept(1, Some(false)), &p, T0).unwrap();
@@ -63,13 +89,34 @@ fn whatsapp_opt_out_window_is_thirty_days() {
     let mut inside = registered_before(&p);
     run(&mut inside, accept(1, None), &p, T0).unwrap();
     let day29 = T0.plus_days(29);
-    run(&mut inside, ConsentCommand::Withdraw { purpose: Purpose::Ads, channel: ConsentChannel::PrivacyCentre }, &p, day29).unwrap();
-    assert!(inside.granted_purposes(&p, day29).is_empty(), "opt-out covers both purposes");
+    run(
+        &mut inside,
+        ConsentCommand::Withdraw {
+            purpose: Purpose::Ads,
+            channel: ConsentChannel::PrivacyCentre,
+        },
+        &p,
+        day29,
+    )
+    .unwrap();
+    assert!(
+        inside.granted_purposes(&p, day29).is_empty(),
+        "opt-out covers both purposes"
+    );
 
     let mut outside = registered_before(&p);
     run(&mut outside, accept(1, None), &p, T0).unwrap();
     let day31 = T0.plus_days(31);
-    let err = run(&mut outside, ConsentCommand::Withdraw { purpose: Purpose::Product, channel: ConsentChannel::PrivacyCentre }, &p, day31).unwrap_err();
+    let err = run(
+        &mut outside,
+        ConsentCommand::Withdraw {
+            purpose: Purpose::Product,
+            channel: ConsentChannel::PrivacyCentre,
+        },
+        &p,
+        day31,
+    )
+    .unwrap_err();
     assert_eq!(err.code(), "opt_out_window_closed");
     assert_eq!(outside.granted_purposes(&p, day31).len(), 2);
 }
@@ -81,21 +128,63 @@ fn strict_purposes_are_separate_and_off_by_default() {
     run(&mut s, accept(1, None), &p, T0).unwrap();
     assert!(s.granted_purposes(&p, T0).is_empty());
     let later = T0.plus_days(400);
-    run(&mut s, ConsentCommand::Grant { purpose: Purpose::Product, channel: ConsentChannel::PrivacyCentre }, &p, later).unwrap();
-    assert_eq!(s.granted_purposes(&p, later), [Purpose::Product].into_iter().collect());
+    run(
+        &mut s,
+        ConsentCommand::Grant {
+            purpose: Purpose::Product,
+            channel: ConsentChannel::PrivacyCentre,
+        },
+        &p,
+        later,
+    )
+    .unwrap();
+    assert_eq!(
+        s.granted_purposes(&p, later),
+        [Purpose::Product].into_iter().collect()
+    );
     let much_later = later.plus_days(400);
-    run(&mut s, ConsentCommand::Withdraw { purpose: Purpose::Product, channel: ConsentChannel::PrivacyCentre }, &p, much_later).unwrap();
+    run(
+        &mut s,
+        ConsentCommand::Withdraw {
+            purpose: Purpose::Product,
+            channel: ConsentChannel::PrivacyCentre,
+        },
+        &p,
+        much_later,
+    )
+    .unwrap();
     assert!(s.granted_purposes(&p, much_later).is_empty());
-    assert_eq!(s.access(&p, much_later), Access::Full, "refusing never restricts the messenger");
+    assert_eq!(
+        s.access(&p, much_later),
+        Access::Full,
+        "refusing never restricts the messenger"
+    );
 }
 
 #[test]
 fn new_version_never_inherits_consent() {
     let mut p = history(ConsentProfile::Strict);
     let mut s = registered_before(&p);
-    run(&mut s, ConsentCommand::Accept { version: 1, choice: SharingChoice { share: Some(true), grants: Default::default() }, channel: ConsentChannel::AcceptanceScreen }, &p, T0).unwrap();
+    run(
+        &mut s,
+        ConsentCommand::Accept {
+            version: 1,
+            choice: SharingChoice {
+                share: Some(true),
+                grants: Default::default(),
+            },
+            channel: ConsentChannel::AcceptanceScreen,
+        },
+        &p,
+        T0,
+    )
+    .unwrap();
     let t2 = T0.plus_days(100);
-    p.push(PolicyDraft::new("v2", Purpose::ALL, ConsentProfile::Strict).unwrap().publish(2, t2));
+    p.push(
+        PolicyDraft::new("v2", Purpose::ALL, ConsentProfile::Strict)
+            .unwrap()
+            .publish(2, t2),
+    );
     // The old grant lasts until v2's deadline, then lapses.
     assert_eq!(s.granted_purposes(&p, t2.plus_days(29)).len(), 2);
     assert!(s.granted_purposes(&p, t2.plus_days(30)).is_empty());
@@ -104,7 +193,16 @@ fn new_version_never_inherits_consent() {
     assert!(s.granted_purposes(&p, t2.plus_days(1)).is_empty());
     // A grant under v1 cannot be made once v2 is in force.
     let mut stale = registered_before(&p);
-    let e = stale.decide(&ConsentCommand::Grant { purpose: Purpose::Ads, channel: ConsentChannel::PrivacyCentre }, &p, t2).unwrap_err();
+    let e = stale
+        .decide(
+            &ConsentCommand::Grant {
+                purpose: Purpose::Ads,
+                channel: ConsentChannel::PrivacyCentre,
+            },
+            &p,
+            t2,
+        )
+        .unwrap_err();
     assert_eq!(e.code(), "policy_acceptance_required");
     let e = run(&mut stale, accept(1, None), &p, t2).unwrap_err();
     assert_eq!(e.code(), "policy_version_superseded");
@@ -114,10 +212,41 @@ fn new_version_never_inherits_consent() {
 fn registration_after_publication_requires_acceptance() {
     let p = history(ConsentProfile::Strict);
     let s = ConsentState::default();
-    assert_eq!(s.decide(&ConsentCommand::Register { accept: None }, &p, T0).unwrap_err().code(), "policy_acceptance_required");
-    let ev = s.decide(&ConsentCommand::Register { accept: Some((1, SharingChoice::default())) }, &p, T0).unwrap();
-    assert!(matches!(ev[1], ConsentEvent::PolicyAccepted { version: 1, channel: ConsentChannel::Registration, .. }));
-    assert_eq!(s.decide(&ConsentCommand::Register { accept: Some((9, SharingChoice::default())) }, &p, T0).unwrap_err().code(), "unknown_policy_version");
+    assert_eq!(
+        s.decide(&ConsentCommand::Register { accept: None }, &p, T0)
+            .unwrap_err()
+            .code(),
+        "policy_acceptance_required"
+    );
+    let ev = s
+        .decide(
+            &ConsentCommand::Register {
+                accept: Some((1, SharingChoice::default())),
+            },
+            &p,
+            T0,
+        )
+        .unwrap();
+    assert!(matches!(
+        ev[1],
+        ConsentEvent::PolicyAccepted {
+            version: 1,
+            channel: ConsentChannel::Registration,
+            ..
+        }
+    ));
+    assert_eq!(
+        s.decide(
+            &ConsentCommand::Register {
+                accept: Some((9, SharingChoice::default()))
+            },
+            &p,
+            T0
+        )
+        .unwrap_err()
+        .code(),
+        "unknown_policy_version"
+    );
 }
 
 #[test]
@@ -128,7 +257,12 @@ fn deleted_account_holds_nothing() {
     run(&mut s, ConsentCommand::Delete, &p, T0.plus_days(60)).unwrap();
     assert!(s.granted_purposes(&p, T0.plus_days(60)).is_empty());
     assert_eq!(s.access(&p, T0.plus_days(60)), Access::Deleted);
-    assert_eq!(s.decide(&ConsentCommand::Delete, &p, T0.plus_days(61)).unwrap_err().code(), "account_not_found");
+    assert_eq!(
+        s.decide(&ConsentCommand::Delete, &p, T0.plus_days(61))
+            .unwrap_err()
+            .code(),
+        "account_not_found"
+    );
 }
 
 // ---- property tests -------------------------------------------------------

@@ -59,7 +59,11 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
     }
     pub fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see the server log",
+        )
     }
 }
 
@@ -83,8 +87,12 @@ fn consent_status(e: &ConsentError) -> StatusCode {
     match e {
         ConsentError::NoAccount => StatusCode::NOT_FOUND,
         ConsentError::UnknownPolicyVersion(_) => StatusCode::NOT_FOUND,
-        ConsentError::PolicyAcceptanceRequired(_) | ConsentError::OptOutWindowClosed(_) => StatusCode::FORBIDDEN,
-        ConsentError::PurposeNotInPolicy(_) | ConsentError::GrantsNotOffered => StatusCode::BAD_REQUEST,
+        ConsentError::PolicyAcceptanceRequired(_) | ConsentError::OptOutWindowClosed(_) => {
+            StatusCode::FORBIDDEN
+        }
+        ConsentError::PurposeNotInPolicy(_) | ConsentError::GrantsNotOffered => {
+            StatusCode::BAD_REQUEST
+        }
         _ => StatusCode::CONFLICT,
     }
 }

@@ -20,7 +20,12 @@ pub struct Me {
 #[utoipa::path(get, path = "/v1/me", tag = "account", security(("bearer" = [])),
     responses((status = 200, body = Me), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn me(State(s): State<AppState>, User(c): User) -> ApiResult<Json<Me>> {
-    let devices = s.messenger.store.devices(c.account.id).await.map_err(crate::service::ServiceError::from)?;
+    let devices = s
+        .messenger
+        .store
+        .devices(c.account.id)
+        .await
+        .map_err(crate::service::ServiceError::from)?;
     Ok(Json(Me {
         account_id: c.account.id.to_string(),
         device_id: c.device.to_string(),

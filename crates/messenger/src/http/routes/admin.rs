@@ -25,15 +25,25 @@ pub struct PublishPolicy {
 /// Publishes a new policy version; every user must accept it within 30 days.
 #[utoipa::path(post, path = "/v1/admin/policies", tag = "admin", request_body = PublishPolicy, security(("admin" = [])),
     responses((status = 201, body = PolicyVersion), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn publish_policy(State(s): State<AppState>, _: Admin, Json(b): Json<PublishPolicy>) -> ApiResult<(StatusCode, Json<PolicyVersion>)> {
+pub async fn publish_policy(
+    State(s): State<AppState>,
+    _: Admin,
+    Json(b): Json<PublishPolicy>,
+) -> ApiResult<(StatusCode, Json<PolicyVersion>)> {
     let draft = PolicyDraft::new(b.text, b.purposes, b.profile.unwrap_or(s.default_profile))?;
-    Ok((StatusCode::CREATED, Json(s.messenger.publish_policy(draft).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(s.messenger.publish_policy(draft).await?),
+    ))
 }
 
 /// Every published version.
 #[utoipa::path(get, path = "/v1/admin/policies", tag = "admin", security(("admin" = [])),
     responses((status = 200, body = Vec<PolicyVersion>), (status = 403, body = ErrorBody)))]
-pub async fn list_policies(State(s): State<AppState>, _: Admin) -> ApiResult<Json<Vec<PolicyVersion>>> {
+pub async fn list_policies(
+    State(s): State<AppState>,
+    _: Admin,
+) -> ApiResult<Json<Vec<PolicyVersion>>> {
     Ok(Json(s.messenger.policies().await?.versions().to_vec()))
 }
 
@@ -48,8 +58,16 @@ pub struct LedgerQuery {
 /// A page of ledger entries.
 #[utoipa::path(get, path = "/v1/admin/ledger", tag = "admin", params(LedgerQuery), security(("admin" = [])),
     responses((status = 200, body = Vec<Object>), (status = 403, body = ErrorBody)))]
-pub async fn ledger(State(s): State<AppState>, _: Admin, Query(q): Query<LedgerQuery>) -> ApiResult<Json<Vec<LedgerEntry>>> {
-    Ok(Json(s.messenger.ledger_page(q.after.unwrap_or(0), q.limit.unwrap_or(100)).await?))
+pub async fn ledger(
+    State(s): State<AppState>,
+    _: Admin,
+    Query(q): Query<LedgerQuery>,
+) -> ApiResult<Json<Vec<LedgerEntry>>> {
+    Ok(Json(
+        s.messenger
+            .ledger_page(q.after.unwrap_or(0), q.limit.unwrap_or(100))
+            .await?,
+    ))
 }
 
 /// Walks the whole chain: 200 when intact, 409 naming the first bad entry.
@@ -62,8 +80,19 @@ pub async fn verify_ledger(State(s): State<AppState>, _: Admin) -> ApiResult<Jso
 /// An account's consent at an instant, rebuilt from the ledger alone.
 #[utoipa::path(get, path = "/v1/admin/accounts/{account_id}/consent", tag = "admin", params(("account_id" = String, Path), AtQuery), security(("admin" = [])),
     responses((status = 200, body = ConsentView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn consent_at(State(s): State<AppState>, _: Admin, Path(id): Path<String>, Query(q): Query<AtQuery>) -> ApiResult<Json<ConsentView>> {
-    let id = AccountId::parse(&id).ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "invalid_account_id", "account id must be a UUID"))?;
+pub async fn consent_at(
+    State(s): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+    Query(q): Query<AtQuery>,
+) -> ApiResult<Json<ConsentView>> {
+    let id = AccountId::parse(&id).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_account_id",
+            "account id must be a UUID",
+        )
+    })?;
     Ok(Json(s.messenger.consent_at(id, parse_at(&q.at)?).await?))
 }
 
@@ -86,7 +115,10 @@ pub struct AdvanceClock {
 }
 
 fn clock_view(t: Timestamp) -> ClockView {
-    ClockView { now: t, now_rfc3339: t.to_rfc3339() }
+    ClockView {
+        now: t,
+        now_rfc3339: t.to_rfc3339(),
+    }
 }
 
 /// The simulated clock (exists only with `--simulated-clock`).
@@ -99,14 +131,28 @@ pub async fn clock(State(s): State<AppState>, _: Admin) -> ApiResult<Json<ClockV
 /// Moves the simulated clock forward (exists only with `--simulated-clock`).
 #[utoipa::path(post, path = "/v1/admin/clock", tag = "admin", request_body = AdvanceClock, security(("admin" = [])),
     responses((status = 200, body = ClockView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn advance_clock(State(s): State<AppState>, _: Admin, Json(b): Json<AdvanceClock>) -> ApiResult<Json<ClockView>> {
+pub async fn advance_clock(
+    State(s): State<AppState>,
+    _: Admin,
+    Json(b): Json<AdvanceClock>,
+) -> ApiResult<Json<ClockView>> {
     let clock = s.simulated_clock.as_ref().ok_or_else(ApiError::not_found)?;
     let ms = b
         .days
         .checked_mul(DAY_MS)
         .and_then(|d| b.hours.checked_mul(HOUR_MS).and_then(|h| d.checked_add(h)))
-        .and_then(|dh| b.seconds.checked_mul(SECOND_MS).and_then(|s| dh.checked_add(s)))
+        .and_then(|dh| {
+            b.seconds
+                .checked_mul(SECOND_MS)
+                .and_then(|s| dh.checked_add(s))
+        })
         .filter(|ms| (0..=3650 * DAY_MS).contains(ms))
-        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "invalid_advance", "advance by 0 to 3650 days in total; time never runs back"))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_advance",
+                "advance by 0 to 3650 days in total; time never runs back",
+            )
+        })?;
     Ok(Json(clock_view(clock.advance_millis(ms))))
 }

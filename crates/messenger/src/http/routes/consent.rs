@@ -26,15 +26,27 @@ pub struct AtQuery {
 
 pub(crate) fn parse_at(raw: &str) -> Result<Timestamp, ApiError> {
     Timestamp::parse(raw).ok_or_else(|| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_time", "`at` must be RFC 3339 UTC (…Z) or Unix milliseconds")
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_time",
+            "`at` must be RFC 3339 UTC (…Z) or Unix milliseconds",
+        )
     })
 }
 
 /// The caller's consent at a past instant, rebuilt from the ledger alone.
 #[utoipa::path(get, path = "/v1/me/consent/history", tag = "consent", params(AtQuery), security(("bearer" = [])),
     responses((status = 200, body = ConsentView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
-pub async fn my_consent_at(State(s): State<AppState>, User(c): User, Query(q): Query<AtQuery>) -> ApiResult<Json<ConsentView>> {
-    Ok(Json(s.messenger.consent_at(c.account.id, parse_at(&q.at)?).await?))
+pub async fn my_consent_at(
+    State(s): State<AppState>,
+    User(c): User,
+    Query(q): Query<AtQuery>,
+) -> ApiResult<Json<ConsentView>> {
+    Ok(Json(
+        s.messenger
+            .consent_at(c.account.id, parse_at(&q.at)?)
+            .await?,
+    ))
 }
 
 /// A consent receipt (Kantara Consent Receipt v1.1 shape).
@@ -51,15 +63,29 @@ fn purpose(raw: &str) -> Result<Purpose, ApiError> {
 /// Grants a purpose (`ads` or `product`).
 #[utoipa::path(post, path = "/v1/me/consent/{purpose}/grant", tag = "consent", params(("purpose" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = ConsentView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn grant(State(s): State<AppState>, User(c): User, Path(p): Path<String>) -> ApiResult<Json<ConsentView>> {
-    let cmd = ConsentCommand::Grant { purpose: purpose(&p)?, channel: ConsentChannel::PrivacyCentre };
+pub async fn grant(
+    State(s): State<AppState>,
+    User(c): User,
+    Path(p): Path<String>,
+) -> ApiResult<Json<ConsentView>> {
+    let cmd = ConsentCommand::Grant {
+        purpose: purpose(&p)?,
+        channel: ConsentChannel::PrivacyCentre,
+    };
     Ok(Json(s.messenger.consent_command(c.account.id, cmd).await?))
 }
 
 /// Withdraws a purpose (under `whatsapp-2016`: opts out of both, inside the window).
 #[utoipa::path(post, path = "/v1/me/consent/{purpose}/withdraw", tag = "consent", params(("purpose" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = ConsentView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn withdraw(State(s): State<AppState>, User(c): User, Path(p): Path<String>) -> ApiResult<Json<ConsentView>> {
-    let cmd = ConsentCommand::Withdraw { purpose: purpose(&p)?, channel: ConsentChannel::PrivacyCentre };
+pub async fn withdraw(
+    State(s): State<AppState>,
+    User(c): User,
+    Path(p): Path<String>,
+) -> ApiResult<Json<ConsentView>> {
+    let cmd = ConsentCommand::Withdraw {
+        purpose: purpose(&p)?,
+        channel: ConsentChannel::PrivacyCentre,
+    };
     Ok(Json(s.messenger.consent_command(c.account.id, cmd).await?))
 }

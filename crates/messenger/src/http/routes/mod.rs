@@ -22,18 +22,30 @@ use axum::Router;
 
 pub fn router(state: AppState) -> Router {
     let mut admin = Router::new()
-        .route("/v1/admin/policies", post(admin::publish_policy).get(admin::list_policies))
+        .route(
+            "/v1/admin/policies",
+            post(admin::publish_policy).get(admin::list_policies),
+        )
         .route("/v1/admin/ledger", get(admin::ledger))
         .route("/v1/admin/ledger/verify", get(admin::verify_ledger))
-        .route("/v1/admin/accounts/{account_id}/consent", get(admin::consent_at));
+        .route(
+            "/v1/admin/accounts/{account_id}/consent",
+            get(admin::consent_at),
+        );
     if state.simulated_clock.is_some() {
-        admin = admin.route("/v1/admin/clock", get(admin::clock).post(admin::advance_clock));
+        admin = admin.route(
+            "/v1/admin/clock",
+            get(admin::clock).post(admin::advance_clock),
+        );
     }
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/openapi.json", get(health::openapi))
         .route("/v1/registrations", post(registration::start))
-        .route("/v1/registrations/{registration_id}/verify", post(registration::verify))
+        .route(
+            "/v1/registrations/{registration_id}/verify",
+            post(registration::verify),
+        )
         .route("/v1/policies/current", get(policy::current))
         .route("/v1/policies/{version}/accept", post(policy::accept))
         .route("/v1/me", get(account::me).delete(account::delete_me))
@@ -47,7 +59,11 @@ pub fn router(state: AppState) -> Router {
         .merge(admin)
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this route",
+            )
         })
         .with_state(state)
 }

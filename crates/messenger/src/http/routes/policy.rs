@@ -12,7 +12,11 @@ use axum::extract::State;
 #[utoipa::path(get, path = "/v1/policies/current", tag = "policy",
     responses((status = 200, body = PolicyVersion), (status = 404, body = ErrorBody)))]
 pub async fn current(State(s): State<AppState>) -> ApiResult<Json<PolicyVersion>> {
-    s.messenger.current_policy().await?.map(Json).ok_or_else(ApiError::not_found)
+    s.messenger
+        .current_policy()
+        .await?
+        .map(Json)
+        .ok_or_else(ApiError::not_found)
 }
 
 /// Accepts a policy version, with the sharing choice. Open to restricted users.
@@ -30,8 +34,16 @@ pub async fn accept(
         AcceptChoice::default()
     } else {
         serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(axum::http::StatusCode::BAD_REQUEST, "invalid_json", format!("invalid JSON body: {e}"))
+            ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("invalid JSON body: {e}"),
+            )
         })?
     };
-    Ok(Json(s.messenger.accept(caller.account.id, version, choice.into()).await?))
+    Ok(Json(
+        s.messenger
+            .accept(caller.account.id, version, choice.into())
+            .await?,
+    ))
 }

@@ -66,7 +66,10 @@ pub async fn start(
     State(s): State<AppState>,
     Json(body): Json<StartRegistration>,
 ) -> ApiResult<(StatusCode, Json<RegistrationStarted>)> {
-    let r = s.messenger.start_registration(&body.phone, body.region.as_deref()).await?;
+    let r = s
+        .messenger
+        .start_registration(&body.phone, body.region.as_deref())
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(r)))
 }
 
