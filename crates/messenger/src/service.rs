@@ -194,12 +194,16 @@ impl Messenger {
     ) -> Result<RegistrationStarted, ServiceError> {
         let phone = PhoneNumber::parse(raw_phone, region)?;
         let now = self.now();
-        self.store.purge_verifications(now).await?;
+        self.store
+            .purge_verifications(now, now.plus_millis(-24 * 60 * MINUTE_MS))
+            .await?;
+        // Counted per request, not per stored code: using or burning a code
+        // never frees a slot.
         let recent = self
             .store
-            .verifications_since(&phone, now.plus_millis(-60 * MINUTE_MS))
+            .count_code_request(&phone, now, now.plus_millis(-60 * MINUTE_MS))
             .await?;
-        if recent >= self.config.codes_per_hour {
+        if recent > self.config.codes_per_hour {
             return Err(ServiceError::RateLimited {
                 retry_after_s: 3600,
             });

@@ -74,10 +74,19 @@ pub trait MessengerStore: Send + Sync + std::fmt::Debug + 'static {
     /// Counts one failed attempt; returns the new count.
     async fn count_failed_attempt(&self, id: Uuid) -> Result<u32>;
     async fn delete_verification(&self, id: Uuid) -> Result<()>;
-    /// How many codes were sent to `phone` since `since` (rate limiting).
-    async fn verifications_since(&self, phone: &PhoneNumber, since: Timestamp) -> Result<u32>;
-    /// Removes expired verifications; returns how many.
-    async fn purge_verifications(&self, now: Timestamp) -> Result<u64>;
+    /// Records that a code was requested for `phone` at `at`, and returns
+    /// how many were requested since `since` (this one included). Records
+    /// outlive the codes themselves, so using or burning a code never
+    /// resets the count.
+    async fn count_code_request(
+        &self,
+        phone: &PhoneNumber,
+        at: Timestamp,
+        since: Timestamp,
+    ) -> Result<u32>;
+    /// Removes expired verifications and code requests older than
+    /// `requests_before`; returns how many verifications went.
+    async fn purge_verifications(&self, now: Timestamp, requests_before: Timestamp) -> Result<u64>;
 
     // --- accounts and devices ---
     /// Creates an account with its first device, and appends `records`
@@ -413,20 +422,35 @@ impl MessengerStore for SqlMessengerStore {
         Ok(())
     }
 
-    async fn verifications_since(&self, phone: &PhoneNumber, since: Timestamp) -> Result<u32> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM verifications WHERE phone = $1 AND created_at >= $2",
-        )
-        .bind(phone.e164())
-        .bind(since.0)
-        .fetch_one(&self.db.pool)
-        .await?;
+    async fn count_code_request(
+        &self,
+        phone: &PhoneNumber,
+        at: Timestamp,
+        since: Timestamp,
+    ) -> Result<u32> {
+        let mut tx = self.db.pool.begin().await?;
+        sqlx::query("INSERT INTO code_requests (phone, at) VALUES ($1, $2)")
+            .bind(phone.e164())
+            .bind(at.0)
+            .execute(&mut *tx)
+            .await?;
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM code_requests WHERE phone = $1 AND at >= $2")
+                .bind(phone.e164())
+                .bind(since.0)
+                .fetch_one(&mut *tx)
+                .await?;
+        tx.commit().await?;
         Ok(n as u32)
     }
 
-    async fn purge_verifications(&self, now: Timestamp) -> Result<u64> {
+    async fn purge_verifications(&self, now: Timestamp, requests_before: Timestamp) -> Result<u64> {
         let r = sqlx::query("DELETE FROM verifications WHERE expires_at <= $1")
             .bind(now.0)
+            .execute(&self.db.pool)
+            .await?;
+        sqlx::query("DELETE FROM code_requests WHERE at < $1")
+            .bind(requests_before.0)
             .execute(&self.db.pool)
             .await?;
         Ok(r.rows_affected())

@@ -69,13 +69,17 @@ impl FromRequestParts<AppState> for Admin {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer(parts).ok_or_else(ApiError::unauthorized)?;
         if TokenHash::of(token) == state.admin_token {
-            Ok(Admin)
-        } else {
-            Err(ApiError::new(
+            return Ok(Admin);
+        }
+        // A real device token is known but not allowed here (403); anything
+        // else is not a credential at all (401).
+        match state.messenger.authenticate(token).await? {
+            Some(_) => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "admin_required",
                 "this endpoint needs the operator's admin token",
-            ))
+            )),
+            None => Err(ApiError::unauthorized()),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Reading and accepting the policy in force.
 
 use super::registration::AcceptChoice;
-use crate::http::error::{ApiError, ApiResult, ErrorBody, Json, Path};
+use crate::http::error::{ApiError, ApiResult, ErrorBody, Json, OptionalJson, Path};
 use crate::http::extract::AnyUser;
 use crate::http::AppState;
 use crate::service::ConsentView;
@@ -27,20 +27,10 @@ pub async fn accept(
     State(s): State<AppState>,
     AnyUser(caller): AnyUser,
     Path(version): Path<u32>,
-    body: axum::body::Bytes,
+    OptionalJson(body): OptionalJson<AcceptChoice>,
 ) -> ApiResult<Json<ConsentView>> {
-    // An empty body means "left as presented".
-    let choice: AcceptChoice = if body.iter().all(u8::is_ascii_whitespace) {
-        AcceptChoice::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(
-                axum::http::StatusCode::BAD_REQUEST,
-                "invalid_json",
-                format!("invalid JSON body: {e}"),
-            )
-        })?
-    };
+    // No body means "left as presented".
+    let choice = body.unwrap_or_default();
     Ok(Json(
         s.messenger
             .accept(caller.account.id, version, choice.into())

@@ -1,0 +1,347 @@
+//! Starts the real messenger (router, `serve`, SQLite in a temporary
+//! directory) on `127.0.0.1:0` and talks HTTP to it, as a device or the
+//! operator would.
+
+use accord_client::{AcceptChoice, Client, Registered};
+use accord_crypto::token::{BearerToken, TokenHash};
+use accord_domain::time::DAY_MS;
+use accord_domain::{
+    Clock, ConsentProfile, DeviceInfo, PolicyVersion, Purpose, SimulatedClock, SystemClock,
+    Timestamp,
+};
+use accord_messenger::verifier::DevVerifier;
+use accord_messenger::{router, serve, AppState, Messenger, MessengerConfig};
+use accord_storage::{Db, SqlMessengerStore};
+use reqwest::header::{HeaderMap, CONTENT_TYPE};
+use reqwest::Method;
+use serde_json::Value;
+use std::sync::Arc;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+/// 2026-01-05T09:00:00Z: where a frozen test clock starts.
+pub const T0: Timestamp = Timestamp(1_767_603_600_000);
+
+#[derive(Clone, Copy, Debug)]
+pub struct AppOptions {
+    /// A frozen simulated clock (and the admin clock endpoint); otherwise
+    /// the wall clock and no clock endpoint.
+    pub simulated_clock: bool,
+    /// The server's default profile, for policies published without one.
+    pub default_profile: ConsentProfile,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        AppOptions {
+            simulated_clock: true,
+            default_profile: ConsentProfile::Strict,
+        }
+    }
+}
+
+pub struct TestApp {
+    pub base_url: String,
+    /// The operator, with the admin token.
+    pub admin: Client,
+    pub admin_token: String,
+    /// The simulated clock, for reading only: tests move time through the
+    /// admin HTTP endpoint.
+    pub clock: Option<SimulatedClock>,
+    pub store: Arc<SqlMessengerStore>,
+    pub http: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    // Dropped last: the database lives here.
+    _tempdir: TempDir,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A device's view of itself after registering.
+pub struct TestUser {
+    pub api: Client,
+    pub reg: Registered,
+}
+
+/// A response, whatever its status.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+/// What to send as a request body.
+pub enum Body {
+    None,
+    Json(Value),
+    Raw {
+        content_type: Option<&'static str>,
+        bytes: Vec<u8>,
+    },
+}
+
+pub fn device_info() -> DeviceInfo {
+    DeviceInfo {
+        os: "android".into(),
+        os_version: "15".into(),
+        model: "Pixel 8".into(),
+        app_version: "2.26.1".into(),
+        locale: "id-ID".into(),
+        carrier: Some("51010".into()),
+    }
+}
+
+/// A valid Indonesian mobile number, `+6281234567` followed by `n` on three digits.
+pub fn phone(n: u16) -> String {
+    assert!(n < 1000);
+    format!("+6281234567{n:03}")
+}
+
+pub fn share(v: Option<bool>) -> AcceptChoice {
+    AcceptChoice {
+        share: v,
+        grants: vec![],
+    }
+}
+
+pub fn grants(purposes: &[Purpose]) -> AcceptChoice {
+    AcceptChoice {
+        share: None,
+        grants: purposes.to_vec(),
+    }
+}
+
+pub async fn spawn_app(opts: AppOptions) -> TestApp {
+    let tempdir = tempfile::tempdir().expect("temporary directory");
+    let db = Db::open_service(
+        tempdir.path().to_str().expect("utf-8 temp path"),
+        "messenger",
+    )
+    .await
+    .expect("open the messenger database");
+    let store = Arc::new(
+        SqlMessengerStore::new(db)
+            .await
+            .expect("migrate the messenger database"),
+    );
+    let sim = opts.simulated_clock.then(|| SimulatedClock::frozen_at(T0));
+    let clock: Arc<dyn Clock> = match &sim {
+        Some(c) => Arc::new(c.clone()),
+        None => Arc::new(SystemClock),
+    };
+    let admin_token = BearerToken::generate().reveal().to_owned();
+    let state = AppState {
+        messenger: Messenger {
+            store: store.clone(),
+            clock,
+            verifier: Arc::new(DevVerifier),
+            config: MessengerConfig::default(),
+        },
+        admin_token: TokenHash::of(&admin_token),
+        default_profile: opts.default_profile,
+        simulated_clock: sim.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let base_url = format!("http://{}", listener.local_addr().expect("local address"));
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        serve(listener, router(state), async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("server runs");
+    });
+    TestApp {
+        admin: Client::new(&base_url).with_token(&admin_token),
+        base_url,
+        admin_token,
+        clock: sim,
+        store,
+        http: reqwest::Client::new(),
+        shutdown: Some(tx),
+        _tempdir: tempdir,
+    }
+}
+
+/// Asserts the error shape (`code`, `message`) and the status and code.
+#[track_caller]
+pub fn assert_error(r: &Resp, status: u16, code: &str) {
+    assert_eq!(r.status, status, "unexpected status; body: {}", r.body);
+    assert_eq!(
+        r.body["code"].as_str(),
+        Some(code),
+        "unexpected code; body: {}",
+        r.body
+    );
+    assert!(
+        r.body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "no message; body: {}",
+        r.body
+    );
+}
+
+/// Asserts that a client call failed with `status` and `code`.
+#[track_caller]
+pub fn assert_api_error<T: std::fmt::Debug>(
+    r: accord_client::Result<T>,
+    status: u16,
+    code: &str,
+) -> Option<Value> {
+    match r {
+        Err(accord_client::ClientError::Api {
+            status: s,
+            code: c,
+            message,
+            details,
+        }) => {
+            assert_eq!(
+                (s, c.as_str()),
+                (status, code),
+                "unexpected error: {message}"
+            );
+            assert!(!message.is_empty() && message != "(no message)");
+            details
+        }
+        other => panic!("expected HTTP {status} `{code}`, got {other:?}"),
+    }
+}
+
+impl TestApp {
+    /// A client without a token.
+    pub fn anon(&self) -> Client {
+        Client::new(&self.base_url)
+    }
+
+    pub fn client_with(&self, token: &str) -> Client {
+        Client::new(&self.base_url).with_token(token)
+    }
+
+    /// Any request; the response whatever its status.
+    pub async fn send(&self, method: Method, path: &str, token: Option<&str>, body: Body) -> Resp {
+        let mut rb = self
+            .http
+            .request(method, format!("{}{}", self.base_url, path));
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        rb = match body {
+            Body::None => rb,
+            Body::Json(v) => rb.json(&v),
+            Body::Raw {
+                content_type,
+                bytes,
+            } => {
+                let rb = match content_type {
+                    Some(ct) => rb.header(CONTENT_TYPE, ct),
+                    None => rb,
+                };
+                rb.body(bytes)
+            }
+        };
+        let r = rb.send().await.expect("the server answers");
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let bytes = r.bytes().await.expect("response body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// Registers `phone` with the code from the dev verifier; a new
+    /// account, or a new device of the existing one.
+    pub async fn register_device(
+        &self,
+        phone: &str,
+        accept: Option<(u32, AcceptChoice)>,
+    ) -> TestUser {
+        let anon = self.anon();
+        let started = anon
+            .start_registration(phone, None)
+            .await
+            .expect("registration starts");
+        let code = started.dev_code.expect("the dev verifier reveals the code");
+        let reg = anon
+            .verify_registration(
+                started.registration_id,
+                &code,
+                &device_info(),
+                accept.as_ref().map(|(v, c)| (*v, c)),
+            )
+            .await
+            .expect("registration verifies");
+        TestUser {
+            api: self.client_with(&reg.token),
+            reg,
+        }
+    }
+
+    /// Registers `phone` and returns the device's client.
+    pub async fn register(&self, phone: &str, accept: Option<(u32, AcceptChoice)>) -> Client {
+        self.register_device(phone, accept).await.api
+    }
+
+    /// Publishes a policy version with a distinct text.
+    pub async fn publish(&self, profile: ConsentProfile, purposes: &[Purpose]) -> PolicyVersion {
+        let n = self.admin.policies().await.expect("list policies").len() + 1;
+        let text =
+            format!("Accord terms, version {n}: we share account information for {purposes:?}.");
+        let p = self
+            .admin
+            .publish_policy(&text, purposes, Some(profile.as_str()))
+            .await
+            .expect("policy publishes");
+        assert_eq!(p.version as usize, n);
+        assert_eq!(p.profile, profile);
+        p
+    }
+
+    /// Moves the simulated clock through the admin endpoint.
+    pub async fn advance(&self, days: i64, hours: i64, seconds: i64) -> Timestamp {
+        let before = self.now().await;
+        let after = self
+            .admin
+            .advance_clock(days, hours, seconds)
+            .await
+            .expect("clock advances")
+            .now;
+        assert_eq!(
+            after.0 - before.0,
+            days * DAY_MS + hours * 3_600_000 + seconds * 1000
+        );
+        after
+    }
+
+    pub async fn advance_days(&self, n: i64) -> Timestamp {
+        self.advance(n, 0, 0).await
+    }
+
+    pub async fn now(&self) -> Timestamp {
+        self.admin.clock().await.expect("read the clock").now
+    }
+
+    /// Entries in the (verified) ledger.
+    pub async fn ledger_entries(&self) -> u64 {
+        self.admin
+            .verify_ledger()
+            .await
+            .expect("the ledger verifies")
+            .entries
+    }
+}
