@@ -9,6 +9,7 @@
 
 use crate::db::{Backend, Db};
 use crate::error::{Result, StoreError};
+use accord_crypto::oprf::{KeyVersion, OprfPurpose};
 use accord_crypto::token::TokenHash;
 use accord_domain::consent::ConsentState;
 use accord_domain::ledger::{Hash, LedgerEntry, LedgerRecord};
@@ -129,6 +130,49 @@ pub trait MessengerStore: Send + Sync + std::fmt::Debug + 'static {
         record: &LedgerRecord,
     ) -> Result<()>;
 
+    // --- pseudonyms ---
+    /// Stores `account`'s pseudonym under (`purpose`, `version`), replacing
+    /// any earlier one for that pair. `NotFound` if the account is gone.
+    async fn put_pseudonym(
+        &self,
+        account: AccountId,
+        purpose: OprfPurpose,
+        version: KeyVersion,
+        pseudonym: &[u8; 32],
+    ) -> Result<()>;
+    /// Up to `limit` accounts that have no pseudonym under
+    /// (`purpose`, `version`) yet, with their numbers.
+    async fn accounts_missing_pseudonym(
+        &self,
+        purpose: OprfPurpose,
+        version: KeyVersion,
+        limit: u32,
+    ) -> Result<Vec<(AccountId, PhoneNumber)>>;
+    /// The pseudonyms under (`purpose`, `version`) whose first two bytes
+    /// are `prefix` (big-endian): one contact-discovery bucket.
+    async fn pseudonym_bucket(
+        &self,
+        purpose: OprfPurpose,
+        version: KeyVersion,
+        prefix: u16,
+    ) -> Result<Vec<[u8; 32]>>;
+    /// The account's pseudonym under (`purpose`, `version`), if computed.
+    async fn pseudonym_of(
+        &self,
+        account: AccountId,
+        purpose: OprfPurpose,
+        version: KeyVersion,
+    ) -> Result<Option<[u8; 32]>>;
+    /// Drops the pseudonyms of `purpose` under every version but `keep`
+    /// (after re-pseudonymisation under a rotated key); returns how many.
+    async fn drop_other_pseudonym_versions(
+        &self,
+        purpose: OprfPurpose,
+        keep: KeyVersion,
+    ) -> Result<u64>;
+    /// Drops every pseudonym of `account` (its number changed).
+    async fn drop_pseudonyms(&self, account: AccountId) -> Result<()>;
+
     // --- ledger ---
     /// `(entries, last hash)`.
     async fn ledger_head(&self) -> Result<(u64, Hash)>;
@@ -222,6 +266,11 @@ async fn append(tx: &mut Transaction<'_, Any>, records: &[LedgerRecord]) -> Resu
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// The contact-discovery bucket of a pseudonym: its first two bytes.
+pub fn prefix_of(p: &[u8; 32]) -> u16 {
+    u16::from_be_bytes([p[0], p[1]])
 }
 
 fn ledger_row(r: &AnyRow) -> Result<LedgerEntry> {
@@ -592,6 +641,10 @@ impl MessengerStore for SqlMessengerStore {
     ) -> Result<()> {
         let mut tx = self.db.pool.begin().await?;
         append(&mut tx, std::slice::from_ref(record)).await?;
+        sqlx::query("DELETE FROM pseudonyms WHERE account_id = $1")
+            .bind(uuid_text(account.0))
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM devices WHERE account_id = $1")
             .bind(uuid_text(account.0))
             .execute(&mut *tx)
@@ -605,6 +658,127 @@ impl MessengerStore for SqlMessengerStore {
             return Err(StoreError::Conflict("consent_rev"));
         }
         tx.commit().await?;
+        Ok(())
+    }
+
+    async fn put_pseudonym(
+        &self,
+        account: AccountId,
+        purpose: OprfPurpose,
+        version: KeyVersion,
+        pseudonym: &[u8; 32],
+    ) -> Result<()> {
+        let mut tx = self.db.pool.begin().await?;
+        sqlx::query(
+            "DELETE FROM pseudonyms WHERE account_id = $1 AND purpose = $2 AND key_version = $3",
+        )
+        .bind(uuid_text(account.0))
+        .bind(purpose.as_str())
+        .bind(version.0 as i64)
+        .execute(&mut *tx)
+        .await?;
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT consent_rev FROM accounts WHERE id = $1")
+                .bind(uuid_text(account.0))
+                .fetch_optional(&mut *tx)
+                .await?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound("account"));
+        }
+        sqlx::query(
+            "INSERT INTO pseudonyms (account_id, purpose, key_version, pseudonym, prefix) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(uuid_text(account.0))
+        .bind(purpose.as_str())
+        .bind(version.0 as i64)
+        .bind(pseudonym.to_vec())
+        .bind(prefix_of(pseudonym) as i64)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn accounts_missing_pseudonym(
+        &self,
+        purpose: OprfPurpose,
+        version: KeyVersion,
+        limit: u32,
+    ) -> Result<Vec<(AccountId, PhoneNumber)>> {
+        let rows = sqlx::query(
+            "SELECT a.id, a.phone FROM accounts a WHERE NOT EXISTS (\
+               SELECT 1 FROM pseudonyms p WHERE p.account_id = a.id AND p.purpose = $1 AND p.key_version = $2) \
+             ORDER BY a.id LIMIT $3",
+        )
+        .bind(purpose.as_str())
+        .bind(version.0 as i64)
+        .bind(limit as i64)
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let phone: String = r.try_get("phone")?;
+                Ok((
+                    AccountId(parse_uuid(&r.try_get::<String, _>("id")?)?),
+                    PhoneNumber::from_e164(&phone)
+                        .map_err(|_| StoreError::Corrupt("stored phone number".into()))?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn pseudonym_bucket(
+        &self,
+        purpose: OprfPurpose,
+        version: KeyVersion,
+        prefix: u16,
+    ) -> Result<Vec<[u8; 32]>> {
+        let rows: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT pseudonym FROM pseudonyms WHERE purpose = $1 AND key_version = $2 AND prefix = $3 ORDER BY pseudonym",
+        )
+        .bind(purpose.as_str())
+        .bind(version.0 as i64)
+        .bind(prefix as i64)
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.into_iter().map(hash32).collect()
+    }
+
+    async fn pseudonym_of(
+        &self,
+        account: AccountId,
+        purpose: OprfPurpose,
+        version: KeyVersion,
+    ) -> Result<Option<[u8; 32]>> {
+        let row: Option<Vec<u8>> = sqlx::query_scalar(
+            "SELECT pseudonym FROM pseudonyms WHERE account_id = $1 AND purpose = $2 AND key_version = $3",
+        )
+        .bind(uuid_text(account.0))
+        .bind(purpose.as_str())
+        .bind(version.0 as i64)
+        .fetch_optional(&self.db.pool)
+        .await?;
+        row.map(hash32).transpose()
+    }
+
+    async fn drop_other_pseudonym_versions(
+        &self,
+        purpose: OprfPurpose,
+        keep: KeyVersion,
+    ) -> Result<u64> {
+        let r = sqlx::query("DELETE FROM pseudonyms WHERE purpose = $1 AND key_version <> $2")
+            .bind(purpose.as_str())
+            .bind(keep.0 as i64)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    async fn drop_pseudonyms(&self, account: AccountId) -> Result<()> {
+        sqlx::query("DELETE FROM pseudonyms WHERE account_id = $1")
+            .bind(uuid_text(account.0))
+            .execute(&self.db.pool)
+            .await?;
         Ok(())
     }
 

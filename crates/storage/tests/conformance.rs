@@ -348,6 +348,64 @@ async fn code_requests_are_counted_whatever_happens_to_the_codes() {
 }
 
 #[tokio::test]
+async fn pseudonyms_by_bucket_version_and_account() {
+    use accord_crypto::oprf::{KeyVersion, OprfPurpose};
+    on_each_backend(|s| async move {
+        let a = register(&*s, 7, "ta").await;
+        let b = register(&*s, 8, "tb").await;
+        let (c, v1, v2) = (OprfPurpose::Contacts, KeyVersion(1), KeyVersion(2));
+        let missing = s.accounts_missing_pseudonym(c, v1, 10).await.unwrap();
+        assert_eq!(missing.len(), 2);
+        assert!(missing.iter().any(|(id, p)| *id == a && *p == phone(7)));
+        let pa = [0xab; 32];
+        let mut pb = [0xab; 32];
+        pb[31] = 1;
+        s.put_pseudonym(a, c, v1, &pa).await.unwrap();
+        s.put_pseudonym(b, c, v1, &pb).await.unwrap();
+        s.put_pseudonym(a, c, v1, &pa).await.unwrap(); // idempotent
+        assert!(s
+            .accounts_missing_pseudonym(c, v1, 10)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            s.accounts_missing_pseudonym(OprfPurpose::Coordination, v1, 10)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            s.pseudonym_bucket(c, v1, 0xabab).await.unwrap(),
+            vec![pb, pa],
+            "sorted"
+        );
+        assert!(s.pseudonym_bucket(c, v1, 0xabac).await.unwrap().is_empty());
+        assert!(s.pseudonym_bucket(c, v2, 0xabab).await.unwrap().is_empty());
+        assert_eq!(s.pseudonym_of(a, c, v1).await.unwrap(), Some(pa));
+        // Rotation: v2 computed, then v1 dropped.
+        s.put_pseudonym(a, c, v2, &[1; 32]).await.unwrap();
+        assert_eq!(s.drop_other_pseudonym_versions(c, v2).await.unwrap(), 2);
+        assert!(s.pseudonym_of(a, c, v1).await.unwrap().is_none());
+        // Gone with the account; refused for an unknown one.
+        let acct = s.account(a).await.unwrap().unwrap();
+        let rec = LedgerRecord::consent(a, accord_domain::ConsentEvent::AccountDeleted { at: T0 });
+        s.delete_account(a, acct.consent_rev, &rec).await.unwrap();
+        assert!(s.pseudonym_of(a, c, v2).await.unwrap().is_none());
+        assert!(matches!(
+            s.put_pseudonym(a, c, v2, &[1; 32]).await,
+            Err(StoreError::NotFound(_))
+        ));
+        s.drop_pseudonyms(b).await.unwrap();
+        assert_eq!(
+            s.accounts_missing_pseudonym(c, v1, 10).await.unwrap().len(),
+            1
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn concurrent_appends_keep_the_chain_intact() {
     on_each_backend(|s| async move {
         s.publish_policy(
