@@ -15,15 +15,18 @@
 //!
 //! Modules:
 //! - [`db`]: opening a database by URL, pragmas, migrations.
+//! - [`keyd`]: [`KeyStore`](keyd::KeyStore), the key service's sealed
+//!   OPRF keys, API clients, quotas and usage (quota window and audit).
 //! - [`messenger`]: [`MessengerStore`](messenger::MessengerStore), the
 //!   messenger's accounts, devices, policies and consent ledger.
-//! - [`error`]: [`StoreError`].
+//! - [`error`]: the storage error type, `StoreError`.
 //!
 //! **Architecture invariant:** every service has its own database; no
 //! store here opens another service's tables.
 
 pub mod db;
 pub mod error;
+pub mod keyd;
 pub mod messenger;
 
 pub use db::{Backend, Db};

@@ -1,0 +1,735 @@
+//! The key service's store: sealed OPRF keys, API clients with their
+//! per-purpose daily quotas, and usage counters.
+//!
+//! **Keys** are stored only as [`OprfSecretKey::seal`] output, one row per
+//! (purpose, version); exactly one version per purpose is
+//! [`KeyState::Active`] (a partial unique index enforces it), older ones are
+//! [`KeyState::Previous`] and stay usable by explicit version.
+//!
+//! **Usage** is one counter per (client, purpose, UTC hour). The same rows
+//! serve two purposes:
+//!
+//! - the **quota window**: the "rolling day" is the sum of the last
+//!   [`WINDOW_HOURS`] hourly buckets, the current (partial) hour included.
+//!   An element charged at time `t` therefore counts until the end of the
+//!   hour 23 hours after `t`'s hour: for between 23 and 24 hours, never
+//!   longer, so that a client that used its quota at `t` can always evaluate
+//!   again at `t + 24 h`. The price of hourly granularity is that a client
+//!   timing its bursts at hour edges gets at most one quota per 23 hours
+//!   (about 4% more than one per 24 h); never more than that.
+//! - the **audit log**: per client and UTC day, how many elements were
+//!   evaluated ([`KeyStore::usage_by_day`]). Counts only: no element,
+//!   blinded or not, is ever stored.
+//!
+//! [`KeyStore::charge`] checks and adds in one transaction whose first
+//! statement writes the client's row, so a client's charges are serialised
+//! (a row lock in PostgreSQL, the write lock in SQLite) and a rejected
+//! charge writes nothing.
+//!
+//! [`OprfSecretKey::seal`]: accord_crypto::oprf::OprfSecretKey::seal
+
+use crate::db::{Backend, Db};
+use crate::error::{Result, StoreError};
+use accord_crypto::oprf::{KeyVersion, OprfPurpose};
+use accord_crypto::token::TokenHash;
+use accord_domain::time::{DAY_MS, HOUR_MS, SECOND_MS};
+use accord_domain::Timestamp;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use uuid::Uuid;
+
+/// How many hourly buckets make the rolling day (see the module docs).
+pub const WINDOW_HOURS: i64 = 24;
+
+/// The largest quota that can be stored (quotas are `BIGINT`).
+pub const MAX_QUOTA: u64 = i64::MAX as u64;
+
+// ---------------------------------------------------------------------------
+// Keys
+// ---------------------------------------------------------------------------
+
+/// Whether a key version is the one used by default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyState {
+    /// Used when a request names no version. One per purpose.
+    Active,
+    /// Superseded by a rotation; still evaluable by explicit version, so
+    /// services can re-pseudonymise their data.
+    Previous,
+}
+
+impl KeyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Active => "active",
+            KeyState::Previous => "previous",
+        }
+    }
+}
+
+/// One key version as stored: sealed, never in the clear.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    pub purpose: OprfPurpose,
+    pub version: KeyVersion,
+    /// [`OprfSecretKey::seal`](accord_crypto::oprf::OprfSecretKey::seal)
+    /// output, bound to `purpose` and `version`.
+    pub sealed: Vec<u8>,
+    pub state: KeyState,
+    pub created_at: Timestamp,
+}
+
+impl fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredKey")
+            .field("purpose", &self.purpose)
+            .field("version", &self.version)
+            .field("sealed", &format_args!("<{} bytes>", self.sealed.len()))
+            .field("state", &self.state)
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Clients
+// ---------------------------------------------------------------------------
+
+/// An API client of the key service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ClientId(pub Uuid);
+
+impl ClientId {
+    pub fn random() -> Self {
+        ClientId(Uuid::new_v4())
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Uuid::parse_str(s).ok().map(ClientId)
+    }
+}
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+/// Who a client is, which decides its default quotas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientKind {
+    Messenger,
+    Partner,
+    Business,
+    /// A user's device (contact discovery).
+    Device,
+}
+
+impl ClientKind {
+    pub const ALL: [ClientKind; 4] = [
+        ClientKind::Messenger,
+        ClientKind::Partner,
+        ClientKind::Business,
+        ClientKind::Device,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientKind::Messenger => "messenger",
+            ClientKind::Partner => "partner",
+            ClientKind::Business => "business",
+            ClientKind::Device => "device",
+        }
+    }
+}
+
+impl FromStr for ClientKind {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self> {
+        ClientKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| StoreError::Corrupt("client kind".into()))
+    }
+}
+
+/// A client to add. The token itself is never given to the store.
+#[derive(Clone, Debug)]
+pub struct NewClient {
+    pub id: ClientId,
+    pub name: String,
+    pub kind: ClientKind,
+    pub token_hash: TokenHash,
+    pub created_at: Timestamp,
+    /// Elements per rolling day, per purpose. A purpose absent here (or 0)
+    /// may not be evaluated by this client.
+    pub quotas: BTreeMap<OprfPurpose, u64>,
+}
+
+/// A client as stored (without its token hash).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Client {
+    pub id: ClientId,
+    pub name: String,
+    pub kind: ClientKind,
+    pub created_at: Timestamp,
+    pub quotas: BTreeMap<OprfPurpose, u64>,
+}
+
+impl Client {
+    /// The daily quota for `purpose`; 0 when none is set.
+    pub fn quota(&self, purpose: OprfPurpose) -> u64 {
+        self.quotas.get(&purpose).copied().unwrap_or(0)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Usage
+// ---------------------------------------------------------------------------
+
+/// A charge that would take the client over its quota. Nothing was charged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("quota exceeded: {used} of {quota} used in the last 24 hours, {requested} requested; retry after {retry_after_s} s")]
+pub struct QuotaExceeded {
+    /// Seconds until enough of the window has expired for this request to
+    /// pass; a full day when the request alone exceeds the quota.
+    pub retry_after_s: u64,
+    pub quota: u64,
+    pub used: u64,
+    pub requested: u64,
+}
+
+/// Why [`KeyStore::charge`] did not charge.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChargeError {
+    #[error(transparent)]
+    QuotaExceeded(#[from] QuotaExceeded),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for ChargeError {
+    fn from(e: sqlx::Error) -> Self {
+        ChargeError::Store(e.into())
+    }
+}
+
+/// One audit line: how many elements a client had evaluated under a purpose
+/// during one UTC day.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DailyUsage {
+    pub client: ClientId,
+    pub purpose: OprfPurpose,
+    /// Midnight UTC starting the day.
+    pub day: Timestamp,
+    pub elements: u64,
+}
+
+/// The hour bucket of an instant.
+pub fn hour_of(t: Timestamp) -> i64 {
+    t.0.div_euclid(HOUR_MS)
+}
+
+/// Given the buckets of the window (`(hour, elements)`, any order), what
+/// [`KeyStore::charge`] answers when `requested` more elements do not fit
+/// into `quota`: the earliest instant at which enough buckets have left the
+/// window, as seconds from `now` (at least 1).
+pub fn retry_after_s(buckets: &[(i64, u64)], quota: u64, requested: u64, now: Timestamp) -> u64 {
+    let used: u64 = buckets.iter().map(|b| b.1).sum();
+    if requested > quota {
+        return (DAY_MS / SECOND_MS) as u64;
+    }
+    let mut sorted = buckets.to_vec();
+    sorted.sort_unstable();
+    let mut left = used;
+    for (hour, elements) in sorted {
+        left = left.saturating_sub(elements);
+        if left.saturating_add(requested) <= quota {
+            // Bucket `hour` leaves the window when hour `hour + WINDOW_HOURS` starts.
+            let at = (hour + WINDOW_HOURS) * HOUR_MS;
+            let ms = (at - now.0).max(1);
+            return ms.div_euclid(SECOND_MS) as u64 + u64::from(ms % SECOND_MS != 0);
+        }
+    }
+    (DAY_MS / SECOND_MS) as u64
+}
+
+// ---------------------------------------------------------------------------
+// The trait
+// ---------------------------------------------------------------------------
+
+#[async_trait]
+pub trait KeyStore: Send + Sync + fmt::Debug + 'static {
+    // --- keys ---
+    /// Every key version of every purpose, ordered by purpose and version.
+    async fn keys(&self) -> Result<Vec<StoredKey>>;
+    /// Adds `version` of `purpose` as the active version and demotes the
+    /// previously active one, atomically. `version` must be one more than
+    /// the highest stored version (1 for the first key);
+    /// `Conflict("key_version")` otherwise, e.g. when another instance
+    /// rotated first.
+    async fn add_active_key(
+        &self,
+        purpose: OprfPurpose,
+        version: KeyVersion,
+        sealed: &[u8],
+        at: Timestamp,
+    ) -> Result<StoredKey>;
+
+    // --- clients ---
+    /// `Conflict("client")` if the id or token hash is taken.
+    async fn create_client(&self, client: &NewClient) -> Result<Client>;
+    async fn client(&self, id: ClientId) -> Result<Option<Client>>;
+    async fn client_by_token(&self, token: &TokenHash) -> Result<Option<Client>>;
+    /// Every client, by creation time.
+    async fn clients(&self) -> Result<Vec<Client>>;
+    /// Sets a client's daily quota for `purpose` (0 forbids the purpose).
+    /// `NotFound("client")` for an unknown client.
+    async fn set_quota(&self, client: ClientId, purpose: OprfPurpose, daily: u64) -> Result<()>;
+
+    // --- usage ---
+    /// Charges `n` elements to `client` under `purpose` at `now`, if the
+    /// rolling day's usage plus `n` stays within `quota`; otherwise charges
+    /// nothing and says when to retry. Check and add are one transaction.
+    async fn charge(
+        &self,
+        client: ClientId,
+        purpose: OprfPurpose,
+        n: u64,
+        now: Timestamp,
+        quota: u64,
+    ) -> Result<(), ChargeError>;
+    /// Elements charged in the rolling day ending at `now`.
+    async fn used(&self, client: ClientId, purpose: OprfPurpose, now: Timestamp) -> Result<u64>;
+    /// The audit log: per client, purpose and UTC day, for the days
+    /// overlapping `[from, to)`, optionally for one client; ordered by
+    /// client, purpose and day.
+    async fn usage_by_day(
+        &self,
+        client: Option<ClientId>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<DailyUsage>>;
+}
+
+// ---------------------------------------------------------------------------
+// SQL implementation
+// ---------------------------------------------------------------------------
+
+/// The SQL implementation, on SQLite or PostgreSQL.
+#[derive(Clone, Debug)]
+pub struct SqlKeyStore {
+    db: Db,
+}
+
+impl SqlKeyStore {
+    /// Wraps an open database and applies the key service's migrations.
+    pub async fn new(db: Db) -> Result<Self> {
+        match db.backend {
+            Backend::Sqlite => {
+                sqlx::migrate!("./migrations/keyd/sqlite")
+                    .run(&db.pool)
+                    .await?
+            }
+            Backend::Postgres => {
+                sqlx::migrate!("./migrations/keyd/postgres")
+                    .run(&db.pool)
+                    .await?
+            }
+        }
+        Ok(SqlKeyStore { db })
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    async fn quotas_of(&self, id: ClientId) -> Result<BTreeMap<OprfPurpose, u64>> {
+        let rows =
+            sqlx::query("SELECT purpose, daily_limit FROM client_quotas WHERE client_id = $1")
+                .bind(id.to_string())
+                .fetch_all(&self.db.pool)
+                .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    purpose(&r.try_get::<String, _>(0)?)?,
+                    non_negative(r.try_get(1)?)?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn with_quotas(&self, row: Option<AnyRow>) -> Result<Option<Client>> {
+        let Some(row) = row else { return Ok(None) };
+        let mut c = client_row(&row)?;
+        c.quotas = self.quotas_of(c.id).await?;
+        Ok(Some(c))
+    }
+}
+
+fn purpose(s: &str) -> Result<OprfPurpose> {
+    s.parse()
+        .map_err(|_| StoreError::Corrupt("OPRF purpose".into()))
+}
+
+fn non_negative(v: i64) -> Result<u64> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt("negative count".into()))
+}
+
+fn to_i64(v: u64) -> i64 {
+    v.min(MAX_QUOTA) as i64
+}
+
+fn key_version(v: i64) -> Result<KeyVersion> {
+    u32::try_from(v)
+        .map(KeyVersion)
+        .map_err(|_| StoreError::Corrupt("key version".into()))
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            d.is_unique_violation() || d.message().contains("UNIQUE constraint failed")
+        }
+        _ => false,
+    }
+}
+
+fn key_row(r: &AnyRow) -> Result<StoredKey> {
+    let state = match r.try_get::<String, _>("state")?.as_str() {
+        "active" => KeyState::Active,
+        "previous" => KeyState::Previous,
+        _ => return Err(StoreError::Corrupt("key state".into())),
+    };
+    Ok(StoredKey {
+        purpose: purpose(&r.try_get::<String, _>("purpose")?)?,
+        version: key_version(r.try_get("version")?)?,
+        sealed: r.try_get("sealed")?,
+        state,
+        created_at: Timestamp(r.try_get("created_at")?),
+    })
+}
+
+/// A client row, without its quotas.
+fn client_row(r: &AnyRow) -> Result<Client> {
+    let id: String = r.try_get("id")?;
+    Ok(Client {
+        id: ClientId::parse(&id).ok_or_else(|| StoreError::Corrupt("client id".into()))?,
+        name: r.try_get("name")?,
+        kind: r.try_get::<String, _>("kind")?.parse()?,
+        created_at: Timestamp(r.try_get("created_at")?),
+        quotas: BTreeMap::new(),
+    })
+}
+
+const CLIENT_COLUMNS: &str = "id, name, kind, created_at";
+
+#[async_trait]
+impl KeyStore for SqlKeyStore {
+    async fn keys(&self) -> Result<Vec<StoredKey>> {
+        let rows = sqlx::query("SELECT purpose, version, sealed, state, created_at FROM oprf_keys ORDER BY purpose, version")
+            .fetch_all(&self.db.pool)
+            .await?;
+        let mut keys = rows.iter().map(key_row).collect::<Result<Vec<_>>>()?;
+        keys.sort_by_key(|k| (k.purpose, k.version));
+        Ok(keys)
+    }
+
+    async fn add_active_key(
+        &self,
+        purpose: OprfPurpose,
+        version: KeyVersion,
+        sealed: &[u8],
+        at: Timestamp,
+    ) -> Result<StoredKey> {
+        let mut tx = self.db.pool.begin().await?;
+        // A write first: takes SQLite's write lock, and in PostgreSQL the
+        // row lock of the active version, so rotations are serialised.
+        sqlx::query(
+            "UPDATE oprf_keys SET state = 'previous' WHERE purpose = $1 AND state = 'active'",
+        )
+        .bind(purpose.as_str())
+        .execute(&mut *tx)
+        .await?;
+        let max: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM oprf_keys WHERE purpose = $1")
+                .bind(purpose.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+        if i64::from(version.0) != max.unwrap_or(0) + 1 {
+            return Err(StoreError::Conflict("key_version"));
+        }
+        sqlx::query("INSERT INTO oprf_keys (purpose, version, sealed, state, created_at) VALUES ($1, $2, $3, 'active', $4)")
+            .bind(purpose.as_str())
+            .bind(i64::from(version.0))
+            .bind(sealed.to_vec())
+            .bind(at.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict("key_version") } else { e.into() })?;
+        tx.commit().await?;
+        Ok(StoredKey {
+            purpose,
+            version,
+            sealed: sealed.to_vec(),
+            state: KeyState::Active,
+            created_at: at,
+        })
+    }
+
+    async fn create_client(&self, c: &NewClient) -> Result<Client> {
+        let mut tx = self.db.pool.begin().await?;
+        sqlx::query("INSERT INTO clients (id, name, kind, token_hash, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(c.id.to_string())
+            .bind(&c.name)
+            .bind(c.kind.as_str())
+            .bind(c.token_hash.0.to_vec())
+            .bind(c.created_at.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict("client") } else { e.into() })?;
+        for (p, daily) in &c.quotas {
+            sqlx::query(
+                "INSERT INTO client_quotas (client_id, purpose, daily_limit) VALUES ($1, $2, $3)",
+            )
+            .bind(c.id.to_string())
+            .bind(p.as_str())
+            .bind(to_i64(*daily))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Client {
+            id: c.id,
+            name: c.name.clone(),
+            kind: c.kind,
+            created_at: c.created_at,
+            quotas: c
+                .quotas
+                .iter()
+                .map(|(p, q)| (*p, (*q).min(MAX_QUOTA)))
+                .collect(),
+        })
+    }
+
+    async fn client(&self, id: ClientId) -> Result<Option<Client>> {
+        let row = sqlx::query(&format!(
+            "SELECT {CLIENT_COLUMNS} FROM clients WHERE id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.db.pool)
+        .await?;
+        self.with_quotas(row).await
+    }
+
+    async fn client_by_token(&self, token: &TokenHash) -> Result<Option<Client>> {
+        let row = sqlx::query(&format!(
+            "SELECT {CLIENT_COLUMNS} FROM clients WHERE token_hash = $1"
+        ))
+        .bind(token.0.to_vec())
+        .fetch_optional(&self.db.pool)
+        .await?;
+        self.with_quotas(row).await
+    }
+
+    async fn clients(&self) -> Result<Vec<Client>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CLIENT_COLUMNS} FROM clients ORDER BY created_at, id"
+        ))
+        .fetch_all(&self.db.pool)
+        .await?;
+        let mut clients = rows.iter().map(client_row).collect::<Result<Vec<_>>>()?;
+        let quotas = sqlx::query("SELECT client_id, purpose, daily_limit FROM client_quotas")
+            .fetch_all(&self.db.pool)
+            .await?;
+        let mut by_client: BTreeMap<String, BTreeMap<OprfPurpose, u64>> = BTreeMap::new();
+        for r in &quotas {
+            by_client.entry(r.try_get(0)?).or_default().insert(
+                purpose(&r.try_get::<String, _>(1)?)?,
+                non_negative(r.try_get(2)?)?,
+            );
+        }
+        for c in &mut clients {
+            c.quotas = by_client.remove(&c.id.to_string()).unwrap_or_default();
+        }
+        Ok(clients)
+    }
+
+    async fn set_quota(&self, client: ClientId, purpose: OprfPurpose, daily: u64) -> Result<()> {
+        let mut tx = self.db.pool.begin().await?;
+        // Write the client's row first, as `charge` does: serialised with charges.
+        let r = sqlx::query("UPDATE clients SET last_charge_at = last_charge_at WHERE id = $1")
+            .bind(client.to_string())
+            .execute(&mut *tx)
+            .await?;
+        if r.rows_affected() != 1 {
+            return Err(StoreError::NotFound("client"));
+        }
+        sqlx::query(
+            "INSERT INTO client_quotas (client_id, purpose, daily_limit) VALUES ($1, $2, $3) \
+             ON CONFLICT (client_id, purpose) DO UPDATE SET daily_limit = excluded.daily_limit",
+        )
+        .bind(client.to_string())
+        .bind(purpose.as_str())
+        .bind(to_i64(daily))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn charge(
+        &self,
+        client: ClientId,
+        purpose: OprfPurpose,
+        n: u64,
+        now: Timestamp,
+        quota: u64,
+    ) -> Result<(), ChargeError> {
+        let mut tx = self.db.pool.begin().await?;
+        let r = sqlx::query("UPDATE clients SET last_charge_at = $1 WHERE id = $2")
+            .bind(now.0)
+            .bind(client.to_string())
+            .execute(&mut *tx)
+            .await?;
+        if r.rows_affected() != 1 {
+            return Err(StoreError::NotFound("client").into());
+        }
+        let hour = hour_of(now);
+        let rows = sqlx::query("SELECT hour, elements FROM usage_hourly WHERE client_id = $1 AND purpose = $2 AND hour > $3")
+            .bind(client.to_string())
+            .bind(purpose.as_str())
+            .bind(hour - WINDOW_HOURS)
+            .fetch_all(&mut *tx)
+            .await?;
+        let buckets = rows
+            .iter()
+            .map(|r| Ok((r.try_get::<i64, _>(0)?, non_negative(r.try_get(1)?)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let used: u64 = buckets.iter().map(|b| b.1).sum();
+        if used.saturating_add(n) > quota {
+            // Dropping `tx` rolls back: nothing is charged.
+            return Err(QuotaExceeded {
+                retry_after_s: retry_after_s(&buckets, quota, n, now),
+                quota,
+                used,
+                requested: n,
+            }
+            .into());
+        }
+        sqlx::query(
+            "INSERT INTO usage_hourly (client_id, purpose, hour, elements) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (client_id, purpose, hour) DO UPDATE SET elements = usage_hourly.elements + excluded.elements",
+        )
+        .bind(client.to_string())
+        .bind(purpose.as_str())
+        .bind(hour)
+        .bind(to_i64(n))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn used(&self, client: ClientId, purpose: OprfPurpose, now: Timestamp) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(elements), 0) AS BIGINT) FROM usage_hourly \
+             WHERE client_id = $1 AND purpose = $2 AND hour > $3",
+        )
+        .bind(client.to_string())
+        .bind(purpose.as_str())
+        .bind(hour_of(now) - WINDOW_HOURS)
+        .fetch_one(&self.db.pool)
+        .await?;
+        non_negative(n)
+    }
+
+    async fn usage_by_day(
+        &self,
+        client: Option<ClientId>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<DailyUsage>> {
+        // Whole UTC days overlapping [from, to), as hour buckets.
+        let first_hour = from.0.div_euclid(DAY_MS) * 24;
+        let end_day = to.0.div_euclid(DAY_MS) + i64::from(to.0.rem_euclid(DAY_MS) != 0);
+        let end_hour = end_day * 24;
+        let sql = format!(
+            "SELECT client_id, purpose, hour / 24 AS day, CAST(SUM(elements) AS BIGINT) AS elements \
+             FROM usage_hourly WHERE hour >= $1 AND hour < $2 {} GROUP BY client_id, purpose, hour / 24",
+            if client.is_some() { "AND client_id = $3" } else { "" }
+        );
+        let mut q = sqlx::query(&sql).bind(first_hour).bind(end_hour);
+        if let Some(c) = client {
+            q = q.bind(c.to_string());
+        }
+        let rows = q.fetch_all(&self.db.pool).await?;
+        let mut out = rows
+            .iter()
+            .map(|r| {
+                let id: String = r.try_get("client_id")?;
+                Ok(DailyUsage {
+                    client: ClientId::parse(&id)
+                        .ok_or_else(|| StoreError::Corrupt("client id".into()))?,
+                    purpose: purpose(&r.try_get::<String, _>("purpose")?)?,
+                    day: Timestamp(r.try_get::<i64, _>("day")? * DAY_MS),
+                    elements: non_negative(r.try_get("elements")?)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        out.sort_by_key(|u| (u.client, u.purpose, u.day));
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Timestamp = Timestamp(1_800_000_000_000);
+
+    #[test]
+    fn retry_after_waits_for_the_oldest_buckets_needed() {
+        let h = hour_of(T);
+        // 600 used 20 hours ago, 400 used this hour, quota 1000.
+        let buckets = [(h, 400), (h - 20, 600)];
+        // One more element needs the older bucket to leave: at hour h - 20 + 24.
+        let expect = ((h + 4) * HOUR_MS - T.0) / 1000;
+        assert_eq!(retry_after_s(&buckets, 1000, 1, T), expect as u64);
+        // 700 more need both buckets gone: the current hour's, 24 h from its start.
+        let expect = ((h + 24) * HOUR_MS - T.0) / 1000;
+        assert_eq!(retry_after_s(&buckets, 1000, 700, T), expect as u64);
+        // More than the quota can ever pass: a full day.
+        assert_eq!(retry_after_s(&buckets, 1000, 1001, T), 86_400);
+    }
+
+    #[test]
+    fn retry_after_rounds_up_and_is_at_least_one_second() {
+        let h = hour_of(T);
+        let just_before = Timestamp((h + 1) * HOUR_MS - 1);
+        assert_eq!(retry_after_s(&[(h - 23, 5)], 5, 1, just_before), 1);
+        let mid = Timestamp(h * HOUR_MS + 1_500);
+        assert_eq!(retry_after_s(&[(h - 23, 5)], 5, 1, mid), 3599);
+    }
+
+    #[test]
+    fn client_kinds_round_trip() {
+        for k in ClientKind::ALL {
+            assert_eq!(k.as_str().parse::<ClientKind>().unwrap(), k);
+            assert_eq!(
+                serde_json::to_string(&k).unwrap(),
+                format!("\"{}\"", k.as_str())
+            );
+        }
+        assert!("admin".parse::<ClientKind>().is_err());
+    }
+}
