@@ -11,6 +11,9 @@ pub struct Session {
     pub token: String,
     pub account_id: String,
     pub device_id: String,
+    /// This device's key-service credential (contact discovery).
+    #[serde(default)]
+    pub keyd_token: Option<String>,
 }
 
 pub fn default_path() -> PathBuf {

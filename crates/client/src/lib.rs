@@ -8,8 +8,11 @@
 //!   operator's).
 //! - [`ClientError`]: transport failures, and API errors with the server's
 //!   stable `code`.
+//! - [`discovery`]: private contact discovery, as a device does it.
 //! - Wire types ([`Registered`], [`RegistrationStarted`], [`ConsentView`])
 //!   mirror the server's responses.
+
+pub mod discovery;
 
 use accord_domain::consent::{Access, ConsentState};
 use accord_domain::ledger::{ChainReport, LedgerEntry};
@@ -66,6 +69,11 @@ pub struct Registered {
     pub device_id: Uuid,
     pub token: String,
     pub new_account: bool,
+    /// This device's key-service credential, when the messenger has a key service.
+    #[serde(default)]
+    pub keyd_token: Option<String>,
+    #[serde(default)]
+    pub keyd_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

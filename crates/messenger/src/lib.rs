@@ -10,6 +10,9 @@
 //!   [`http::routes`], the error type that maps every failure to a status
 //!   and a stable `code`, the caller extractors (device token, admin
 //!   token), and the OpenAPI document generated from the handlers.
+//! - [`keys`]: the messenger's access to the key service: its own OPRF
+//!   client (pseudonyms of its users) and the issuer of each device's
+//!   key-service credential (contact discovery).
 //! - [`verifier`]: how verification codes reach a phone: the dev verifier
 //!   (codes returned in the API response, only with `--dev`) or a webhook
 //!   to an SMS gateway.
@@ -21,6 +24,7 @@
 //! template only.
 
 pub mod http;
+pub mod keys;
 pub mod service;
 pub mod verifier;
 

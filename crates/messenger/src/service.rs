@@ -1,6 +1,8 @@
 //! The messenger's use cases, independent of HTTP.
 
+use crate::keys::KeyAccess;
 use crate::verifier::{Verifier, VerifierError};
+use accord_crypto::oprf::{KeyVersion, OprfPurpose};
 use accord_crypto::token::{self, BearerToken, TokenHash, VerificationCode};
 use accord_domain::consent::{
     Access, ConsentChannel, ConsentCommand, ConsentError, ConsentState, SharingChoice,
@@ -75,6 +77,10 @@ pub enum ServiceError {
     NotFound,
     #[error("the ledger failed verification: {0}")]
     LedgerTampered(ChainError),
+    #[error("the key service failed: {0}")]
+    KeyService(String),
+    #[error("contact discovery is not available: this messenger runs without a key service")]
+    NoKeyService,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -100,6 +106,11 @@ pub struct Registered {
     pub token: String,
     /// False when the number already had an account and this adds a device.
     pub new_account: bool,
+    /// This device's own key-service token (contact discovery), shown once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keyd_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keyd_url: Option<String>,
 }
 
 /// What a device presents to verify a code.
@@ -176,6 +187,31 @@ pub struct Messenger {
     pub clock: Arc<dyn Clock>,
     pub verifier: Arc<dyn Verifier>,
     pub config: MessengerConfig,
+    /// The key service, for pseudonyms and contact discovery. Without it
+    /// the messenger runs, but computes no pseudonyms.
+    pub keys: Option<KeyAccess>,
+}
+
+/// What one pass of pseudonym computation did.
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+pub struct PseudonymRefresh {
+    /// Pseudonyms computed, per purpose.
+    pub computed: std::collections::BTreeMap<String, u64>,
+    /// Pseudonyms of superseded key versions dropped, per purpose.
+    pub dropped: std::collections::BTreeMap<String, u64>,
+    /// Accounts still waiting (the pass is bounded).
+    pub remaining: bool,
+}
+
+/// What a device needs for contact discovery.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct DiscoveryConfig {
+    /// Evaluate contacts under this `contacts` key version.
+    pub key_version: u32,
+    /// Where the key service is.
+    pub keyd_url: String,
+    /// Buckets are keyed by this many leading bits of a pseudonym.
+    pub prefix_bits: u32,
 }
 
 const CONSENT_RETRIES: usize = 5;
@@ -258,6 +294,17 @@ impl Messenger {
                 attempts_left: self.config.max_code_attempts - n,
             });
         }
+        // The device's own key-service credential first: if the key service
+        // cannot issue one, nothing is stored.
+        let keyd_token = match &self.keys {
+            Some(k) => Some(
+                k.devices
+                    .issue(DeviceId::random())
+                    .await
+                    .map_err(|e| ServiceError::KeyService(e.to_string()))?,
+            ),
+            None => None,
+        };
         let token = BearerToken::generate();
         let device = NewDevice {
             id: DeviceId::random(),
@@ -292,11 +339,19 @@ impl Messenger {
         // A code is good for one device only.
         self.store.delete_verification(id).await?;
         tracing::info!(account = %account_id, device = %device.id, new_account, "device registered");
+        if new_account && self.keys.is_some() {
+            // Best effort: the background refresh catches up if this fails.
+            if let Err(e) = self.refresh_pseudonyms(100).await {
+                tracing::warn!(error = %e, "pseudonyms not computed yet");
+            }
+        }
         Ok(Registered {
             account_id,
             device_id: device.id,
             token: token.reveal().to_owned(),
             new_account,
+            keyd_token,
+            keyd_url: self.keys.as_ref().map(|k| k.public_url.clone()),
         })
     }
 
@@ -487,6 +542,98 @@ impl Messenger {
             .map(|_| ())
     }
 
+    // ---- pseudonyms and contact discovery ------------------------------
+
+    /// Computes missing pseudonyms (every purpose, active key version), at
+    /// most `batch` accounts per purpose, and once a purpose is complete,
+    /// drops the pseudonyms of superseded versions (re-pseudonymisation
+    /// after a key rotation). Safe to run concurrently and repeatedly.
+    pub async fn refresh_pseudonyms(&self, batch: u32) -> Result<PseudonymRefresh, ServiceError> {
+        let keys = self.keys.as_ref().ok_or(ServiceError::NoKeyService)?;
+        let mut report = PseudonymRefresh::default();
+        for purpose in OprfPurpose::ALL {
+            let version = keys.oprf.active_version(purpose).await.map_err(key_err)?;
+            let missing = self
+                .store
+                .accounts_missing_pseudonym(purpose, version, batch)
+                .await?;
+            if !missing.is_empty() {
+                let phones: Vec<PhoneNumber> = missing.iter().map(|(_, p)| p.clone()).collect();
+                let ps = keys
+                    .oprf
+                    .phone_pseudonyms(purpose, Some(version), &phones)
+                    .await
+                    .map_err(key_err)?;
+                let mut n = 0;
+                for ((account, _), p) in missing.iter().zip(&ps) {
+                    match self
+                        .store
+                        .put_pseudonym(*account, purpose, p.key_version(), p.as_bytes())
+                        .await
+                    {
+                        Ok(()) => n += 1,
+                        // Deleted meanwhile: nothing to keep.
+                        Err(StoreError::NotFound(_)) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                report.computed.insert(purpose.as_str().into(), n);
+            }
+            if missing.len() < batch as usize {
+                let dropped = self
+                    .store
+                    .drop_other_pseudonym_versions(purpose, version)
+                    .await?;
+                if dropped > 0 {
+                    tracing::info!(
+                        purpose = purpose.as_str(),
+                        version = version.0,
+                        dropped,
+                        "re-pseudonymised"
+                    );
+                    report.dropped.insert(purpose.as_str().into(), dropped);
+                }
+            } else {
+                report.remaining = true;
+            }
+        }
+        Ok(report)
+    }
+
+    /// What a device needs to discover its contacts.
+    pub async fn discovery_config(&self) -> Result<DiscoveryConfig, ServiceError> {
+        let keys = self.keys.as_ref().ok_or(ServiceError::NoKeyService)?;
+        // Catch up first, so that the bucket of the active version is whole.
+        let _ = self.refresh_pseudonyms(1000).await?;
+        let version = keys
+            .oprf
+            .active_version(OprfPurpose::Contacts)
+            .await
+            .map_err(key_err)?;
+        Ok(DiscoveryConfig {
+            key_version: version.0,
+            keyd_url: keys.public_url.clone(),
+            prefix_bits: 16,
+        })
+    }
+
+    /// The registered users' `contacts` pseudonyms whose first 16 bits are
+    /// `prefix`. The device tests its own contacts against them locally:
+    /// the messenger learns 16 bits of a pseudonym, never a number.
+    pub async fn contacts_bucket(
+        &self,
+        version: KeyVersion,
+        prefix: u16,
+    ) -> Result<Vec<[u8; 32]>, ServiceError> {
+        if self.keys.is_none() {
+            return Err(ServiceError::NoKeyService);
+        }
+        Ok(self
+            .store
+            .pseudonym_bucket(OprfPurpose::Contacts, version, prefix)
+            .await?)
+    }
+
     // ---- ledger -------------------------------------------------------
 
     pub async fn ledger_page(
@@ -536,4 +683,8 @@ fn view(
         pending_policy: state.pending_policy(policies, now).map(|p| p.version),
         state,
     }
+}
+
+fn key_err(e: accord_keyd::OprfClientError) -> ServiceError {
+    ServiceError::KeyService(e.to_string())
 }

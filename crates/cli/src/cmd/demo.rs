@@ -3,11 +3,14 @@
 //! SQLite in `<data-dir>/demo` and a simulated clock. Every step goes
 //! through the HTTP API, as a device or the operator would.
 
-use super::serve::messenger_state;
+use super::serve::{in_process_keys, messenger_state, open_keyd};
+use super::DataArgs;
 use crate::error::{CliError, CliResult};
 use accord_client::{AcceptChoice, Client, ConsentView};
-use accord_crypto::token::BearerToken;
-use accord_domain::{ConsentProfile, DeviceInfo, Purpose, SimulatedClock, Timestamp};
+use accord_crypto::token::{BearerToken, TokenHash};
+use accord_domain::{
+    Clock, ConsentProfile, DeviceInfo, PhoneNumber, Purpose, SimulatedClock, Timestamp,
+};
 use accord_messenger::verifier::DevVerifier;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -61,6 +64,16 @@ impl Demo {
         region: Option<&str>,
         accept: Option<AcceptChoice>,
     ) -> CliResult<Client> {
+        Ok(self.register_full(phone, region, accept).await?.0)
+    }
+
+    /// Registers a device; its messenger client and key-service token.
+    async fn register_full(
+        &self,
+        phone: &str,
+        region: Option<&str>,
+        accept: Option<AcceptChoice>,
+    ) -> CliResult<(Client, Option<String>)> {
         let c = Client::new(&self.base);
         let s = c.start_registration(phone, region).await?;
         let code = s
@@ -76,7 +89,7 @@ impl Demo {
                 policy.as_ref().map(|p| (p.version, &accept)),
             )
             .await?;
-        Ok(Client::new(&self.base).with_token(r.token))
+        Ok((Client::new(&self.base).with_token(r.token), r.keyd_token))
     }
 
     async fn advance_to(&self, day: i64, t0: Timestamp) -> CliResult<Timestamp> {
@@ -101,12 +114,43 @@ pub async fn run(a: DemoArgs) -> CliResult {
     }
     let admin_token = BearerToken::generate();
     let clock = SimulatedClock::following_wall_clock();
+    let clock_dyn: Arc<dyn Clock> = Arc::new(clock.clone());
+    let data = DataArgs {
+        data_dir: dir.clone(),
+        database_url: None,
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let until = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.changed().await;
+    };
+
+    // The key service, on its own port, as in `accord serve`.
+    let keyd = open_keyd(&data, clock_dyn.clone()).await?;
+    let keyd_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| CliError::Internal(e.into()))?;
+    let keyd_addr = keyd_listener
+        .local_addr()
+        .map_err(|e| CliError::Internal(e.into()))?;
+    let keyd_app = accord_keyd::router(accord_keyd::AppState {
+        service: keyd.clone(),
+        admin_token: TokenHash::of(admin_token.reveal()),
+    });
+    let keyd_task = tokio::spawn(accord_keyd::serve(
+        keyd_listener,
+        keyd_app,
+        until(stop_rx.clone()),
+    ));
+
+    let keys = in_process_keys(&keyd, format!("http://{keyd_addr}")).await?;
     let state = messenger_state(
         &dir.display().to_string(),
         Arc::new(DevVerifier),
+        clock_dyn,
         Some(clock.clone()),
         admin_token.reveal(),
         ConsentProfile::Strict,
+        Some(keys),
     )
     .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -115,13 +159,10 @@ pub async fn run(a: DemoArgs) -> CliResult {
     let addr = listener
         .local_addr()
         .map_err(|e| CliError::Internal(e.into()))?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(accord_messenger::serve(
         listener,
         accord_messenger::router(state),
-        async {
-            let _ = stop_rx.await;
-        },
+        until(stop_rx.clone()),
     ));
     let base = format!("http://{addr}");
     println!(
@@ -134,8 +175,9 @@ pub async fn run(a: DemoArgs) -> CliResult {
         step: 0,
     };
     let result = story(&mut d).await;
-    let _ = stop_tx.send(());
+    let _ = stop_tx.send(true);
     let _ = server.await;
+    let _ = keyd_task.await;
     result?;
     println!(
         "\nDone. Inspect the database with: accord ledger verify --data-dir {}",
@@ -297,6 +339,32 @@ async fn story(d: &mut Demo) -> CliResult {
             )))
         }
     }
+
+    d.say("Dave discovers which of his contacts use the messenger, privately.");
+    let (dave, dave_keyd) = d.register_full("+49 30 901820", None, None).await?;
+    let contacts = [
+        "0812-3456-7891",
+        "0812-3456-7892",
+        "0812 3456 7899",
+        "+49 30 901820",
+        "+44 20 7946 0958",
+    ];
+    let numbers: Vec<PhoneNumber> = contacts
+        .iter()
+        .map(|c| PhoneNumber::parse(c, Some("ID")))
+        .collect::<Result<_, _>>()
+        .map_err(|e| CliError::Internal(anyhow::anyhow!("{e}")))?;
+    let found = accord_client::discovery::discover(&dave, dave_keyd.as_deref(), &numbers)
+        .await
+        .map_err(|e| CliError::Internal(anyhow::anyhow!("{e}")))?;
+    for (c, f) in contacts.iter().zip(&found) {
+        println!(
+            "    {c:<18} {}",
+            if *f { "uses the messenger" } else { "-" }
+        );
+    }
+    println!("    (numbers were blinded before the key service saw them; the messenger saw only 16-bit bucket prefixes;");
+    println!("     bob deleted his account, so his number is no longer found)");
 
     d.say("The operator verifies the ledger's hash chain.");
     let r = d.admin.verify_ledger().await?;

@@ -1,6 +1,8 @@
 //! Command-line definitions and dispatch; one module per command family.
 
 mod admin;
+mod bench;
+mod contacts;
 mod demo;
 mod ledger;
 mod normalize;
@@ -100,6 +102,12 @@ pub enum Command {
     /// This account: show, export, delete.
     #[command(subcommand)]
     Account(user::AccountCmd),
+    /// Private contact discovery: which of your contacts use the messenger.
+    #[command(subcommand)]
+    Contacts(contacts::ContactsCmd),
+    /// Measure the hot paths and print `name: value` lines.
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
 }
 
 pub async fn run(cli: Cli) -> CliResult {
@@ -113,6 +121,8 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::Policy(p) => user::policy(p).await,
         Command::Consent(c) => user::consent(c).await,
         Command::Account(a) => user::account(a).await,
+        Command::Contacts(c) => contacts::run(c).await,
+        Command::Bench(b) => bench::run(b).await,
     }
 }
 

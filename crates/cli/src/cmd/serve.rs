@@ -1,22 +1,50 @@
+//! `accord serve`: the services of this process, each on its own listener
+//! and with its own database. Default: the messenger and the key service
+//! together ("all-in-one"), the messenger using the key service in
+//! process, through the same OPRF path and quotas as over HTTP.
+
 use super::DataArgs;
 use crate::error::{CliError, CliResult};
 use crate::session::write_private;
 use accord_crypto::token::{BearerToken, TokenHash};
 use accord_domain::{Clock, ConsentProfile, SimulatedClock, SystemClock};
+use accord_keyd::{HttpOprf, KeyService, KeydConfig, SqlKeyStore};
+use accord_messenger::keys::{HttpCredentials, KeyAccess};
 use accord_messenger::verifier::{DevVerifier, Verifier, WebhookVerifier};
 use accord_messenger::{AppState, Messenger, MessengerConfig};
 use accord_storage::{Db, SqlMessengerStore};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Service {
+    Messenger,
+    Keyd,
+}
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
     #[command(flatten)]
     pub data: DataArgs,
-    /// Address to listen on.
+    /// Services to run in this process.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "messenger,keyd"
+    )]
+    pub services: Vec<Service>,
+    /// Address of the messenger.
     #[arg(long, env = "ACCORD_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Address of the key service.
+    #[arg(long, env = "ACCORD_KEYD_LISTEN", default_value = "127.0.0.1:8081")]
+    pub keyd_listen: SocketAddr,
     /// Consent profile for policies published without one.
     #[arg(long, env = "ACCORD_PROFILE", default_value = "strict", value_parser = parse_profile)]
     pub profile: ConsentProfile,
@@ -30,9 +58,22 @@ pub struct ServeArgs {
     /// SMS gateway webhook that receives {"to", "text"} for each code.
     #[arg(long, env = "ACCORD_SMS_WEBHOOK")]
     pub sms_webhook: Option<String>,
-    /// The operator's admin token (default: <data-dir>/admin.token, created on first start).
+    /// The operator's admin token for every service here (default:
+    /// <data-dir>/admin.token, created on first start).
     #[arg(long, env = "ACCORD_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// A key service in another process, for a messenger run without `keyd`.
+    #[arg(long, env = "ACCORD_KEYD_URL")]
+    pub keyd_url: Option<String>,
+    /// The messenger's client token at that key service.
+    #[arg(long, env = "ACCORD_KEYD_TOKEN", hide_env_values = true)]
+    pub keyd_token: Option<String>,
+    /// That key service's admin token (to issue device credentials).
+    #[arg(long, env = "ACCORD_KEYD_ADMIN_TOKEN", hide_env_values = true)]
+    pub keyd_admin_token: Option<String>,
+    /// The key service's URL as devices should reach it (default: its listen address).
+    #[arg(long, env = "ACCORD_KEYD_PUBLIC_URL")]
+    pub keyd_public_url: Option<String>,
 }
 
 pub fn parse_profile(s: &str) -> Result<ConsentProfile, String> {
@@ -53,39 +94,93 @@ pub fn admin_token_in(dir: &Path) -> CliResult<String> {
     Ok(t.reveal().to_owned())
 }
 
+fn internal(e: impl std::fmt::Display) -> CliError {
+    CliError::Internal(anyhow::anyhow!("{e}"))
+}
+
+/// Opens the key service: its own database, keys sealed under
+/// `<data-dir>/keyd.master.key`.
+pub async fn open_keyd(data: &DataArgs, clock: Arc<dyn Clock>) -> CliResult<KeyService> {
+    std::fs::create_dir_all(&data.data_dir)
+        .map_err(|e| CliError::Input(format!("cannot create {}: {e}", data.data_dir.display())))?;
+    let master =
+        accord_keyd::master_key::load_or_create_master_key(&data.data_dir).map_err(internal)?;
+    let db = Db::open_service(&data.location(), "keyd").await?;
+    let store = SqlKeyStore::new(db).await?;
+    KeyService::open(Arc::new(store), master, clock, KeydConfig::default())
+        .await
+        .map_err(internal)
+}
+
+/// Key-service access for a messenger in the same process.
+pub async fn in_process_keys(keyd: &KeyService, public_url: String) -> CliResult<KeyAccess> {
+    KeyAccess::in_process(keyd, public_url)
+        .await
+        .map_err(internal)
+}
+
 /// The messenger's state, as `serve` and `demo` build it.
 pub async fn messenger_state(
     location: &str,
     verifier: Arc<dyn Verifier>,
-    clock: Option<SimulatedClock>,
+    clock: Arc<dyn Clock>,
+    simulated: Option<SimulatedClock>,
     admin_token: &str,
     profile: ConsentProfile,
+    keys: Option<KeyAccess>,
 ) -> CliResult<AppState> {
     let db = Db::open_service(location, "messenger").await?;
     let store = SqlMessengerStore::new(db).await?;
-    let clock_dyn: Arc<dyn Clock> = match &clock {
-        Some(c) => Arc::new(c.clone()),
-        None => Arc::new(SystemClock),
-    };
     Ok(AppState {
         messenger: Messenger {
             store: Arc::new(store),
-            clock: clock_dyn,
+            clock,
             verifier,
             config: MessengerConfig::default(),
+            keys,
         },
         admin_token: TokenHash::of(admin_token),
         default_profile: profile,
-        simulated_clock: clock,
+        simulated_clock: simulated,
     })
 }
 
+/// Computes missing pseudonyms in the background (new users, key
+/// rotation), until `stop` changes.
+pub fn spawn_pseudonym_refresh(
+    m: Messenger,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match m.refresh_pseudonyms(1000).await {
+                Ok(r) if r.remaining => continue,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "pseudonym refresh failed; will retry"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    })
+}
+
+fn until(mut rx: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
+    async move {
+        let _ = rx.changed().await;
+    }
+}
+
 pub async fn run(a: ServeArgs) -> CliResult {
-    let verifier: Arc<dyn Verifier> = match (a.dev, &a.sms_webhook) {
-        (true, None) => Arc::new(DevVerifier),
-        (false, Some(url)) => Arc::new(WebhookVerifier::new(url.clone())),
-        (true, Some(_)) => return Err(CliError::Input("--dev and --sms-webhook exclude each other".into())),
-        (false, None) => {
+    let run_messenger = a.services.contains(&Service::Messenger);
+    let run_keyd = a.services.contains(&Service::Keyd);
+    let verifier: Arc<dyn Verifier> = match (a.dev, &a.sms_webhook, run_messenger) {
+        (_, _, false) => Arc::new(DevVerifier),
+        (true, None, _) => Arc::new(DevVerifier),
+        (false, Some(url), _) => Arc::new(WebhookVerifier::new(url.clone())),
+        (true, Some(_), _) => return Err(CliError::Input("--dev and --sms-webhook exclude each other".into())),
+        (false, None, _) => {
             return Err(CliError::Input(
                 "no way to send verification codes: pass --dev for local use (codes come back in the API response) or --sms-webhook URL".into(),
             ))
@@ -95,41 +190,136 @@ pub async fn run(a: ServeArgs) -> CliResult {
         Some(t) => t.clone(),
         None => admin_token_in(&a.data.data_dir)?,
     };
-    let clock = a.simulated_clock.then(SimulatedClock::following_wall_clock);
-    let state =
-        messenger_state(&a.data.location(), verifier, clock, &admin_token, a.profile).await?;
-    let listener = tokio::net::TcpListener::bind(a.listen)
-        .await
-        .map_err(|e| CliError::Input(format!("cannot listen on {}: {e}", a.listen)))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| CliError::Internal(e.into()))?;
+    let simulated = a.simulated_clock.then(SimulatedClock::following_wall_clock);
+    let clock: Arc<dyn Clock> = match &simulated {
+        Some(c) => Arc::new(c.clone()),
+        None => Arc::new(SystemClock),
+    };
     let storage = match &a.data.database_url {
         Some(_) => "PostgreSQL".to_owned(),
         None => format!("SQLite in {}", a.data.data_dir.display()),
     };
-    eprintln!(
-        "accord: messenger listening on http://{addr} ({storage}; profile {}{}{})",
-        a.profile,
-        if a.dev { "; dev verifier" } else { "" },
-        if a.simulated_clock {
-            "; simulated clock"
-        } else {
-            ""
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+
+    let mut keyd = None;
+    let mut keyd_url = a.keyd_public_url.clone();
+    if run_keyd {
+        let service = open_keyd(&a.data, clock.clone()).await?;
+        let listener = TcpListener::bind(a.keyd_listen)
+            .await
+            .map_err(|e| CliError::Input(format!("cannot listen on {}: {e}", a.keyd_listen)))?;
+        let addr = listener.local_addr().map_err(internal)?;
+        keyd_url.get_or_insert_with(|| format!("http://{addr}"));
+        eprintln!("accord: key service listening on http://{addr} ({storage})");
+        let app = accord_keyd::router(accord_keyd::AppState {
+            service: service.clone(),
+            admin_token: TokenHash::of(&admin_token),
+        });
+        tasks.push(tokio::spawn(accord_keyd::serve(
+            listener,
+            app,
+            until(stop_rx.clone()),
+        )));
+        keyd = Some(service);
+    }
+
+    if run_messenger {
+        let keys = match (&keyd, &a.keyd_url) {
+            (Some(k), _) => Some(in_process_keys(k, keyd_url.clone().unwrap_or_default()).await?),
+            (None, Some(url)) => {
+                let (Some(token), Some(admin)) = (&a.keyd_token, &a.keyd_admin_token) else {
+                    return Err(CliError::Input(
+                        "--keyd-url needs --keyd-token and --keyd-admin-token".into(),
+                    ));
+                };
+                Some(KeyAccess {
+                    oprf: Arc::new(HttpOprf::new(
+                        url.clone(),
+                        secrecy::SecretString::from(token.clone()),
+                    )),
+                    devices: Arc::new(HttpCredentials {
+                        url: url.clone(),
+                        admin_token: secrecy::SecretString::from(admin.clone()),
+                        http: reqwest_client(),
+                    }),
+                    public_url: a.keyd_public_url.clone().unwrap_or_else(|| url.clone()),
+                })
+            }
+            (None, None) => {
+                eprintln!(
+                    "accord: warning: no key service; pseudonyms and contact discovery are off"
+                );
+                None
+            }
+        };
+        let state = messenger_state(
+            &a.data.location(),
+            verifier,
+            clock.clone(),
+            simulated.clone(),
+            &admin_token,
+            a.profile,
+            keys,
+        )
+        .await?;
+        let listener = TcpListener::bind(a.listen)
+            .await
+            .map_err(|e| CliError::Input(format!("cannot listen on {}: {e}", a.listen)))?;
+        let addr = listener.local_addr().map_err(internal)?;
+        eprintln!(
+            "accord: messenger listening on http://{addr} ({storage}; profile {}{}{})",
+            a.profile,
+            if a.dev { "; dev verifier" } else { "" },
+            if a.simulated_clock {
+                "; simulated clock"
+            } else {
+                ""
+            }
+        );
+        if state.messenger.keys.is_some() {
+            tasks.push(tokio::spawn({
+                let h = spawn_pseudonym_refresh(state.messenger.clone(), stop_rx.clone());
+                async move {
+                    let _ = h.await;
+                    Ok(())
+                }
+            }));
         }
-    );
+        tasks.push(tokio::spawn(accord_messenger::serve(
+            listener,
+            accord_messenger::router(state),
+            until(stop_rx.clone()),
+        )));
+    }
+    if tasks.is_empty() {
+        return Err(CliError::Input("--services names nothing to run".into()));
+    }
     if a.admin_token.is_none() {
         eprintln!(
             "accord: admin token in {}",
             a.data.data_dir.join("admin.token").display()
         );
     }
-    tracing::info!(%addr, "serving");
-    accord_messenger::serve(listener, accord_messenger::router(state), shutdown_signal())
-        .await
-        .map_err(|e| CliError::Internal(e.into()))?;
+    shutdown_signal().await;
+    eprintln!("accord: stopping");
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        match t.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(internal(e)),
+            Err(e) => return Err(internal(e)),
+        }
+    }
     eprintln!("accord: stopped");
     Ok(())
+}
+
+fn reqwest_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("reqwest client builds")
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -137,6 +137,7 @@ pub async fn register(a: RegisterArgs) -> CliResult {
         token: r.token.clone(),
         account_id: r.account_id.to_string(),
         device_id: r.device_id.to_string(),
+        keyd_token: r.keyd_token.clone(),
     }
     .save(&path)?;
     println!(

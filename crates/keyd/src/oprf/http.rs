@@ -105,6 +105,10 @@ async fn rejected(r: reqwest::Response) -> OprfClientError {
 
 #[async_trait]
 impl Oprf for HttpOprf {
+    async fn active_version(&self, purpose: OprfPurpose) -> Result<KeyVersion, OprfClientError> {
+        Ok(self.key_versions(purpose).await?.active)
+    }
+
     async fn evaluate_blinded(
         &self,
         purpose: OprfPurpose,

@@ -24,6 +24,10 @@ impl InProcessOprf {
 
 #[async_trait]
 impl Oprf for InProcessOprf {
+    async fn active_version(&self, purpose: OprfPurpose) -> Result<KeyVersion, OprfClientError> {
+        Ok(self.service.key_versions(purpose)?.active)
+    }
+
     async fn evaluate_blinded(
         &self,
         purpose: OprfPurpose,

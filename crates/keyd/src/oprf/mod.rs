@@ -84,6 +84,9 @@ pub trait Oprf: Send + Sync + fmt::Debug {
         elements: Vec<BlindedElementBytes>,
     ) -> Result<Evaluated, OprfClientError>;
 
+    /// The version used when a request names none.
+    async fn active_version(&self, purpose: OprfPurpose) -> Result<KeyVersion, OprfClientError>;
+
     /// The pseudonyms of `inputs` (already domain-tagged, see
     /// [`input_for_phone`]), in order, all under one key version.
     ///

@@ -136,6 +136,11 @@ impl From<ServiceError> for ApiError {
             S::NotFound => ApiError::not_found(),
             S::LedgerTampered(c) => ApiError::new(StatusCode::CONFLICT, "ledger_tampered", c.to_string())
                 .with_details(json!({ "first_bad_entry": c.seq() })),
+            S::KeyService(m) => {
+                tracing::warn!(error = %m, "key service failed");
+                ApiError::new(StatusCode::BAD_GATEWAY, "key_service_unavailable", "the key service is not available; try again later")
+            }
+            S::NoKeyService => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "contact_discovery_unavailable", e.to_string()),
             S::Store(StoreError::Conflict(what)) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", format!("concurrent change to {what}; retry"))
             }

@@ -10,6 +10,7 @@ use utoipa::{Modify, OpenApi};
     paths(
         healthz, openapi, start, verify, current, accept, me, export, delete_me,
         my_consent, my_consent_at, receipt, grant, withdraw,
+        discovery, bucket, refresh,
         publish_policy, list_policies, ledger, verify_ledger, consent_at, clock, advance_clock,
     ),
     components(schemas(crate::http::error::ErrorBody)),

@@ -17,7 +17,6 @@ use reqwest::Method;
 use serde_json::Value;
 use std::sync::Arc;
 use tempfile::TempDir;
-use tokio::sync::oneshot;
 
 /// 2026-01-05T09:00:00Z: where a frozen test clock starts.
 pub const T0: Timestamp = Timestamp(1_767_603_600_000);
@@ -29,6 +28,9 @@ pub struct AppOptions {
     pub simulated_clock: bool,
     /// The server's default profile, for policies published without one.
     pub default_profile: ConsentProfile,
+    /// Run the key service too (its own port and database), with the
+    /// messenger using it in process, as `accord serve` does.
+    pub with_keyd: bool,
 }
 
 impl Default for AppOptions {
@@ -36,6 +38,7 @@ impl Default for AppOptions {
         AppOptions {
             simulated_clock: true,
             default_profile: ConsentProfile::Strict,
+            with_keyd: false,
         }
     }
 }
@@ -50,7 +53,11 @@ pub struct TestApp {
     pub clock: Option<SimulatedClock>,
     pub store: Arc<SqlMessengerStore>,
     pub http: reqwest::Client,
-    shutdown: Option<oneshot::Sender<()>>,
+    /// The key service, when started (`with_keyd`).
+    pub keyd: Option<accord_keyd::KeyService>,
+    /// Where every database file of this app lives.
+    pub data_dir: std::path::PathBuf,
+    shutdown: Option<tokio::sync::watch::Sender<bool>>,
     // Dropped last: the database lives here.
     _tempdir: TempDir,
 }
@@ -58,7 +65,7 @@ pub struct TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
+            let _ = tx.send(true);
         }
     }
 }
@@ -137,12 +144,42 @@ pub async fn spawn_app(opts: AppOptions) -> TestApp {
         None => Arc::new(SystemClock),
     };
     let admin_token = BearerToken::generate().reveal().to_owned();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.changed().await;
+    };
+    let (keyd, keys) = if opts.with_keyd {
+        let keyd = accord_keyd::KeyService::open_data_dir(
+            tempdir.path(),
+            None,
+            clock.clone(),
+            accord_keyd::KeydConfig::default(),
+        )
+        .await
+        .expect("open the key service");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let url = format!("http://{}", listener.local_addr().expect("local address"));
+        let app = accord_keyd::router(accord_keyd::AppState {
+            service: keyd.clone(),
+            admin_token: TokenHash::of(&admin_token),
+        });
+        tokio::spawn(accord_keyd::serve(listener, app, stopped(rx.clone())));
+        let keys = accord_messenger::keys::KeyAccess::in_process(&keyd, url)
+            .await
+            .expect("messenger client at the key service");
+        (Some(keyd), Some(keys))
+    } else {
+        (None, None)
+    };
     let state = AppState {
         messenger: Messenger {
             store: store.clone(),
             clock,
             verifier: Arc::new(DevVerifier),
             config: MessengerConfig::default(),
+            keys,
         },
         admin_token: TokenHash::of(&admin_token),
         default_profile: opts.default_profile,
@@ -152,13 +189,10 @@ pub async fn spawn_app(opts: AppOptions) -> TestApp {
         .await
         .expect("bind 127.0.0.1:0");
     let base_url = format!("http://{}", listener.local_addr().expect("local address"));
-    let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(async move {
-        serve(listener, router(state), async {
-            let _ = rx.await;
-        })
-        .await
-        .expect("server runs");
+        serve(listener, router(state), stopped(rx))
+            .await
+            .expect("server runs");
     });
     TestApp {
         admin: Client::new(&base_url).with_token(&admin_token),
@@ -167,6 +201,8 @@ pub async fn spawn_app(opts: AppOptions) -> TestApp {
         clock: sim,
         store,
         http: reqwest::Client::new(),
+        keyd,
+        data_dir: tempdir.path().to_path_buf(),
         shutdown: Some(tx),
         _tempdir: tempdir,
     }

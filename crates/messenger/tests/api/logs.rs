@@ -33,7 +33,7 @@ impl<'a> MakeWriter<'a> for Capture {
     }
 }
 
-fn captured_log() -> Arc<Mutex<Vec<u8>>> {
+pub(crate) fn captured_log() -> Arc<Mutex<Vec<u8>>> {
     static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
     LOG.get_or_init(|| {
         let buf = Arc::new(Mutex::new(Vec::new()));

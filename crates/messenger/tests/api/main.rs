@@ -7,6 +7,7 @@ mod account;
 mod auth;
 mod bad_input;
 mod consent;
+mod contacts;
 mod helpers;
 mod ledger;
 mod logs;

@@ -3,6 +3,7 @@
 mod account;
 mod admin;
 mod consent;
+mod contacts;
 mod health;
 mod policy;
 mod registration;
@@ -10,6 +11,7 @@ mod registration;
 pub use account::*;
 pub use admin::*;
 pub use consent::*;
+pub use contacts::*;
 pub use health::*;
 pub use policy::*;
 pub use registration::*;
@@ -27,6 +29,7 @@ pub fn router(state: AppState) -> Router {
             post(admin::publish_policy).get(admin::list_policies),
         )
         .route("/v1/admin/ledger", get(admin::ledger))
+        .route("/v1/admin/pseudonyms/refresh", post(contacts::refresh))
         .route("/v1/admin/ledger/verify", get(admin::verify_ledger))
         .route(
             "/v1/admin/accounts/{account_id}/consent",
@@ -56,6 +59,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/me/consent/{purpose}/grant", post(consent::grant))
         .route("/v1/me/consent/{purpose}/withdraw", post(consent::withdraw))
         .route("/v1/me/consent/{purpose}", delete(consent::withdraw))
+        .route("/v1/contacts/discovery", get(contacts::discovery))
+        .route("/v1/contacts/buckets/{prefix}", get(contacts::bucket))
         .merge(admin)
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
