@@ -19,7 +19,7 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let quiet = matches!(cli.command, cmd::Command::Demo(_));
+    let quiet = matches!(cli.command, cmd::Command::Demo(_) | cmd::Command::Bench(_));
     init_tracing(cli.log_json, quiet);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
