@@ -392,6 +392,35 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Invariant: `verify` finds any edit, and names the edited entry.
+        #[test]
+        fn any_single_edit_is_found_and_named(n in 2u64..40, pick in 0usize..1000, field in 0u8..6, byte in 0usize..64) {
+            let mut c = chain(n);
+            let head = Some((n, c[c.len() - 1].hash));
+            let i = pick % c.len();
+            let e = &mut c[i];
+            match field {
+                0 => e.at = Timestamp(e.at.0 ^ 1),
+                1 => e.account = Some(AccountId::random()),
+                2 => e.kind.push('x'),
+                3 => { let b = byte % e.payload.len(); let mut p = e.payload.clone().into_bytes(); p[b] ^= 0x01; e.payload = String::from_utf8_lossy(&p).into_owned(); }
+                4 => e.prev_hash[byte % 32] ^= 1,
+                _ => e.hash[byte % 32] ^= 1,
+            }
+            let err = verify(&c, head).unwrap_err();
+            match field {
+                // A changed hash is caught where it is used: the next link, or the head.
+                5 if i + 1 < c.len() => proptest::prop_assert_eq!(err.seq(), Some(i as u64 + 1)),
+                5 => {
+                    let found = matches!(err, ChainError::Altered { .. } | ChainError::HeadMismatch { .. });
+                    proptest::prop_assert!(found);
+                }
+                _ => proptest::prop_assert_eq!(err.seq(), Some(i as u64 + 1)),
+            }
+        }
+    }
+
     #[test]
     fn rehashing_one_entry_breaks_the_next_link() {
         let mut c = chain(4);
