@@ -1,5 +1,6 @@
 //! Hot paths of the OPRF: client blinding and finalizing, and the key
-//! service's evaluation, singly and as a 1,000-element batch.
+//! service's evaluation, singly and as a 1,000-element batch (in one call,
+//! and as its two phases: validation, then evaluation of the validated batch).
 //!
 //! `cargo bench -p accord-crypto --bench oprf`
 
@@ -50,6 +51,20 @@ fn bench_server(c: &mut Criterion) {
         b.iter(|| oprf::evaluate_batch(&key, black_box(&elements)).unwrap())
     });
     batch.finish();
+
+    // The two phases the key service runs separately: decode and check
+    // once, then evaluate the decoded elements.
+    let mut phases = c.benchmark_group("validated_batch");
+    phases.throughput(Throughput::Elements(elements.len() as u64));
+    phases.sample_size(10);
+    phases.bench_function("validate_1000_elements", |b| {
+        b.iter(|| oprf::validate_batch(black_box(&elements)).unwrap())
+    });
+    let validated = oprf::validate_batch(&elements).unwrap();
+    phases.bench_function("evaluate_validated_1000_elements", |b| {
+        b.iter(|| oprf::evaluate_validated(&key, black_box(&validated), 0..validated.len()))
+    });
+    phases.finish();
 }
 
 criterion_group!(benches, bench_client, bench_server);

@@ -10,7 +10,9 @@
 //!   service, and turns the answer into a [`PseudonymBytes`] with
 //!   [`finalize`] / [`finalize_many`];
 //! - the **key service** holds an [`OprfSecretKey`] per [`OprfPurpose`] and
-//!   [`KeyVersion`] and answers with [`evaluate_batch`], which sees only
+//!   [`KeyVersion`] and answers with [`evaluate_batch`] (or, to check a
+//!   whole batch before committing to the work, [`validate_batch`] then
+//!   [`evaluate_validated`], which decodes each element once), seeing only
 //!   blinded elements;
 //! - the **messenger**, trusted with its own users' numbers, computes the
 //!   same values in process with [`evaluate_full`].
@@ -24,6 +26,7 @@
 //! base64 (RFC 4648 §5, 43 characters), the same alphabet as bearer tokens.
 
 use std::fmt;
+use std::ops::Range;
 use std::str::FromStr;
 use std::time::Instant;
 
@@ -366,7 +369,106 @@ fn tagged(tag: &[u8], value: &str) -> Vec<u8> {
 // Server side
 // ---------------------------------------------------------------------------
 
-/// Evaluates a batch of blinded elements (RFC 9497 `BlindEvaluate`).
+/// A batch of blinded elements that passed [`validate_batch`]: between 1
+/// and [`MAX_BATCH`] elements, each decoded once by `voprf` into a valid,
+/// non-identity ristretto255 element. Only validation (or
+/// [`ValidatedBatch::concat`] of validated parts) builds one, so holding a
+/// `ValidatedBatch` proves the whole batch is acceptable and evaluating it
+/// cannot fail. `Debug` prints only the length.
+pub struct ValidatedBatch {
+    elements: Vec<BlindedElement<Suite>>,
+}
+
+impl ValidatedBatch {
+    /// The number of elements (at least 1).
+    pub fn len(&self) -> usize {
+        self.elements.len()
+    }
+
+    /// Always `false`: an empty batch does not validate. Present for API
+    /// symmetry with [`ValidatedBatch::len`].
+    pub fn is_empty(&self) -> bool {
+        self.elements.is_empty()
+    }
+
+    /// Joins batches validated separately (e.g. contiguous chunks validated
+    /// in parallel), in order. The result obeys the same size limits as
+    /// [`validate_batch`].
+    pub fn concat<I>(parts: I) -> Result<ValidatedBatch, OprfError>
+    where
+        I: IntoIterator<Item = ValidatedBatch>,
+    {
+        let mut elements = Vec::new();
+        for part in parts {
+            if elements.len() + part.len() > MAX_BATCH {
+                return Err(OprfError::BatchTooLarge { max: MAX_BATCH });
+            }
+            if elements.is_empty() {
+                elements = part.elements;
+            } else {
+                elements.extend(part.elements);
+            }
+        }
+        if elements.is_empty() {
+            return Err(OprfError::EmptyBatch);
+        }
+        Ok(ValidatedBatch { elements })
+    }
+}
+
+impl fmt::Debug for ValidatedBatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ValidatedBatch")
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+/// Checks and decodes a batch of blinded elements, once: the batch must
+/// hold between 1 and [`MAX_BATCH`] elements, and every element must be a
+/// valid ristretto255 encoding other than the identity (`voprf`'s
+/// `BlindedElement::deserialize`). On failure the error names the first bad
+/// index and nothing is kept. Cheap to call on chunks of a larger request
+/// and join with [`ValidatedBatch::concat`].
+pub fn validate_batch(elements: &[BlindedElementBytes]) -> Result<ValidatedBatch, OprfError> {
+    if elements.is_empty() {
+        return Err(OprfError::EmptyBatch);
+    }
+    if elements.len() > MAX_BATCH {
+        return Err(OprfError::BatchTooLarge { max: MAX_BATCH });
+    }
+    let elements = elements
+        .iter()
+        .enumerate()
+        .map(|(index, b)| {
+            BlindedElement::<Suite>::deserialize(&b.0)
+                .map_err(|_| OprfError::InvalidElement { index })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ValidatedBatch { elements })
+}
+
+/// RFC 9497 `BlindEvaluate` of the elements `range` of a validated batch,
+/// in order. Infallible: the elements were checked by [`validate_batch`].
+/// Disjoint ranges may be evaluated in parallel on a shared batch; the
+/// whole batch is `0..batch.len()`.
+///
+/// # Panics
+///
+/// If `range` is out of bounds, as slice indexing does.
+pub fn evaluate_validated(
+    key: &OprfSecretKey,
+    batch: &ValidatedBatch,
+    range: Range<usize>,
+) -> Vec<EvaluatedElementBytes> {
+    batch.elements[range]
+        .iter()
+        .map(|b| EvaluatedElementBytes(key.0.blind_evaluate(b).serialize().into()))
+        .collect()
+}
+
+/// Evaluates a batch of blinded elements (RFC 9497 `BlindEvaluate`):
+/// [`validate_batch`] then [`evaluate_validated`] of the whole batch.
 ///
 /// Every element is decoded and checked first (a valid ristretto255
 /// encoding, not the identity); if any fails, the error names the first
@@ -376,24 +478,8 @@ pub fn evaluate_batch(
     key: &OprfSecretKey,
     blinded: &[BlindedElementBytes],
 ) -> Result<Vec<EvaluatedElementBytes>, OprfError> {
-    if blinded.is_empty() {
-        return Err(OprfError::EmptyBatch);
-    }
-    if blinded.len() > MAX_BATCH {
-        return Err(OprfError::BatchTooLarge { max: MAX_BATCH });
-    }
-    let decoded = blinded
-        .iter()
-        .enumerate()
-        .map(|(index, b)| {
-            BlindedElement::<Suite>::deserialize(&b.0)
-                .map_err(|_| OprfError::InvalidElement { index })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    decoded
-        .iter()
-        .map(|b| element_bytes(&key.0.blind_evaluate(b).serialize()).map(EvaluatedElementBytes))
-        .collect()
+    let batch = validate_batch(blinded)?;
+    Ok(evaluate_validated(key, &batch, 0..batch.len()))
 }
 
 /// The un-blinded PRF on the server (RFC 9497 `Evaluate`), for the trusted
@@ -736,6 +822,74 @@ mod tests {
         assert!(measure_blind_evaluate_ns(0) > 0.0);
     }
 
+    #[test]
+    fn validate_batch_limits_and_first_bad_index() {
+        assert_eq!(validate_batch(&[]).unwrap_err(), OprfError::EmptyBatch);
+        let (_, e) = blind(b"x").unwrap();
+        assert_eq!(
+            validate_batch(&vec![e; MAX_BATCH + 1]).unwrap_err(),
+            OprfError::BatchTooLarge { max: MAX_BATCH }
+        );
+        assert_eq!(
+            validate_batch(&vec![e; MAX_BATCH]).unwrap().len(),
+            MAX_BATCH
+        );
+        let identity = BlindedElementBytes([0; 32]);
+        let not_an_encoding = BlindedElementBytes([0xff; 32]);
+        let mut high_bit = e;
+        high_bit.0[31] ^= 0x80;
+        for bad in [identity, not_an_encoding, high_bit] {
+            for (len, at) in [(1, 0), (5, 0), (5, 3), (5, 4)] {
+                let mut batch = vec![e; len];
+                batch[at] = bad;
+                let want = OprfError::InvalidElement { index: at };
+                assert_eq!(validate_batch(&batch).unwrap_err(), want);
+                assert_eq!(
+                    evaluate_batch(&OprfSecretKey::generate(), &batch),
+                    Err(want)
+                );
+            }
+        }
+        // The first bad index wins.
+        assert_eq!(
+            validate_batch(&[e, not_an_encoding, e, identity]).unwrap_err(),
+            OprfError::InvalidElement { index: 1 }
+        );
+    }
+
+    #[test]
+    fn concat_keeps_order_and_limits() {
+        let k = OprfSecretKey::generate();
+        let (_, es) = blind_many(&[b"a", b"b", b"c"]).unwrap();
+        let parts = [&es[..1], &es[1..]].map(|p| validate_batch(p).unwrap());
+        let joined = ValidatedBatch::concat(parts).unwrap();
+        assert_eq!(joined.len(), 3);
+        assert!(!joined.is_empty());
+        assert_eq!(format!("{joined:?}"), "ValidatedBatch { len: 3 }");
+        assert_eq!(
+            evaluate_validated(&k, &joined, 0..3),
+            evaluate_batch(&k, &es).unwrap()
+        );
+        assert_eq!(
+            ValidatedBatch::concat([]).unwrap_err(),
+            OprfError::EmptyBatch
+        );
+        let half = MAX_BATCH / 2 + 1;
+        let big = || validate_batch(&vec![es[0]; half]).unwrap();
+        assert_eq!(
+            ValidatedBatch::concat([big(), big()]).unwrap_err(),
+            OprfError::BatchTooLarge { max: MAX_BATCH }
+        );
+    }
+
+    #[test]
+    #[should_panic]
+    fn evaluate_validated_panics_out_of_range() {
+        let (_, e) = blind(b"x").unwrap();
+        let batch = validate_batch(&[e]).unwrap();
+        evaluate_validated(&OprfSecretKey::generate(), &batch, 0..2);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(48))]
 
@@ -754,6 +908,64 @@ mod tests {
             let (b, e) = blind(&inputs[0]).unwrap();
             let single = finalize(b, &inputs[0], &evaluate_batch(&k, &[e]).unwrap()[0]).unwrap();
             prop_assert_eq!(single, evaluate_full(&k, &inputs[0]).unwrap());
+        }
+
+        /// Validating once (whole, or in chunks joined by `concat`) and
+        /// evaluating in chunks gives exactly `evaluate_batch`'s answer, and
+        /// finalizes to `evaluate_full`.
+        #[test]
+        fn validated_path_equals_evaluate_batch_and_evaluate_full(
+            inputs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..80), 1..24),
+            split in any::<prop::sample::Index>(),
+            chunk in 1usize..8,
+        ) {
+            let k = OprfSecretKey::generate();
+            let (bs, es) = blind_many(&inputs).unwrap();
+            let expected = evaluate_batch(&k, &es).unwrap();
+
+            let whole = validate_batch(&es).unwrap();
+            prop_assert_eq!(whole.len(), es.len());
+            prop_assert_eq!(&evaluate_validated(&k, &whole, 0..whole.len()), &expected);
+
+            let at = split.index(es.len() + 1);
+            let parts: Vec<_> = [&es[..at], &es[at..]]
+                .into_iter()
+                .filter(|p| !p.is_empty())
+                .map(|p| validate_batch(p).unwrap())
+                .collect();
+            let joined = ValidatedBatch::concat(parts).unwrap();
+            let mut chunked = Vec::new();
+            for start in (0..joined.len()).step_by(chunk) {
+                let end = (start + chunk).min(joined.len());
+                chunked.extend(evaluate_validated(&k, &joined, start..end));
+            }
+            prop_assert_eq!(&chunked, &expected);
+
+            let via_client = finalize_many(bs, &inputs, &chunked).unwrap();
+            for (input, out) in inputs.iter().zip(&via_client) {
+                prop_assert_eq!(out, &evaluate_full(&k, input).unwrap());
+            }
+        }
+
+        /// A single bad element anywhere is named by its index, by both
+        /// paths.
+        #[test]
+        fn invalid_element_is_named_by_index(
+            len in 1usize..24,
+            at in any::<prop::sample::Index>(),
+            bad in prop_oneof![
+                Just([0u8; 32]),
+                Just([0xffu8; 32]),
+                any::<[u8; 32]>().prop_filter("invalid", |b| BlindedElement::<Suite>::deserialize(b).is_err()),
+            ],
+        ) {
+            let (_, e) = blind(b"phone:+15551234567").unwrap();
+            let mut batch = vec![e; len];
+            let at = at.index(len);
+            batch[at] = BlindedElementBytes(bad);
+            let want = OprfError::InvalidElement { index: at };
+            prop_assert_eq!(validate_batch(&batch).unwrap_err(), want.clone());
+            prop_assert_eq!(evaluate_batch(&OprfSecretKey::generate(), &batch), Err(want));
         }
     }
 }

@@ -151,6 +151,14 @@ fn both_vectors_as_one_batch() {
         .map(|v| EvaluatedElementBytes(h32(v.evaluation_element)))
         .collect();
     assert_eq!(oprf::evaluate_batch(&key, &blinded).unwrap(), expected);
+
+    // Validated once, evaluated whole and element by element.
+    let batch = oprf::validate_batch(&blinded).unwrap();
+    assert_eq!(oprf::evaluate_validated(&key, &batch, 0..2), expected);
+    let one_by_one: Vec<_> = (0..2)
+        .flat_map(|i| oprf::evaluate_validated(&key, &batch, i..i + 1))
+        .collect();
+    assert_eq!(one_by_one, expected);
 }
 
 #[test]
@@ -173,6 +181,15 @@ fn invalid_elements_are_refused_by_index_and_nothing_is_evaluated() {
     assert_eq!(
         oprf::evaluate_batch(&key, &[identity]),
         Err(OprfError::InvalidElement { index: 0 })
+    );
+    // Validation alone names the same indices.
+    assert_eq!(
+        oprf::validate_batch(&[good, good, not_an_encoding, good]).unwrap_err(),
+        OprfError::InvalidElement { index: 2 }
+    );
+    assert_eq!(
+        oprf::validate_batch(&[good, identity]).unwrap_err(),
+        OprfError::InvalidElement { index: 1 }
     );
     // The first bad index is reported even when a later one is also bad.
     assert_eq!(

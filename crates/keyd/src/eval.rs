@@ -7,27 +7,29 @@
 //! core, served in arrival order, so the async workers stay free for I/O.
 //!
 //! Two passes, so that a batch is refused before any work is charged or
-//! done: [`Pool::first_invalid`] checks every element, then
-//! [`Pool::evaluate`] evaluates with `accord-crypto`'s
-//! [`evaluate_batch`].
+//! done: [`Pool::validate`] decodes and checks every element once, in
+//! parallel chunks, with `accord-crypto`'s [`validate_batch`], giving a
+//! [`ValidatedBatch`]; then [`Pool::evaluate`] evaluates its decoded
+//! elements in parallel chunks with [`evaluate_validated`], without
+//! decoding them again.
 
 use crate::error::KeydError;
 use accord_crypto::oprf::{
-    evaluate_batch, BlindedElementBytes, EvaluatedElementBytes, OprfSecretKey,
+    evaluate_validated, validate_batch, BlindedElementBytes, EvaluatedElementBytes, OprfError,
+    OprfSecretKey, ValidatedBatch, MAX_BATCH,
 };
-use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
-use curve25519_dalek::traits::Identity;
 use std::ops::Range;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
-/// Whether `e` is what `voprf` accepts as a blinded element: a canonical
-/// ristretto255 encoding of a point other than the identity (`voprf`'s
-/// `Ristretto255::deserialize_elem`, exactly).
-pub(crate) fn is_valid_element(e: &BlindedElementBytes) -> bool {
-    CompressedRistretto(e.0)
-        .decompress()
-        .is_some_and(|p| p != RistrettoPoint::identity())
+/// The service's error for a refused batch.
+fn refused(e: OprfError) -> KeydError {
+    match e {
+        OprfError::InvalidElement { index } => KeydError::InvalidElement { index },
+        OprfError::EmptyBatch => KeydError::EmptyBatch,
+        OprfError::BatchTooLarge { max } => KeydError::BatchTooLarge { max },
+        e => KeydError::Crypto(e),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -90,7 +92,42 @@ impl Pool {
         Ok(out)
     }
 
-    /// The index of the first element that is not a valid blinded element.
+    /// Decodes and checks every element (1 to [`MAX_BATCH`] of them), in
+    /// parallel chunks. An invalid element refuses the batch with
+    /// [`KeydError::InvalidElement`] naming the first bad index.
+    pub(crate) async fn validate(
+        &self,
+        elements: Arc<Vec<BlindedElementBytes>>,
+    ) -> Result<Arc<ValidatedBatch>, KeydError> {
+        let n = elements.len();
+        if n == 0 {
+            return Err(KeydError::EmptyBatch);
+        }
+        if n > MAX_BATCH {
+            return Err(KeydError::BatchTooLarge { max: MAX_BATCH });
+        }
+        let parts = self
+            .run(n, move |r| {
+                let start = r.start;
+                validate_batch(&elements[r]).map_err(|e| match e {
+                    OprfError::InvalidElement { index } => OprfError::InvalidElement {
+                        index: start + index,
+                    },
+                    e => e,
+                })
+            })
+            .await?;
+        // Chunks are in order, so the first refused chunk holds the first
+        // bad index.
+        let parts = parts
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(refused)?;
+        ValidatedBatch::concat(parts).map(Arc::new).map_err(refused)
+    }
+
+    /// The index of the first element that is not a valid blinded element
+    /// (for error reports; any number of elements, including none).
     pub(crate) async fn first_invalid(
         &self,
         elements: Arc<Vec<BlindedElementBytes>>,
@@ -101,27 +138,27 @@ impl Pool {
                 let start = r.start;
                 elements[r]
                     .iter()
-                    .position(|e| !is_valid_element(e))
+                    .position(|e| validate_batch(std::slice::from_ref(e)).is_err())
                     .map(|i| start + i)
             })
             .await?;
         Ok(found.into_iter().flatten().min())
     }
 
-    /// `BlindEvaluate` of every element, in order. The elements must have
-    /// passed [`Pool::first_invalid`].
+    /// `BlindEvaluate` of every element of a batch from [`Pool::validate`],
+    /// in order, in parallel chunks. Nothing is decoded again.
     pub(crate) async fn evaluate(
         &self,
         key: Arc<OprfSecretKey>,
-        elements: Arc<Vec<BlindedElementBytes>>,
+        batch: Arc<ValidatedBatch>,
     ) -> Result<Vec<EvaluatedElementBytes>, KeydError> {
-        let n = elements.len();
+        let n = batch.len();
         let chunks = self
-            .run(n, move |r| evaluate_batch(&key, &elements[r]))
+            .run(n, move |r| evaluate_validated(&key, &batch, r))
             .await?;
         let mut out = Vec::with_capacity(n);
         for c in chunks {
-            out.extend(c.map_err(KeydError::Crypto)?);
+            out.extend(c);
         }
         Ok(out)
     }
@@ -130,7 +167,7 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use accord_crypto::oprf::blind;
+    use accord_crypto::oprf::{blind, evaluate_batch};
 
     #[test]
     fn chunks_cover_the_batch_in_order() {
@@ -145,22 +182,37 @@ mod tests {
         assert!(c.windows(2).all(|w| w[0].end == w[1].start));
     }
 
-    #[test]
-    fn validity_matches_voprf() {
+    fn bad_encodings(e: BlindedElementBytes) -> [BlindedElementBytes; 3] {
+        let mut high_bit = e.0;
+        high_bit[31] ^= 0x80;
+        [[0u8; 32], [0xff; 32], high_bit].map(BlindedElementBytes)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn validity_matches_voprf() {
+        // The identity (all zeros) and non-canonical encodings are refused
+        // by both passes, and evaluate_batch agrees.
+        let pool = Pool::new(2, 1);
         let (_, e) = blind(b"phone:+15551234567").unwrap();
-        assert!(is_valid_element(&e));
-        // The identity (all zeros) and non-canonical encodings are refused,
-        // and evaluate_batch agrees.
         let key = OprfSecretKey::generate();
-        for bad in [[0u8; 32], [0xff; 32], {
-            let mut b = e.0;
-            b[31] ^= 0x80;
-            b
-        }] {
-            let bad = BlindedElementBytes(bad);
-            assert!(!is_valid_element(&bad));
-            assert!(evaluate_batch(&key, &[bad]).is_err());
+        for bad in bad_encodings(e) {
+            let batch = Arc::new(vec![e, e, bad]);
+            assert!(evaluate_batch(&key, &batch).is_err());
+            assert_eq!(pool.first_invalid(batch.clone()).await.unwrap(), Some(2));
+            assert!(matches!(
+                pool.validate(batch).await,
+                Err(KeydError::InvalidElement { index: 2 })
+            ));
         }
+        assert_eq!(pool.first_invalid(Arc::new(vec![])).await.unwrap(), None);
+        assert!(matches!(
+            pool.validate(Arc::new(vec![])).await,
+            Err(KeydError::EmptyBatch)
+        ));
+        assert!(matches!(
+            pool.validate(Arc::new(vec![e; MAX_BATCH + 1])).await,
+            Err(KeydError::BatchTooLarge { max: MAX_BATCH })
+        ));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -172,12 +224,30 @@ mod tests {
             .collect();
         let elements = Arc::new(elements);
         assert_eq!(pool.first_invalid(elements.clone()).await.unwrap(), None);
-        let got = pool.evaluate(key.clone(), elements.clone()).await.unwrap();
+        let batch = pool.validate(elements.clone()).await.unwrap();
+        assert_eq!(batch.len(), 23);
+        let got = pool.evaluate(key.clone(), batch).await.unwrap();
         assert_eq!(got, evaluate_batch(&key, &elements).unwrap());
 
-        let mut bad = (*elements).clone();
-        bad[21] = BlindedElementBytes([0; 32]);
-        bad[17] = BlindedElementBytes([0xff; 32]);
-        assert_eq!(pool.first_invalid(Arc::new(bad)).await.unwrap(), Some(17));
+        // The first bad index, whichever chunk (0..8, 8..16, 16..23) holds it.
+        let [zero, ff, high] = bad_encodings(elements[0]);
+        for (marks, first) in [
+            (vec![(21, zero), (17, ff)], 17),
+            (vec![(22, high), (9, zero), (3, ff)], 3),
+            (vec![(0, high)], 0),
+            (vec![(22, ff)], 22),
+            (vec![(16, zero), (15, high)], 15),
+        ] {
+            let mut bad = (*elements).clone();
+            for (i, b) in marks {
+                bad[i] = b;
+            }
+            let bad = Arc::new(bad);
+            assert_eq!(pool.first_invalid(bad.clone()).await.unwrap(), Some(first));
+            assert!(matches!(
+                pool.validate(bad).await,
+                Err(KeydError::InvalidElement { index }) if index == first
+            ));
+        }
     }
 }

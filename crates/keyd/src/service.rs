@@ -405,10 +405,8 @@ impl KeyService {
             return Err(KeydError::PurposeNotAllowed { purpose });
         }
         let (key_version, key) = self.key(purpose, version).await?;
-        let elements = Arc::new(elements);
-        if let Some(index) = self.inner.pool.first_invalid(elements.clone()).await? {
-            return Err(KeydError::InvalidElement { index });
-        }
+        // Decoded once here; refuses the batch (uncharged) on a bad element.
+        let batch = self.inner.pool.validate(Arc::new(elements)).await?;
         match self
             .inner
             .store
@@ -423,7 +421,7 @@ impl KeyService {
             Err(ChargeError::Store(e)) => return Err(e.into()),
             Err(_) => return Err(KeydError::Internal("unexpected charge error")),
         }
-        let evaluated = self.inner.pool.evaluate(key, elements).await?;
+        let evaluated = self.inner.pool.evaluate(key, batch).await?;
         tracing::info!(client = %client.id, %purpose, version = %key_version, elements = n, "evaluated batch");
         Ok(Evaluated {
             key_version,
