@@ -9,10 +9,15 @@
 //! - [`ClientError`]: transport failures, and API errors with the server's
 //!   stable `code`.
 //! - [`discovery`]: private contact discovery, as a device does it.
+//! - [`messaging`]: end-to-end messaging, as a device does it: a
+//!   [`messaging::Device`] (Olm state sealed at rest under a passphrase or
+//!   key file), key publication and replenishment, fan-out sending,
+//!   receiving over the WebSocket or long-poll.
 //! - Wire types ([`Registered`], [`RegistrationStarted`], [`ConsentView`])
 //!   mirror the server's responses.
 
 pub mod discovery;
+pub mod messaging;
 
 use accord_domain::consent::{Access, ConsentState};
 use accord_domain::ledger::{ChainReport, LedgerEntry};

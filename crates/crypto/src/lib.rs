@@ -7,11 +7,13 @@
 //!
 //! - [`token`]: bearer tokens and verification codes: generation, and the
 //!   hashes under which the server stores them.
+//! - [`mac`]: HMAC-SHA256 signatures of the coordination feed.
 //! - [`oprf`]: the client (blind, finalize) and server (evaluate) halves of
 //!   the OPRF that turns identifiers into pseudonyms.
 //! - [`sealed`]: secrets (OPRF keys) encrypted at rest under a master key
 //!   with XChaCha20-Poly1305.
 
+pub mod mac;
 pub mod oprf;
 pub mod sealed;
 pub mod token;

@@ -37,6 +37,22 @@ pub enum LedgerEvent {
     },
     /// A consent event of one account (the entry's `account`).
     Consent { event: ConsentEvent },
+    /// The recipient confirmed it received the account's data for these
+    /// purposes (coordination feed event `event_id`).
+    Propagated {
+        recipient: String,
+        purposes: BTreeSet<Purpose>,
+        event_id: u64,
+        key_version: u32,
+    },
+    /// The recipient confirmed it deleted everything of the account for
+    /// these purposes.
+    DeletionConfirmed {
+        recipient: String,
+        purposes: BTreeSet<Purpose>,
+        event_id: u64,
+        confirmed_at: Timestamp,
+    },
 }
 
 impl LedgerEvent {
@@ -44,6 +60,8 @@ impl LedgerEvent {
         match self {
             LedgerEvent::PolicyPublished { .. } => "policy_published",
             LedgerEvent::Consent { event } => event.kind(),
+            LedgerEvent::Propagated { .. } => "propagated",
+            LedgerEvent::DeletionConfirmed { .. } => "deletion_confirmed",
         }
     }
 }

@@ -16,11 +16,14 @@
 //! - [`consent`]: the consent state machine. Commands go in, ledger events
 //!   come out; folding events gives the state. The same fold reconstructs
 //!   the state at any past instant from the ledger alone.
+//! - [`coordination`]: the coordination feed's wire format (state-based,
+//!   idempotent, ordered per user).
 //! - [`ledger`]: the hash chain over ledger entries, and its verifier.
 //! - [`receipt`]: consent receipts in the spirit of the Kantara Consent
 //!   Receipt specification.
 
 pub mod consent;
+pub mod coordination;
 pub mod device;
 pub mod identity;
 pub mod ids;

@@ -10,6 +10,9 @@
 //!   [`http::routes`], the error type that maps every failure to a status
 //!   and a stable `code`, the caller extractors (device token, admin
 //!   token), and the OpenAPI document generated from the handlers.
+//! - [`feed`]: the coordination feed's dispatcher to the partner
+//!   (transactional outbox, decided at send time, HMAC-signed,
+//!   propagations and confirmed deletions recorded in the ledger).
 //! - [`keys`]: the messenger's access to the key service: its own OPRF
 //!   client (pseudonyms of its users) and the issuer of each device's
 //!   key-service credential (contact discovery).
@@ -17,16 +20,25 @@
 //!   (codes returned in the API response, only with `--dev`) or a webhook
 //!   to an SMS gateway.
 //!
+//! - [`e2e`]: the E2E relay: key directory, per-device mailboxes with a
+//!   group-commit writer, WebSocket and long-poll delivery, receipts,
+//!   blocks and reports. Ciphertext only.
+//! - [`bench_relay`]: `accord bench relay`.
+//!
 //! [`serve`] runs the router on a listener with graceful shutdown.
 //!
 //! **Architecture invariant:** no handler logs a request body, a phone
 //! number, a code or a token; spans carry the method and the route
 //! template only.
 
+pub mod bench_relay;
+pub mod e2e;
+pub mod feed;
 pub mod http;
 pub mod keys;
 pub mod service;
 pub mod verifier;
 
+pub use accord_e2e;
 pub use http::{router, serve, AppState};
 pub use service::{Messenger, MessengerConfig, ServiceError};

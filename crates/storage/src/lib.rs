@@ -19,6 +19,11 @@
 //!   OPRF keys, API clients, quotas and usage (quota window and audit).
 //! - [`messenger`]: [`MessengerStore`](messenger::MessengerStore), the
 //!   messenger's accounts, devices, policies and consent ledger.
+//! - [`mailbox`]: [`MailboxStore`](mailbox::MailboxStore), the messenger's
+//!   E2E key directory, per-device mailboxes (group-committed batches),
+//!   blocks and reports.
+//! - [`partner`]: [`PartnerStore`](partner::PartnerStore), what the
+//!   coordination feed delivered, partner users, links, contact edges.
 //! - [`error`]: the storage error type, `StoreError`.
 //!
 //! **Architecture invariant:** every service has its own database; no
@@ -27,8 +32,14 @@
 pub mod db;
 pub mod error;
 pub mod keyd;
+pub mod mailbox;
 pub mod messenger;
+pub mod partner;
 
 pub use db::{Backend, Db};
 pub use error::StoreError;
-pub use messenger::{Account, Device, MessengerStore, NewDevice, PendingVerification, SqlMessengerStore};
+pub use mailbox::{MailboxStore, SqlMailboxStore};
+pub use messenger::{
+    Account, Device, FeedDue, FeedStats, MessengerStore, NewDevice, PartnerHolding, PendingVerification,
+    SqlMessengerStore,
+};

@@ -50,6 +50,38 @@ pub struct NewDevice {
     pub at: Timestamp,
 }
 
+/// What the partner holds of one account, as last confirmed by it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartnerHolding {
+    pub pseudonym: [u8; 32],
+    pub key_version: KeyVersion,
+    pub purposes: BTreeSet<Purpose>,
+}
+
+/// An account with feed work pending.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeedDue {
+    pub account: AccountId,
+    /// The newest outbox row of the account: the event id to send.
+    pub upto: i64,
+    pub oldest_at: Timestamp,
+    pub attempts: u32,
+}
+
+/// The feed's backlog, for operators.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FeedStats {
+    pub pending_events: u64,
+    pub pending_accounts: u64,
+    /// Creation time of the oldest pending event.
+    pub oldest_pending_at: Option<Timestamp>,
+    /// Pending accounts whose delivery failed at least once.
+    pub failing_accounts: u64,
+    pub max_attempts: u64,
+    /// Accounts the partner holds something of.
+    pub held_accounts: u64,
+}
+
 /// A verification code sent to a phone, stored as a salted HMAC.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PendingVerification {
@@ -172,6 +204,31 @@ pub trait MessengerStore: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<u64>;
     /// Drops every pseudonym of `account` (its number changed).
     async fn drop_pseudonyms(&self, account: AccountId) -> Result<()>;
+
+    // --- coordination feed ---
+    /// Queues feed work for `account` (the deadline sweep, resyncs).
+    async fn feed_enqueue(&self, account: AccountId, reason: &str, at: Timestamp) -> Result<()>;
+    /// Accounts whose feed work is due at `now`, oldest first.
+    async fn feed_due(&self, now: Timestamp, limit: u32) -> Result<Vec<FeedDue>>;
+    /// What the partner holds of `account`.
+    async fn partner_holding(&self, account: AccountId) -> Result<Option<PartnerHolding>>;
+    /// Every holding, by account, after `after` (paging), at most `limit`.
+    async fn partner_holdings(&self, after: Option<AccountId>, limit: u32) -> Result<Vec<(AccountId, PartnerHolding)>>;
+    /// Records a confirmed delivery, atomically: the new holding (`None`:
+    /// the partner holds nothing), the ledger records (propagations,
+    /// deletion confirmations), and removal of the account's outbox rows
+    /// up to `upto`.
+    async fn feed_delivered(
+        &self,
+        account: AccountId,
+        upto: i64,
+        holding: Option<&PartnerHolding>,
+        records: &[LedgerRecord],
+        at: Timestamp,
+    ) -> Result<()>;
+    /// A failed delivery: count the attempt, try again at `retry_at`.
+    async fn feed_postpone(&self, account: AccountId, retry_at: Timestamp) -> Result<()>;
+    async fn feed_stats(&self) -> Result<FeedStats>;
 
     // --- ledger ---
     /// `(entries, last hash)`.
@@ -332,6 +389,25 @@ fn policy_row(r: &AnyRow) -> Result<PolicyVersion> {
         published_at: Timestamp(r.try_get("published_at")?),
         accept_by: Timestamp(r.try_get("accept_by")?),
     })
+}
+
+fn holding_row(r: &AnyRow) -> Result<PartnerHolding> {
+    Ok(PartnerHolding {
+        pseudonym: hash32(r.try_get("pseudonym")?)?,
+        key_version: KeyVersion(r.try_get::<i64, _>("key_version")? as u32),
+        purposes: json(&r.try_get::<String, _>("purposes")?, "held purposes")?,
+    })
+}
+
+/// Queues feed work for `account` inside `tx` (transactional outbox).
+async fn enqueue_feed(tx: &mut Transaction<'_, Any>, account: AccountId, reason: &str, at: Timestamp) -> Result<()> {
+    sqlx::query("INSERT INTO feed_outbox (account_id, reason, created_at, attempts, next_attempt_at) VALUES ($1, $2, $3, 0, $3)")
+        .bind(uuid_text(account.0))
+        .bind(reason)
+        .bind(at.0)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
@@ -526,6 +602,7 @@ impl MessengerStore for SqlMessengerStore {
         .await
         .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict("phone") } else { e.into() })?;
         insert_device(&mut tx, id, device).await?;
+        enqueue_feed(&mut tx, id, "registered", device.at).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -541,6 +618,7 @@ impl MessengerStore for SqlMessengerStore {
             return Err(StoreError::NotFound("account"));
         }
         insert_device(&mut tx, account, device).await?;
+        enqueue_feed(&mut tx, account, "device_added", device.at).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -629,6 +707,8 @@ impl MessengerStore for SqlMessengerStore {
         if r.rows_affected() != 1 {
             return Err(StoreError::Conflict("consent_rev"));
         }
+        let at = records.last().map_or(Timestamp(0), |r| r.at);
+        enqueue_feed(&mut tx, account, "consent_changed", at).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -657,6 +737,7 @@ impl MessengerStore for SqlMessengerStore {
         if r.rows_affected() != 1 {
             return Err(StoreError::Conflict("consent_rev"));
         }
+        enqueue_feed(&mut tx, account, "account_deleted", record.at).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -780,6 +861,123 @@ impl MessengerStore for SqlMessengerStore {
             .execute(&self.db.pool)
             .await?;
         Ok(())
+    }
+
+    async fn feed_enqueue(&self, account: AccountId, reason: &str, at: Timestamp) -> Result<()> {
+        let mut tx = self.db.pool.begin().await?;
+        enqueue_feed(&mut tx, account, reason, at).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn feed_due(&self, now: Timestamp, limit: u32) -> Result<Vec<FeedDue>> {
+        let rows = sqlx::query(
+            "SELECT account_id, MAX(id) AS upto, MIN(created_at) AS oldest, MAX(attempts) AS attempts \
+             FROM feed_outbox GROUP BY account_id HAVING MAX(next_attempt_at) <= $1 \
+             ORDER BY MIN(id) LIMIT $2",
+        )
+        .bind(now.0)
+        .bind(limit as i64)
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(FeedDue {
+                    account: AccountId(parse_uuid(&r.try_get::<String, _>("account_id")?)?),
+                    upto: r.try_get("upto")?,
+                    oldest_at: Timestamp(r.try_get("oldest")?),
+                    attempts: r.try_get::<i64, _>("attempts")? as u32,
+                })
+            })
+            .collect()
+    }
+
+    async fn partner_holding(&self, account: AccountId) -> Result<Option<PartnerHolding>> {
+        sqlx::query("SELECT * FROM partner_holdings WHERE account_id = $1")
+            .bind(uuid_text(account.0))
+            .fetch_optional(&self.db.pool)
+            .await?
+            .as_ref()
+            .map(holding_row)
+            .transpose()
+    }
+
+    async fn partner_holdings(&self, after: Option<AccountId>, limit: u32) -> Result<Vec<(AccountId, PartnerHolding)>> {
+        let rows = sqlx::query("SELECT * FROM partner_holdings WHERE account_id > $1 ORDER BY account_id LIMIT $2")
+            .bind(after.map(|a| uuid_text(a.0)).unwrap_or_default())
+            .bind(limit as i64)
+            .fetch_all(&self.db.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((AccountId(parse_uuid(&r.try_get::<String, _>("account_id")?)?), holding_row(r)?)))
+            .collect()
+    }
+
+    async fn feed_delivered(
+        &self,
+        account: AccountId,
+        upto: i64,
+        holding: Option<&PartnerHolding>,
+        records: &[LedgerRecord],
+        at: Timestamp,
+    ) -> Result<()> {
+        let mut tx = self.db.pool.begin().await?;
+        append(&mut tx, records).await?;
+        sqlx::query("DELETE FROM partner_holdings WHERE account_id = $1")
+            .bind(uuid_text(account.0))
+            .execute(&mut *tx)
+            .await?;
+        if let Some(h) = holding {
+            sqlx::query(
+                "INSERT INTO partner_holdings (account_id, pseudonym, key_version, purposes, updated_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(uuid_text(account.0))
+            .bind(h.pseudonym.to_vec())
+            .bind(h.key_version.0 as i64)
+            .bind(serde_json::to_string(&h.purposes).expect("purposes serialise"))
+            .bind(at.0)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("DELETE FROM feed_outbox WHERE account_id = $1 AND id <= $2")
+            .bind(uuid_text(account.0))
+            .bind(upto)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn feed_postpone(&self, account: AccountId, retry_at: Timestamp) -> Result<()> {
+        sqlx::query("UPDATE feed_outbox SET attempts = attempts + 1, next_attempt_at = $1 WHERE account_id = $2")
+            .bind(retry_at.0)
+            .bind(uuid_text(account.0))
+            .execute(&self.db.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn feed_stats(&self) -> Result<FeedStats> {
+        let r = sqlx::query(
+            "SELECT COUNT(*) AS events, COUNT(DISTINCT account_id) AS accounts, MIN(created_at) AS oldest, \
+             COALESCE(MAX(attempts), 0) AS max_attempts FROM feed_outbox",
+        )
+        .fetch_one(&self.db.pool)
+        .await?;
+        let failing: i64 = sqlx::query_scalar("SELECT COUNT(DISTINCT account_id) FROM feed_outbox WHERE attempts > 0")
+            .fetch_one(&self.db.pool)
+            .await?;
+        let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM partner_holdings")
+            .fetch_one(&self.db.pool)
+            .await?;
+        Ok(FeedStats {
+            pending_events: r.try_get::<i64, _>("events")? as u64,
+            pending_accounts: r.try_get::<i64, _>("accounts")? as u64,
+            oldest_pending_at: r.try_get::<Option<i64>, _>("oldest")?.map(Timestamp),
+            failing_accounts: failing as u64,
+            max_attempts: r.try_get::<i64, _>("max_attempts")? as u64,
+            held_accounts: held as u64,
+        })
     }
 
     async fn ledger_head(&self) -> Result<(u64, Hash)> {

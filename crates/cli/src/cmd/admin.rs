@@ -50,6 +50,11 @@ pub enum Admin {
         #[arg(long)]
         at: Option<String>,
     },
+    /// The coordination feed: lag, pending and failing deliveries, holdings.
+    Feed {
+        #[command(flatten)]
+        conn: AdminArgs,
+    },
     /// Show or advance the simulated clock (server started with --simulated-clock).
     Clock {
         #[command(flatten)]
@@ -155,6 +160,23 @@ pub async fn run(a: Admin) -> CliResult {
             );
             println!("  access:  {:?}", v.access);
             print_json(&v.state);
+        }
+        Admin::Feed { conn } => {
+            let v = client(&conn)?
+                .request_raw(reqwest::Method::GET, "/v1/admin/feed", None)
+                .await?;
+            let st = &v["stats"];
+            let alert = if v["overdue"] == true {
+                "  ALERT: unconfirmed past the 24 h deletion deadline"
+            } else {
+                ""
+            };
+            println!("lag: {} s{alert}", v["lag_s"]);
+            println!(
+                "pending events: {} (accounts: {}, failing: {}, max attempts: {})",
+                st["pending_events"], st["pending_accounts"], st["failing_accounts"], st["max_attempts"]
+            );
+            println!("accounts held by the partner: {}", st["held_accounts"]);
         }
         Admin::Clock {
             conn,

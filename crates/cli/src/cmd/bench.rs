@@ -12,6 +12,27 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 4)]
         seconds: u64,
     },
+    /// The E2E relay through the real server over loopback (SQLite,
+    /// durable group commits): envelopes/s, send-to-delivery p50/p99 at a
+    /// paced rate, and peak RSS with many idle WebSockets; prints
+    /// `name: value` lines. Build with --release for meaningful figures.
+    Relay {
+        /// Seconds of the throughput phase and of the latency phase each.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Paced rate of the latency phase, envelopes/s.
+        #[arg(long, default_value_t = 5_000)]
+        latency_rate: u64,
+        /// Idle WebSocket connections to hold open.
+        #[arg(long, default_value_t = 10_000)]
+        idle_connections: usize,
+        /// Concurrent senders.
+        #[arg(long, default_value_t = 48)]
+        senders: usize,
+        /// Devices per recipient account (envelopes per send).
+        #[arg(long, default_value_t = 8)]
+        devices_per_recipient: usize,
+    },
 }
 
 pub async fn run(b: BenchCmd) -> CliResult {
@@ -25,6 +46,29 @@ pub async fn run(b: BenchCmd) -> CliResult {
                 ..Default::default()
             };
             let report = accord_keyd::bench_oprf(opts)
+                .await
+                .map_err(|e| CliError::Internal(anyhow::anyhow!("{e}")))?;
+            print!("{report}");
+        }
+        BenchCmd::Relay {
+            seconds,
+            latency_rate,
+            idle_connections,
+            senders,
+            devices_per_recipient,
+        } => {
+            if cfg!(debug_assertions) {
+                eprintln!("warning: debug build; run `cargo run --release -- bench relay` for real figures");
+            }
+            let opts = accord_messenger::bench_relay::RelayBenchOptions {
+                duration: std::time::Duration::from_secs(seconds.clamp(1, 60)),
+                latency_rate: latency_rate.max(1),
+                idle_connections,
+                senders: senders.clamp(1, 1_000),
+                devices_per_recipient: devices_per_recipient.clamp(1, 50),
+                ..Default::default()
+            };
+            let report = accord_messenger::bench_relay::bench_relay(opts)
                 .await
                 .map_err(|e| CliError::Internal(anyhow::anyhow!("{e}")))?;
             print!("{report}");

@@ -2,9 +2,11 @@
 
 mod admin;
 mod bench;
+mod block;
 mod contacts;
 mod demo;
 mod ledger;
+mod msg;
 mod normalize;
 mod serve;
 mod user;
@@ -108,6 +110,13 @@ pub enum Command {
     /// Measure the hot paths and print `name: value` lines.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
+    /// End-to-end encrypted messages: send, listen, keys.
+    #[command(subcommand)]
+    Msg(msg::MsgCmd),
+    /// Block a user: their messages are no longer delivered to you.
+    Block(block::BlockArgs),
+    /// Unblock a user.
+    Unblock(block::BlockArgs),
 }
 
 pub async fn run(cli: Cli) -> CliResult {
@@ -123,6 +132,9 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::Account(a) => user::account(a).await,
         Command::Contacts(c) => contacts::run(c).await,
         Command::Bench(b) => bench::run(b).await,
+        Command::Msg(m) => msg::run(m).await,
+        Command::Block(a) => block::block(a).await,
+        Command::Unblock(a) => block::unblock(a).await,
     }
 }
 

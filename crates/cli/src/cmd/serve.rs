@@ -25,6 +25,7 @@ use tokio::sync::watch;
 pub enum Service {
     Messenger,
     Keyd,
+    Partner,
 }
 
 #[derive(clap::Args, Debug)]
@@ -45,6 +46,16 @@ pub struct ServeArgs {
     /// Address of the key service.
     #[arg(long, env = "ACCORD_KEYD_LISTEN", default_value = "127.0.0.1:8081")]
     pub keyd_listen: SocketAddr,
+    /// Address of the partner service.
+    #[arg(long, env = "ACCORD_PARTNER_LISTEN", default_value = "127.0.0.1:8082")]
+    pub partner_listen: SocketAddr,
+    /// A partner service in another process, for the messenger's feed.
+    #[arg(long, env = "ACCORD_PARTNER_URL")]
+    pub partner_url: Option<String>,
+    /// The coordination feed's HMAC secret, shared by messenger and partner
+    /// (default: <data-dir>/feed.secret, created on first start).
+    #[arg(long, env = "ACCORD_FEED_SECRET", hide_env_values = true)]
+    pub feed_secret: Option<String>,
     /// Consent profile for policies published without one.
     #[arg(long, env = "ACCORD_PROFILE", default_value = "strict", value_parser = parse_profile)]
     pub profile: ConsentProfile,
@@ -94,6 +105,25 @@ pub fn admin_token_in(dir: &Path) -> CliResult<String> {
     Ok(t.reveal().to_owned())
 }
 
+/// Reads the feed secret from the data directory, creating it on first start.
+pub fn feed_secret_in(dir: &Path) -> CliResult<Vec<u8>> {
+    let path = dir.join("feed.secret");
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        return Ok(t.trim().as_bytes().to_vec());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| CliError::Input(format!("cannot create {}: {e}", dir.display())))?;
+    let t = BearerToken::generate();
+    write_private(&path, t.reveal().as_bytes())?;
+    Ok(t.reveal().as_bytes().to_vec())
+}
+
+/// Opens the partner service: its own database.
+pub async fn open_partner(data: &DataArgs, clock: Arc<dyn Clock>, secret: Vec<u8>) -> CliResult<accord_partner::PartnerService> {
+    let db = Db::open_service(&data.location(), "partner").await?;
+    let store = accord_storage::partner::SqlPartnerStore::new(db).await?;
+    Ok(accord_partner::PartnerService::new(Arc::new(store), clock, secret))
+}
+
 fn internal(e: impl std::fmt::Display) -> CliError {
     CliError::Internal(anyhow::anyhow!("{e}"))
 }
@@ -130,10 +160,18 @@ pub async fn messenger_state(
     keys: Option<KeyAccess>,
 ) -> CliResult<AppState> {
     let db = Db::open_service(location, "messenger").await?;
-    let store = SqlMessengerStore::new(db).await?;
+    let store = Arc::new(SqlMessengerStore::new(db.clone()).await?);
+    let mailboxes = accord_storage::SqlMailboxStore::new(db).await?;
+    let e2e = accord_messenger::e2e::Relay::start(
+        Arc::new(mailboxes),
+        store.clone(),
+        clock.clone(),
+        accord_messenger::e2e::E2eConfig::default(),
+    );
     Ok(AppState {
+        e2e,
         messenger: Messenger {
-            store: Arc::new(store),
+            store,
             clock,
             verifier,
             config: MessengerConfig::default(),
@@ -224,6 +262,26 @@ pub async fn run(a: ServeArgs) -> CliResult {
         keyd = Some(service);
     }
 
+    let feed_secret = match &a.feed_secret {
+        Some(s) => s.as_bytes().to_vec(),
+        None => feed_secret_in(&a.data.data_dir)?,
+    };
+    let mut partner_url = a.partner_url.clone();
+    if a.services.contains(&Service::Partner) {
+        let service = open_partner(&a.data, clock.clone(), feed_secret.clone()).await?;
+        let listener = TcpListener::bind(a.partner_listen)
+            .await
+            .map_err(|e| CliError::Input(format!("cannot listen on {}: {e}", a.partner_listen)))?;
+        let addr = listener.local_addr().map_err(internal)?;
+        partner_url.get_or_insert_with(|| format!("http://{addr}"));
+        eprintln!("accord: partner listening on http://{addr} ({storage})");
+        let app = accord_partner::router(accord_partner::AppState {
+            service,
+            admin_token: TokenHash::of(&admin_token),
+        });
+        tasks.push(tokio::spawn(accord_partner::serve(listener, app, until(stop_rx.clone()))));
+    }
+
     if run_messenger {
         let keys = match (&keyd, &a.keyd_url) {
             (Some(k), _) => Some(in_process_keys(k, keyd_url.clone().unwrap_or_default()).await?),
@@ -277,6 +335,20 @@ pub async fn run(a: ServeArgs) -> CliResult {
                 ""
             }
         );
+        match &partner_url {
+            Some(url) => {
+                let d = accord_messenger::feed::Dispatcher::new(
+                    state.messenger.clone(),
+                    accord_messenger::feed::FeedConfig::new(url.clone(), feed_secret.clone()),
+                );
+                let h = d.spawn(Duration::from_secs(1), stop_rx.clone());
+                tasks.push(tokio::spawn(async move {
+                    let _ = h.await;
+                    Ok(())
+                }));
+            }
+            None => eprintln!("accord: warning: no partner service; the coordination feed is off"),
+        }
         if state.messenger.keys.is_some() {
             tasks.push(tokio::spawn({
                 let h = spawn_pseudonym_refresh(state.messenger.clone(), stop_rx.clone());

@@ -31,6 +31,11 @@ pub struct AppOptions {
     /// Run the key service too (its own port and database), with the
     /// messenger using it in process, as `accord serve` does.
     pub with_keyd: bool,
+    /// Run the partner service too (own port and database) and build the
+    /// coordination feed's dispatcher (driven by the test: `app.drain()`).
+    pub with_partner: bool,
+    /// The E2E relay's tunables.
+    pub e2e: accord_messenger::e2e::E2eConfig,
 }
 
 impl Default for AppOptions {
@@ -39,6 +44,8 @@ impl Default for AppOptions {
             simulated_clock: true,
             default_profile: ConsentProfile::Strict,
             with_keyd: false,
+            with_partner: false,
+            e2e: Default::default(),
         }
     }
 }
@@ -57,6 +64,13 @@ pub struct TestApp {
     pub keyd: Option<accord_keyd::KeyService>,
     /// Where every database file of this app lives.
     pub data_dir: std::path::PathBuf,
+    /// The partner service and the feed's dispatcher (`with_partner`).
+    pub partner: Option<accord_partner::PartnerService>,
+    pub feed: Option<accord_messenger::feed::Dispatcher>,
+    /// Keeps the partner's HTTP server running while the app lives.
+    _partner_stop: Option<tokio::sync::watch::Sender<bool>>,
+    /// The E2E mailbox store (same database as `store`).
+    pub mailboxes: Arc<accord_storage::SqlMailboxStore>,
     shutdown: Option<tokio::sync::watch::Sender<bool>>,
     // Dropped last: the database lives here.
     _tempdir: TempDir,
@@ -173,14 +187,33 @@ pub async fn spawn_app(opts: AppOptions) -> TestApp {
     } else {
         (None, None)
     };
+    let mailboxes = Arc::new(
+        accord_storage::SqlMailboxStore::new(store.db().clone())
+            .await
+            .expect("migrate the mailbox tables"),
+    );
+    let e2e = accord_messenger::e2e::Relay::start(
+        mailboxes.clone(),
+        store.clone(),
+        clock.clone(),
+        opts.e2e.clone(),
+    );
+    let messenger = Messenger {
+        store: store.clone(),
+        clock: clock.clone(),
+        verifier: Arc::new(DevVerifier),
+        config: MessengerConfig::default(),
+        keys: keys.clone(),
+    };
+    let (partner, feed, partner_stop) = if opts.with_partner {
+        let (p, d, stop) = start_partner(tempdir.path(), clock.clone(), &admin_token, messenger.clone(), None).await;
+        (Some(p), Some(d), Some(stop))
+    } else {
+        (None, None, None)
+    };
     let state = AppState {
-        messenger: Messenger {
-            store: store.clone(),
-            clock,
-            verifier: Arc::new(DevVerifier),
-            config: MessengerConfig::default(),
-            keys,
-        },
+        e2e,
+        messenger,
         admin_token: TokenHash::of(&admin_token),
         default_profile: opts.default_profile,
         simulated_clock: sim.clone(),
@@ -203,9 +236,45 @@ pub async fn spawn_app(opts: AppOptions) -> TestApp {
         http: reqwest::Client::new(),
         keyd,
         data_dir: tempdir.path().to_path_buf(),
+        partner,
+        feed,
+        _partner_stop: partner_stop,
+        mailboxes,
         shutdown: Some(tx),
         _tempdir: tempdir,
     }
+}
+
+/// Starts the partner service (its own database in `dir`) on a loopback
+/// port (or `port`), and a dispatcher that feeds it.
+pub async fn start_partner(
+    dir: &std::path::Path,
+    clock: Arc<dyn Clock>,
+    admin_token: &str,
+    messenger: Messenger,
+    port: Option<u16>,
+) -> (
+    accord_partner::PartnerService,
+    accord_messenger::feed::Dispatcher,
+    tokio::sync::watch::Sender<bool>,
+) {
+    let secret = b"feed secret of this test".to_vec();
+    let db = Db::open_service(dir.to_str().unwrap(), "partner").await.expect("partner database");
+    let store = accord_storage::partner::SqlPartnerStore::new(db).await.expect("partner migrations");
+    let service = accord_partner::PartnerService::new(Arc::new(store), clock, secret.clone());
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port.unwrap_or(0))).await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let app = accord_partner::router(accord_partner::AppState {
+        service: service.clone(),
+        admin_token: TokenHash::of(admin_token),
+    });
+    tokio::spawn(accord_partner::serve(listener, app, async move {
+        let mut rx = rx;
+        let _ = rx.changed().await;
+    }));
+    let feed = accord_messenger::feed::Dispatcher::new(messenger, accord_messenger::feed::FeedConfig::new(url, secret));
+    (service, feed, tx)
 }
 
 /// Asserts the error shape (`code`, `message`) and the status and code.

@@ -8,6 +8,8 @@ mod auth;
 mod bad_input;
 mod consent;
 mod contacts;
+mod coordination;
+mod e2e_server;
 mod helpers;
 mod ledger;
 mod logs;

@@ -156,3 +156,27 @@ pub async fn advance_clock(
         })?;
     Ok(Json(clock_view(clock.advance_millis(ms))))
 }
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FeedView {
+    #[schema(value_type = Object)]
+    pub stats: accord_storage::FeedStats,
+    /// Age of the oldest pending event, in seconds (the feed's lag).
+    pub lag_s: i64,
+    /// Some work is unconfirmed past the deletion deadline (24 h): alert.
+    pub overdue: bool,
+}
+
+/// The coordination feed: pending and failing deliveries, lag, holdings.
+#[utoipa::path(get, path = "/v1/admin/feed", tag = "admin", security(("admin" = [])),
+    responses((status = 200, body = FeedView), (status = 403, body = ErrorBody)))]
+pub async fn feed(State(s): State<AppState>, _: Admin) -> ApiResult<Json<FeedView>> {
+    let stats = s.messenger.store.feed_stats().await.map_err(crate::service::ServiceError::from)?;
+    let now = s.messenger.now();
+    let lag_s = stats.oldest_pending_at.map_or(0, |t| (now.0 - t.0).max(0) / 1000);
+    Ok(Json(FeedView {
+        overdue: lag_s * 1000 > 24 * HOUR_MS,
+        lag_s,
+        stats,
+    }))
+}

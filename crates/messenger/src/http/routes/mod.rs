@@ -2,24 +2,33 @@
 
 mod account;
 mod admin;
+mod blocks;
 mod consent;
 mod contacts;
 mod health;
+mod keys;
+mod messages;
 mod policy;
 mod registration;
+mod stream;
 
 pub use account::*;
 pub use admin::*;
+pub use blocks::*;
 pub use consent::*;
 pub use contacts::*;
 pub use health::*;
+pub use keys::*;
+pub use messages::*;
 pub use policy::*;
 pub use registration::*;
+pub use stream::*;
 
 use super::error::ApiError;
 use super::AppState;
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 
 pub fn router(state: AppState) -> Router {
@@ -29,6 +38,7 @@ pub fn router(state: AppState) -> Router {
             post(admin::publish_policy).get(admin::list_policies),
         )
         .route("/v1/admin/ledger", get(admin::ledger))
+        .route("/v1/admin/feed", get(admin::feed))
         .route("/v1/admin/pseudonyms/refresh", post(contacts::refresh))
         .route("/v1/admin/ledger/verify", get(admin::verify_ledger))
         .route(
@@ -61,6 +71,23 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/me/consent/{purpose}", delete(consent::withdraw))
         .route("/v1/contacts/discovery", get(contacts::discovery))
         .route("/v1/contacts/buckets/{prefix}", get(contacts::bucket))
+        .route("/v1/keys/device", put(keys::put_device_keys))
+        .route("/v1/keys/one-time", post(keys::upload_one_time_keys))
+        .route("/v1/keys/one-time/count", get(keys::one_time_key_count))
+        .route("/v1/keys/claim", post(keys::claim_keys))
+        .route(
+            "/v1/messages",
+            post(messages::send_message)
+                .get(messages::fetch_messages)
+                .layer(DefaultBodyLimit::max(messages::MAX_SEND_BODY_BYTES)),
+        )
+        .route("/v1/messages/ack", post(messages::ack_messages))
+        .route("/v1/stream", get(stream::stream))
+        .route(
+            "/v1/blocks/{account_id}",
+            post(blocks::block_account).delete(blocks::unblock_account),
+        )
+        .route("/v1/reports", post(blocks::report_message))
         .merge(admin)
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {

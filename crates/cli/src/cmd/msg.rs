@@ -1,0 +1,292 @@
+//! `accord msg`: end-to-end encrypted messages, sent and received as this
+//! device's client would, through `accord_client::messaging`.
+//!
+//! The device's Olm state lives next to its session file
+//! (`<session>.e2e.json`), sealed under a random key file
+//! (`<session>.e2e.key`, mode 0600) unless `--passphrase-file` names a
+//! passphrase to derive the key from.
+
+use super::SessionArgs;
+use crate::error::{CliError, CliResult};
+use crate::session::Session;
+use accord_client::messaging::{
+    ClientMessageId, Device, Event, KeySource, ListenEnd, ListenOptions, MessagingError,
+    PlaintextKind, Recipient, Transport, MAX_RECEIPT_IDS,
+};
+use accord_client::Client;
+use accord_domain::{AccountId, DeviceId, PhoneNumber};
+use clap::Subcommand;
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// This device: its session, and where its end-to-end state and key are.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DeviceArgs {
+    #[command(flatten)]
+    pub s: SessionArgs,
+    /// This device's end-to-end state file (default: `<session>.e2e.json`
+    /// beside the session file).
+    #[arg(long, env = "ACCORD_E2E_STATE")]
+    pub state: Option<PathBuf>,
+    /// Seal the state under a key derived (Argon2id) from the passphrase in
+    /// this file.
+    #[arg(long, env = "ACCORD_PASSPHRASE_FILE", conflicts_with = "key_file")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Seal the state under the random key in this file, created with mode
+    /// 0600 when the state is new (default: `<session>.e2e.key`).
+    #[arg(long, env = "ACCORD_E2E_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+}
+
+impl DeviceArgs {
+    /// The session, its client, and the device state (created on first use).
+    fn open(&self) -> CliResult<(Session, Client, Device)> {
+        let session_path = self.s.path();
+        let session = Session::load(&session_path)?;
+        let state = self
+            .state
+            .clone()
+            .unwrap_or_else(|| session_path.with_extension("e2e.json"));
+        let source = match (&self.passphrase_file, &self.key_file) {
+            (Some(p), _) => KeySource::PassphraseFile(p.clone()),
+            (None, Some(k)) => KeySource::KeyFile(k.clone()),
+            (None, None) => KeySource::KeyFile(session_path.with_extension("e2e.key")),
+        };
+        let account = AccountId::parse(&session.account_id)
+            .ok_or_else(|| CliError::Input("the session file has no valid account id".into()))?;
+        let device = DeviceId::parse(&session.device_id)
+            .ok_or_else(|| CliError::Input("the session file has no valid device id".into()))?;
+        let d = Device::open_or_create(&state, &source, account, device).map_err(cli_error)?;
+        let client = session.client();
+        Ok((session, client, d))
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MsgCmd {
+    /// Send an end-to-end encrypted text to every device of a user, and a
+    /// copy to this account's other devices. Prints the client message id
+    /// and the number of devices.
+    Send {
+        #[command(flatten)]
+        d: DeviceArgs,
+        /// The recipient: a phone number (international, or national with
+        /// --region) or an account id.
+        #[arg(long)]
+        to: String,
+        /// ISO 3166-1 alpha-2 region for a national number, e.g. ID.
+        #[arg(long)]
+        region: Option<String>,
+        /// The text.
+        text: String,
+    },
+    /// Receive messages and receipts, one line each: `from <account>/<device>:
+    /// <text>`, `read <ids> by <account>/<device>`, `delivered <id> to
+    /// <device>`. Runs until interrupted, or until --count or --timeout-s.
+    Listen {
+        #[command(flatten)]
+        d: DeviceArgs,
+        /// Stop after this many messages and receipts (exit 1 if the timeout
+        /// passes first).
+        #[arg(long)]
+        count: Option<usize>,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        timeout_s: Option<u64>,
+        /// Long-poll instead of the WebSocket.
+        #[arg(long)]
+        long_poll: bool,
+        /// Once done, send each sender an end-to-end read receipt for the
+        /// texts received.
+        #[arg(long)]
+        read_receipts: bool,
+    },
+    /// Publish this device's keys if needed, top up its one-time keys, and
+    /// print how many the server holds. (`send` and `listen` do this too.)
+    Keys {
+        #[command(flatten)]
+        d: DeviceArgs,
+    },
+}
+
+/// A messaging failure as the CLI reports it (exit 2 for the user's input,
+/// key or state; 1 otherwise).
+pub fn cli_error(e: MessagingError) -> CliError {
+    match e {
+        MessagingError::Client(c) => CliError::Api(c),
+        MessagingError::KeySourceMismatch(p) => CliError::Input(format!(
+            "the state file {} was sealed with another kind of key: pass --passphrase-file or --key-file as when it was made",
+            p.display()
+        )),
+        e if e.is_input() => CliError::Input(e.to_string()),
+        e => CliError::Internal(anyhow::anyhow!("{e}")),
+    }
+}
+
+/// `--to`: an account id, or a phone number.
+pub fn parse_recipient(to: &str, region: Option<&str>) -> CliResult<Recipient> {
+    if let Some(a) = AccountId::parse(to) {
+        return Ok(Recipient::Account(a));
+    }
+    PhoneNumber::parse(to, region)
+        .map(Recipient::Phone)
+        .map_err(|e| CliError::Input(e.to_string()))
+}
+
+pub async fn run(c: MsgCmd) -> CliResult {
+    match c {
+        MsgCmd::Send {
+            d,
+            to,
+            region,
+            text,
+        } => {
+            let to = parse_recipient(&to, region.as_deref())?;
+            if text.is_empty() {
+                return Err(CliError::Input("the text is empty".into()));
+            }
+            let (_, client, mut device) = d.open()?;
+            let sent = device
+                .send_text(&client, &to, &text)
+                .await
+                .map_err(cli_error)?;
+            println!(
+                "sent {} to {} devices{}",
+                sent.client_message_id,
+                sent.devices,
+                if sent.duplicate { " (duplicate)" } else { "" }
+            );
+            Ok(())
+        }
+        MsgCmd::Keys { d } => {
+            let (_, client, mut device) = d.open()?;
+            let count = device.replenish(&client).await.map_err(cli_error)?;
+            println!(
+                "device {}: {} one-time keys on the server, fallback key: {}",
+                device.device_id(),
+                count.remaining,
+                if count.has_fallback { "yes" } else { "no" }
+            );
+            Ok(())
+        }
+        MsgCmd::Listen {
+            d,
+            count,
+            timeout_s,
+            long_poll,
+            read_receipts,
+        } => {
+            if count == Some(0) {
+                return Err(CliError::Input("--count must be at least 1".into()));
+            }
+            let (_, client, mut device) = d.open()?;
+            let opts = ListenOptions {
+                timeout: timeout_s.map(Duration::from_secs),
+                transport: if long_poll {
+                    Transport::LongPoll
+                } else {
+                    Transport::Auto
+                },
+            };
+            let mut seen = 0usize;
+            let mut to_acknowledge: BTreeMap<AccountId, Vec<ClientMessageId>> = BTreeMap::new();
+            let end = device
+                .listen(&client, opts, |event| {
+                    if print_event(&event) {
+                        seen += 1;
+                    }
+                    if let Event::Message {
+                        from, plaintext, ..
+                    } = &event
+                    {
+                        if matches!(plaintext.kind, PlaintextKind::Text { .. }) {
+                            to_acknowledge
+                                .entry(from.account)
+                                .or_default()
+                                .push(plaintext.client_message_id.clone());
+                        }
+                    }
+                    match count {
+                        Some(n) if seen >= n => ControlFlow::Break(()),
+                        _ => ControlFlow::Continue(()),
+                    }
+                })
+                .await
+                .map_err(cli_error)?;
+            if read_receipts {
+                let own = device.account_id();
+                for (account, ids) in to_acknowledge {
+                    if account == own {
+                        continue;
+                    }
+                    for chunk in ids.chunks(MAX_RECEIPT_IDS) {
+                        let sent = device
+                            .send_read_receipt(&client, account, chunk.to_vec())
+                            .await
+                            .map_err(cli_error)?;
+                        eprintln!(
+                            "read receipt {} sent to {} devices",
+                            sent.client_message_id, sent.devices
+                        );
+                    }
+                }
+            }
+            match (end, count) {
+                (ListenEnd::TimedOut, Some(n)) if seen < n => {
+                    Err(CliError::Internal(anyhow::anyhow!(
+                        "timed out after {} s with {seen} of {n} messages and receipts",
+                        timeout_s.unwrap_or(0)
+                    )))
+                }
+                _ => Ok(()),
+            }
+        }
+    }
+}
+
+/// Prints one event; returns whether it counts toward `--count`.
+fn print_event(event: &Event) -> bool {
+    match event {
+        Event::Message {
+            from, plaintext, ..
+        } => match &plaintext.kind {
+            PlaintextKind::Text { body } => {
+                println!("from {}/{}: {}", from.account, from.device, body);
+                true
+            }
+            PlaintextKind::ReadReceipt { client_message_ids } => {
+                let ids: Vec<&str> = client_message_ids.iter().map(|i| i.as_str()).collect();
+                println!("read {} by {}/{}", ids.join(","), from.account, from.device);
+                true
+            }
+            #[allow(unreachable_patterns)]
+            _ => false,
+        },
+        Event::Delivered {
+            client_message_id,
+            recipient_device,
+            ..
+        } => {
+            println!("delivered {client_message_id} to {recipient_device}");
+            true
+        }
+        Event::Undecryptable {
+            envelope_id,
+            from,
+            code,
+        } => {
+            eprintln!(
+                "envelope {} from {}/{} could not be decrypted ({code})",
+                envelope_id.0, from.account, from.device
+            );
+            false
+        }
+        Event::ServerError { code, message } => {
+            eprintln!("server: {message} ({code})");
+            false
+        }
+        _ => false,
+    }
+}

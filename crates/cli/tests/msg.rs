@@ -1,0 +1,427 @@
+//! `accord msg`, `accord block` and `accord unblock` as users run them:
+//! the real `accord serve --dev` on loopback ports with a fresh data
+//! directory, two users with two devices each, every command a process.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+const ALICE: &str = "+6281234567890";
+const BOB: &str = "+6281298765432";
+/// Bob's number in national format (with `--region ID`).
+const BOB_NATIONAL: &str = "0812-9876-5432";
+
+fn accord_cmd(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_accord"));
+    c.args(args);
+    for var in [
+        "ACCORD_DATABASE_URL",
+        "ACCORD_SESSION",
+        "ACCORD_SERVER",
+        "ACCORD_E2E_STATE",
+        "ACCORD_PASSPHRASE_FILE",
+        "ACCORD_E2E_KEY_FILE",
+        "ACCORD_ADMIN_TOKEN",
+    ] {
+        c.env_remove(var);
+    }
+    c
+}
+
+fn output(out: Output) -> (i32, String, String) {
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn accord(args: &[&str]) -> (i32, String, String) {
+    output(accord_cmd(args).output().expect("accord runs"))
+}
+
+/// `accord` in the background, its output collected by [`finish`].
+fn spawn(args: &[&str]) -> Child {
+    accord_cmd(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("accord starts")
+}
+
+fn finish(child: Child) -> (i32, String, String) {
+    output(child.wait_with_output().expect("accord finishes"))
+}
+
+/// `accord serve --dev` on ephemeral loopback ports; killed on drop.
+struct Server {
+    child: Child,
+    url: String,
+    _data: tempfile::TempDir,
+}
+
+impl Server {
+    fn start() -> Server {
+        let data = tempfile::tempdir().unwrap();
+        let mut child = accord_cmd(&[
+            "serve",
+            "--dev",
+            "--data-dir",
+            data.path().to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--keyd-listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("accord serve starts");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let url = loop {
+            let line = lines
+                .next()
+                .expect("accord serve printed its address before exiting")
+                .unwrap();
+            if let Some(rest) = line.split("messenger listening on ").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+        };
+        // Keep draining the server's stderr so that it never blocks on a pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server {
+            child,
+            url,
+            _data: data,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One registered device: its session file, account and device ids.
+struct Dev {
+    session: PathBuf,
+    account: String,
+    device: String,
+}
+
+impl Dev {
+    fn s(&self) -> &str {
+        self.session.to_str().unwrap()
+    }
+}
+
+fn register(server: &Server, dir: &Path, name: &str, phone: &str) -> Dev {
+    let session = dir.join(format!("{name}.json"));
+    let (code, out, err) = accord(&[
+        "register",
+        "--phone",
+        phone,
+        "--server",
+        &server.url,
+        "--session",
+        session.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "register {name}: {out}\n{err}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&session).unwrap()).unwrap();
+    Dev {
+        account: v["account_id"].as_str().unwrap().to_owned(),
+        device: v["device_id"].as_str().unwrap().to_owned(),
+        session,
+    }
+}
+
+/// `msg listen` until `count` events (30 s at most); its stdout lines.
+fn listen_args(d: &Dev, count: usize) -> Vec<String> {
+    [
+        "msg",
+        "listen",
+        "--session",
+        d.s(),
+        "--count",
+        &count.to_string(),
+        "--timeout-s",
+        "30",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn listen(d: &Dev, count: usize) -> Vec<String> {
+    let args = listen_args(d, count);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out, err) = accord(&args);
+    assert_eq!(code, 0, "listen: {out}\n{err}");
+    out.lines().map(str::to_owned).collect()
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+/// The client message id in `msg send`'s `sent <id> to <n> devices`, and n.
+fn sent_id(out: &str) -> (String, usize) {
+    let words: Vec<&str> = out.split_whitespace().collect();
+    assert!(
+        words.len() >= 5 && words[0] == "sent" && words[2] == "to" && words[4] == "devices",
+        "{out}"
+    );
+    (words[1].to_owned(), words[3].parse().unwrap())
+}
+
+/// Receipts go to every device of the sending account; a device reports
+/// each one once, and never the receipt of its own ack.
+#[test]
+fn two_users_two_devices_send_listen_receipts_block_unblock() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let a1 = register(&server, dir.path(), "a1", ALICE);
+    let a2 = register(&server, dir.path(), "a2", ALICE);
+    let b1 = register(&server, dir.path(), "b1", BOB);
+    let b2 = register(&server, dir.path(), "b2", BOB);
+    assert_eq!(a1.account, a2.account);
+    assert_eq!(b1.account, b2.account);
+    let from = |d: &Dev, text: &str| format!("from {}/{}: {text}", d.account, d.device);
+    let delivered = |id: &str, d: &Dev| format!("delivered {id} to {}", d.device);
+
+    // Every device publishes its keys.
+    for d in [&a1, &a2, &b1, &b2] {
+        let (code, out, err) = accord(&["msg", "keys", "--session", d.s()]);
+        assert_eq!(code, 0, "{out}\n{err}");
+        assert!(
+            out.contains("one-time keys on the server, fallback key: yes"),
+            "{out}"
+        );
+    }
+
+    // 1. Bob's first device is already listening when Alice sends from a1 to
+    //    Bob's national number: Bob's two devices and Alice's other one.
+    let args = listen_args(&b1, 1);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let b1_listener = spawn(&args);
+    let (code, out, err) = accord(&[
+        "msg",
+        "send",
+        "--session",
+        a1.s(),
+        "--to",
+        BOB_NATIONAL,
+        "--region",
+        "ID",
+        "hello bob",
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (h, n) = sent_id(&out);
+    assert_eq!(n, 3);
+    let (code, out, err) = finish(b1_listener);
+    assert_eq!((code, out.trim()), (0, from(&a1, "hello bob").as_str()), "{err}");
+    assert_eq!(listen(&b2, 1), vec![from(&a1, "hello bob")]);
+    assert_eq!(
+        sorted(listen(&a2, 3)),
+        sorted(vec![
+            from(&a1, "hello bob"),
+            delivered(&h, &b1),
+            delivered(&h, &b2),
+        ])
+    );
+    assert_eq!(
+        sorted(listen(&a1, 3)),
+        sorted(vec![delivered(&h, &b1), delivered(&h, &b2), delivered(&h, &a2)])
+    );
+
+    // 2. Bob answers by account id from b2; Alice reads it on a1 and sends
+    //    an end-to-end read receipt.
+    let (code, out, err) = accord(&[
+        "msg", "send", "--session", b2.s(), "--to", &a1.account, "hi alice",
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (i, n) = sent_id(&out);
+    assert_eq!(n, 3);
+    let mut args = listen_args(&a1, 1);
+    args.push("--read-receipts".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out, err) = accord(&args);
+    assert_eq!((code, out.trim()), (0, from(&b2, "hi alice").as_str()), "{err}");
+    let r = err
+        .lines()
+        .find_map(|l| l.strip_prefix("read receipt "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no read receipt sent: {err}"))
+        .to_owned();
+    let read = format!("read {i} by {}/{}", a1.account, a1.device);
+    assert_eq!(listen(&a2, 2), vec![from(&b2, "hi alice"), read.clone()]);
+    assert_eq!(
+        sorted(listen(&b1, 4)),
+        sorted(vec![
+            from(&b2, "hi alice"),
+            delivered(&i, &a1),
+            read.clone(),
+            delivered(&i, &a2),
+        ])
+    );
+    assert_eq!(
+        sorted(listen(&b2, 4)),
+        sorted(vec![
+            delivered(&i, &a1),
+            read,
+            delivered(&i, &a2),
+            delivered(&i, &b1),
+        ])
+    );
+
+    // 3. Bob blocks Alice (by number): her message is accepted but reaches
+    //    neither of his devices, and no receipt comes back from them.
+    let (code, out, err) = accord(&["block", "--session", b1.s(), ALICE]);
+    assert_eq!(
+        (code, out.trim()),
+        (0, format!("blocked {}", a1.account).as_str()),
+        "{err}"
+    );
+    let (code, out, err) = accord(&[
+        "msg", "send", "--session", a1.s(), "--to", BOB, "are you there",
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (x, _) = sent_id(&out);
+    for d in [&b1, &b2] {
+        let (code, out, err) = accord(&[
+            "msg", "listen", "--session", d.s(), "--count", "1", "--timeout-s", "2",
+        ]);
+        assert_eq!((code, out.as_str()), (1, ""), "{err}");
+        assert!(err.contains("timed out"), "{err}");
+    }
+    // Alice's other device still gets her copy (after the receipts of her
+    // read receipt).
+    assert_eq!(
+        sorted(listen(&a2, 3)),
+        sorted(vec![
+            delivered(&r, &b1),
+            delivered(&r, &b2),
+            from(&a1, "are you there"),
+        ])
+    );
+    assert_eq!(
+        sorted(listen(&a1, 4)),
+        sorted(vec![
+            delivered(&r, &a2),
+            delivered(&r, &b1),
+            delivered(&r, &b2),
+            delivered(&x, &a2),
+        ])
+    );
+
+    // 4. Unblocked (by account id), the next message arrives.
+    let (code, out, _) = accord(&["unblock", "--session", b1.s(), &a1.account]);
+    assert_eq!(
+        (code, out.trim()),
+        (0, format!("unblocked {}", a1.account).as_str())
+    );
+    let (code, _, err) = accord(&[
+        "msg", "send", "--session", a1.s(), "--to", BOB, "back again",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(listen(&b1, 1), vec![from(&a1, "back again")]);
+}
+
+#[test]
+fn state_sealed_under_a_passphrase_and_clear_errors() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let c1 = register(&server, dir.path(), "c1", "+6281211112222");
+    let pass = dir.path().join("pass");
+    std::fs::write(&pass, "correct horse battery staple\n").unwrap();
+    let pass = pass.to_str().unwrap();
+    let (code, out, err) = accord(&[
+        "msg", "keys", "--session", c1.s(), "--passphrase-file", pass,
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let state = std::fs::read_to_string(dir.path().join("c1.e2e.json")).unwrap();
+    assert!(state.contains("argon2id"), "{state}");
+    assert!(!state.contains("correct horse"));
+
+    let wrong = dir.path().join("wrong");
+    std::fs::write(&wrong, "tr0ub4dor").unwrap();
+    let (code, _, err) = accord(&[
+        "msg",
+        "keys",
+        "--session",
+        c1.s(),
+        "--passphrase-file",
+        wrong.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("does not open"), "{err}");
+    // Without the passphrase (the default key file) the state does not open.
+    let (code, _, err) = accord(&["msg", "keys", "--session", c1.s()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--passphrase-file"), "{err}");
+
+    // An unknown number is the user's error, in one line without the number.
+    let (code, _, err) = accord(&[
+        "msg", "send", "--session", c1.s(), "--passphrase-file", pass, "--to", "+6281233334444",
+        "hi",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(!err.contains("3334444"), "{err}");
+}
+
+#[test]
+fn msg_commands_have_help_and_refuse_bad_input() {
+    for cmd in [
+        vec!["msg", "--help"],
+        vec!["msg", "send", "--help"],
+        vec!["msg", "listen", "--help"],
+        vec!["msg", "keys", "--help"],
+        vec!["block", "--help"],
+        vec!["unblock", "--help"],
+    ] {
+        let (code, out, _) = accord(&cmd);
+        assert_eq!(code, 0, "{cmd:?}");
+        assert!(out.contains("Usage:"), "{cmd:?}: {out}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let session = dir.path().join("s.json");
+    let s = session.to_str().unwrap();
+    // No session yet.
+    let (code, _, err) = accord(&["msg", "send", "--session", s, "--to", ALICE, "hi"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("accord register"), "{err}");
+    std::fs::write(
+        &session,
+        r#"{"server":"http://127.0.0.1:9","token":"t","account_id":"4f0e1d8e-6f0b-4a43-9d9f-2b7b8f0e0c11","device_id":"8a7c2b4e-1f3d-4e5a-9b6c-0d1e2f3a4b5c"}"#,
+    )
+    .unwrap();
+    for bad in [
+        vec!["msg", "send", "--session", s, "--to", "0812-3456-7890", "hi"],
+        vec!["msg", "send", "--session", s, "--to", ALICE, ""],
+        vec!["msg", "listen", "--session", s, "--count", "0"],
+        vec!["block", "--session", s, "12"],
+    ] {
+        let (code, out, err) = accord(&bad);
+        assert_eq!(code, 2, "{bad:?}: {err}");
+        assert!(out.is_empty(), "{out}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.starts_with("error: "), "{err}");
+        assert!(!err.contains("3456"), "errors never echo the number: {err}");
+    }
+    // Both key sources at once is a usage error.
+    let (code, _, _) = accord(&[
+        "msg", "keys", "--session", s, "--key-file", "k", "--passphrase-file", "p",
+    ]);
+    assert_eq!(code, 2);
+    // An unreachable server is an internal failure (exit 1), and the state
+    // file it created is sealed.
+    let (code, _, err) = accord(&["msg", "keys", "--session", s]);
+    assert_eq!(code, 1, "{err}");
+    let state = std::fs::read_to_string(dir.path().join("s.e2e.json")).unwrap();
+    assert!(!state.contains("signing_key") && !state.contains("pickle"), "{state}");
+}

@@ -1,0 +1,496 @@
+//! `accord bench relay`: the real messenger (router, `serve`, SQLite in a
+//! temporary directory, durable group commits) on `127.0.0.1:0`, driven
+//! over loopback HTTP (sends) and WebSocket (deliveries and acks).
+//!
+//! Three phases, each bounded in time:
+//! 1. throughput: senders post as fast as they can; `envelopes_per_s` is
+//!    what the receivers got per second of the window;
+//! 2. latency: sends paced at `latency_rate` envelopes/s; `p50_ms` and
+//!    `p99_ms` are send-to-delivery times (the send instant travels inside
+//!    the opaque ciphertext);
+//! 3. idle connections: `idle_connections` WebSockets opened and left
+//!    idle; `rss_mb` is the process's peak RSS (VmHWM) then. Client and
+//!    server share this process, so the figure counts both ends.
+
+use crate::e2e::{E2eConfig, Relay};
+use crate::http::{router, serve, AppState};
+use crate::service::{Messenger, MessengerConfig};
+use crate::verifier::DevVerifier;
+use accord_crypto::token::{BearerToken, TokenHash};
+use accord_domain::{AccountId, ConsentProfile, DeviceId, SystemClock};
+use accord_e2e::{Ciphertext, ClientMessageId, E2eMachine, Envelope, OlmMessageType, SendRequest};
+use accord_storage::{Db, SqlMailboxStore, SqlMessengerStore};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+#[derive(Clone, Debug)]
+pub struct RelayBenchOptions {
+    /// Length of the throughput and of the latency phase each.
+    pub duration: Duration,
+    /// Paced rate of the latency phase, envelopes/s.
+    pub latency_rate: u64,
+    /// Concurrent senders (one device each).
+    pub senders: usize,
+    /// Recipient accounts.
+    pub recipients: usize,
+    /// Devices per recipient account (envelopes per send).
+    pub devices_per_recipient: usize,
+    /// Idle WebSockets to hold open in the last phase.
+    pub idle_connections: usize,
+    /// Ciphertext bytes per envelope.
+    pub ciphertext_bytes: usize,
+}
+
+impl Default for RelayBenchOptions {
+    fn default() -> Self {
+        RelayBenchOptions {
+            duration: Duration::from_secs(5),
+            latency_rate: 5_000,
+            senders: 48,
+            recipients: 16,
+            devices_per_recipient: 8,
+            idle_connections: 10_000,
+            ciphertext_bytes: 256,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RelayBenchReport {
+    pub envelopes_per_s: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub latency_rate: u64,
+    pub idle_connections: usize,
+    pub rss_mb: f64,
+}
+
+impl fmt::Display for RelayBenchReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "envelopes_per_s: {:.0}", self.envelopes_per_s)?;
+        writeln!(f, "latency_rate_per_s: {}", self.latency_rate)?;
+        writeln!(f, "p50_ms: {:.2}", self.p50_ms)?;
+        writeln!(f, "p99_ms: {:.2}", self.p99_ms)?;
+        writeln!(f, "idle_connections: {}", self.idle_connections)?;
+        writeln!(f, "rss_mb: {:.1}", self.rss_mb)
+    }
+}
+
+type BenchResult<T> = Result<T, String>;
+
+fn err(e: impl fmt::Display) -> String {
+    e.to_string()
+}
+
+/// Raises the open-file limit to its hard maximum.
+fn raise_nofile() -> u64 {
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    unsafe {
+        let mut r = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
+            return 1024;
+        }
+        r.rlim_cur = r.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut r);
+        r.rlim_cur as u64
+    }
+}
+
+/// Peak resident set size of this process, in MB.
+pub fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+struct BenchDevice {
+    token: String,
+    account: AccountId,
+    device: DeviceId,
+}
+
+async fn register(http: &reqwest::Client, base: &str, phone: &str) -> BenchResult<BenchDevice> {
+    let started: serde_json::Value = http
+        .post(format!("{base}/v1/registrations"))
+        .json(&json!({ "phone": phone }))
+        .send()
+        .await
+        .map_err(err)?
+        .json()
+        .await
+        .map_err(err)?;
+    let id = started["registration_id"].as_str().ok_or("no registration id")?;
+    let code = started["dev_code"].as_str().ok_or("no dev code")?;
+    let reg: serde_json::Value = http
+        .post(format!("{base}/v1/registrations/{id}/verify"))
+        .json(&json!({
+            "code": code,
+            "device": {"os": "android", "os_version": "15", "model": "bench", "app_version": "1", "locale": "en"}
+        }))
+        .send()
+        .await
+        .map_err(err)?
+        .json()
+        .await
+        .map_err(err)?;
+    let token = reg["token"].as_str().ok_or_else(|| format!("registration failed: {reg}"))?;
+    let device = DeviceId::parse(reg["device_id"].as_str().ok_or("no device id")?).ok_or("bad id")?;
+    let account = AccountId::parse(reg["account_id"].as_str().ok_or("no account id")?).ok_or("bad id")?;
+    let keys = E2eMachine::new(device).device_keys();
+    let r = http
+        .put(format!("{base}/v1/keys/device"))
+        .bearer_auth(token)
+        .json(&keys)
+        .send()
+        .await
+        .map_err(err)?;
+    if r.status().as_u16() != 204 {
+        return Err(format!("key upload: {}", r.status()));
+    }
+    Ok(BenchDevice {
+        token: token.to_owned(),
+        account,
+        device,
+    })
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(base: &str, token: &str) -> BenchResult<Ws> {
+    let mut req = format!("{}/v1/stream", base.replace("http://", "ws://"))
+        .into_client_request()
+        .map_err(err)?;
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().map_err(err)?,
+    );
+    Ok(tokio_tungstenite::connect_async(req).await.map_err(err)?.0)
+}
+
+struct Shared {
+    start: Instant,
+    received: AtomicU64,
+    /// Latencies (µs) of envelopes sent in the latency phase.
+    latencies: Mutex<Vec<u64>>,
+}
+
+/// Reads frames, records latencies, acks in batches.
+async fn receive(mut ws: Ws, shared: Arc<Shared>) {
+    let mut pending: Vec<u64> = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(5));
+    let mut local = Vec::new();
+    loop {
+        tokio::select! {
+            m = ws.next() => {
+                let Some(Ok(m)) = m else { break };
+                let Message::Text(t) = m else { continue };
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(t.as_str()) else { continue };
+                if v["type"] != "envelope" { continue; }
+                let Some(id) = v["id"].as_u64() else { continue };
+                let ct = v["ciphertext"].as_str().and_then(|c| Ciphertext::from_base64(c).ok());
+                if let Some(ct) = ct {
+                    let b = ct.as_bytes();
+                    if b.len() >= 9 && b[8] == 2 {
+                        let sent = u64::from_le_bytes(b[..8].try_into().unwrap_or_default());
+                        let now = shared.start.elapsed().as_micros() as u64;
+                        local.push(now.saturating_sub(sent));
+                    }
+                }
+                shared.received.fetch_add(1, Ordering::Relaxed);
+                pending.push(id);
+                if pending.len() >= 256 {
+                    let f = json!({"type": "ack", "envelope_ids": pending}).to_string();
+                    pending.clear();
+                    if ws.send(Message::Text(f.into())).await.is_err() { break; }
+                }
+            }
+            _ = tick.tick() => {
+                if !pending.is_empty() {
+                    let f = json!({"type": "ack", "envelope_ids": pending}).to_string();
+                    pending.clear();
+                    if ws.send(Message::Text(f.into())).await.is_err() { break; }
+                }
+                if !local.is_empty() {
+                    shared.latencies.lock().unwrap_or_else(|e| e.into_inner()).append(&mut local);
+                }
+            }
+        }
+    }
+}
+
+fn send_body(
+    to: AccountId,
+    devices: &[DeviceId],
+    cmid: &str,
+    phase: u8,
+    at_us: u64,
+    size: usize,
+) -> Vec<u8> {
+    let mut ct = vec![0x5a; size.max(16)];
+    ct[..8].copy_from_slice(&at_us.to_le_bytes());
+    ct[8] = phase;
+    let envelopes = devices
+        .iter()
+        .map(|d| Envelope {
+            recipient_device: *d,
+            message_type: OlmMessageType::Normal,
+            ciphertext: Ciphertext::from_bytes(ct.clone()).expect("valid size"),
+        })
+        .collect();
+    let send = SendRequest::new(ClientMessageId::parse(cmid).expect("valid id"), envelopes)
+        .expect("valid request");
+    serde_json::to_vec(&json!({"to_account": to, "send": send})).expect("JSON")
+}
+
+/// Runs the relay benchmark; see the module docs.
+pub async fn bench_relay(opts: RelayBenchOptions) -> BenchResult<RelayBenchReport> {
+    let nofile = raise_nofile();
+    let dir = tempfile::tempdir().map_err(err)?;
+    let db = Db::open_service(dir.path().to_str().ok_or("temp path")?, "messenger")
+        .await
+        .map_err(err)?;
+    let store = Arc::new(SqlMessengerStore::new(db.clone()).await.map_err(err)?);
+    let mailboxes = Arc::new(SqlMailboxStore::new(db).await.map_err(err)?);
+    let clock = Arc::new(SystemClock);
+    let config = E2eConfig {
+        sends_per_s: 1e9,
+        send_burst: 1e9,
+        unknown_sends_per_s: 1e9,
+        unknown_send_burst: 1e9,
+        ..E2eConfig::default()
+    };
+    let e2e = Relay::start(mailboxes, store.clone(), clock.clone(), config);
+    let state = AppState {
+        messenger: Messenger {
+            store,
+            clock,
+            verifier: Arc::new(DevVerifier),
+            config: MessengerConfig {
+                codes_per_hour: 1_000,
+                ..MessengerConfig::default()
+            },
+            keys: None,
+        },
+        admin_token: TokenHash::of(BearerToken::generate().reveal()),
+        default_profile: ConsentProfile::Strict,
+        simulated_clock: None,
+        e2e,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(err)?;
+    let base = format!("http://{}", listener.local_addr().map_err(err)?);
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(serve(listener, router(state), async move {
+        let _ = stop_rx.changed().await;
+    }));
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(opts.senders * 2)
+        .build()
+        .map_err(err)?;
+
+    // Accounts: recipients with several devices, senders with one.
+    let mut n = 0u32;
+    let mut phone = || {
+        n += 1;
+        format!("+6281234{n:05}")
+    };
+    let mut recipients: Vec<(AccountId, Vec<DeviceId>, Vec<String>)> = Vec::new();
+    for _ in 0..opts.recipients {
+        let p = phone();
+        let mut devices = Vec::new();
+        let mut tokens = Vec::new();
+        let mut account = None;
+        for _ in 0..opts.devices_per_recipient {
+            let d = register(&http, &base, &p).await?;
+            account = Some(d.account);
+            devices.push(d.device);
+            tokens.push(d.token);
+        }
+        devices.sort();
+        recipients.push((account.ok_or("no devices")?, devices, tokens));
+    }
+    let mut senders = Vec::new();
+    for _ in 0..opts.senders {
+        senders.push(register(&http, &base, &phone()).await?);
+    }
+
+    let shared = Arc::new(Shared {
+        start: Instant::now(),
+        received: AtomicU64::new(0),
+        latencies: Mutex::new(Vec::new()),
+    });
+    for (_, _, tokens) in &recipients {
+        for t in tokens {
+            let ws = connect(&base, t).await?;
+            tokio::spawn(receive(ws, shared.clone()));
+        }
+    }
+    let recipients = Arc::new(
+        recipients
+            .into_iter()
+            .map(|(a, d, _)| (a, d))
+            .collect::<Vec<_>>(),
+    );
+
+    // Phase 1: throughput.
+    let running = Arc::new(AtomicBool::new(true));
+    let errors = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for (i, s) in senders.iter().enumerate() {
+        let (http, base, token) = (http.clone(), base.clone(), s.token.clone());
+        let (recipients, running, errors, shared) =
+            (recipients.clone(), running.clone(), errors.clone(), shared.clone());
+        let size = opts.ciphertext_bytes;
+        tasks.push(tokio::spawn(async move {
+            let mut k = 0usize;
+            while running.load(Ordering::Relaxed) {
+                let (to, devices) = &recipients[(i + k) % recipients.len()];
+                let at = shared.start.elapsed().as_micros() as u64;
+                let body = send_body(*to, devices, &format!("t{i}-{k}"), 1, at, size);
+                k += 1;
+                let ok = http
+                    .post(format!("{base}/v1/messages"))
+                    .bearer_auth(&token)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().as_u16() == 202);
+                if !ok {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    // Warm up, then measure a window.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r0 = shared.received.load(Ordering::Relaxed);
+    let t0 = Instant::now();
+    tokio::time::sleep(opts.duration).await;
+    let r1 = shared.received.load(Ordering::Relaxed);
+    let envelopes_per_s = (r1 - r0) as f64 / t0.elapsed().as_secs_f64();
+    running.store(false, Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    if errors.load(Ordering::Relaxed) > 0 {
+        return Err(format!("{} sends failed", errors.load(Ordering::Relaxed)));
+    }
+    // Let the receivers catch up before the latency phase.
+    let sent_total = shared.received.load(Ordering::Relaxed);
+    let mut last = sent_total;
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = shared.received.load(Ordering::Relaxed);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+
+    // Phase 2: paced latency.
+    let per_send = opts.devices_per_recipient.max(1) as u64;
+    let sends_per_s = (opts.latency_rate / per_send).max(1);
+    let tick = Duration::from_millis(10);
+    let per_tick = (sends_per_s as f64 / 100.0).max(1.0);
+    let deadline = Instant::now() + opts.duration;
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut owed = 0.0f64;
+    let mut k = 0usize;
+    let mut inflight = tokio::task::JoinSet::new();
+    while Instant::now() < deadline {
+        interval.tick().await;
+        owed += per_tick;
+        while owed >= 1.0 {
+            owed -= 1.0;
+            let s = &senders[k % senders.len()];
+            let (to, devices) = &recipients[k % recipients.len()];
+            let at = shared.start.elapsed().as_micros() as u64;
+            let body = send_body(*to, devices, &format!("l{k}"), 2, at, opts.ciphertext_bytes);
+            k += 1;
+            let req = http
+                .post(format!("{base}/v1/messages"))
+                .bearer_auth(&s.token)
+                .header("content-type", "application/json")
+                .body(body);
+            inflight.spawn(async move { req.send().await.is_ok_and(|r| r.status().as_u16() == 202) });
+        }
+        while let Some(r) = inflight.try_join_next() {
+            if !r.unwrap_or(false) {
+                errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    while let Some(r) = inflight.join_next().await {
+        if !r.unwrap_or(false) {
+            errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    let expected = k as u64 * per_send;
+    let wait_until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < wait_until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if shared.latencies.lock().unwrap_or_else(|e| e.into_inner()).len() as u64 >= expected {
+            break;
+        }
+    }
+    let mut lat = shared.latencies.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    lat.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if lat.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((lat.len() as f64 - 1.0) * p).round() as usize;
+        lat[i] as f64 / 1000.0
+    };
+    let (p50_ms, p99_ms) = (pct(0.50), pct(0.99));
+
+    // Phase 3: idle connections (to devices with empty mailboxes).
+    let want = opts.idle_connections.min(nofile.saturating_sub(512) as usize / 2);
+    let mut idle_devices = Vec::new();
+    for _ in 0..4 {
+        idle_devices.push(register(&http, &base, &phone()).await?.token);
+    }
+    let mut idle = Vec::with_capacity(want);
+    let mut opening = tokio::task::JoinSet::new();
+    let mut i = 0usize;
+    while idle.len() < want {
+        while opening.len() < 64 && i < want {
+            let (base, token) = (base.clone(), idle_devices[i % idle_devices.len()].clone());
+            opening.spawn(async move { connect(&base, &token).await });
+            i += 1;
+        }
+        match opening.join_next().await {
+            Some(Ok(Ok(ws))) => idle.push(ws),
+            Some(Ok(Err(e))) => return Err(format!("idle connection {}: {e}", idle.len())),
+            Some(Err(e)) => return Err(err(e)),
+            None => break,
+        }
+    }
+    let rss_mb = peak_rss_mb();
+    let idle_connections = idle.len();
+    drop(idle);
+    let _ = stop_tx.send(true);
+    Ok(RelayBenchReport {
+        envelopes_per_s,
+        p50_ms,
+        p99_ms,
+        latency_rate: opts.latency_rate,
+        idle_connections,
+        rss_mb,
+    })
+}

@@ -1,0 +1,102 @@
+//! The group-commit writer: one task takes every mailbox write (sends and
+//! acks) from a channel, commits whatever has queued up (up to
+//! `max_batch`) in one transaction, then answers each caller and wakes
+//! the devices whose mailboxes changed. Durability is per commit
+//! (`synchronous=FULL` on SQLite), and nobody is answered before the
+//! commit that holds its write, so a 202 always means "on disk".
+
+use super::wake::Wake;
+use super::RelayError;
+use accord_storage::mailbox::{Ack, NewSend, WriteBatch};
+use accord_storage::MailboxStore;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+enum Job {
+    Send(NewSend, oneshot::Sender<Result<bool, String>>),
+    Ack(Ack, oneshot::Sender<Result<u64, String>>),
+}
+
+/// The handle of the writer task; the task ends when every handle is gone.
+#[derive(Clone, Debug)]
+pub struct Writer {
+    tx: mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Job")
+    }
+}
+
+impl Writer {
+    pub fn spawn(store: Arc<dyn MailboxStore>, wake: Arc<dyn Wake>, max_batch: usize) -> Self {
+        let (tx, mut rx) = mpsc::channel::<Job>(max_batch.max(1) * 4);
+        tokio::spawn(async move {
+            let mut jobs = Vec::with_capacity(max_batch);
+            while rx.recv_many(&mut jobs, max_batch.max(1)).await > 0 {
+                let mut batch = WriteBatch::default();
+                let mut send_replies = Vec::new();
+                let mut ack_replies = Vec::new();
+                for job in jobs.drain(..) {
+                    match job {
+                        Job::Send(s, r) => {
+                            batch.sends.push(s);
+                            send_replies.push(r);
+                        }
+                        Job::Ack(a, r) => {
+                            batch.acks.push(a);
+                            ack_replies.push(r);
+                        }
+                    }
+                }
+                match store.commit_batch(&batch).await {
+                    Ok(out) => {
+                        for (r, dup) in send_replies.into_iter().zip(out.duplicate) {
+                            let _ = r.send(Ok(dup));
+                        }
+                        for (r, n) in ack_replies.into_iter().zip(out.acked) {
+                            let _ = r.send(Ok(n));
+                        }
+                        wake.wake(&out.woken);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "mailbox group commit failed");
+                        let msg = e.to_string();
+                        for r in send_replies {
+                            let _ = r.send(Err(msg.clone()));
+                        }
+                        for r in ack_replies {
+                            let _ = r.send(Err(msg.clone()));
+                        }
+                    }
+                }
+            }
+        });
+        Writer { tx }
+    }
+
+    /// Stores a send; `true` if it was a duplicate. Returns after commit.
+    pub async fn send(&self, s: NewSend) -> Result<bool, RelayError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Job::Send(s, tx))
+            .await
+            .map_err(|_| RelayError::Unavailable)?;
+        rx.await
+            .map_err(|_| RelayError::Unavailable)?
+            .map_err(|_| RelayError::Unavailable)
+    }
+
+    /// Applies an ack; how many items went. Returns after commit.
+    pub async fn ack(&self, a: Ack) -> Result<u64, RelayError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Job::Ack(a, tx))
+            .await
+            .map_err(|_| RelayError::Unavailable)?;
+        rx.await
+            .map_err(|_| RelayError::Unavailable)?
+            .map_err(|_| RelayError::Unavailable)
+    }
+}

@@ -1,0 +1,53 @@
+//! Blocking accounts and reporting received messages. A block is never
+//! revealed to the blocked sender; a report names the sender and the
+//! envelope, and carries plaintext only if the user chose to include it.
+
+use crate::http::error::{ApiResult, ErrorBody, Json, Path};
+use crate::http::extract::User;
+use crate::http::routes::keys::wire_body;
+use crate::http::AppState;
+use accord_domain::AccountId;
+use accord_e2e::EnvelopeId;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+/// Blocks an account: its messages are accepted but never delivered.
+#[utoipa::path(post, path = "/v1/blocks/{account_id}", tag = "e2e", security(("bearer" = [])),
+    params(("account_id" = String, Path)), responses((status = 204), (status = 400, body = ErrorBody)))]
+pub async fn block_account(State(s): State<AppState>, User(caller): User, Path(blocked): Path<AccountId>) -> ApiResult<StatusCode> {
+    s.e2e.block(caller.account.id, blocked).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Lifts a block.
+#[utoipa::path(delete, path = "/v1/blocks/{account_id}", tag = "e2e", security(("bearer" = [])),
+    params(("account_id" = String, Path)), responses((status = 204), (status = 400, body = ErrorBody)))]
+pub async fn unblock_account(State(s): State<AppState>, User(caller): User, Path(blocked): Path<AccountId>) -> ApiResult<StatusCode> {
+    s.e2e.unblock(caller.account.id, blocked).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportBody {
+    envelope_id: EnvelopeId,
+    #[serde(default)]
+    plaintext: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ReportAccepted {
+    pub reported: bool,
+}
+
+/// Reports an envelope this device received.
+#[utoipa::path(post, path = "/v1/reports", tag = "e2e", security(("bearer" = [])),
+    request_body(content = Object, description = "{envelope_id, plaintext?}"),
+    responses((status = 202, body = ReportAccepted), (status = 404, body = ErrorBody)))]
+pub async fn report_message(State(s): State<AppState>, User(caller): User, body: Bytes) -> ApiResult<(StatusCode, Json<ReportAccepted>)> {
+    let r: ReportBody = wire_body(&body, 128 * 1024)?;
+    s.e2e.report(caller.device, r.envelope_id, r.plaintext).await?;
+    Ok((StatusCode::ACCEPTED, Json(ReportAccepted { reported: true })))
+}

@@ -1,0 +1,91 @@
+//! Sending (one envelope per recipient device, idempotent per client
+//! message id), and the long-poll fetch and ack for clients without a
+//! WebSocket. Frames are the same JSON as on `/v1/stream`.
+
+use crate::e2e::SendOutcome;
+use crate::http::error::{ApiError, ApiResult, ErrorBody, Json, Query};
+use crate::http::extract::User;
+use crate::http::routes::keys::wire_body;
+use crate::http::AppState;
+use accord_domain::AccountId;
+use accord_e2e::wire::MAX_SEND_REQUEST_BYTES;
+use accord_e2e::{EnvelopeId, SendRequest, ServerFrame, MAX_ACK_IDS};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// Largest body of `POST /v1/messages`.
+pub const MAX_SEND_BODY_BYTES: usize = MAX_SEND_REQUEST_BYTES + 1024;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendBody {
+    to_account: AccountId,
+    send: SendRequest,
+}
+
+/// Sends one message: an envelope for every device of `to_account` and
+/// every other device of the sender's account.
+#[utoipa::path(post, path = "/v1/messages", tag = "e2e", security(("bearer" = [])),
+    request_body(content = Object, description = "{to_account, send: SendRequest}"),
+    responses((status = 202, body = SendOutcome), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn send_message(State(s): State<AppState>, User(caller): User, body: Bytes) -> ApiResult<(StatusCode, Json<SendOutcome>)> {
+    let b: SendBody = wire_body(&body, MAX_SEND_BODY_BYTES)?;
+    let out = s.e2e.send(caller.account.id, caller.device, b.to_account, b.send).await?;
+    Ok((StatusCode::ACCEPTED, Json(out)))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct FetchQuery {
+    /// Seconds to wait for something to arrive when the mailbox is empty (0 to 30).
+    #[serde(default)]
+    pub wait_s: u64,
+}
+
+/// Most frames one fetch returns.
+const FETCH_LIMIT: u32 = 200;
+
+/// The queued envelopes and receipts of this device, oldest first; waits
+/// up to `wait_s` when there are none.
+#[utoipa::path(get, path = "/v1/messages", tag = "e2e", security(("bearer" = [])), params(FetchQuery),
+    responses((status = 200, body = Vec<Object>), (status = 400, body = ErrorBody)))]
+pub async fn fetch_messages(State(s): State<AppState>, User(caller): User, Query(q): Query<FetchQuery>) -> ApiResult<Json<Vec<ServerFrame>>> {
+    if q.wait_s > 30 {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", "wait_s must be 0 to 30"));
+    }
+    let mut wake = s.e2e.wake().subscribe(caller.device);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(q.wait_s);
+    loop {
+        wake.borrow_and_update();
+        let (frames, _, _) = s.e2e.fetch(caller.device, 0, FETCH_LIMIT).await?;
+        if !frames.is_empty() || tokio::time::Instant::now() >= deadline {
+            return Ok(Json(frames));
+        }
+        if tokio::time::timeout_at(deadline, wake.changed()).await.is_err() {
+            return Ok(Json(Vec::new()));
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckBody {
+    ids: Vec<EnvelopeId>,
+}
+
+/// Deletes the acked envelopes and receipts of this device.
+#[utoipa::path(post, path = "/v1/messages/ack", tag = "e2e", security(("bearer" = [])),
+    request_body(content = Object, description = "{ids: [u64]}"),
+    responses((status = 200, body = Object), (status = 400, body = ErrorBody)))]
+pub async fn ack_messages(State(s): State<AppState>, User(caller): User, body: Bytes) -> ApiResult<Json<serde_json::Value>> {
+    let a: AckBody = wire_body(&body, accord_e2e::wire::MAX_CLIENT_FRAME_BYTES)?;
+    if a.ids.is_empty() || a.ids.len() > MAX_ACK_IDS {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "too_many_items", format!("ids must have 1 to {MAX_ACK_IDS} items")));
+    }
+    let ids: BTreeSet<EnvelopeId> = a.ids.into_iter().collect();
+    let n = s.e2e.ack(caller.device, ids.into_iter().collect()).await?;
+    Ok(Json(serde_json::json!({ "deleted": n })))
+}

@@ -1,0 +1,335 @@
+//! The coordination feed, end to end through the real messenger, key
+//! service and partner (each on its own port and database): only users
+//! with an active grant reach the partner, as pseudonyms; withdrawals,
+//! deletions and lapsed grants are revoked and the partner's deletion
+//! confirmations land in the ledger; outages lose nothing; duplicates
+//! change nothing; the partner links accounts and suggests friends only
+//! with `product`.
+
+use crate::helpers::{share, spawn_app, AppOptions, TestApp};
+use accord_client::Client;
+use accord_crypto::oprf::{input_for_phone, KeyVersion, OprfPurpose};
+use accord_domain::coordination::pseudonym_hex;
+use accord_domain::{AccountId, ConsentProfile, PhoneNumber, Purpose};
+use accord_keyd::{ClientKind, InProcessOprf, Oprf};
+use accord_storage::MessengerStore;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+
+fn opts(profile: ConsentProfile) -> AppOptions {
+    AppOptions {
+        with_keyd: true,
+        with_partner: true,
+        default_profile: profile,
+        ..AppOptions::default()
+    }
+}
+
+fn n(i: u16) -> String {
+    format!("+6281234568{i:03}")
+}
+
+async fn account_of(c: &Client) -> AccountId {
+    AccountId(c.consent().await.unwrap().account_id)
+}
+
+async fn pseudonym(app: &TestApp, a: AccountId) -> [u8; 32] {
+    app.store
+        .pseudonym_of(a, OprfPurpose::Coordination, KeyVersion(1))
+        .await
+        .unwrap()
+        .expect("coordination pseudonym computed")
+}
+
+/// What the partner holds of `p`, by purpose.
+async fn held(app: &TestApp, p: &[u8; 32]) -> BTreeSet<Purpose> {
+    let store = &app.partner.as_ref().unwrap().store;
+    let mut out = BTreeSet::new();
+    for purpose in Purpose::ALL {
+        if store.record(p, purpose).await.unwrap().is_some() {
+            out.insert(purpose);
+        }
+    }
+    out
+}
+
+async fn drain(app: &TestApp) -> accord_messenger::feed::PassReport {
+    app.feed.as_ref().unwrap().drain(20).await.unwrap()
+}
+
+/// Ledger kinds of one account, in order.
+async fn ledger_kinds(app: &TestApp, a: AccountId) -> Vec<(String, Value)> {
+    app.store
+        .ledger_for_account(a)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.account == Some(a))
+        .map(|e| (e.kind.clone(), serde_json::from_str(&e.payload).unwrap()))
+        .collect()
+}
+
+fn partner_url(app: &TestApp) -> String {
+    app.feed.as_ref().unwrap().config.partner_url.clone()
+}
+
+async fn partner_post(app: &TestApp, path: &str, token: &str, body: Value) -> Value {
+    let r = app
+        .http
+        .post(format!("{}{path}", partner_url(app)))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    assert!(status < 300, "{path}: {status} {v}");
+    v
+}
+
+async fn partner_get(app: &TestApp, path: &str, token: &str) -> (u16, Value) {
+    let r = app
+        .http
+        .get(format!("{}{path}", partner_url(app)))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// A partner user's client computes its own coordination pseudonym
+/// through the key service (blinded), as a partner client.
+async fn partner_side_pseudonym(app: &TestApp, phone: &str) -> [u8; 32] {
+    let keyd = app.keyd.clone().unwrap();
+    let (c, _) = keyd
+        .create_client("partner app", ClientKind::Partner, &BTreeMap::new())
+        .await
+        .unwrap();
+    let oprf = InProcessOprf::new(keyd, c.id);
+    let p = PhoneNumber::parse(phone, None).unwrap();
+    *oprf
+        .pseudonyms(OprfPurpose::Coordination, None, &[input_for_phone(&p)])
+        .await
+        .unwrap()[0]
+        .as_bytes()
+}
+
+fn all_files(dir: &std::path::Path, prefix: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.file_name().unwrap().to_string_lossy().starts_with(prefix) {
+            out.extend(std::fs::read(p).unwrap());
+        }
+    }
+    assert!(!out.is_empty());
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test]
+async fn whatsapp_2016_publish_accept_share_link_suggest_and_the_opt_out_window() {
+    let app = spawn_app(opts(ConsentProfile::Whatsapp2016)).await;
+    let v1 = app.publish(ConsentProfile::Whatsapp2016, &Purpose::ALL).await;
+    let alice = app.register(&n(1), Some((v1.version, share(None)))).await;
+    let bob = app.register(&n(2), Some((v1.version, share(Some(false))))).await;
+    let carol = app.register(&n(3), Some((v1.version, share(None)))).await;
+    let dave = app.register(&n(4), Some((v1.version, share(None)))).await;
+    let (a, b, c, d) = (account_of(&alice).await, account_of(&bob).await, account_of(&carol).await, account_of(&dave).await);
+    let r = drain(&app).await;
+    assert!(!r.failed);
+    let (pa, pb, pc, pd) = (pseudonym(&app, a).await, pseudonym(&app, b).await, pseudonym(&app, c).await, pseudonym(&app, d).await);
+    let both: BTreeSet<Purpose> = Purpose::ALL.into_iter().collect();
+    assert_eq!(held(&app, &pa).await, both, "box left ticked: shared");
+    assert!(held(&app, &pb).await.is_empty(), "box unticked: nothing crosses");
+    assert_eq!(held(&app, &pc).await, both);
+    assert!(ledger_kinds(&app, a).await.iter().any(|(k, v)| k == "propagated" && v["recipient"] == "partner"));
+    assert!(!ledger_kinds(&app, b).await.iter().any(|(k, _)| k == "propagated"));
+
+    // Day 29: Carol opts out; the partner deletes and confirms.
+    app.advance_days(29).await;
+    carol.withdraw(Purpose::Ads).await.unwrap();
+    let r = drain(&app).await;
+    assert_eq!(r.deletions_confirmed, 1, "{r:?}");
+    assert!(held(&app, &pc).await.is_empty());
+    let kinds = ledger_kinds(&app, c).await;
+    let confirmed = kinds.iter().find(|(k, _)| k == "deletion_confirmed").expect("deletion confirmed in the ledger");
+    assert_eq!(confirmed.1["purposes"], json!(["ads", "product"]));
+
+    // Day 31: Dave is too late.
+    app.advance_days(2).await;
+    let e = dave.withdraw(Purpose::Ads).await.unwrap_err();
+    assert_eq!(e.code(), Some("opt_out_window_closed"));
+    drain(&app).await;
+    assert_eq!(held(&app, &pd).await, both);
+
+    // Linking: partner accounts whose own pseudonym matches a shared one.
+    let alice_p = partner_side_pseudonym(&app, &n(1)).await;
+    assert_eq!(alice_p, pa, "the partner side computes the same pseudonym through the key service");
+    let created = partner_post(&app, "/v1/partner/users", "", json!({"name": "alice", "phone_pseudonym": pseudonym_hex(&alice_p)})).await;
+    let alice_partner = created["token"].as_str().unwrap().to_owned();
+    let (_, me) = partner_get(&app, "/v1/partner/me", &alice_partner).await;
+    assert_eq!(me["linked_to_messenger"], true);
+    let bob_p = partner_side_pseudonym(&app, &n(2)).await;
+    let bob_partner = partner_post(&app, "/v1/partner/users", "", json!({"name": "bob", "phone_pseudonym": pseudonym_hex(&bob_p)})).await["token"].as_str().unwrap().to_owned();
+    let (_, me) = partner_get(&app, "/v1/partner/me", &bob_partner).await;
+    assert_eq!(me["linked_to_messenger"], false, "bob did not grant product");
+
+    // Suggestions: an uploader with alice, bob and a stranger as contacts.
+    let eve = partner_post(&app, "/v1/partner/users", "", json!({"name": "eve"})).await["token"].as_str().unwrap().to_owned();
+    let stranger = partner_side_pseudonym(&app, &n(99)).await;
+    let up = partner_post(&app, "/v1/partner/me/contacts", &eve, json!({"pseudonyms": [pseudonym_hex(&pa), pseudonym_hex(&pb), pseudonym_hex(&stranger)]})).await;
+    assert_eq!(up["kept"], 2, "the stranger matches nobody and is discarded: {up}");
+    let (_, s) = partner_get(&app, "/v1/partner/me/suggestions", &eve).await;
+    let names: Vec<&str> = s["suggestions"].as_array().unwrap().iter().map(|x| x["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["alice"], "bob did not grant product: never suggested");
+
+    // The partner's database never holds a phone number; it does hold pseudonyms.
+    let files = all_files(&app.data_dir, "partner.db");
+    for i in 1..=4 {
+        let e164 = n(i);
+        assert!(!contains(&files, e164.as_bytes()));
+        assert!(!contains(&files, e164.trim_start_matches('+').as_bytes()));
+        assert!(!contains(&files, e164.trim_start_matches("+62").as_bytes()));
+    }
+    assert!(contains(&files, &pa), "the search can find what is there");
+}
+
+#[tokio::test]
+async fn purpose_checked_reads_are_refused_and_counted() {
+    let app = spawn_app(opts(ConsentProfile::Strict)).await;
+    let v1 = app.publish(ConsentProfile::Strict, &Purpose::ALL).await;
+    let u = app.register(&n(10), Some((v1.version, crate::helpers::grants(&[Purpose::Product])))).await;
+    let a = account_of(&u).await;
+    drain(&app).await;
+    let p = pseudonym(&app, a).await;
+    let (st, _) = partner_get(&app, &format!("/v1/admin/partner/records/{}?purpose=product", pseudonym_hex(&p)), &app.admin_token).await;
+    assert_eq!(st, 200);
+    let (st, body) = partner_get(&app, &format!("/v1/admin/partner/records/{}?purpose=ads", pseudonym_hex(&p)), &app.admin_token).await;
+    assert_eq!((st, body["code"].as_str()), (403, Some("purpose_not_granted")));
+    let (_, stats) = partner_get(&app, "/v1/admin/partner/stats", &app.admin_token).await;
+    assert_eq!(stats["denied_reads"]["ads"], 1);
+    let (st, _) = partner_get(&app, "/v1/admin/partner/stats", "acc_forged").await;
+    assert_eq!(st, 401);
+}
+
+#[tokio::test]
+async fn withdrawal_during_a_partner_outage_is_delivered_after_restart_and_duplicates_change_nothing() {
+    let app = spawn_app(opts(ConsentProfile::Strict)).await;
+    let v1 = app.publish(ConsentProfile::Strict, &Purpose::ALL).await;
+    let u = app.register(&n(20), Some((v1.version, crate::helpers::grants(&[Purpose::Ads])))).await;
+    let a = account_of(&u).await;
+    drain(&app).await;
+    let p = pseudonym(&app, a).await;
+    assert_eq!(held(&app, &p).await, [Purpose::Ads].into_iter().collect());
+
+    // The partner is unreachable (a port nothing listens on); the user withdraws.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let messenger = app.feed.as_ref().unwrap().messenger.clone();
+    let down = accord_messenger::feed::Dispatcher::new(
+        messenger.clone(),
+        accord_messenger::feed::FeedConfig::new(dead, b"feed secret of this test".to_vec()),
+    );
+    u.withdraw(Purpose::Ads).await.unwrap();
+    let r = down.drain(5).await.unwrap();
+    assert!(r.failed, "{r:?}");
+    let stats = app.store.feed_stats().await.unwrap();
+    assert_eq!((stats.pending_accounts, stats.failing_accounts), (1, 1), "kept for retry: {stats:?}");
+    assert_eq!(held(&app, &p).await, [Purpose::Ads].into_iter().collect(), "the partner never got it");
+    // Backing off: an immediate retry sends nothing.
+    let r = app.feed.as_ref().unwrap().drain(5).await.unwrap();
+    assert_eq!(r.events_sent, 0, "{r:?}");
+
+    // A restarted messenger (a new dispatcher on the same database) with
+    // the partner reachable again delivers it once the backoff is over.
+    let restarted = accord_messenger::feed::Dispatcher::new(messenger, app.feed.as_ref().unwrap().config.clone());
+    app.advance(0, 0, 600).await;
+    let r = restarted.drain(20).await.unwrap();
+    assert!(!r.failed, "{r:?}");
+    assert_eq!(r.deletions_confirmed, 1);
+    assert!(held(&app, &p).await.is_empty());
+    assert_eq!(app.store.feed_stats().await.unwrap().pending_events, 0);
+    let kinds = ledger_kinds(&app, a).await;
+    assert_eq!(kinds.iter().filter(|(k, _)| k == "deletion_confirmed").count(), 1, "{kinds:?}");
+}
+
+#[tokio::test]
+async fn duplicated_and_reordered_deliveries_change_nothing() {
+    use accord_domain::coordination::{FeedBatch, FeedEvent};
+    let app = spawn_app(opts(ConsentProfile::Strict)).await;
+    let partner = app.partner.clone().unwrap();
+    let p = [7u8; 32];
+    let ev = |id: u64, purposes: &[Purpose]| FeedEvent {
+        event_id: id,
+        pseudonym: pseudonym_hex(&p),
+        key_version: 1,
+        purposes: purposes.iter().copied().collect(),
+        devices: if purposes.is_empty() { vec![] } else { vec![crate::helpers::device_info()] },
+        ledger_ref: None,
+        reason: "test".into(),
+    };
+    let secret = b"feed secret of this test";
+    let post = |batch: FeedBatch| {
+        let partner = partner.clone();
+        async move {
+            let body = serde_json::to_vec(&batch).unwrap();
+            let now = partner.now().0;
+            let sig = accord_crypto::mac::sign(secret, now, &body);
+            partner.ingest(now, &sig, &body).await.unwrap()
+        }
+    };
+    let share_ads = post(FeedBatch { events: vec![ev(10, &[Purpose::Ads])] }).await;
+    assert!(share_ads.results[0].applied);
+    // The revocation arrives, then an old share is replayed, then the revocation again.
+    let revoke = post(FeedBatch { events: vec![ev(12, &[])] }).await;
+    assert_eq!(revoke.results[0].deleted, [Purpose::Ads].into_iter().collect());
+    let stale = post(FeedBatch { events: vec![ev(10, &[Purpose::Ads]), ev(11, &[Purpose::Ads, Purpose::Product])] }).await;
+    assert!(stale.results.iter().all(|r| !r.applied && r.held.is_empty()));
+    let again = post(FeedBatch { events: vec![ev(12, &[])] }).await;
+    assert!(!again.results[0].applied);
+    assert!(partner.store.record(&p, Purpose::Ads).await.unwrap().is_none());
+    assert!(partner.store.record(&p, Purpose::Product).await.unwrap().is_none());
+
+    // A forged or stale signature is refused and applies nothing.
+    let body = serde_json::to_vec(&FeedBatch { events: vec![ev(20, &[Purpose::Ads])] }).unwrap();
+    let now = partner.now().0;
+    assert!(partner.ingest(now, &accord_crypto::mac::sign(b"wrong", now, &body), &body).await.is_err());
+    assert!(partner.ingest(now - 3_600_000, &accord_crypto::mac::sign(secret, now - 3_600_000, &body), &body).await.is_err());
+    assert!(partner.store.record(&p, Purpose::Ads).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn lapsed_grants_and_deleted_accounts_are_revoked_with_confirmations() {
+    let app = spawn_app(opts(ConsentProfile::Strict)).await;
+    let v1 = app.publish(ConsentProfile::Strict, &Purpose::ALL).await;
+    let stays = app.register(&n(30), Some((v1.version, share(Some(true))))).await;
+    let leaves = app.register(&n(31), Some((v1.version, share(Some(true))))).await;
+    let (s, l) = (account_of(&stays).await, account_of(&leaves).await);
+    drain(&app).await;
+    let (ps, pl) = (pseudonym(&app, s).await, pseudonym(&app, l).await);
+    assert_eq!(held(&app, &ps).await.len(), 2);
+
+    leaves.delete_account().await.unwrap();
+    drain(&app).await;
+    assert!(held(&app, &pl).await.is_empty(), "deletion propagates");
+    assert!(ledger_kinds(&app, l).await.iter().any(|(k, _)| k == "deletion_confirmed"));
+
+    // A new version: the old grant lasts until its deadline, then lapses.
+    app.publish(ConsentProfile::Strict, &Purpose::ALL).await;
+    app.advance_days(29).await;
+    drain(&app).await;
+    assert_eq!(held(&app, &ps).await.len(), 2);
+    app.advance_days(1).await;
+    let r = drain(&app).await;
+    assert!(r.swept >= 1, "{r:?}");
+    assert!(held(&app, &ps).await.is_empty(), "nothing held after the deadline");
+    assert!(ledger_kinds(&app, s).await.iter().any(|(k, _)| k == "deletion_confirmed"));
+}

@@ -1,0 +1,23 @@
+//! # accord-partner
+//!
+//! The partner service (P in `shared/DESIGN.md`): the social/ads side.
+//! It receives the coordination feed from the messenger, authenticated by
+//! HMAC, and stores what it receives by `coordination` pseudonym and
+//! purpose; it never receives or stores a phone number.
+//!
+//! - [`service`]: [`PartnerService`]: applying feed events (idempotent,
+//!   ordered per pseudonym, deletions confirmed), purpose-checked reads
+//!   (refused and counted when the purpose was not granted), partner
+//!   users, linking, friend suggestions.
+//! - [`http`]: the axum router: `POST /v1/feed/ingest` (HMAC),
+//!   `/v1/partner/*` for partner users, `/v1/admin/partner/*` for the
+//!   operator.
+//!
+//! **Architecture invariant:** every read of messenger-derived data names
+//! its purpose, and is refused unless the pseudonym is held for it.
+
+pub mod http;
+pub mod service;
+
+pub use http::{router, serve, AppState};
+pub use service::{PartnerError, PartnerService};

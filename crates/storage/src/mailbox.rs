@@ -1,0 +1,788 @@
+//! The messenger's E2E store: the key directory (device keys, one-time and
+//! fallback keys), per-device mailboxes, idempotency records, blocks,
+//! delivered-envelope records (for reports) and reports.
+//!
+//! The store knows nothing of Olm: keys are kept as the JSON the service
+//! verified, ciphertext as opaque bytes. It lives in the messenger's own
+//! database (migration `0003_e2e`).
+//!
+//! Writes to mailboxes come in batches ([`MailboxStore::commit_batch`]):
+//! one transaction for many sends and acks, so that a group-commit writer
+//! pays one fsync for all of them.
+//!
+//! Mailbox ids come from one sequence (SQLite `AUTOINCREMENT`, PostgreSQL
+//! identity), so they increase in insertion order and are never reused.
+
+use crate::db::{Backend, Db};
+use crate::error::{Result, StoreError};
+use accord_domain::{AccountId, DeviceId, Timestamp};
+use async_trait::async_trait;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+use std::collections::HashSet;
+use uuid::Uuid;
+
+/// What happened to an upload of a device's identity keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PutDeviceKeys {
+    Stored,
+    /// The very same keys were already there.
+    Identical,
+    /// Other keys are already registered for this device.
+    Conflict,
+}
+
+/// One item of a mailbox, as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MailItem {
+    Envelope {
+        id: u64,
+        sender_account: AccountId,
+        sender_device: DeviceId,
+        client_message_id: String,
+        server_ts: Timestamp,
+        message_type: u8,
+        ciphertext: Vec<u8>,
+    },
+    Receipt {
+        id: u64,
+        client_message_id: String,
+        recipient_device: DeviceId,
+        delivered_at: Timestamp,
+    },
+}
+
+impl MailItem {
+    pub fn id(&self) -> u64 {
+        match self {
+            MailItem::Envelope { id, .. } | MailItem::Receipt { id, .. } => *id,
+        }
+    }
+}
+
+/// One envelope of a send, for one recipient device.
+#[derive(Clone, Debug)]
+pub struct NewEnvelope {
+    pub recipient_device: DeviceId,
+    pub message_type: u8,
+    pub ciphertext: Vec<u8>,
+}
+
+/// One accepted send: stored only if (sender device, client message id)
+/// is new.
+#[derive(Clone, Debug)]
+pub struct NewSend {
+    pub sender_account: AccountId,
+    pub sender_device: DeviceId,
+    pub client_message_id: String,
+    /// The account written to (recorded as a contact of the sender).
+    pub to_account: AccountId,
+    pub envelopes: Vec<NewEnvelope>,
+    pub at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+/// A device acknowledging items of its mailbox.
+#[derive(Clone, Debug)]
+pub struct Ack {
+    pub device: DeviceId,
+    pub ids: Vec<u64>,
+    pub at: Timestamp,
+    /// Expiry of the receipts this ack emits.
+    pub expires_at: Timestamp,
+}
+
+/// One transaction's worth of writes.
+#[derive(Clone, Debug, Default)]
+pub struct WriteBatch {
+    pub sends: Vec<NewSend>,
+    pub acks: Vec<Ack>,
+}
+
+/// What a committed batch did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// Per send, in order: `true` if it was a duplicate (nothing stored).
+    pub duplicate: Vec<bool>,
+    /// Per ack, in order: how many items were deleted.
+    pub acked: Vec<u64>,
+    /// Devices whose mailboxes got new items (to wake).
+    pub woken: Vec<DeviceId>,
+}
+
+/// A report of an envelope a device received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewReport {
+    pub sender_account: AccountId,
+    pub sender_device: DeviceId,
+    pub envelope_id: u64,
+    pub plaintext: Option<String>,
+    pub at: Timestamp,
+}
+
+#[async_trait]
+pub trait MailboxStore: Send + Sync + std::fmt::Debug + 'static {
+    // --- key directory ---
+    async fn put_device_keys(
+        &self,
+        account: AccountId,
+        device: DeviceId,
+        keys_json: &str,
+        at: Timestamp,
+    ) -> Result<PutDeviceKeys>;
+    async fn device_keys(&self, device: DeviceId) -> Result<Option<String>>;
+    /// Every device of `account` with keys, in device id order.
+    async fn account_device_keys(&self, account: AccountId) -> Result<Vec<(DeviceId, String)>>;
+    /// Adds one-time keys (ids already present are ignored) up to `cap`
+    /// stored keys, and replaces the fallback key if one is given. Returns
+    /// (remaining one-time keys, has fallback).
+    async fn add_one_time_keys(
+        &self,
+        device: DeviceId,
+        keys: &[(String, String)],
+        fallback: Option<&str>,
+        cap: u32,
+    ) -> Result<(u32, bool)>;
+    async fn one_time_key_count(&self, device: DeviceId) -> Result<(u32, bool)>;
+    /// Takes one one-time key of `device` (removed: never handed out
+    /// twice), or else its fallback key. `(json, is_fallback)`.
+    async fn claim_one_time_key(&self, device: DeviceId) -> Result<Option<(String, bool)>>;
+
+    // --- mailboxes ---
+    /// Commits every send and ack of `batch` in one transaction.
+    async fn commit_batch(&self, batch: &WriteBatch) -> Result<BatchOutcome>;
+    /// Up to `limit` unexpired items of `device` with `id > after`, in id
+    /// order.
+    async fn fetch(
+        &self,
+        device: DeviceId,
+        after: u64,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<MailItem>>;
+    /// Removes expired items, idempotency and delivered records older than
+    /// `records_before`; returns how many mailbox items went.
+    async fn purge_expired(&self, now: Timestamp, records_before: Timestamp) -> Result<u64>;
+
+    // --- contacts, blocks, reports ---
+    /// Whether `account` ever wrote to `peer`.
+    async fn has_written_to(&self, account: AccountId, peer: AccountId) -> Result<bool>;
+    async fn block(&self, account: AccountId, blocked: AccountId, at: Timestamp) -> Result<()>;
+    async fn unblock(&self, account: AccountId, blocked: AccountId) -> Result<()>;
+    async fn is_blocked(&self, account: AccountId, sender: AccountId) -> Result<bool>;
+    /// The sender of an envelope `device` received (queued or acked).
+    async fn received_from(
+        &self,
+        device: DeviceId,
+        envelope_id: u64,
+    ) -> Result<Option<(AccountId, DeviceId)>>;
+    async fn put_report(&self, report: &NewReport) -> Result<Uuid>;
+    /// Reports stored (operator view, tests).
+    async fn reports(&self) -> Result<Vec<NewReport>>;
+}
+
+/// The SQL implementation, on SQLite or PostgreSQL.
+#[derive(Clone, Debug)]
+pub struct SqlMailboxStore {
+    db: Db,
+}
+
+impl SqlMailboxStore {
+    /// Wraps the messenger's database and applies its migrations (the
+    /// mailbox tables are migration `0003_e2e` of the messenger).
+    pub async fn new(db: Db) -> Result<Self> {
+        match db.backend {
+            Backend::Sqlite => {
+                sqlx::migrate!("./migrations/messenger/sqlite")
+                    .run(&db.pool)
+                    .await?
+            }
+            Backend::Postgres => {
+                sqlx::migrate!("./migrations/messenger/postgres")
+                    .run(&db.pool)
+                    .await?
+            }
+        }
+        Ok(SqlMailboxStore { db })
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+}
+
+fn text(u: Uuid) -> String {
+    u.hyphenated().to_string()
+}
+
+fn uuid_of(s: &str) -> Result<Uuid> {
+    Uuid::parse_str(s).map_err(|_| StoreError::Corrupt("bad uuid".into()))
+}
+
+fn mail_row(r: &AnyRow) -> Result<MailItem> {
+    let id = r.try_get::<i64, _>("id")? as u64;
+    let kind: i64 = r.try_get("kind")?;
+    let peer_account = AccountId(uuid_of(&r.try_get::<String, _>("peer_account")?)?);
+    let peer_device = DeviceId(uuid_of(&r.try_get::<String, _>("peer_device")?)?);
+    let client_message_id: String = r.try_get("client_message_id")?;
+    let at = Timestamp(r.try_get("at")?);
+    Ok(match kind {
+        0 => MailItem::Envelope {
+            id,
+            sender_account: peer_account,
+            sender_device: peer_device,
+            client_message_id,
+            server_ts: at,
+            message_type: r.try_get::<i64, _>("message_type")? as u8,
+            ciphertext: r.try_get::<Option<Vec<u8>>, _>("body")?.unwrap_or_default(),
+        },
+        1 => MailItem::Receipt {
+            id,
+            client_message_id,
+            recipient_device: peer_device,
+            delivered_at: at,
+        },
+        _ => return Err(StoreError::Corrupt("mailbox item kind".into())),
+    })
+}
+
+/// Rows per multi-row INSERT (10 columns each, well under both backends'
+/// parameter limits).
+const ROWS_PER_INSERT: usize = 400;
+
+struct Row10 {
+    device: String,
+    kind: i64,
+    peer_account: String,
+    peer_device: String,
+    cmid: String,
+    message_type: i64,
+    body: Option<Vec<u8>>,
+    at: i64,
+    expires_at: i64,
+}
+
+async fn insert_items(tx: &mut Transaction<'_, Any>, rows: &[Row10]) -> Result<()> {
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let mut sql = String::from(
+            "INSERT INTO e2e_mailbox (device_id, kind, peer_account, peer_device, \
+             client_message_id, message_type, body, at, expires_at) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            let b = i * 9;
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!(
+                "(${},${},${},${},${},${},${},${},${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7,
+                b + 8,
+                b + 9
+            ));
+        }
+        let mut q = sqlx::query(&sql);
+        for r in chunk {
+            q = q
+                .bind(r.device.clone())
+                .bind(r.kind)
+                .bind(r.peer_account.clone())
+                .bind(r.peer_device.clone())
+                .bind(r.cmid.clone())
+                .bind(r.message_type)
+                .bind(r.body.clone())
+                .bind(r.at)
+                .bind(r.expires_at);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl MailboxStore for SqlMailboxStore {
+    async fn put_device_keys(
+        &self,
+        account: AccountId,
+        device: DeviceId,
+        keys_json: &str,
+        at: Timestamp,
+    ) -> Result<PutDeviceKeys> {
+        let inserted = sqlx::query(
+            "INSERT INTO e2e_device_keys (device_id, account_id, keys_json, uploaded_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (device_id) DO NOTHING",
+        )
+        .bind(text(device.0))
+        .bind(text(account.0))
+        .bind(keys_json)
+        .bind(at.0)
+        .execute(&self.db.pool)
+        .await?
+        .rows_affected();
+        if inserted == 1 {
+            return Ok(PutDeviceKeys::Stored);
+        }
+        match self.device_keys(device).await? {
+            Some(existing) if existing == keys_json => Ok(PutDeviceKeys::Identical),
+            _ => Ok(PutDeviceKeys::Conflict),
+        }
+    }
+
+    async fn device_keys(&self, device: DeviceId) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT keys_json FROM e2e_device_keys WHERE device_id = $1")
+            .bind(text(device.0))
+            .fetch_optional(&self.db.pool)
+            .await?;
+        row.map(|r| r.try_get::<String, _>(0).map_err(Into::into))
+            .transpose()
+    }
+
+    async fn account_device_keys(&self, account: AccountId) -> Result<Vec<(DeviceId, String)>> {
+        let rows = sqlx::query(
+            "SELECT device_id, keys_json FROM e2e_device_keys WHERE account_id = $1 \
+             ORDER BY device_id",
+        )
+        .bind(text(account.0))
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    DeviceId(uuid_of(&r.try_get::<String, _>(0)?)?),
+                    r.try_get::<String, _>(1)?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn add_one_time_keys(
+        &self,
+        device: DeviceId,
+        keys: &[(String, String)],
+        fallback: Option<&str>,
+        cap: u32,
+    ) -> Result<(u32, bool)> {
+        let d = text(device.0);
+        let mut tx = self.db.pool.begin().await?;
+        // Take the write lock first (SQLite) and serialise per device (PG).
+        if let Some(fb) = fallback {
+            sqlx::query(
+                "INSERT INTO e2e_fallback_keys (device_id, key_json) VALUES ($1, $2) \
+                 ON CONFLICT (device_id) DO UPDATE SET key_json = $2",
+            )
+            .bind(&d)
+            .bind(fb)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let count: i64 = sqlx::query("SELECT COUNT(*) FROM e2e_one_time_keys WHERE device_id = $1")
+            .bind(&d)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        let mut room = (cap as i64 - count).max(0);
+        for (id, json) in keys {
+            if room == 0 {
+                break;
+            }
+            let n = sqlx::query(
+                "INSERT INTO e2e_one_time_keys (device_id, key_id, key_json) VALUES ($1, $2, $3) \
+                 ON CONFLICT (device_id, key_id) DO NOTHING",
+            )
+            .bind(&d)
+            .bind(id)
+            .bind(json)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            room -= n as i64;
+        }
+        tx.commit().await?;
+        self.one_time_key_count(device).await
+    }
+
+    async fn one_time_key_count(&self, device: DeviceId) -> Result<(u32, bool)> {
+        let d = text(device.0);
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM e2e_one_time_keys WHERE device_id = $1), \
+                    (SELECT COUNT(*) FROM e2e_fallback_keys WHERE device_id = $1)",
+        )
+        .bind(&d)
+        .fetch_one(&self.db.pool)
+        .await?;
+        Ok((
+            row.try_get::<i64, _>(0)? as u32,
+            row.try_get::<i64, _>(1)? > 0,
+        ))
+    }
+
+    async fn claim_one_time_key(&self, device: DeviceId) -> Result<Option<(String, bool)>> {
+        let d = text(device.0);
+        // Pick a candidate, then delete exactly that row: whoever deletes
+        // it (rows_affected = 1) owns it; a loser of a race tries the next.
+        for _ in 0..64 {
+            let row = sqlx::query(
+                "SELECT key_id, key_json FROM e2e_one_time_keys WHERE device_id = $1 \
+                 ORDER BY key_id LIMIT 1",
+            )
+            .bind(&d)
+            .fetch_optional(&self.db.pool)
+            .await?;
+            let Some(row) = row else { break };
+            let key_id: String = row.try_get(0)?;
+            let json: String = row.try_get(1)?;
+            let n = sqlx::query("DELETE FROM e2e_one_time_keys WHERE device_id = $1 AND key_id = $2")
+                .bind(&d)
+                .bind(&key_id)
+                .execute(&self.db.pool)
+                .await?
+                .rows_affected();
+            if n == 1 {
+                return Ok(Some((json, false)));
+            }
+        }
+        let fb = sqlx::query("SELECT key_json FROM e2e_fallback_keys WHERE device_id = $1")
+            .bind(&d)
+            .fetch_optional(&self.db.pool)
+            .await?;
+        fb.map(|r| Ok((r.try_get::<String, _>(0)?, true)))
+            .transpose()
+    }
+
+    async fn commit_batch(&self, batch: &WriteBatch) -> Result<BatchOutcome> {
+        let mut out = BatchOutcome::default();
+        let mut woken: HashSet<DeviceId> = HashSet::new();
+        let mut tx = self.db.pool.begin().await?;
+        let mut rows: Vec<Row10> = Vec::new();
+
+        // Idempotency: new (sender device, client message id) pairs only.
+        // Repeats inside the batch are duplicates of the first; against
+        // earlier batches, the insert's RETURNING says which are new.
+        let mut first: HashSet<(DeviceId, &str)> = HashSet::new();
+        let candidates: Vec<usize> = (0..batch.sends.len())
+            .filter(|&i| {
+                let s = &batch.sends[i];
+                first.insert((s.sender_device, s.client_message_id.as_str()))
+            })
+            .collect();
+        let mut inserted: HashSet<(String, String)> = HashSet::new();
+        for chunk in candidates.chunks(ROWS_PER_INSERT) {
+            let mut sql = String::from(
+                "INSERT INTO e2e_sends (sender_device, client_message_id, at) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!("(${},${},${})", i * 3 + 1, i * 3 + 2, i * 3 + 3));
+            }
+            sql.push_str(
+                " ON CONFLICT (sender_device, client_message_id) DO NOTHING \
+                 RETURNING sender_device, client_message_id",
+            );
+            let mut q = sqlx::query(&sql);
+            for &i in chunk {
+                let s = &batch.sends[i];
+                q = q
+                    .bind(text(s.sender_device.0))
+                    .bind(s.client_message_id.clone())
+                    .bind(s.at.0);
+            }
+            for r in q.fetch_all(&mut *tx).await? {
+                inserted.insert((r.try_get(0)?, r.try_get(1)?));
+            }
+        }
+        let mut contacts: HashSet<(AccountId, AccountId)> = HashSet::new();
+        for s in &batch.sends {
+            let sender_device = text(s.sender_device.0);
+            let dup = !inserted.remove(&(sender_device.clone(), s.client_message_id.clone()));
+            out.duplicate.push(dup);
+            if dup {
+                continue;
+            }
+            if s.sender_account != s.to_account {
+                contacts.insert((s.sender_account, s.to_account));
+            }
+            let sender_account = text(s.sender_account.0);
+            for e in &s.envelopes {
+                woken.insert(e.recipient_device);
+                rows.push(Row10 {
+                    device: text(e.recipient_device.0),
+                    kind: 0,
+                    peer_account: sender_account.clone(),
+                    peer_device: sender_device.clone(),
+                    cmid: s.client_message_id.clone(),
+                    message_type: e.message_type as i64,
+                    body: Some(e.ciphertext.clone()),
+                    at: s.at.0,
+                    expires_at: s.expires_at.0,
+                });
+            }
+        }
+        let contacts: Vec<_> = contacts.into_iter().collect();
+        for chunk in contacts.chunks(ROWS_PER_INSERT) {
+            let mut sql = String::from("INSERT INTO e2e_contacts (account_id, peer_account) VALUES ");
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!("(${},${})", i * 2 + 1, i * 2 + 2));
+            }
+            sql.push_str(" ON CONFLICT (account_id, peer_account) DO NOTHING");
+            let mut q = sqlx::query(&sql);
+            for (a, p) in chunk {
+                q = q.bind(text(a.0)).bind(text(p.0));
+            }
+            q.execute(&mut *tx).await?;
+        }
+
+        // Acks: delete, remember what was delivered (for reports), and
+        // queue a receipt for every device of each sender.
+        let mut delivered: Vec<(String, i64, String, String, i64)> = Vec::new();
+        let mut sender_devices: std::collections::HashMap<String, Vec<String>> =
+            std::collections::HashMap::new();
+        for a in &batch.acks {
+            let d = text(a.device.0);
+            let mut n = 0u64;
+            for chunk in a.ids.chunks(ROWS_PER_INSERT) {
+                let mut sql = String::from(
+                    "DELETE FROM e2e_mailbox WHERE device_id = $1 AND id IN (",
+                );
+                for i in 0..chunk.len() {
+                    if i > 0 {
+                        sql.push(',');
+                    }
+                    sql.push_str(&format!("${}", i + 2));
+                }
+                sql.push_str(") RETURNING id, kind, peer_account, peer_device, client_message_id");
+                let mut q = sqlx::query(&sql).bind(&d);
+                for id in chunk {
+                    q = q.bind(*id as i64);
+                }
+                let deleted = q.fetch_all(&mut *tx).await?;
+                n += deleted.len() as u64;
+                for r in deleted {
+                    if r.try_get::<i64, _>("kind")? != 0 {
+                        continue;
+                    }
+                    let id: i64 = r.try_get("id")?;
+                    let sender_account: String = r.try_get("peer_account")?;
+                    let sender_device: String = r.try_get("peer_device")?;
+                    let cmid: String = r.try_get("client_message_id")?;
+                    delivered.push((d.clone(), id, sender_account.clone(), sender_device, a.at.0));
+                    if !sender_devices.contains_key(&sender_account) {
+                        let targets = sqlx::query(
+                            "SELECT device_id FROM e2e_device_keys WHERE account_id = $1",
+                        )
+                        .bind(&sender_account)
+                        .fetch_all(&mut *tx)
+                        .await?
+                        .iter()
+                        .map(|t| t.try_get::<String, _>(0))
+                        .collect::<std::result::Result<Vec<_>, _>>()?;
+                        sender_devices.insert(sender_account.clone(), targets);
+                    }
+                    for target in &sender_devices[&sender_account] {
+                        woken.insert(DeviceId(uuid_of(target)?));
+                        rows.push(Row10 {
+                            device: target.clone(),
+                            kind: 1,
+                            peer_account: sender_account.clone(),
+                            peer_device: d.clone(),
+                            cmid: cmid.clone(),
+                            message_type: 0,
+                            body: None,
+                            at: a.at.0,
+                            expires_at: a.expires_at.0,
+                        });
+                    }
+                }
+            }
+            out.acked.push(n);
+        }
+        for chunk in delivered.chunks(ROWS_PER_INSERT) {
+            let mut sql = String::from(
+                "INSERT INTO e2e_delivered (device_id, envelope_id, sender_account, sender_device, at) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                let b = i * 5;
+                sql.push_str(&format!("(${},${},${},${},${})", b + 1, b + 2, b + 3, b + 4, b + 5));
+            }
+            sql.push_str(" ON CONFLICT (device_id, envelope_id) DO NOTHING");
+            let mut q = sqlx::query(&sql);
+            for (d, id, sa, sd, at) in chunk {
+                q = q.bind(d.clone()).bind(*id).bind(sa.clone()).bind(sd.clone()).bind(*at);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        insert_items(&mut tx, &rows).await?;
+        tx.commit().await?;
+        let mut w: Vec<DeviceId> = woken.into_iter().collect();
+        w.sort();
+        out.woken = w;
+        Ok(out)
+    }
+
+    async fn fetch(
+        &self,
+        device: DeviceId,
+        after: u64,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<MailItem>> {
+        let rows = sqlx::query(
+            "SELECT id, kind, peer_account, peer_device, client_message_id, message_type, body, at \
+             FROM e2e_mailbox WHERE device_id = $1 AND id > $2 AND expires_at > $3 \
+             ORDER BY id LIMIT $4",
+        )
+        .bind(text(device.0))
+        .bind(after as i64)
+        .bind(now.0)
+        .bind(limit as i64)
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter().map(mail_row).collect()
+    }
+
+    async fn purge_expired(&self, now: Timestamp, records_before: Timestamp) -> Result<u64> {
+        let n = sqlx::query("DELETE FROM e2e_mailbox WHERE expires_at <= $1")
+            .bind(now.0)
+            .execute(&self.db.pool)
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM e2e_sends WHERE at < $1")
+            .bind(records_before.0)
+            .execute(&self.db.pool)
+            .await?;
+        sqlx::query("DELETE FROM e2e_delivered WHERE at < $1")
+            .bind(records_before.0)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(n)
+    }
+
+    async fn has_written_to(&self, account: AccountId, peer: AccountId) -> Result<bool> {
+        Ok(sqlx::query(
+            "SELECT 1 FROM e2e_contacts WHERE account_id = $1 AND peer_account = $2",
+        )
+        .bind(text(account.0))
+        .bind(text(peer.0))
+        .fetch_optional(&self.db.pool)
+        .await?
+        .is_some())
+    }
+
+    async fn block(&self, account: AccountId, blocked: AccountId, at: Timestamp) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO e2e_blocks (account_id, blocked_account, at) VALUES ($1, $2, $3) \
+             ON CONFLICT (account_id, blocked_account) DO NOTHING",
+        )
+        .bind(text(account.0))
+        .bind(text(blocked.0))
+        .bind(at.0)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn unblock(&self, account: AccountId, blocked: AccountId) -> Result<()> {
+        sqlx::query("DELETE FROM e2e_blocks WHERE account_id = $1 AND blocked_account = $2")
+            .bind(text(account.0))
+            .bind(text(blocked.0))
+            .execute(&self.db.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn is_blocked(&self, account: AccountId, sender: AccountId) -> Result<bool> {
+        Ok(sqlx::query(
+            "SELECT 1 FROM e2e_blocks WHERE account_id = $1 AND blocked_account = $2",
+        )
+        .bind(text(account.0))
+        .bind(text(sender.0))
+        .fetch_optional(&self.db.pool)
+        .await?
+        .is_some())
+    }
+
+    async fn received_from(
+        &self,
+        device: DeviceId,
+        envelope_id: u64,
+    ) -> Result<Option<(AccountId, DeviceId)>> {
+        let d = text(device.0);
+        let row = sqlx::query(
+            "SELECT sender_account, sender_device FROM e2e_delivered \
+             WHERE device_id = $1 AND envelope_id = $2",
+        )
+        .bind(&d)
+        .bind(envelope_id as i64)
+        .fetch_optional(&self.db.pool)
+        .await?;
+        let row = match row {
+            Some(r) => Some(r),
+            None => {
+                sqlx::query(
+                    "SELECT peer_account AS sender_account, peer_device AS sender_device \
+                     FROM e2e_mailbox WHERE device_id = $1 AND id = $2 AND kind = 0",
+                )
+                .bind(&d)
+                .bind(envelope_id as i64)
+                .fetch_optional(&self.db.pool)
+                .await?
+            }
+        };
+        row.map(|r| {
+            Ok((
+                AccountId(uuid_of(&r.try_get::<String, _>(0)?)?),
+                DeviceId(uuid_of(&r.try_get::<String, _>(1)?)?),
+            ))
+        })
+        .transpose()
+    }
+
+    async fn put_report(&self, report: &NewReport) -> Result<Uuid> {
+        let id = Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO e2e_reports (id, sender_account, sender_device, envelope_id, plaintext, at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(text(id))
+        .bind(text(report.sender_account.0))
+        .bind(text(report.sender_device.0))
+        .bind(report.envelope_id as i64)
+        .bind(report.plaintext.clone())
+        .bind(report.at.0)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(id)
+    }
+
+    async fn reports(&self) -> Result<Vec<NewReport>> {
+        let rows = sqlx::query(
+            "SELECT sender_account, sender_device, envelope_id, plaintext, at FROM e2e_reports \
+             ORDER BY at, id",
+        )
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(NewReport {
+                    sender_account: AccountId(uuid_of(&r.try_get::<String, _>(0)?)?),
+                    sender_device: DeviceId(uuid_of(&r.try_get::<String, _>(1)?)?),
+                    envelope_id: r.try_get::<i64, _>(2)? as u64,
+                    plaintext: r.try_get(3)?,
+                    at: Timestamp(r.try_get(4)?),
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,403 @@
+//! The partner's store: what the coordination feed delivered (by
+//! pseudonym and purpose), the partner's own users, links between the two,
+//! and the contact edges behind friend suggestions.
+//!
+//! **Architecture invariant:** nothing here holds a phone number: the
+//! partner's users give theirs as a `coordination` pseudonym obtained by
+//! blinded evaluation, and the feed delivers pseudonyms only.
+
+use crate::db::{Backend, Db};
+use crate::error::{Result, StoreError};
+use accord_domain::coordination::{EventResult, LedgerRef};
+use accord_domain::{DeviceInfo, Purpose, Timestamp};
+use async_trait::async_trait;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+use std::collections::{BTreeMap, BTreeSet};
+use uuid::Uuid;
+
+/// A feed event with its pseudonym decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IncomingEvent {
+    pub event_id: u64,
+    pub pseudonym: [u8; 32],
+    pub key_version: u32,
+    pub purposes: BTreeSet<Purpose>,
+    pub devices: Vec<DeviceInfo>,
+    pub ledger_ref: Option<LedgerRef>,
+}
+
+/// What the partner holds of one pseudonym for one purpose.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub pseudonym: [u8; 32],
+    pub purpose: Purpose,
+    pub devices: Vec<DeviceInfo>,
+    pub ledger_ref: Option<LedgerRef>,
+    pub received_at: Timestamp,
+}
+
+/// A user of the partner (social) service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartnerUser {
+    pub id: Uuid,
+    pub name: String,
+    pub phone_pseudonym: Option<[u8; 32]>,
+    pub ads_personalisation: bool,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PartnerStats {
+    pub subjects: u64,
+    pub records: BTreeMap<String, u64>,
+    pub users: u64,
+    pub links: u64,
+    pub contact_edges: u64,
+    pub denied_reads: BTreeMap<String, u64>,
+}
+
+#[async_trait]
+pub trait PartnerStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Applies one feed event atomically (see `accord_domain::coordination`).
+    async fn apply_event(&self, e: &IncomingEvent, now: Timestamp) -> Result<EventResult>;
+    /// Removes revocation tombstones older than `before`.
+    async fn purge_tombstones(&self, before: Timestamp) -> Result<u64>;
+    async fn record(&self, pseudonym: &[u8; 32], purpose: Purpose) -> Result<Option<Record>>;
+    /// Every pseudonym held for `purpose`.
+    async fn pseudonyms(&self, purpose: Purpose) -> Result<Vec<[u8; 32]>>;
+    async fn count_denied_read(&self, purpose: Purpose) -> Result<()>;
+
+    async fn create_user(&self, user: &PartnerUser, token_hash: &[u8; 32]) -> Result<()>;
+    async fn user_by_token(&self, token_hash: &[u8; 32]) -> Result<Option<PartnerUser>>;
+    async fn set_ads_personalisation(&self, user: Uuid, enabled: bool) -> Result<()>;
+    /// The messenger pseudonym `user` is linked to, if any.
+    async fn link_of(&self, user: Uuid) -> Result<Option<[u8; 32]>>;
+    /// Keeps the uploaded contacts that match someone (a partner user's
+    /// own pseudonym, or a pseudonym held for `product`); discards the
+    /// rest. Returns how many were kept.
+    async fn upload_contacts(&self, uploader: Uuid, contacts: &[[u8; 32]]) -> Result<u64>;
+    /// Partner users to suggest to `uploader`: whose own or linked
+    /// pseudonym is among the uploader's kept contacts, and whose
+    /// pseudonym is held for `product` (they granted it).
+    async fn suggestions(&self, uploader: Uuid) -> Result<Vec<PartnerUser>>;
+    async fn stats(&self) -> Result<PartnerStats>;
+}
+
+#[derive(Clone, Debug)]
+pub struct SqlPartnerStore {
+    db: Db,
+}
+
+impl SqlPartnerStore {
+    pub async fn new(db: Db) -> Result<Self> {
+        match db.backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/partner/sqlite").run(&db.pool).await?,
+            Backend::Postgres => sqlx::migrate!("./migrations/partner/postgres").run(&db.pool).await?,
+        }
+        Ok(SqlPartnerStore { db })
+    }
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+}
+
+fn b32(v: Vec<u8>) -> Result<[u8; 32]> {
+    v.try_into().map_err(|_| StoreError::Corrupt("pseudonym is not 32 bytes".into()))
+}
+
+fn purpose_of(s: &str) -> Result<Purpose> {
+    s.parse().map_err(|_| StoreError::Corrupt("purpose".into()))
+}
+
+fn user_row(r: &AnyRow) -> Result<PartnerUser> {
+    let p: Option<Vec<u8>> = r.try_get("phone_pseudonym")?;
+    Ok(PartnerUser {
+        id: Uuid::parse_str(&r.try_get::<String, _>("id")?).map_err(|_| StoreError::Corrupt("uuid".into()))?,
+        name: r.try_get("name")?,
+        phone_pseudonym: p.map(b32).transpose()?,
+        ads_personalisation: r.try_get::<i64, _>("ads_personalisation")? != 0,
+        created_at: Timestamp(r.try_get("created_at")?),
+    })
+}
+
+#[async_trait]
+impl PartnerStore for SqlPartnerStore {
+    async fn apply_event(&self, e: &IncomingEvent, now: Timestamp) -> Result<EventResult> {
+        let p = e.pseudonym.to_vec();
+        let mut tx = self.db.pool.begin().await?;
+        // First statement is a write: serialises appliers (SQLite write
+        // lock; PostgreSQL row lock when the subject exists).
+        sqlx::query("UPDATE subjects SET updated_at = updated_at WHERE pseudonym = $1")
+            .bind(p.clone())
+            .execute(&mut *tx)
+            .await?;
+        let last: Option<i64> = sqlx::query_scalar("SELECT last_event_id FROM subjects WHERE pseudonym = $1")
+            .bind(p.clone())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let held: BTreeSet<Purpose> = sqlx::query_scalar::<_, String>("SELECT purpose FROM records WHERE pseudonym = $1")
+            .bind(p.clone())
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|s| purpose_of(s))
+            .collect::<Result<_>>()?;
+        if last.is_some_and(|l| l >= e.event_id as i64) {
+            // A duplicate or an older event: already superseded.
+            tx.commit().await?;
+            return Ok(EventResult {
+                event_id: e.event_id,
+                applied: false,
+                held,
+                deleted: BTreeSet::new(),
+                confirmed_at: now,
+            });
+        }
+        let deleted: BTreeSet<Purpose> = held.difference(&e.purposes).copied().collect();
+        for purpose in &deleted {
+            sqlx::query("DELETE FROM records WHERE pseudonym = $1 AND purpose = $2")
+                .bind(p.clone())
+                .bind(purpose.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        if !e.purposes.contains(&Purpose::Product) {
+            // Links and suggestion edges are derived from `product`.
+            sqlx::query("DELETE FROM links WHERE pseudonym = $1")
+                .bind(p.clone())
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM contact_edges WHERE pseudonym = $1")
+                .bind(p.clone())
+                .execute(&mut *tx)
+                .await?;
+        }
+        let devices = serde_json::to_string(&e.devices).expect("devices serialise");
+        let ledger_ref = serde_json::to_string(&e.ledger_ref).expect("ledger ref serialises");
+        for purpose in &e.purposes {
+            sqlx::query("DELETE FROM records WHERE pseudonym = $1 AND purpose = $2")
+                .bind(p.clone())
+                .bind(purpose.as_str())
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO records (pseudonym, purpose, devices, ledger_ref, received_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(p.clone())
+            .bind(purpose.as_str())
+            .bind(&devices)
+            .bind(&ledger_ref)
+            .bind(now.0)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if e.purposes.contains(&Purpose::Product) {
+            // Recognise the same person on both services.
+            sqlx::query(
+                "INSERT INTO links (partner_user_id, pseudonym, linked_at) \
+                 SELECT id, phone_pseudonym, $2 FROM partner_users WHERE phone_pseudonym = $1 \
+                 ON CONFLICT (partner_user_id) DO NOTHING",
+            )
+            .bind(p.clone())
+            .bind(now.0)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("DELETE FROM subjects WHERE pseudonym = $1")
+            .bind(p.clone())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO subjects (pseudonym, key_version, last_event_id, updated_at) VALUES ($1, $2, $3, $4)")
+            .bind(p)
+            .bind(e.key_version as i64)
+            .bind(e.event_id as i64)
+            .bind(now.0)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(EventResult {
+            event_id: e.event_id,
+            applied: true,
+            held: e.purposes.clone(),
+            deleted,
+            confirmed_at: now,
+        })
+    }
+
+    async fn purge_tombstones(&self, before: Timestamp) -> Result<u64> {
+        let r = sqlx::query(
+            "DELETE FROM subjects WHERE updated_at < $1 AND NOT EXISTS (SELECT 1 FROM records r WHERE r.pseudonym = subjects.pseudonym)",
+        )
+        .bind(before.0)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    async fn record(&self, pseudonym: &[u8; 32], purpose: Purpose) -> Result<Option<Record>> {
+        let row = sqlx::query("SELECT * FROM records WHERE pseudonym = $1 AND purpose = $2")
+            .bind(pseudonym.to_vec())
+            .bind(purpose.as_str())
+            .fetch_optional(&self.db.pool)
+            .await?;
+        row.map(|r| {
+            Ok(Record {
+                pseudonym: b32(r.try_get("pseudonym")?)?,
+                purpose,
+                devices: serde_json::from_str(&r.try_get::<String, _>("devices")?)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                ledger_ref: serde_json::from_str(&r.try_get::<String, _>("ledger_ref")?)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                received_at: Timestamp(r.try_get("received_at")?),
+            })
+        })
+        .transpose()
+    }
+
+    async fn pseudonyms(&self, purpose: Purpose) -> Result<Vec<[u8; 32]>> {
+        let rows: Vec<Vec<u8>> = sqlx::query_scalar("SELECT pseudonym FROM records WHERE purpose = $1 ORDER BY pseudonym")
+            .bind(purpose.as_str())
+            .fetch_all(&self.db.pool)
+            .await?;
+        rows.into_iter().map(b32).collect()
+    }
+
+    async fn count_denied_read(&self, purpose: Purpose) -> Result<()> {
+        let mut tx = self.db.pool.begin().await?;
+        let r = sqlx::query("UPDATE denied_reads SET count = count + 1 WHERE purpose = $1")
+            .bind(purpose.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if r.rows_affected() == 0 {
+            sqlx::query("INSERT INTO denied_reads (purpose, count) VALUES ($1, 1)")
+                .bind(purpose.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn create_user(&self, u: &PartnerUser, token_hash: &[u8; 32]) -> Result<()> {
+        let mut tx = self.db.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO partner_users (id, name, token_hash, phone_pseudonym, ads_personalisation, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(u.id.hyphenated().to_string())
+        .bind(&u.name)
+        .bind(token_hash.to_vec())
+        .bind(u.phone_pseudonym.map(|p| p.to_vec()))
+        .bind(u.ads_personalisation as i64)
+        .bind(u.created_at.0)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(p) = u.phone_pseudonym {
+            sqlx::query(
+                "INSERT INTO links (partner_user_id, pseudonym, linked_at) \
+                 SELECT $1, pseudonym, $3 FROM records WHERE pseudonym = $2 AND purpose = 'product'",
+            )
+            .bind(u.id.hyphenated().to_string())
+            .bind(p.to_vec())
+            .bind(u.created_at.0)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn user_by_token(&self, token_hash: &[u8; 32]) -> Result<Option<PartnerUser>> {
+        sqlx::query("SELECT * FROM partner_users WHERE token_hash = $1")
+            .bind(token_hash.to_vec())
+            .fetch_optional(&self.db.pool)
+            .await?
+            .as_ref()
+            .map(user_row)
+            .transpose()
+    }
+
+    async fn set_ads_personalisation(&self, user: Uuid, enabled: bool) -> Result<()> {
+        sqlx::query("UPDATE partner_users SET ads_personalisation = $1 WHERE id = $2")
+            .bind(enabled as i64)
+            .bind(user.hyphenated().to_string())
+            .execute(&self.db.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn link_of(&self, user: Uuid) -> Result<Option<[u8; 32]>> {
+        let v: Option<Vec<u8>> = sqlx::query_scalar("SELECT pseudonym FROM links WHERE partner_user_id = $1")
+            .bind(user.hyphenated().to_string())
+            .fetch_optional(&self.db.pool)
+            .await?;
+        v.map(b32).transpose()
+    }
+
+    async fn upload_contacts(&self, uploader: Uuid, contacts: &[[u8; 32]]) -> Result<u64> {
+        let mut tx = self.db.pool.begin().await?;
+        let mut kept = 0;
+        for c in contacts {
+            let matches: i64 = sqlx::query_scalar(
+                "SELECT (SELECT COUNT(*) FROM partner_users WHERE phone_pseudonym = $1) \
+                      + (SELECT COUNT(*) FROM records WHERE pseudonym = $1 AND purpose = 'product')",
+            )
+            .bind(c.to_vec())
+            .fetch_one(&mut *tx)
+            .await?;
+            if matches > 0 {
+                let r = sqlx::query(
+                    "INSERT INTO contact_edges (uploader, pseudonym) VALUES ($1, $2) ON CONFLICT (uploader, pseudonym) DO NOTHING",
+                )
+                .bind(uploader.hyphenated().to_string())
+                .bind(c.to_vec())
+                .execute(&mut *tx)
+                .await?;
+                kept += r.rows_affected();
+            }
+        }
+        tx.commit().await?;
+        Ok(kept)
+    }
+
+    async fn suggestions(&self, uploader: Uuid) -> Result<Vec<PartnerUser>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT u.* FROM contact_edges e \
+             JOIN partner_users u ON (u.phone_pseudonym = e.pseudonym \
+                  OR u.id IN (SELECT l.partner_user_id FROM links l WHERE l.pseudonym = e.pseudonym)) \
+             WHERE e.uploader = $1 AND u.id <> $1 \
+               AND EXISTS (SELECT 1 FROM records r WHERE r.pseudonym = e.pseudonym AND r.purpose = 'product') \
+             ORDER BY u.id",
+        )
+        .bind(uploader.hyphenated().to_string())
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter().map(user_row).collect()
+    }
+
+    async fn stats(&self) -> Result<PartnerStats> {
+        let count = |sql: &'static str| async move {
+            sqlx::query_scalar::<_, i64>(sql).fetch_one(&self.db.pool).await.map(|n| n as u64)
+        };
+        let mut records = BTreeMap::new();
+        for r in sqlx::query("SELECT purpose, COUNT(*) AS n FROM records GROUP BY purpose")
+            .fetch_all(&self.db.pool)
+            .await?
+        {
+            records.insert(r.try_get::<String, _>("purpose")?, r.try_get::<i64, _>("n")? as u64);
+        }
+        let mut denied_reads = BTreeMap::new();
+        for r in sqlx::query("SELECT purpose, count FROM denied_reads").fetch_all(&self.db.pool).await? {
+            denied_reads.insert(r.try_get::<String, _>("purpose")?, r.try_get::<i64, _>("count")? as u64);
+        }
+        Ok(PartnerStats {
+            subjects: count("SELECT COUNT(*) FROM subjects").await?,
+            records,
+            users: count("SELECT COUNT(*) FROM partner_users").await?,
+            links: count("SELECT COUNT(*) FROM links").await?,
+            contact_edges: count("SELECT COUNT(*) FROM contact_edges").await?,
+            denied_reads,
+        })
+    }
+}

@@ -1,0 +1,300 @@
+//! The mailbox store's conformance suite, on SQLite always and on
+//! PostgreSQL on 127.0.0.1:5432 (or `ACCORD_TEST_POSTGRES_URL`) in a fresh
+//! database dropped afterwards. `ACCORD_SKIP_POSTGRES=1` skips PostgreSQL.
+
+use accord_domain::{AccountId, DeviceId, Timestamp};
+use accord_storage::db::drop_pg_database;
+use accord_storage::mailbox::{
+    Ack, MailItem, NewEnvelope, NewReport, NewSend, PutDeviceKeys, WriteBatch,
+};
+use accord_storage::{Db, MailboxStore, SqlMailboxStore};
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+
+const T0: Timestamp = Timestamp(1_800_000_000_000);
+const DAY: i64 = 86_400_000;
+
+fn pg_base() -> String {
+    std::env::var("ACCORD_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+async fn on_each_backend<F, Fut>(body: F)
+where
+    F: Fn(Arc<dyn MailboxStore>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open_service(dir.path().to_str().unwrap(), "messenger")
+        .await
+        .unwrap();
+    body(Arc::new(SqlMailboxStore::new(db).await.unwrap())).await;
+
+    if std::env::var("ACCORD_SKIP_POSTGRES").as_deref() == Ok("1") {
+        return;
+    }
+    let name = format!("accord_test_{}", uuid::Uuid::new_v4().simple());
+    let db = Db::open_service(&format!("{}/{name}", pg_base()), "messenger")
+        .await
+        .expect("PostgreSQL on 127.0.0.1:5432 (set ACCORD_SKIP_POSTGRES=1 to skip)");
+    let store = Arc::new(SqlMailboxStore::new(db.clone()).await.unwrap());
+    body(store).await;
+    db.pool.close().await;
+    drop_pg_database(
+        &format!("{}/postgres", pg_base()),
+        &format!("{name}_messenger"),
+    )
+    .await
+    .unwrap();
+}
+
+fn send(
+    from: (AccountId, DeviceId),
+    to: AccountId,
+    cmid: &str,
+    devices: &[DeviceId],
+    at: Timestamp,
+) -> NewSend {
+    NewSend {
+        sender_account: from.0,
+        sender_device: from.1,
+        client_message_id: cmid.into(),
+        to_account: to,
+        envelopes: devices
+            .iter()
+            .map(|d| NewEnvelope {
+                recipient_device: *d,
+                message_type: 1,
+                ciphertext: format!("ct:{cmid}:{d:?}").into_bytes(),
+            })
+            .collect(),
+        at,
+        expires_at: Timestamp(at.0 + 30 * DAY),
+    }
+}
+
+async fn commit(s: &dyn MailboxStore, sends: Vec<NewSend>, acks: Vec<Ack>) -> Vec<bool> {
+    s.commit_batch(&WriteBatch { sends, acks })
+        .await
+        .unwrap()
+        .duplicate
+}
+
+#[tokio::test]
+async fn device_keys_are_idempotent_and_never_replaced() {
+    on_each_backend(|s| async move {
+        let (a, d) = (AccountId::random(), DeviceId::random());
+        assert_eq!(
+            s.put_device_keys(a, d, "{\"k\":1}", T0).await.unwrap(),
+            PutDeviceKeys::Stored
+        );
+        assert_eq!(
+            s.put_device_keys(a, d, "{\"k\":1}", T0).await.unwrap(),
+            PutDeviceKeys::Identical
+        );
+        assert_eq!(
+            s.put_device_keys(a, d, "{\"k\":2}", T0).await.unwrap(),
+            PutDeviceKeys::Conflict
+        );
+        assert_eq!(s.device_keys(d).await.unwrap().as_deref(), Some("{\"k\":1}"));
+        assert_eq!(s.account_device_keys(a).await.unwrap().len(), 1);
+        assert!(s.account_device_keys(AccountId::random()).await.unwrap().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn one_time_keys_capped_claimed_once_then_fallback() {
+    on_each_backend(|s| async move {
+        let d = DeviceId::random();
+        let keys: Vec<(String, String)> =
+            (0..10).map(|i| (format!("k{i:02}"), format!("otk{i}"))).collect();
+        assert_eq!(
+            s.add_one_time_keys(d, &keys, None, 8).await.unwrap(),
+            (8, false)
+        );
+        // Re-uploading known ids adds nothing; the fallback is set.
+        assert_eq!(
+            s.add_one_time_keys(d, &keys[..2], Some("fb"), 8).await.unwrap(),
+            (8, true)
+        );
+        let mut got = HashSet::new();
+        for _ in 0..8 {
+            let (k, fb) = s.claim_one_time_key(d).await.unwrap().unwrap();
+            assert!(!fb);
+            assert!(got.insert(k));
+        }
+        assert_eq!(s.one_time_key_count(d).await.unwrap(), (0, true));
+        assert_eq!(
+            s.claim_one_time_key(d).await.unwrap(),
+            Some(("fb".into(), true))
+        );
+        assert_eq!(s.claim_one_time_key(DeviceId::random()).await.unwrap(), None);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn concurrent_claims_never_hand_out_a_key_twice() {
+    on_each_backend(|s| async move {
+        let d = DeviceId::random();
+        let keys: Vec<(String, String)> =
+            (0..40).map(|i| (format!("k{i:03}"), format!("otk{i}"))).collect();
+        s.add_one_time_keys(d, &keys, Some("fb"), 200).await.unwrap();
+        let tasks: Vec<_> = (0..60)
+            .map(|_| {
+                let s = s.clone();
+                tokio::spawn(async move { s.claim_one_time_key(d).await.unwrap().unwrap() })
+            })
+            .collect();
+        let mut one_time = HashSet::new();
+        let mut fallbacks = 0;
+        for t in tasks {
+            let (k, fb) = t.await.unwrap();
+            if fb {
+                fallbacks += 1;
+            } else {
+                assert!(one_time.insert(k), "a one-time key was handed out twice");
+            }
+        }
+        assert_eq!(one_time.len(), 40);
+        assert_eq!(fallbacks, 20);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sends_are_idempotent_ordered_and_acks_delete_and_emit_receipts() {
+    on_each_backend(|s| async move {
+        let (alice, a1) = (AccountId::random(), DeviceId::random());
+        let (bob, b1, b2) = (AccountId::random(), DeviceId::random(), DeviceId::random());
+        s.put_device_keys(alice, a1, "a1", T0).await.unwrap();
+        assert!(!s.has_written_to(alice, bob).await.unwrap());
+        let dup = commit(
+            &*s,
+            vec![
+                send((alice, a1), bob, "m1", &[b1, b2], T0),
+                send((alice, a1), bob, "m2", &[b1, b2], T0),
+                send((alice, a1), bob, "m1", &[b1, b2], T0),
+            ],
+            vec![],
+        )
+        .await;
+        assert_eq!(dup, vec![false, false, true]);
+        // A retry in a later batch is a duplicate too.
+        assert_eq!(
+            commit(&*s, vec![send((alice, a1), bob, "m2", &[b1], T0)], vec![]).await,
+            vec![true]
+        );
+        assert!(s.has_written_to(alice, bob).await.unwrap());
+        assert!(!s.has_written_to(bob, alice).await.unwrap());
+
+        let items = s.fetch(b1, 0, T0, 100).await.unwrap();
+        assert_eq!(items.len(), 2);
+        assert!(items[0].id() < items[1].id());
+        let cmids: Vec<_> = items
+            .iter()
+            .map(|i| match i {
+                MailItem::Envelope {
+                    client_message_id, ..
+                } => client_message_id.clone(),
+                _ => panic!("no receipts yet"),
+            })
+            .collect();
+        assert_eq!(cmids, ["m1", "m2"]);
+        assert_eq!(s.fetch(b1, items[0].id(), T0, 100).await.unwrap().len(), 1);
+
+        // Not received by b2 under b1's id: acking someone else's id does nothing.
+        let out = s
+            .commit_batch(&WriteBatch {
+                sends: vec![],
+                acks: vec![
+                    Ack {
+                        device: b1,
+                        ids: vec![items[0].id()],
+                        at: T0,
+                        expires_at: Timestamp(T0.0 + DAY),
+                    },
+                    Ack {
+                        device: b2,
+                        ids: vec![items[1].id()],
+                        at: T0,
+                        expires_at: Timestamp(T0.0 + DAY),
+                    },
+                ],
+            })
+            .await
+            .unwrap();
+        assert_eq!(out.acked, vec![1, 0]);
+        assert!(out.woken.contains(&a1));
+        assert_eq!(s.fetch(b1, 0, T0, 100).await.unwrap().len(), 1);
+        assert_eq!(s.fetch(b2, 0, T0, 100).await.unwrap().len(), 2);
+        let receipts = s.fetch(a1, 0, T0, 100).await.unwrap();
+        assert_eq!(receipts.len(), 1);
+        assert!(matches!(
+            &receipts[0],
+            MailItem::Receipt { client_message_id, recipient_device, .. }
+                if client_message_id == "m1" && *recipient_device == b1
+        ));
+        // Reports: b1 received (and acked) items[0]; b2 still has it queued.
+        assert_eq!(
+            s.received_from(b1, items[0].id()).await.unwrap(),
+            Some((alice, a1))
+        );
+        assert_eq!(
+            s.received_from(b2, items[0].id()).await.unwrap(),
+            None,
+            "b2's copy has another id"
+        );
+        assert_eq!(s.received_from(a1, items[0].id()).await.unwrap(), None);
+        s.put_report(&NewReport {
+            sender_account: alice,
+            sender_device: a1,
+            envelope_id: items[0].id(),
+            plaintext: None,
+            at: T0,
+        })
+        .await
+        .unwrap();
+        assert_eq!(s.reports().await.unwrap().len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn expired_items_are_never_fetched_and_are_purged() {
+    on_each_backend(|s| async move {
+        let (a, d) = (AccountId::random(), DeviceId::random());
+        let (b, r) = (AccountId::random(), DeviceId::random());
+        commit(&*s, vec![send((a, d), b, "old", &[r], T0)], vec![]).await;
+        let later = Timestamp(T0.0 + 10 * DAY);
+        commit(&*s, vec![send((a, d), b, "new", &[r], later)], vec![]).await;
+        let at_expiry = Timestamp(T0.0 + 30 * DAY);
+        let items = s.fetch(r, 0, at_expiry, 10).await.unwrap();
+        assert_eq!(items.len(), 1);
+        assert_eq!(s.purge_expired(at_expiry, at_expiry).await.unwrap(), 1);
+        assert_eq!(s.fetch(r, 0, T0, 10).await.unwrap().len(), 1);
+        // The idempotency record is gone too: the id may be used again.
+        assert_eq!(
+            commit(&*s, vec![send((a, d), b, "old", &[r], at_expiry)], vec![]).await,
+            vec![false]
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn blocks_are_per_pair() {
+    on_each_backend(|s| async move {
+        let (a, b) = (AccountId::random(), AccountId::random());
+        assert!(!s.is_blocked(a, b).await.unwrap());
+        s.block(a, b, T0).await.unwrap();
+        s.block(a, b, T0).await.unwrap();
+        assert!(s.is_blocked(a, b).await.unwrap());
+        assert!(!s.is_blocked(b, a).await.unwrap());
+        s.unblock(a, b).await.unwrap();
+        assert!(!s.is_blocked(a, b).await.unwrap());
+    })
+    .await;
+}
