@@ -485,10 +485,10 @@ async fn two_users_two_devices_each_over_websocket_and_long_poll() {
     assert_eq!((sent.to_account, sent.devices, sent.duplicate), (bob, 3, false));
     let line = format!("from {alice}/{}: hello bob", a1.device.device_id());
     assert_eq!(receive(&mut b1, 1, Transport::Auto).await, vec![line.clone()]);
-    assert_eq!(
-        (m.inner.lock().unwrap().ws_connections, m.inner.lock().unwrap().polls),
-        (1, 0)
-    );
+    {
+        let i = m.inner.lock().unwrap();
+        assert_eq!((i.ws_connections, i.polls), (1, 0));
+    }
     assert_eq!(receive(&mut b2, 1, Transport::LongPoll).await, vec![line.clone()]);
     assert!(m.inner.lock().unwrap().polls >= 1);
     assert_eq!(receive(&mut a2, 1, Transport::Auto).await, vec![line]);

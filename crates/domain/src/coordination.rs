@@ -78,3 +78,66 @@ pub fn pseudonym_hex(p: &[u8; 32]) -> String {
 pub fn parse_pseudonym_hex(s: &str) -> Option<[u8; 32]> {
     hex::decode(s).ok()?.try_into().ok()
 }
+
+/// Reconciliation, step 1: per purpose, a digest of every bucket (first
+/// byte of the pseudonym) of what the messenger believes the partner
+/// holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Digests {
+    /// purpose → 256 lowercase-hex SHA-256 digests, bucket 0 first.
+    pub digests: std::collections::BTreeMap<Purpose, Vec<String>>,
+}
+
+/// The buckets whose digests differ at the partner.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mismatches {
+    pub buckets: Vec<(Purpose, u8)>,
+}
+
+/// Reconciliation, step 2: the full list of one mismatched bucket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketList {
+    pub purpose: Purpose,
+    pub bucket: u8,
+    pub pseudonyms: Vec<String>,
+}
+
+/// What the partner did with a bucket list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketOutcome {
+    /// Held but not listed: deleted (with derived data).
+    pub deleted: u64,
+    /// Listed but not held: the messenger should resync these.
+    pub missing: Vec<String>,
+}
+
+/// The digest of one bucket: SHA-256 over the sorted pseudonyms.
+pub fn bucket_digest(sorted: &[[u8; 32]]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"accord-reconcile-v1\0");
+    for p in sorted {
+        h.update(p);
+    }
+    hex::encode(h.finalize())
+}
+
+/// Per-bucket digests of a set of pseudonyms.
+pub fn digests_of(pseudonyms: &[[u8; 32]]) -> Vec<String> {
+    let mut buckets: Vec<Vec<[u8; 32]>> = vec![Vec::new(); 256];
+    for p in pseudonyms {
+        buckets[p[0] as usize].push(*p);
+    }
+    buckets
+        .iter_mut()
+        .map(|b| {
+            b.sort_unstable();
+            b.dedup();
+            bucket_digest(b)
+        })
+        .collect()
+}

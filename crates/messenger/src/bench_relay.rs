@@ -8,8 +8,8 @@
 //! 2. latency: sends paced at `latency_rate` envelopes/s; `p50_ms` and
 //!    `p99_ms` are send-to-delivery times (the send instant travels inside
 //!    the opaque ciphertext);
-//! 3. idle connections: `idle_connections` WebSockets opened and left
-//!    idle; `rss_mb` is the process's peak RSS (VmHWM) then. Client and
+//! 3. (run first) idle connections: `idle_connections` WebSockets opened
+//!    and left idle; `rss_mb` is the process's peak RSS (VmHWM) then. Client and
 //!    server share this process, so the figure counts both ends.
 
 use crate::e2e::{E2eConfig, Relay};
@@ -288,6 +288,7 @@ pub async fn bench_relay(opts: RelayBenchOptions) -> BenchResult<RelayBenchRepor
         admin_token: TokenHash::of(BearerToken::generate().reveal()),
         default_profile: ConsentProfile::Strict,
         simulated_clock: None,
+        feed: None,
         e2e,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(err)?;
@@ -326,6 +327,33 @@ pub async fn bench_relay(opts: RelayBenchOptions) -> BenchResult<RelayBenchRepor
     for _ in 0..opts.senders {
         senders.push(register(&http, &base, &phone()).await?);
     }
+
+    // Idle connections first (to devices with empty mailboxes), so that
+    // the peak RSS is theirs, not the throughput phase's buffers.
+    let want = opts.idle_connections.min(nofile.saturating_sub(512) as usize / 2);
+    let mut idle_devices = Vec::new();
+    for _ in 0..4 {
+        idle_devices.push(register(&http, &base, &phone()).await?.token);
+    }
+    let mut idle = Vec::with_capacity(want);
+    let mut opening = tokio::task::JoinSet::new();
+    let mut i = 0usize;
+    while idle.len() < want {
+        while opening.len() < 64 && i < want {
+            let (base, token) = (base.clone(), idle_devices[i % idle_devices.len()].clone());
+            opening.spawn(async move { connect(&base, &token).await });
+            i += 1;
+        }
+        match opening.join_next().await {
+            Some(Ok(Ok(ws))) => idle.push(ws),
+            Some(Ok(Err(e))) => return Err(format!("idle connection {}: {e}", idle.len())),
+            Some(Err(e)) => return Err(err(e)),
+            None => break,
+        }
+    }
+    let rss_mb = peak_rss_mb();
+    let idle_connections = idle.len();
+    drop(idle);
 
     let shared = Arc::new(Shared {
         start: Instant::now(),
@@ -459,31 +487,6 @@ pub async fn bench_relay(opts: RelayBenchOptions) -> BenchResult<RelayBenchRepor
     };
     let (p50_ms, p99_ms) = (pct(0.50), pct(0.99));
 
-    // Phase 3: idle connections (to devices with empty mailboxes).
-    let want = opts.idle_connections.min(nofile.saturating_sub(512) as usize / 2);
-    let mut idle_devices = Vec::new();
-    for _ in 0..4 {
-        idle_devices.push(register(&http, &base, &phone()).await?.token);
-    }
-    let mut idle = Vec::with_capacity(want);
-    let mut opening = tokio::task::JoinSet::new();
-    let mut i = 0usize;
-    while idle.len() < want {
-        while opening.len() < 64 && i < want {
-            let (base, token) = (base.clone(), idle_devices[i % idle_devices.len()].clone());
-            opening.spawn(async move { connect(&base, &token).await });
-            i += 1;
-        }
-        match opening.join_next().await {
-            Some(Ok(Ok(ws))) => idle.push(ws),
-            Some(Ok(Err(e))) => return Err(format!("idle connection {}: {e}", idle.len())),
-            Some(Err(e)) => return Err(err(e)),
-            None => break,
-        }
-    }
-    let rss_mb = peak_rss_mb();
-    let idle_connections = idle.len();
-    drop(idle);
     let _ = stop_tx.send(true);
     Ok(RelayBenchReport {
         envelopes_per_s,

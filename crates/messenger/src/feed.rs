@@ -18,7 +18,10 @@
 use crate::service::{Messenger, ServiceError};
 use accord_crypto::mac;
 use accord_crypto::oprf::{KeyVersion, OprfPurpose};
-use accord_domain::coordination::{pseudonym_hex, EventResult, FeedAck, FeedBatch, FeedEvent, LedgerRef, PARTNER};
+use accord_domain::coordination::{
+    digests_of, pseudonym_hex, BucketList, BucketOutcome, Digests, EventResult, FeedAck, FeedBatch, FeedEvent, LedgerRef,
+    Mismatches, PARTNER,
+};
 use accord_domain::ledger::LedgerRecord;
 use accord_domain::time::{HOUR_MS, SECOND_MS};
 use accord_domain::{LedgerEvent, Purpose, Timestamp};
@@ -59,6 +62,17 @@ impl FeedConfig {
             deletion_deadline_ms: 24 * HOUR_MS,
         }
     }
+}
+
+/// What a reconciliation found and did.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct ReconcileReport {
+    pub buckets_checked: usize,
+    pub mismatched_buckets: usize,
+    /// Records the partner held without a grant, now deleted.
+    pub deleted_at_partner: u64,
+    /// Accounts queued for resync (the partner lacked them).
+    pub resync_requested: u64,
 }
 
 /// What one pass did.
@@ -351,6 +365,85 @@ impl Dispatcher {
         Ok(ack)
     }
 
+    async fn post_signed<T: serde::de::DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T, String> {
+        let body = serde_json::to_vec(body).map_err(|e| e.to_string())?;
+        let now = self.messenger.now();
+        let sig = mac::sign(self.config.secret.expose_secret(), now.0, &body);
+        let r = self
+            .http
+            .post(format!("{}{path}", self.config.partner_url))
+            .header(mac::SIGNATURE_HEADER, sig)
+            .header(mac::TIMESTAMP_HEADER, now.0.to_string())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| e.without_url().to_string())?;
+        if !r.status().is_success() {
+            return Err(format!("partner answered {}", r.status()));
+        }
+        r.json().await.map_err(|e| e.to_string())
+    }
+
+    /// Reconciliation: compares per-bucket digests of what the partner
+    /// should hold with what it holds; the partner deletes what it should
+    /// not hold, and what it lacks is queued for resync.
+    pub async fn reconcile(&self) -> Result<ReconcileReport, ServiceError> {
+        let store = &self.messenger.store;
+        let mut by_purpose: BTreeMap<Purpose, Vec<([u8; 32], accord_domain::AccountId)>> = BTreeMap::new();
+        let mut after = None;
+        loop {
+            let page = store.partner_holdings(after, 1000).await?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(*last);
+            for (a, h) in page {
+                for p in &h.purposes {
+                    by_purpose.entry(*p).or_default().push((h.pseudonym, a));
+                }
+            }
+        }
+        let digests = Digests {
+            digests: Purpose::ALL
+                .into_iter()
+                .map(|p| {
+                    let ps: Vec<[u8; 32]> = by_purpose.get(&p).map(|v| v.iter().map(|(x, _)| *x).collect()).unwrap_or_default();
+                    (p, digests_of(&ps))
+                })
+                .collect(),
+        };
+        let fail = |e: String| ServiceError::KeyService(format!("reconciliation with the partner failed: {e}"));
+        let mismatches: Mismatches = self.post_signed("/v1/feed/reconcile/digests", &digests).await.map_err(fail)?;
+        let mut report = ReconcileReport {
+            buckets_checked: 256 * Purpose::ALL.len(),
+            mismatched_buckets: mismatches.buckets.len(),
+            ..Default::default()
+        };
+        let now = self.messenger.now();
+        for (purpose, bucket) in mismatches.buckets {
+            let members: Vec<&([u8; 32], accord_domain::AccountId)> = by_purpose
+                .get(&purpose)
+                .map(|v| v.iter().filter(|(p, _)| p[0] == bucket).collect())
+                .unwrap_or_default();
+            let list = BucketList {
+                purpose,
+                bucket,
+                pseudonyms: members.iter().map(|(p, _)| pseudonym_hex(p)).collect(),
+            };
+            let out: BucketOutcome = self.post_signed("/v1/feed/reconcile/bucket", &list).await.map_err(fail)?;
+            report.deleted_at_partner += out.deleted;
+            for m in &out.missing {
+                if let Some((_, a)) = members.iter().find(|(p, _)| pseudonym_hex(p) == *m) {
+                    store.feed_enqueue(*a, "resync", now).await?;
+                    report.resync_requested += 1;
+                }
+            }
+        }
+        if report.mismatched_buckets > 0 {
+            tracing::warn!(?report, "reconciliation found differences");
+        }
+        Ok(report)
+    }
+
     /// Delivers until nothing is due (bounded), for tests and operators.
     pub async fn drain(&self, max_passes: usize) -> Result<PassReport, ServiceError> {
         let mut total = PassReport::default();
@@ -375,7 +468,15 @@ impl Dispatcher {
     /// (error log) while any deletion is unconfirmed past the deadline.
     pub fn spawn(self, every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
+            let mut pass: u64 = 0;
             loop {
+                pass += 1;
+                if pass % 600 == 1 {
+                    // About every ten minutes.
+                    if let Err(e) = self.reconcile().await {
+                        tracing::warn!(error = %e, "reconciliation failed");
+                    }
+                }
                 if let Err(e) = self.run_once().await {
                     tracing::warn!(error = %e, "coordination feed pass failed");
                 }

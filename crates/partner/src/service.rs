@@ -2,7 +2,9 @@
 
 use accord_crypto::mac;
 use accord_crypto::token::{BearerToken, TokenHash};
-use accord_domain::coordination::{parse_pseudonym_hex, FeedAck, FeedBatch};
+use accord_domain::coordination::{
+    digests_of, parse_pseudonym_hex, pseudonym_hex, BucketList, BucketOutcome, Digests, FeedAck, FeedBatch, Mismatches,
+};
 use accord_domain::{Clock, Purpose, Timestamp};
 use accord_storage::partner::{IncomingEvent, PartnerStats, PartnerStore, PartnerUser, Record};
 use accord_storage::StoreError;
@@ -97,6 +99,57 @@ impl PartnerService {
         // Tombstones only need to outlive the signature's freshness window.
         self.store.purge_tombstones(now.plus_millis(-3_600_000)).await?;
         Ok(FeedAck { results })
+    }
+
+    /// Reconciliation step 1: which buckets differ from the messenger's.
+    pub async fn compare_digests(&self, timestamp_ms: i64, signature: &str, body: &[u8]) -> Result<Mismatches, PartnerError> {
+        mac::verify(self.feed_secret.expose_secret(), timestamp_ms, self.now().0, body, signature)?;
+        let d: Digests = serde_json::from_slice(body).map_err(|e| PartnerError::BadBatch(e.to_string()))?;
+        let mut buckets = Vec::new();
+        for (purpose, theirs) in &d.digests {
+            if theirs.len() != 256 {
+                return Err(PartnerError::BadBatch("256 digests per purpose expected".into()));
+            }
+            let ours = digests_of(&self.store.pseudonyms(*purpose).await?);
+            for (i, (a, b)) in ours.iter().zip(theirs).enumerate() {
+                if a != b {
+                    buckets.push((*purpose, i as u8));
+                }
+            }
+        }
+        Ok(Mismatches { buckets })
+    }
+
+    /// Reconciliation step 2: deletes what the messenger does not list,
+    /// and names what it lists that is not held.
+    pub async fn reconcile_bucket(&self, timestamp_ms: i64, signature: &str, body: &[u8]) -> Result<BucketOutcome, PartnerError> {
+        mac::verify(self.feed_secret.expose_secret(), timestamp_ms, self.now().0, body, signature)?;
+        let l: BucketList = serde_json::from_slice(body).map_err(|e| PartnerError::BadBatch(e.to_string()))?;
+        let listed: std::collections::BTreeSet<[u8; 32]> = l
+            .pseudonyms
+            .iter()
+            .map(|h| parse_pseudonym_hex(h).ok_or_else(|| PartnerError::BadBatch("pseudonym must be 64 hex digits".into())))
+            .collect::<Result<_, _>>()?;
+        let held: std::collections::BTreeSet<[u8; 32]> = self
+            .store
+            .pseudonyms(l.purpose)
+            .await?
+            .into_iter()
+            .filter(|p| p[0] == l.bucket)
+            .collect();
+        let mut deleted = 0;
+        for p in held.difference(&listed) {
+            if self.store.delete_held(p, l.purpose).await? {
+                deleted += 1;
+            }
+        }
+        if deleted > 0 {
+            tracing::warn!(purpose = l.purpose.as_str(), bucket = l.bucket, deleted, "reconciliation deleted records the messenger does not share");
+        }
+        Ok(BucketOutcome {
+            deleted,
+            missing: listed.difference(&held).map(pseudonym_hex).collect(),
+        })
     }
 
     /// A read of messenger-derived data, for a named purpose.

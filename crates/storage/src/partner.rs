@@ -61,6 +61,9 @@ pub struct PartnerStats {
 pub trait PartnerStore: Send + Sync + std::fmt::Debug + 'static {
     /// Applies one feed event atomically (see `accord_domain::coordination`).
     async fn apply_event(&self, e: &IncomingEvent, now: Timestamp) -> Result<EventResult>;
+    /// Deletes what is held of `pseudonym` for `purpose` (reconciliation),
+    /// with links and edges when `purpose` is `product`.
+    async fn delete_held(&self, pseudonym: &[u8; 32], purpose: Purpose) -> Result<bool>;
     /// Removes revocation tombstones older than `before`.
     async fn purge_tombstones(&self, before: Timestamp) -> Result<u64>;
     async fn record(&self, pseudonym: &[u8; 32], purpose: Purpose) -> Result<Option<Record>>;
@@ -223,6 +226,25 @@ impl PartnerStore for SqlPartnerStore {
             deleted,
             confirmed_at: now,
         })
+    }
+
+    async fn delete_held(&self, pseudonym: &[u8; 32], purpose: Purpose) -> Result<bool> {
+        let mut tx = self.db.pool.begin().await?;
+        let r = sqlx::query("DELETE FROM records WHERE pseudonym = $1 AND purpose = $2")
+            .bind(pseudonym.to_vec())
+            .bind(purpose.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if purpose == Purpose::Product {
+            for table in ["links", "contact_edges"] {
+                sqlx::query(&format!("DELETE FROM {table} WHERE pseudonym = $1"))
+                    .bind(pseudonym.to_vec())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(r.rows_affected() > 0)
     }
 
     async fn purge_tombstones(&self, before: Timestamp) -> Result<u64> {

@@ -180,6 +180,7 @@ pub async fn messenger_state(
         admin_token: TokenHash::of(admin_token),
         default_profile: profile,
         simulated_clock: simulated,
+        feed: None,
     })
 }
 
@@ -311,7 +312,7 @@ pub async fn run(a: ServeArgs) -> CliResult {
                 None
             }
         };
-        let state = messenger_state(
+        let mut state = messenger_state(
             &a.data.location(),
             verifier,
             clock.clone(),
@@ -337,10 +338,9 @@ pub async fn run(a: ServeArgs) -> CliResult {
         );
         match &partner_url {
             Some(url) => {
-                let d = accord_messenger::feed::Dispatcher::new(
-                    state.messenger.clone(),
-                    accord_messenger::feed::FeedConfig::new(url.clone(), feed_secret.clone()),
-                );
+                let cfg = accord_messenger::feed::FeedConfig::new(url.clone(), feed_secret.clone());
+                state.feed = Some(cfg.clone());
+                let d = accord_messenger::feed::Dispatcher::new(state.messenger.clone(), cfg);
                 let h = d.spawn(Duration::from_secs(1), stop_rx.clone());
                 tasks.push(tokio::spawn(async move {
                     let _ = h.await;

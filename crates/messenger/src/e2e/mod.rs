@@ -204,11 +204,13 @@ struct Inner {
     claim_limits: Buckets<DeviceId>,
     unknown_limits: Buckets<AccountId>,
     /// Devices with keys of an account (that still exist).
-    devices: TtlCache<AccountId, Arc<Vec<DeviceId>>>,
+    devices: TtlCache<AccountId, Option<Arc<Vec<DeviceId>>>>,
     /// (blocker, sender) → blocked.
     blocks: TtlCache<(AccountId, AccountId), bool>,
     /// (account, peer) pairs where account wrote to peer: only grows.
     wrote: Mutex<HashSet<(AccountId, AccountId)>>,
+    /// Pairs found not to have written, rechecked after the TTL.
+    not_wrote: TtlCache<(AccountId, AccountId), ()>,
 }
 
 /// The relay. Cheap to clone.
@@ -278,6 +280,7 @@ impl Relay {
                 devices: TtlCache::new(Duration::from_secs(5)),
                 blocks: TtlCache::new(Duration::from_secs(5)),
                 wrote: Mutex::new(HashSet::new()),
+                not_wrote: TtlCache::new(Duration::from_secs(2)),
                 store,
                 accounts,
                 clock,
@@ -422,10 +425,15 @@ impl Relay {
         })
     }
 
-    /// The devices with keys of `account` that still exist, cached briefly.
-    async fn devices_of(&self, account: AccountId) -> Result<Arc<Vec<DeviceId>>, RelayError> {
+    /// The devices with keys of `account` that still exist, cached
+    /// briefly; `None` if there is no such account.
+    async fn devices_of(&self, account: AccountId) -> Result<Option<Arc<Vec<DeviceId>>>, RelayError> {
         if let Some(d) = self.inner.devices.get(&account) {
             return Ok(d);
+        }
+        if self.inner.accounts.account(account).await?.is_none() {
+            self.inner.devices.put(account, None);
+            return Ok(None);
         }
         let live: HashSet<DeviceId> = self
             .inner
@@ -444,7 +452,7 @@ impl Relay {
             .map(|(d, _)| d)
             .filter(|d| live.contains(d))
             .collect();
-        let v = Arc::new(with_keys);
+        let v = Some(Arc::new(with_keys));
         self.inner.devices.put(account, v.clone());
         Ok(v)
     }
@@ -464,7 +472,8 @@ impl Relay {
         }
         .ok_or(RelayError::NotFound)?;
         let mut devices = Vec::new();
-        for d in self.devices_of(account.id).await?.iter() {
+        let devices_of = self.devices_of(account.id).await?.unwrap_or_default();
+        for d in devices_of.iter() {
             let Some(keys) = self.stored_keys(*d).await? else {
                 continue;
             };
@@ -506,7 +515,13 @@ impl Relay {
         if known {
             return Ok(true);
         }
+        if self.inner.not_wrote.get(&(account, peer)).is_some() {
+            return Ok(false);
+        }
         let w = self.inner.store.has_written_to(account, peer).await?;
+        if !w {
+            self.inner.not_wrote.put((account, peer), ());
+        }
         if w {
             let mut set = self.inner.wrote.lock().unwrap_or_else(|e| e.into_inner());
             if set.len() > 1_000_000 {
@@ -531,12 +546,9 @@ impl Relay {
         let recipients = if to_account == sender_account {
             Arc::new(Vec::new())
         } else {
-            if self.inner.accounts.account(to_account).await?.is_none() {
-                return Err(RelayError::NotFound);
-            }
-            self.devices_of(to_account).await?
+            self.devices_of(to_account).await?.ok_or(RelayError::NotFound)?
         };
-        let own = self.devices_of(sender_account).await?;
+        let own = self.devices_of(sender_account).await?.unwrap_or_default();
         let expected: BTreeSet<DeviceId> = recipients
             .iter()
             .chain(own.iter().filter(|d| **d != sender_device))

@@ -35,6 +35,8 @@ pub struct AppState {
     /// Present only with `--simulated-clock`; then the admin clock
     /// endpoint exists.
     pub simulated_clock: Option<SimulatedClock>,
+    /// The coordination feed to the partner, when one is configured.
+    pub feed: Option<crate::feed::FeedConfig>,
     /// The E2E relay (key directory, mailboxes, delivery).
     pub e2e: crate::e2e::Relay,
 }

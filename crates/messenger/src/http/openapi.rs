@@ -11,7 +11,7 @@ use utoipa::{Modify, OpenApi};
         healthz, openapi, start, verify, current, accept, me, export, delete_me,
         my_consent, my_consent_at, receipt, grant, withdraw,
         discovery, bucket, refresh,
-        publish_policy, list_policies, feed, ledger, verify_ledger, consent_at, clock, advance_clock,
+        publish_policy, list_policies, feed, reconcile, ledger, verify_ledger, consent_at, clock, advance_clock,
         put_device_keys, upload_one_time_keys, one_time_key_count, claim_keys,
         send_message, fetch_messages, ack_messages, stream,
         block_account, unblock_account, report_message,

@@ -333,3 +333,61 @@ async fn lapsed_grants_and_deleted_accounts_are_revoked_with_confirmations() {
     assert!(held(&app, &ps).await.is_empty(), "nothing held after the deadline");
     assert!(ledger_kinds(&app, s).await.iter().any(|(k, _)| k == "deletion_confirmed"));
 }
+
+#[tokio::test]
+async fn reconciliation_deletes_what_the_partner_should_not_hold_and_resyncs_what_it_lacks() {
+    use accord_storage::partner::IncomingEvent;
+    let app = spawn_app(opts(ConsentProfile::Strict)).await;
+    let v1 = app.publish(ConsentProfile::Strict, &Purpose::ALL).await;
+    let u = app.register(&n(40), Some((v1.version, share(Some(true))))).await;
+    let a = account_of(&u).await;
+    drain(&app).await;
+    let p = pseudonym(&app, a).await;
+    let partner = app.partner.clone().unwrap();
+    // Drift: the partner lost the user's `ads` record, and holds a record
+    // nobody shared with it.
+    assert!(partner.store.delete_held(&p, Purpose::Ads).await.unwrap());
+    let stray = [0x42u8; 32];
+    partner
+        .store
+        .apply_event(
+            &IncomingEvent {
+                event_id: 1,
+                pseudonym: stray,
+                key_version: 1,
+                purposes: [Purpose::Product].into_iter().collect(),
+                devices: vec![crate::helpers::device_info()],
+                ledger_ref: None,
+            },
+            partner.now(),
+        )
+        .await
+        .unwrap();
+    let r = app
+        .http
+        .post(format!("{}/v1/admin/feed/reconcile", app.base_url))
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let report: Value = r.json().await.unwrap();
+    assert!(report["mismatched_buckets"].as_u64().unwrap() >= 2, "{report}");
+    assert_eq!(report["deleted_at_partner"], 1, "{report}");
+    assert_eq!(report["resync_requested"], 1, "{report}");
+    assert!(partner.store.record(&stray, Purpose::Product).await.unwrap().is_none());
+    drain(&app).await;
+    assert_eq!(held(&app, &p).await.len(), 2, "resynced");
+    // Now they agree.
+    let again: Value = app
+        .http
+        .post(format!("{}/v1/admin/feed/reconcile", app.base_url))
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["mismatched_buckets"], 0, "{again}");
+}

@@ -217,6 +217,7 @@ pub async fn spawn_app(opts: AppOptions) -> TestApp {
         admin_token: TokenHash::of(&admin_token),
         default_profile: opts.default_profile,
         simulated_clock: sim.clone(),
+        feed: feed.as_ref().map(|d: &accord_messenger::feed::Dispatcher| d.config.clone()),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -9,6 +9,7 @@ mod bad_input;
 mod consent;
 mod contacts;
 mod coordination;
+mod coordination_props;
 mod e2e_server;
 mod helpers;
 mod ledger;

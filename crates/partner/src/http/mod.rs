@@ -25,6 +25,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
         .route("/v1/feed/ingest", post(routes::feed::ingest))
+        .route("/v1/feed/reconcile/digests", post(routes::feed::digests))
+        .route("/v1/feed/reconcile/bucket", post(routes::feed::bucket))
         .route("/v1/partner/users", post(routes::users::create))
         .route("/v1/partner/me", get(routes::users::me))
         .route("/v1/partner/me/ads", put(routes::users::set_ads))

@@ -180,3 +180,14 @@ pub async fn feed(State(s): State<AppState>, _: Admin) -> ApiResult<Json<FeedVie
         stats,
     }))
 }
+
+/// Runs a reconciliation with the partner now (also every ten minutes).
+#[utoipa::path(post, path = "/v1/admin/feed/reconcile", tag = "admin", security(("admin" = [])),
+    responses((status = 200, body = crate::feed::ReconcileReport), (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn reconcile(State(s): State<AppState>, _: Admin) -> ApiResult<Json<crate::feed::ReconcileReport>> {
+    let cfg = s.feed.clone().ok_or_else(|| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_partner", "this messenger runs without a partner feed")
+    })?;
+    let d = crate::feed::Dispatcher::new(s.messenger.clone(), cfg);
+    Ok(Json(d.reconcile().await?))
+}

@@ -39,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/admin/ledger", get(admin::ledger))
         .route("/v1/admin/feed", get(admin::feed))
+        .route("/v1/admin/feed/reconcile", post(admin::reconcile))
         .route("/v1/admin/pseudonyms/refresh", post(contacts::refresh))
         .route("/v1/admin/ledger/verify", get(admin::verify_ledger))
         .route(
