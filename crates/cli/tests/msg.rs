@@ -223,7 +223,11 @@ fn two_users_two_devices_send_listen_receipts_block_unblock() {
     let (h, n) = sent_id(&out);
     assert_eq!(n, 3);
     let (code, out, err) = finish(b1_listener);
-    assert_eq!((code, out.trim()), (0, from(&a1, "hello bob").as_str()), "{err}");
+    assert_eq!(
+        (code, out.trim()),
+        (0, from(&a1, "hello bob").as_str()),
+        "{err}"
+    );
     assert_eq!(listen(&b2, 1), vec![from(&a1, "hello bob")]);
     assert_eq!(
         sorted(listen(&a2, 3)),
@@ -235,13 +239,23 @@ fn two_users_two_devices_send_listen_receipts_block_unblock() {
     );
     assert_eq!(
         sorted(listen(&a1, 3)),
-        sorted(vec![delivered(&h, &b1), delivered(&h, &b2), delivered(&h, &a2)])
+        sorted(vec![
+            delivered(&h, &b1),
+            delivered(&h, &b2),
+            delivered(&h, &a2)
+        ])
     );
 
     // 2. Bob answers by account id from b2; Alice reads it on a1 and sends
     //    an end-to-end read receipt.
     let (code, out, err) = accord(&[
-        "msg", "send", "--session", b2.s(), "--to", &a1.account, "hi alice",
+        "msg",
+        "send",
+        "--session",
+        b2.s(),
+        "--to",
+        &a1.account,
+        "hi alice",
     ]);
     assert_eq!(code, 0, "{out}\n{err}");
     let (i, n) = sent_id(&out);
@@ -250,7 +264,11 @@ fn two_users_two_devices_send_listen_receipts_block_unblock() {
     args.push("--read-receipts".into());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (code, out, err) = accord(&args);
-    assert_eq!((code, out.trim()), (0, from(&b2, "hi alice").as_str()), "{err}");
+    assert_eq!(
+        (code, out.trim()),
+        (0, from(&b2, "hi alice").as_str()),
+        "{err}"
+    );
     let r = err
         .lines()
         .find_map(|l| l.strip_prefix("read receipt "))
@@ -287,13 +305,26 @@ fn two_users_two_devices_send_listen_receipts_block_unblock() {
         "{err}"
     );
     let (code, out, err) = accord(&[
-        "msg", "send", "--session", a1.s(), "--to", BOB, "are you there",
+        "msg",
+        "send",
+        "--session",
+        a1.s(),
+        "--to",
+        BOB,
+        "are you there",
     ]);
     assert_eq!(code, 0, "{out}\n{err}");
     let (x, _) = sent_id(&out);
     for d in [&b1, &b2] {
         let (code, out, err) = accord(&[
-            "msg", "listen", "--session", d.s(), "--count", "1", "--timeout-s", "2",
+            "msg",
+            "listen",
+            "--session",
+            d.s(),
+            "--count",
+            "1",
+            "--timeout-s",
+            "2",
         ]);
         assert_eq!((code, out.as_str()), (1, ""), "{err}");
         assert!(err.contains("timed out"), "{err}");
@@ -325,7 +356,13 @@ fn two_users_two_devices_send_listen_receipts_block_unblock() {
         (0, format!("unblocked {}", a1.account).as_str())
     );
     let (code, _, err) = accord(&[
-        "msg", "send", "--session", a1.s(), "--to", BOB, "back again",
+        "msg",
+        "send",
+        "--session",
+        a1.s(),
+        "--to",
+        BOB,
+        "back again",
     ]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(listen(&b1, 1), vec![from(&a1, "back again")]);
@@ -340,7 +377,12 @@ fn state_sealed_under_a_passphrase_and_clear_errors() {
     std::fs::write(&pass, "correct horse battery staple\n").unwrap();
     let pass = pass.to_str().unwrap();
     let (code, out, err) = accord(&[
-        "msg", "keys", "--session", c1.s(), "--passphrase-file", pass,
+        "msg",
+        "keys",
+        "--session",
+        c1.s(),
+        "--passphrase-file",
+        pass,
     ]);
     assert_eq!(code, 0, "{out}\n{err}");
     let state = std::fs::read_to_string(dir.path().join("c1.e2e.json")).unwrap();
@@ -366,7 +408,14 @@ fn state_sealed_under_a_passphrase_and_clear_errors() {
 
     // An unknown number is the user's error, in one line without the number.
     let (code, _, err) = accord(&[
-        "msg", "send", "--session", c1.s(), "--passphrase-file", pass, "--to", "+6281233334444",
+        "msg",
+        "send",
+        "--session",
+        c1.s(),
+        "--passphrase-file",
+        pass,
+        "--to",
+        "+6281233334444",
         "hi",
     ]);
     assert_eq!(code, 2, "{err}");
@@ -401,7 +450,15 @@ fn msg_commands_have_help_and_refuse_bad_input() {
     )
     .unwrap();
     for bad in [
-        vec!["msg", "send", "--session", s, "--to", "0812-3456-7890", "hi"],
+        vec![
+            "msg",
+            "send",
+            "--session",
+            s,
+            "--to",
+            "0812-3456-7890",
+            "hi",
+        ],
         vec!["msg", "send", "--session", s, "--to", ALICE, ""],
         vec!["msg", "listen", "--session", s, "--count", "0"],
         vec!["block", "--session", s, "12"],
@@ -415,7 +472,14 @@ fn msg_commands_have_help_and_refuse_bad_input() {
     }
     // Both key sources at once is a usage error.
     let (code, _, _) = accord(&[
-        "msg", "keys", "--session", s, "--key-file", "k", "--passphrase-file", "p",
+        "msg",
+        "keys",
+        "--session",
+        s,
+        "--key-file",
+        "k",
+        "--passphrase-file",
+        "p",
     ]);
     assert_eq!(code, 2);
     // An unreachable server is an internal failure (exit 1), and the state
@@ -423,5 +487,8 @@ fn msg_commands_have_help_and_refuse_bad_input() {
     let (code, _, err) = accord(&["msg", "keys", "--session", s]);
     assert_eq!(code, 1, "{err}");
     let state = std::fs::read_to_string(dir.path().join("s.e2e.json")).unwrap();
-    assert!(!state.contains("signing_key") && !state.contains("pickle"), "{state}");
+    assert!(
+        !state.contains("signing_key") && !state.contains("pickle"),
+        "{state}"
+    );
 }

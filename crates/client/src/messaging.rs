@@ -26,6 +26,14 @@
 //!
 //! Read receipts are ordinary end-to-end messages
 //! ([`PlaintextKind::ReadReceipt`]); the server cannot tell them from texts.
+//! Server delivery receipts carry no mailbox id, so they cannot be acked:
+//! a device remembers the ones it has reported (sealed, in the directory)
+//! and hands each to its caller once, and drops the receipts of its own
+//! acks.
+//!
+//! **Architecture Invariant:** no plaintext, private key or pickle is
+//! written unsealed; the only secrets in clear on disk are the key file or
+//! passphrase file the user chose.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -33,6 +41,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use accord_domain::{AccountId, Clock, DeviceId, PhoneNumber, SystemClock, Timestamp};
@@ -574,6 +583,8 @@ pub struct Device {
     account: AccountId,
     machine: E2eMachine,
     dir: Directory,
+    /// Stamps `sent_at` on outgoing payloads.
+    clock: Arc<dyn Clock>,
 }
 
 /// Prints ids and counts only.
@@ -615,6 +626,7 @@ impl Device {
             account,
             machine: E2eMachine::new(device),
             dir: Directory::default(),
+            clock: Arc::new(SystemClock),
         };
         device.save()?;
         Ok(device)
@@ -633,6 +645,7 @@ impl Device {
             account: file.account_id,
             machine,
             dir,
+            clock: Arc::new(SystemClock),
         })
     }
 
@@ -652,6 +665,12 @@ impl Device {
             return Err(MessagingError::OtherDevice);
         }
         Ok(d)
+    }
+
+    /// Uses `clock` (instead of the system clock) to stamp messages.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     pub fn account_id(&self) -> AccountId {
@@ -829,7 +848,7 @@ impl Device {
     ) -> Result<Sent> {
         let plaintext = Plaintext {
             client_message_id: ClientMessageId::random(),
-            sent_at: SystemClock.now(),
+            sent_at: self.clock.now(),
             kind,
         };
         self.send_plaintext(client, to, &plaintext).await

@@ -21,7 +21,10 @@ fn mac(secret: &[u8], timestamp_ms: i64, body: &[u8]) -> Hmac<Sha256> {
 
 /// `v1=<hex>` for the signature header.
 pub fn sign(secret: &[u8], timestamp_ms: i64, body: &[u8]) -> String {
-    format!("v1={}", hex::encode(mac(secret, timestamp_ms, body).finalize().into_bytes()))
+    format!(
+        "v1={}",
+        hex::encode(mac(secret, timestamp_ms, body).finalize().into_bytes())
+    )
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,7 +38,13 @@ pub enum MacError {
 }
 
 /// Checks a signature header in constant time, and the freshness window.
-pub fn verify(secret: &[u8], timestamp_ms: i64, now_ms: i64, body: &[u8], header: &str) -> Result<(), MacError> {
+pub fn verify(
+    secret: &[u8],
+    timestamp_ms: i64,
+    now_ms: i64,
+    body: &[u8],
+    header: &str,
+) -> Result<(), MacError> {
     let tag = header
         .strip_prefix("v1=")
         .and_then(|h| hex::decode(h).ok())
@@ -58,9 +67,18 @@ mod tests {
         let h = sign(s, 1000, b"body");
         assert_eq!(verify(s, 1000, 1000, b"body", &h), Ok(()));
         assert_eq!(verify(s, 1000, 1000, b"bodY", &h), Err(MacError::Mismatch));
-        assert_eq!(verify(b"other", 1000, 1000, b"body", &h), Err(MacError::Mismatch));
+        assert_eq!(
+            verify(b"other", 1000, 1000, b"body", &h),
+            Err(MacError::Mismatch)
+        );
         assert_eq!(verify(s, 1001, 1001, b"body", &h), Err(MacError::Mismatch));
-        assert_eq!(verify(s, 1000, 1000 + MAX_SKEW_MS + 1, b"body", &h), Err(MacError::Stale));
-        assert_eq!(verify(s, 1000, 1000, b"body", "v1=zz"), Err(MacError::Malformed));
+        assert_eq!(
+            verify(s, 1000, 1000 + MAX_SKEW_MS + 1, b"body", &h),
+            Err(MacError::Stale)
+        );
+        assert_eq!(
+            verify(s, 1000, 1000, b"body", "v1=zz"),
+            Err(MacError::Malformed)
+        );
     }
 }

@@ -19,8 +19,8 @@ use crate::service::{Messenger, ServiceError};
 use accord_crypto::mac;
 use accord_crypto::oprf::{KeyVersion, OprfPurpose};
 use accord_domain::coordination::{
-    digests_of, pseudonym_hex, BucketList, BucketOutcome, Digests, EventResult, FeedAck, FeedBatch, FeedEvent, LedgerRef,
-    Mismatches, PARTNER,
+    digests_of, pseudonym_hex, BucketList, BucketOutcome, Digests, EventResult, FeedAck, FeedBatch,
+    FeedEvent, LedgerRef, Mismatches, PARTNER,
 };
 use accord_domain::ledger::LedgerRecord;
 use accord_domain::time::{HOUR_MS, SECOND_MS};
@@ -142,7 +142,12 @@ impl Dispatcher {
         Ok(n)
     }
 
-    async fn plan(&self, due: FeedDue, version: Option<KeyVersion>, now: Timestamp) -> Result<Planned, ServiceError> {
+    async fn plan(
+        &self,
+        due: FeedDue,
+        version: Option<KeyVersion>,
+        now: Timestamp,
+    ) -> Result<Planned, ServiceError> {
         let store = &self.messenger.store;
         let policies = store.policies().await?;
         let holding = store.partner_holding(due.account).await?;
@@ -189,13 +194,18 @@ impl Dispatcher {
             let mut p = self.plan(d, version, now).await?;
             if !p.granted.is_empty() && p.desired.is_none() {
                 // Granted, but the pseudonym is not computed yet: wait.
-                store.feed_postpone(p.due.account, now.plus_millis(5 * SECOND_MS)).await?;
+                store
+                    .feed_postpone(p.due.account, now.plus_millis(5 * SECOND_MS))
+                    .await?;
                 report.postponed += 1;
                 continue;
             }
             let base = (p.due.upto as u64) * 2;
             if let Some(h) = &p.holding {
-                let same = p.desired.as_ref().is_some_and(|(ps, _, _)| *ps == h.pseudonym);
+                let same = p
+                    .desired
+                    .as_ref()
+                    .is_some_and(|(ps, _, _)| *ps == h.pseudonym);
                 if !same {
                     p.revoke_id = Some(base);
                     events.push(FeedEvent {
@@ -210,7 +220,12 @@ impl Dispatcher {
                 }
             }
             if let Some((ps, v, purposes)) = &p.desired {
-                let devices = store.devices(p.due.account).await?.into_iter().map(|d| d.info).collect();
+                let devices = store
+                    .devices(p.due.account)
+                    .await?
+                    .into_iter()
+                    .map(|d| d.info)
+                    .collect();
                 let ledger_ref = store
                     .ledger_for_account(p.due.account)
                     .await?
@@ -246,7 +261,10 @@ impl Dispatcher {
                     for p in &plans {
                         let backoff = (1i64 << p.due.attempts.min(8)) * SECOND_MS;
                         store
-                            .feed_postpone(p.due.account, now.plus_millis(backoff.min(300 * SECOND_MS)))
+                            .feed_postpone(
+                                p.due.account,
+                                now.plus_millis(backoff.min(300 * SECOND_MS)),
+                            )
                             .await?;
                     }
                     report.failed = true;
@@ -285,28 +303,32 @@ impl Dispatcher {
         let get = |id: Option<u64>| -> Result<Option<&EventResult>, ServiceError> {
             match id {
                 None => Ok(None),
-                Some(id) => results
-                    .get(&id)
-                    .map(Some)
-                    .ok_or_else(|| ServiceError::KeyService(format!("the partner did not answer event {id}"))),
+                Some(id) => results.get(&id).map(Some).ok_or_else(|| {
+                    ServiceError::KeyService(format!("the partner did not answer event {id}"))
+                }),
             }
         };
-        let confirm = |records: &mut Vec<LedgerRecord>, r: &EventResult, purposes: BTreeSet<Purpose>| {
-            if !purposes.is_empty() {
-                records.push(LedgerRecord {
-                    at: r.confirmed_at,
-                    account: Some(account),
-                    event: LedgerEvent::DeletionConfirmed {
-                        recipient: PARTNER.into(),
-                        purposes,
-                        event_id: r.event_id,
-                        confirmed_at: r.confirmed_at,
-                    },
-                });
-            }
-        };
+        let confirm =
+            |records: &mut Vec<LedgerRecord>, r: &EventResult, purposes: BTreeSet<Purpose>| {
+                if !purposes.is_empty() {
+                    records.push(LedgerRecord {
+                        at: r.confirmed_at,
+                        account: Some(account),
+                        event: LedgerEvent::DeletionConfirmed {
+                            recipient: PARTNER.into(),
+                            purposes,
+                            event_id: r.event_id,
+                            confirmed_at: r.confirmed_at,
+                        },
+                    });
+                }
+            };
         if let (Some(h), Some(r)) = (&p.holding, get(p.revoke_id)?) {
-            confirm(&mut records, r, h.purposes.difference(&r.held).copied().collect());
+            confirm(
+                &mut records,
+                r,
+                h.purposes.difference(&r.held).copied().collect(),
+            );
         }
         let mut holding = None;
         if let (Some((ps, v, _)), Some(r)) = (&p.desired, get(p.share_id)?) {
@@ -314,7 +336,11 @@ impl Dispatcher {
                 Some(h) if h.pseudonym == *ps => h.purposes.clone(),
                 _ => BTreeSet::new(),
             };
-            confirm(&mut records, r, before.difference(&r.held).copied().collect());
+            confirm(
+                &mut records,
+                r,
+                before.difference(&r.held).copied().collect(),
+            );
             let new: BTreeSet<Purpose> = r.held.difference(&before).copied().collect();
             if !new.is_empty() {
                 records.push(LedgerRecord {
@@ -365,7 +391,11 @@ impl Dispatcher {
         Ok(ack)
     }
 
-    async fn post_signed<T: serde::de::DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T, String> {
+    async fn post_signed<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<T, String> {
         let body = serde_json::to_vec(body).map_err(|e| e.to_string())?;
         let now = self.messenger.now();
         let sig = mac::sign(self.config.secret.expose_secret(), now.0, &body);
@@ -390,7 +420,8 @@ impl Dispatcher {
     /// not hold, and what it lacks is queued for resync.
     pub async fn reconcile(&self) -> Result<ReconcileReport, ServiceError> {
         let store = &self.messenger.store;
-        let mut by_purpose: BTreeMap<Purpose, Vec<([u8; 32], accord_domain::AccountId)>> = BTreeMap::new();
+        let mut by_purpose: BTreeMap<Purpose, Vec<([u8; 32], accord_domain::AccountId)>> =
+            BTreeMap::new();
         let mut after = None;
         loop {
             let page = store.partner_holdings(after, 1000).await?;
@@ -406,13 +437,21 @@ impl Dispatcher {
             digests: Purpose::ALL
                 .into_iter()
                 .map(|p| {
-                    let ps: Vec<[u8; 32]> = by_purpose.get(&p).map(|v| v.iter().map(|(x, _)| *x).collect()).unwrap_or_default();
+                    let ps: Vec<[u8; 32]> = by_purpose
+                        .get(&p)
+                        .map(|v| v.iter().map(|(x, _)| *x).collect())
+                        .unwrap_or_default();
                     (p, digests_of(&ps))
                 })
                 .collect(),
         };
-        let fail = |e: String| ServiceError::KeyService(format!("reconciliation with the partner failed: {e}"));
-        let mismatches: Mismatches = self.post_signed("/v1/feed/reconcile/digests", &digests).await.map_err(fail)?;
+        let fail = |e: String| {
+            ServiceError::KeyService(format!("reconciliation with the partner failed: {e}"))
+        };
+        let mismatches: Mismatches = self
+            .post_signed("/v1/feed/reconcile/digests", &digests)
+            .await
+            .map_err(fail)?;
         let mut report = ReconcileReport {
             buckets_checked: 256 * Purpose::ALL.len(),
             mismatched_buckets: mismatches.buckets.len(),
@@ -429,7 +468,10 @@ impl Dispatcher {
                 bucket,
                 pseudonyms: members.iter().map(|(p, _)| pseudonym_hex(p)).collect(),
             };
-            let out: BucketOutcome = self.post_signed("/v1/feed/reconcile/bucket", &list).await.map_err(fail)?;
+            let out: BucketOutcome = self
+                .post_signed("/v1/feed/reconcile/bucket", &list)
+                .await
+                .map_err(fail)?;
             report.deleted_at_partner += out.deleted;
             for m in &out.missing {
                 if let Some((_, a)) = members.iter().find(|(p, _)| pseudonym_hex(p) == *m) {
@@ -466,7 +508,11 @@ impl Dispatcher {
 
     /// Runs passes every `every` until `stop` changes; raises an alert
     /// (error log) while any deletion is unconfirmed past the deadline.
-    pub fn spawn(self, every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    pub fn spawn(
+        self,
+        every: Duration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let mut pass: u64 = 0;
             loop {
@@ -495,4 +541,3 @@ impl Dispatcher {
         })
     }
 }
-

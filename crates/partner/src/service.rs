@@ -3,7 +3,8 @@
 use accord_crypto::mac;
 use accord_crypto::token::{BearerToken, TokenHash};
 use accord_domain::coordination::{
-    digests_of, parse_pseudonym_hex, pseudonym_hex, BucketList, BucketOutcome, Digests, FeedAck, FeedBatch, Mismatches,
+    digests_of, parse_pseudonym_hex, pseudonym_hex, BucketList, BucketOutcome, Digests, FeedAck,
+    FeedBatch, Mismatches,
 };
 use accord_domain::{Clock, Purpose, Timestamp};
 use accord_storage::partner::{IncomingEvent, PartnerStats, PartnerStore, PartnerUser, Record};
@@ -60,12 +61,26 @@ impl PartnerService {
     }
 
     /// Verifies and applies a signed batch, in order.
-    pub async fn ingest(&self, timestamp_ms: i64, signature: &str, body: &[u8]) -> Result<FeedAck, PartnerError> {
+    pub async fn ingest(
+        &self,
+        timestamp_ms: i64,
+        signature: &str,
+        body: &[u8],
+    ) -> Result<FeedAck, PartnerError> {
         let now = self.now();
-        mac::verify(self.feed_secret.expose_secret(), timestamp_ms, now.0, body, signature)?;
-        let batch: FeedBatch = serde_json::from_slice(body).map_err(|e| PartnerError::BadBatch(e.to_string()))?;
+        mac::verify(
+            self.feed_secret.expose_secret(),
+            timestamp_ms,
+            now.0,
+            body,
+            signature,
+        )?;
+        let batch: FeedBatch =
+            serde_json::from_slice(body).map_err(|e| PartnerError::BadBatch(e.to_string()))?;
         if batch.events.len() > MAX_BATCH {
-            return Err(PartnerError::BadBatch(format!("more than {MAX_BATCH} events")));
+            return Err(PartnerError::BadBatch(format!(
+                "more than {MAX_BATCH} events"
+            )));
         }
         // Parse everything before applying anything.
         let events: Vec<IncomingEvent> = batch
@@ -73,17 +88,24 @@ impl PartnerService {
             .iter()
             .enumerate()
             .map(|(i, e)| {
-                let pseudonym = parse_pseudonym_hex(&e.pseudonym)
-                    .ok_or_else(|| PartnerError::BadBatch(format!("event {i}: pseudonym must be 64 hex digits")))?;
+                let pseudonym = parse_pseudonym_hex(&e.pseudonym).ok_or_else(|| {
+                    PartnerError::BadBatch(format!("event {i}: pseudonym must be 64 hex digits"))
+                })?;
                 if !e.purposes.is_empty() && e.devices.is_empty() {
-                    return Err(PartnerError::BadBatch(format!("event {i}: a share carries device information")));
+                    return Err(PartnerError::BadBatch(format!(
+                        "event {i}: a share carries device information"
+                    )));
                 }
                 Ok(IncomingEvent {
                     event_id: e.event_id,
                     pseudonym,
                     key_version: e.key_version,
                     purposes: e.purposes.clone(),
-                    devices: if e.purposes.is_empty() { vec![] } else { e.devices.clone() },
+                    devices: if e.purposes.is_empty() {
+                        vec![]
+                    } else {
+                        e.devices.clone()
+                    },
                     ledger_ref: e.ledger_ref.clone(),
                 })
             })
@@ -97,18 +119,34 @@ impl PartnerService {
             results.push(r);
         }
         // Tombstones only need to outlive the signature's freshness window.
-        self.store.purge_tombstones(now.plus_millis(-3_600_000)).await?;
+        self.store
+            .purge_tombstones(now.plus_millis(-3_600_000))
+            .await?;
         Ok(FeedAck { results })
     }
 
     /// Reconciliation step 1: which buckets differ from the messenger's.
-    pub async fn compare_digests(&self, timestamp_ms: i64, signature: &str, body: &[u8]) -> Result<Mismatches, PartnerError> {
-        mac::verify(self.feed_secret.expose_secret(), timestamp_ms, self.now().0, body, signature)?;
-        let d: Digests = serde_json::from_slice(body).map_err(|e| PartnerError::BadBatch(e.to_string()))?;
+    pub async fn compare_digests(
+        &self,
+        timestamp_ms: i64,
+        signature: &str,
+        body: &[u8],
+    ) -> Result<Mismatches, PartnerError> {
+        mac::verify(
+            self.feed_secret.expose_secret(),
+            timestamp_ms,
+            self.now().0,
+            body,
+            signature,
+        )?;
+        let d: Digests =
+            serde_json::from_slice(body).map_err(|e| PartnerError::BadBatch(e.to_string()))?;
         let mut buckets = Vec::new();
         for (purpose, theirs) in &d.digests {
             if theirs.len() != 256 {
-                return Err(PartnerError::BadBatch("256 digests per purpose expected".into()));
+                return Err(PartnerError::BadBatch(
+                    "256 digests per purpose expected".into(),
+                ));
             }
             let ours = digests_of(&self.store.pseudonyms(*purpose).await?);
             for (i, (a, b)) in ours.iter().zip(theirs).enumerate() {
@@ -122,13 +160,28 @@ impl PartnerService {
 
     /// Reconciliation step 2: deletes what the messenger does not list,
     /// and names what it lists that is not held.
-    pub async fn reconcile_bucket(&self, timestamp_ms: i64, signature: &str, body: &[u8]) -> Result<BucketOutcome, PartnerError> {
-        mac::verify(self.feed_secret.expose_secret(), timestamp_ms, self.now().0, body, signature)?;
-        let l: BucketList = serde_json::from_slice(body).map_err(|e| PartnerError::BadBatch(e.to_string()))?;
+    pub async fn reconcile_bucket(
+        &self,
+        timestamp_ms: i64,
+        signature: &str,
+        body: &[u8],
+    ) -> Result<BucketOutcome, PartnerError> {
+        mac::verify(
+            self.feed_secret.expose_secret(),
+            timestamp_ms,
+            self.now().0,
+            body,
+            signature,
+        )?;
+        let l: BucketList =
+            serde_json::from_slice(body).map_err(|e| PartnerError::BadBatch(e.to_string()))?;
         let listed: std::collections::BTreeSet<[u8; 32]> = l
             .pseudonyms
             .iter()
-            .map(|h| parse_pseudonym_hex(h).ok_or_else(|| PartnerError::BadBatch("pseudonym must be 64 hex digits".into())))
+            .map(|h| {
+                parse_pseudonym_hex(h)
+                    .ok_or_else(|| PartnerError::BadBatch("pseudonym must be 64 hex digits".into()))
+            })
             .collect::<Result<_, _>>()?;
         let held: std::collections::BTreeSet<[u8; 32]> = self
             .store
@@ -144,7 +197,12 @@ impl PartnerService {
             }
         }
         if deleted > 0 {
-            tracing::warn!(purpose = l.purpose.as_str(), bucket = l.bucket, deleted, "reconciliation deleted records the messenger does not share");
+            tracing::warn!(
+                purpose = l.purpose.as_str(),
+                bucket = l.bucket,
+                deleted,
+                "reconciliation deleted records the messenger does not share"
+            );
         }
         Ok(BucketOutcome {
             deleted,
@@ -153,12 +211,19 @@ impl PartnerService {
     }
 
     /// A read of messenger-derived data, for a named purpose.
-    pub async fn read(&self, pseudonym: &[u8; 32], purpose: Purpose) -> Result<Record, PartnerError> {
+    pub async fn read(
+        &self,
+        pseudonym: &[u8; 32],
+        purpose: Purpose,
+    ) -> Result<Record, PartnerError> {
         match self.store.record(pseudonym, purpose).await? {
             Some(r) => Ok(r),
             None => {
                 self.store.count_denied_read(purpose).await?;
-                tracing::info!(purpose = purpose.as_str(), "read refused: purpose not granted");
+                tracing::info!(
+                    purpose = purpose.as_str(),
+                    "read refused: purpose not granted"
+                );
                 Err(PartnerError::PurposeNotGranted(purpose))
             }
         }
@@ -167,10 +232,16 @@ impl PartnerService {
     /// Registers a partner user. `phone_pseudonym` is the user's
     /// `coordination` pseudonym, computed by their client through the key
     /// service (blinded); the partner never sees the number.
-    pub async fn create_user(&self, name: &str, phone_pseudonym: Option<[u8; 32]>) -> Result<(PartnerUser, String), PartnerError> {
+    pub async fn create_user(
+        &self,
+        name: &str,
+        phone_pseudonym: Option<[u8; 32]>,
+    ) -> Result<(PartnerUser, String), PartnerError> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-            return Err(PartnerError::BadRequest("name must be 1 to 100 printable characters".into()));
+            return Err(PartnerError::BadRequest(
+                "name must be 1 to 100 printable characters".into(),
+            ));
         }
         let token = BearerToken::generate();
         let user = PartnerUser {
@@ -188,14 +259,24 @@ impl PartnerService {
         Ok(self.store.user_by_token(&TokenHash::of(token).0).await?)
     }
 
-    pub async fn upload_contacts(&self, user: &PartnerUser, hex: &[String]) -> Result<u64, PartnerError> {
+    pub async fn upload_contacts(
+        &self,
+        user: &PartnerUser,
+        hex: &[String],
+    ) -> Result<u64, PartnerError> {
         if hex.len() > 10_000 {
-            return Err(PartnerError::BadRequest("at most 10,000 contacts per upload".into()));
+            return Err(PartnerError::BadRequest(
+                "at most 10,000 contacts per upload".into(),
+            ));
         }
         let ps: Vec<[u8; 32]> = hex
             .iter()
             .enumerate()
-            .map(|(i, h)| parse_pseudonym_hex(h).ok_or_else(|| PartnerError::BadRequest(format!("contact {i}: 64 hex digits expected"))))
+            .map(|(i, h)| {
+                parse_pseudonym_hex(h).ok_or_else(|| {
+                    PartnerError::BadRequest(format!("contact {i}: 64 hex digits expected"))
+                })
+            })
             .collect::<Result<_, _>>()?;
         Ok(self.store.upload_contacts(user.id, &ps).await?)
     }

@@ -213,7 +213,11 @@ pub trait MessengerStore: Send + Sync + std::fmt::Debug + 'static {
     /// What the partner holds of `account`.
     async fn partner_holding(&self, account: AccountId) -> Result<Option<PartnerHolding>>;
     /// Every holding, by account, after `after` (paging), at most `limit`.
-    async fn partner_holdings(&self, after: Option<AccountId>, limit: u32) -> Result<Vec<(AccountId, PartnerHolding)>>;
+    async fn partner_holdings(
+        &self,
+        after: Option<AccountId>,
+        limit: u32,
+    ) -> Result<Vec<(AccountId, PartnerHolding)>>;
     /// Records a confirmed delivery, atomically: the new holding (`None`:
     /// the partner holds nothing), the ledger records (propagations,
     /// deletion confirmations), and removal of the account's outbox rows
@@ -400,7 +404,12 @@ fn holding_row(r: &AnyRow) -> Result<PartnerHolding> {
 }
 
 /// Queues feed work for `account` inside `tx` (transactional outbox).
-async fn enqueue_feed(tx: &mut Transaction<'_, Any>, account: AccountId, reason: &str, at: Timestamp) -> Result<()> {
+async fn enqueue_feed(
+    tx: &mut Transaction<'_, Any>,
+    account: AccountId,
+    reason: &str,
+    at: Timestamp,
+) -> Result<()> {
     sqlx::query("INSERT INTO feed_outbox (account_id, reason, created_at, attempts, next_attempt_at) VALUES ($1, $2, $3, 0, $3)")
         .bind(uuid_text(account.0))
         .bind(reason)
@@ -902,14 +911,25 @@ impl MessengerStore for SqlMessengerStore {
             .transpose()
     }
 
-    async fn partner_holdings(&self, after: Option<AccountId>, limit: u32) -> Result<Vec<(AccountId, PartnerHolding)>> {
-        let rows = sqlx::query("SELECT * FROM partner_holdings WHERE account_id > $1 ORDER BY account_id LIMIT $2")
-            .bind(after.map(|a| uuid_text(a.0)).unwrap_or_default())
-            .bind(limit as i64)
-            .fetch_all(&self.db.pool)
-            .await?;
+    async fn partner_holdings(
+        &self,
+        after: Option<AccountId>,
+        limit: u32,
+    ) -> Result<Vec<(AccountId, PartnerHolding)>> {
+        let rows = sqlx::query(
+            "SELECT * FROM partner_holdings WHERE account_id > $1 ORDER BY account_id LIMIT $2",
+        )
+        .bind(after.map(|a| uuid_text(a.0)).unwrap_or_default())
+        .bind(limit as i64)
+        .fetch_all(&self.db.pool)
+        .await?;
         rows.iter()
-            .map(|r| Ok((AccountId(parse_uuid(&r.try_get::<String, _>("account_id")?)?), holding_row(r)?)))
+            .map(|r| {
+                Ok((
+                    AccountId(parse_uuid(&r.try_get::<String, _>("account_id")?)?),
+                    holding_row(r)?,
+                ))
+            })
             .collect()
     }
 
@@ -964,9 +984,11 @@ impl MessengerStore for SqlMessengerStore {
         )
         .fetch_one(&self.db.pool)
         .await?;
-        let failing: i64 = sqlx::query_scalar("SELECT COUNT(DISTINCT account_id) FROM feed_outbox WHERE attempts > 0")
-            .fetch_one(&self.db.pool)
-            .await?;
+        let failing: i64 = sqlx::query_scalar(
+            "SELECT COUNT(DISTINCT account_id) FROM feed_outbox WHERE attempts > 0",
+        )
+        .fetch_one(&self.db.pool)
+        .await?;
         let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM partner_holdings")
             .fetch_one(&self.db.pool)
             .await?;

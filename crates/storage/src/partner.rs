@@ -95,8 +95,16 @@ pub struct SqlPartnerStore {
 impl SqlPartnerStore {
     pub async fn new(db: Db) -> Result<Self> {
         match db.backend {
-            Backend::Sqlite => sqlx::migrate!("./migrations/partner/sqlite").run(&db.pool).await?,
-            Backend::Postgres => sqlx::migrate!("./migrations/partner/postgres").run(&db.pool).await?,
+            Backend::Sqlite => {
+                sqlx::migrate!("./migrations/partner/sqlite")
+                    .run(&db.pool)
+                    .await?
+            }
+            Backend::Postgres => {
+                sqlx::migrate!("./migrations/partner/postgres")
+                    .run(&db.pool)
+                    .await?
+            }
         }
         Ok(SqlPartnerStore { db })
     }
@@ -106,7 +114,8 @@ impl SqlPartnerStore {
 }
 
 fn b32(v: Vec<u8>) -> Result<[u8; 32]> {
-    v.try_into().map_err(|_| StoreError::Corrupt("pseudonym is not 32 bytes".into()))
+    v.try_into()
+        .map_err(|_| StoreError::Corrupt("pseudonym is not 32 bytes".into()))
 }
 
 fn purpose_of(s: &str) -> Result<Purpose> {
@@ -116,7 +125,8 @@ fn purpose_of(s: &str) -> Result<Purpose> {
 fn user_row(r: &AnyRow) -> Result<PartnerUser> {
     let p: Option<Vec<u8>> = r.try_get("phone_pseudonym")?;
     Ok(PartnerUser {
-        id: Uuid::parse_str(&r.try_get::<String, _>("id")?).map_err(|_| StoreError::Corrupt("uuid".into()))?,
+        id: Uuid::parse_str(&r.try_get::<String, _>("id")?)
+            .map_err(|_| StoreError::Corrupt("uuid".into()))?,
         name: r.try_get("name")?,
         phone_pseudonym: p.map(b32).transpose()?,
         ads_personalisation: r.try_get::<i64, _>("ads_personalisation")? != 0,
@@ -135,17 +145,19 @@ impl PartnerStore for SqlPartnerStore {
             .bind(p.clone())
             .execute(&mut *tx)
             .await?;
-        let last: Option<i64> = sqlx::query_scalar("SELECT last_event_id FROM subjects WHERE pseudonym = $1")
-            .bind(p.clone())
-            .fetch_optional(&mut *tx)
-            .await?;
-        let held: BTreeSet<Purpose> = sqlx::query_scalar::<_, String>("SELECT purpose FROM records WHERE pseudonym = $1")
-            .bind(p.clone())
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|s| purpose_of(s))
-            .collect::<Result<_>>()?;
+        let last: Option<i64> =
+            sqlx::query_scalar("SELECT last_event_id FROM subjects WHERE pseudonym = $1")
+                .bind(p.clone())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let held: BTreeSet<Purpose> =
+            sqlx::query_scalar::<_, String>("SELECT purpose FROM records WHERE pseudonym = $1")
+                .bind(p.clone())
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|s| purpose_of(s))
+                .collect::<Result<_>>()?;
         if last.is_some_and(|l| l >= e.event_id as i64) {
             // A duplicate or an older event: already superseded.
             tx.commit().await?;
@@ -278,10 +290,12 @@ impl PartnerStore for SqlPartnerStore {
     }
 
     async fn pseudonyms(&self, purpose: Purpose) -> Result<Vec<[u8; 32]>> {
-        let rows: Vec<Vec<u8>> = sqlx::query_scalar("SELECT pseudonym FROM records WHERE purpose = $1 ORDER BY pseudonym")
-            .bind(purpose.as_str())
-            .fetch_all(&self.db.pool)
-            .await?;
+        let rows: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT pseudonym FROM records WHERE purpose = $1 ORDER BY pseudonym",
+        )
+        .bind(purpose.as_str())
+        .fetch_all(&self.db.pool)
+        .await?;
         rows.into_iter().map(b32).collect()
     }
 
@@ -350,10 +364,11 @@ impl PartnerStore for SqlPartnerStore {
     }
 
     async fn link_of(&self, user: Uuid) -> Result<Option<[u8; 32]>> {
-        let v: Option<Vec<u8>> = sqlx::query_scalar("SELECT pseudonym FROM links WHERE partner_user_id = $1")
-            .bind(user.hyphenated().to_string())
-            .fetch_optional(&self.db.pool)
-            .await?;
+        let v: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT pseudonym FROM links WHERE partner_user_id = $1")
+                .bind(user.hyphenated().to_string())
+                .fetch_optional(&self.db.pool)
+                .await?;
         v.map(b32).transpose()
     }
 
@@ -400,18 +415,30 @@ impl PartnerStore for SqlPartnerStore {
 
     async fn stats(&self) -> Result<PartnerStats> {
         let count = |sql: &'static str| async move {
-            sqlx::query_scalar::<_, i64>(sql).fetch_one(&self.db.pool).await.map(|n| n as u64)
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&self.db.pool)
+                .await
+                .map(|n| n as u64)
         };
         let mut records = BTreeMap::new();
         for r in sqlx::query("SELECT purpose, COUNT(*) AS n FROM records GROUP BY purpose")
             .fetch_all(&self.db.pool)
             .await?
         {
-            records.insert(r.try_get::<String, _>("purpose")?, r.try_get::<i64, _>("n")? as u64);
+            records.insert(
+                r.try_get::<String, _>("purpose")?,
+                r.try_get::<i64, _>("n")? as u64,
+            );
         }
         let mut denied_reads = BTreeMap::new();
-        for r in sqlx::query("SELECT purpose, count FROM denied_reads").fetch_all(&self.db.pool).await? {
-            denied_reads.insert(r.try_get::<String, _>("purpose")?, r.try_get::<i64, _>("count")? as u64);
+        for r in sqlx::query("SELECT purpose, count FROM denied_reads")
+            .fetch_all(&self.db.pool)
+            .await?
+        {
+            denied_reads.insert(
+                r.try_get::<String, _>("purpose")?,
+                r.try_get::<i64, _>("count")? as u64,
+            );
         }
         Ok(PartnerStats {
             subjects: count("SELECT COUNT(*) FROM subjects").await?,

@@ -174,7 +174,10 @@ pub async fn run(a: Admin) -> CliResult {
             println!("lag: {} s{alert}", v["lag_s"]);
             println!(
                 "pending events: {} (accounts: {}, failing: {}, max attempts: {})",
-                st["pending_events"], st["pending_accounts"], st["failing_accounts"], st["max_attempts"]
+                st["pending_events"],
+                st["pending_accounts"],
+                st["failing_accounts"],
+                st["max_attempts"]
             );
             println!("accounts held by the partner: {}", st["held_accounts"]);
         }

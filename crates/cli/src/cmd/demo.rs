@@ -3,7 +3,7 @@
 //! SQLite in `<data-dir>/demo` and a simulated clock. Every step goes
 //! through the HTTP API, as a device or the operator would.
 
-use super::serve::{in_process_keys, messenger_state, open_keyd};
+use super::serve::{in_process_keys, messenger_state, open_keyd, open_partner};
 use super::DataArgs;
 use crate::error::{CliError, CliResult};
 use accord_client::{AcceptChoice, Client, ConsentView};
@@ -50,9 +50,36 @@ struct Demo {
     base: String,
     admin: Client,
     step: u32,
+    feed: accord_messenger::feed::Dispatcher,
+    partner: accord_partner::PartnerService,
 }
 
 impl Demo {
+    /// Runs the coordination feed until it is idle and says what the
+    /// partner holds now.
+    async fn feed(&self) -> CliResult {
+        let r = self
+            .feed
+            .drain(20)
+            .await
+            .map_err(|e| CliError::Internal(anyhow::anyhow!("{e}")))?;
+        let st = self
+            .partner
+            .stats()
+            .await
+            .map_err(|e| CliError::Internal(anyhow::anyhow!("{e}")))?;
+        println!(
+            "    feed: {} event(s) sent, {} propagation(s) and {} confirmed deletion(s) recorded in the ledger;",
+            r.events_sent, r.shared, r.deletions_confirmed
+        );
+        println!(
+            "          the partner holds {} ads and {} product record(s), by pseudonym only",
+            st.records.get("ads").copied().unwrap_or(0),
+            st.records.get("product").copied().unwrap_or(0)
+        );
+        Ok(())
+    }
+
     fn say(&mut self, what: &str) {
         self.step += 1;
         println!("\n[{}] {what}", self.step);
@@ -143,6 +170,25 @@ pub async fn run(a: DemoArgs) -> CliResult {
     ));
 
     let keys = in_process_keys(&keyd, format!("http://{keyd_addr}")).await?;
+
+    // The partner, on its own port and database, fed by the messenger.
+    let feed_secret = BearerToken::generate().reveal().as_bytes().to_vec();
+    let partner = open_partner(&data, clock_dyn.clone(), feed_secret.clone()).await?;
+    let partner_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| CliError::Internal(e.into()))?;
+    let partner_addr = partner_listener
+        .local_addr()
+        .map_err(|e| CliError::Internal(e.into()))?;
+    let partner_task = tokio::spawn(accord_partner::serve(
+        partner_listener,
+        accord_partner::router(accord_partner::AppState {
+            service: partner.clone(),
+            admin_token: TokenHash::of(admin_token.reveal()),
+        }),
+        until(stop_rx.clone()),
+    ));
+
     let state = messenger_state(
         &dir.display().to_string(),
         Arc::new(DevVerifier),
@@ -159,6 +205,10 @@ pub async fn run(a: DemoArgs) -> CliResult {
     let addr = listener
         .local_addr()
         .map_err(|e| CliError::Internal(e.into()))?;
+    let feed = accord_messenger::feed::Dispatcher::new(
+        state.messenger.clone(),
+        accord_messenger::feed::FeedConfig::new(format!("http://{partner_addr}"), feed_secret),
+    );
     let server = tokio::spawn(accord_messenger::serve(
         listener,
         accord_messenger::router(state),
@@ -166,18 +216,21 @@ pub async fn run(a: DemoArgs) -> CliResult {
     ));
     let base = format!("http://{addr}");
     println!(
-        "Accord demo: messenger on {base}, SQLite in {}, simulated clock.",
+        "Accord demo: messenger on {base}, key service on http://{keyd_addr}, partner on http://{partner_addr};\nSQLite in {}; simulated clock.",
         dir.display()
     );
     let mut d = Demo {
         base: base.clone(),
         admin: Client::new(&base).with_token(admin_token.reveal()),
         step: 0,
+        feed,
+        partner,
     };
     let result = story(&mut d).await;
     let _ = stop_tx.send(true);
     let _ = server.await;
     let _ = keyd_task.await;
+    let _ = partner_task.await;
     result?;
     println!(
         "\nDone. Inspect the database with: accord ledger verify --data-dir {}",
@@ -225,6 +278,7 @@ async fn story(d: &mut Demo) -> CliResult {
         shared(&alice.consent().await?),
         shared(&bob.consent().await?)
     );
+    d.feed().await?;
 
     d.advance_to(29, t0).await?;
     d.say("Day 29: Alice opts out, inside her 30-day window.");
@@ -232,6 +286,7 @@ async fn story(d: &mut Demo) -> CliResult {
         "    alice now shares {}",
         shared(&alice.withdraw(Purpose::Ads).await?)
     );
+    d.feed().await?;
     println!("    carol has not accepted yet and still uses the messenger: GET /v1/me -> ok ({} devices)", carol.me().await?["devices"]);
 
     d.advance_to(30, t0).await?;
@@ -256,6 +311,7 @@ async fn story(d: &mut Demo) -> CliResult {
         "    carol accepted with the box left ticked; she shares {}",
         shared(&v)
     );
+    d.feed().await?;
 
     d.advance_to(61, t0).await?;
     d.say("Day 61: Carol tries to opt out, 31 days after accepting.");
@@ -299,6 +355,7 @@ async fn story(d: &mut Demo) -> CliResult {
         "    and withdraws it again at once: she shares {}",
         shared(&v)
     );
+    d.feed().await?;
 
     d.say("Consent at past instants, rebuilt from the ledger alone.");
     for day in [10, 28, 30] {

@@ -111,17 +111,26 @@ pub fn feed_secret_in(dir: &Path) -> CliResult<Vec<u8>> {
     if let Ok(t) = std::fs::read_to_string(&path) {
         return Ok(t.trim().as_bytes().to_vec());
     }
-    std::fs::create_dir_all(dir).map_err(|e| CliError::Input(format!("cannot create {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| CliError::Input(format!("cannot create {}: {e}", dir.display())))?;
     let t = BearerToken::generate();
     write_private(&path, t.reveal().as_bytes())?;
     Ok(t.reveal().as_bytes().to_vec())
 }
 
 /// Opens the partner service: its own database.
-pub async fn open_partner(data: &DataArgs, clock: Arc<dyn Clock>, secret: Vec<u8>) -> CliResult<accord_partner::PartnerService> {
+pub async fn open_partner(
+    data: &DataArgs,
+    clock: Arc<dyn Clock>,
+    secret: Vec<u8>,
+) -> CliResult<accord_partner::PartnerService> {
     let db = Db::open_service(&data.location(), "partner").await?;
     let store = accord_storage::partner::SqlPartnerStore::new(db).await?;
-    Ok(accord_partner::PartnerService::new(Arc::new(store), clock, secret))
+    Ok(accord_partner::PartnerService::new(
+        Arc::new(store),
+        clock,
+        secret,
+    ))
 }
 
 fn internal(e: impl std::fmt::Display) -> CliError {
@@ -280,7 +289,11 @@ pub async fn run(a: ServeArgs) -> CliResult {
             service,
             admin_token: TokenHash::of(&admin_token),
         });
-        tasks.push(tokio::spawn(accord_partner::serve(listener, app, until(stop_rx.clone()))));
+        tasks.push(tokio::spawn(accord_partner::serve(
+            listener,
+            app,
+            until(stop_rx.clone()),
+        )));
     }
 
     if run_messenger {

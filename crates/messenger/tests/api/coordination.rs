@@ -135,21 +135,44 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 #[tokio::test]
 async fn whatsapp_2016_publish_accept_share_link_suggest_and_the_opt_out_window() {
     let app = spawn_app(opts(ConsentProfile::Whatsapp2016)).await;
-    let v1 = app.publish(ConsentProfile::Whatsapp2016, &Purpose::ALL).await;
+    let v1 = app
+        .publish(ConsentProfile::Whatsapp2016, &Purpose::ALL)
+        .await;
     let alice = app.register(&n(1), Some((v1.version, share(None)))).await;
-    let bob = app.register(&n(2), Some((v1.version, share(Some(false))))).await;
+    let bob = app
+        .register(&n(2), Some((v1.version, share(Some(false)))))
+        .await;
     let carol = app.register(&n(3), Some((v1.version, share(None)))).await;
     let dave = app.register(&n(4), Some((v1.version, share(None)))).await;
-    let (a, b, c, d) = (account_of(&alice).await, account_of(&bob).await, account_of(&carol).await, account_of(&dave).await);
+    let (a, b, c, d) = (
+        account_of(&alice).await,
+        account_of(&bob).await,
+        account_of(&carol).await,
+        account_of(&dave).await,
+    );
     let r = drain(&app).await;
     assert!(!r.failed);
-    let (pa, pb, pc, pd) = (pseudonym(&app, a).await, pseudonym(&app, b).await, pseudonym(&app, c).await, pseudonym(&app, d).await);
+    let (pa, pb, pc, pd) = (
+        pseudonym(&app, a).await,
+        pseudonym(&app, b).await,
+        pseudonym(&app, c).await,
+        pseudonym(&app, d).await,
+    );
     let both: BTreeSet<Purpose> = Purpose::ALL.into_iter().collect();
     assert_eq!(held(&app, &pa).await, both, "box left ticked: shared");
-    assert!(held(&app, &pb).await.is_empty(), "box unticked: nothing crosses");
+    assert!(
+        held(&app, &pb).await.is_empty(),
+        "box unticked: nothing crosses"
+    );
     assert_eq!(held(&app, &pc).await, both);
-    assert!(ledger_kinds(&app, a).await.iter().any(|(k, v)| k == "propagated" && v["recipient"] == "partner"));
-    assert!(!ledger_kinds(&app, b).await.iter().any(|(k, _)| k == "propagated"));
+    assert!(ledger_kinds(&app, a)
+        .await
+        .iter()
+        .any(|(k, v)| k == "propagated" && v["recipient"] == "partner"));
+    assert!(!ledger_kinds(&app, b)
+        .await
+        .iter()
+        .any(|(k, _)| k == "propagated"));
 
     // Day 29: Carol opts out; the partner deletes and confirms.
     app.advance_days(29).await;
@@ -158,7 +181,10 @@ async fn whatsapp_2016_publish_accept_share_link_suggest_and_the_opt_out_window(
     assert_eq!(r.deletions_confirmed, 1, "{r:?}");
     assert!(held(&app, &pc).await.is_empty());
     let kinds = ledger_kinds(&app, c).await;
-    let confirmed = kinds.iter().find(|(k, _)| k == "deletion_confirmed").expect("deletion confirmed in the ledger");
+    let confirmed = kinds
+        .iter()
+        .find(|(k, _)| k == "deletion_confirmed")
+        .expect("deletion confirmed in the ledger");
     assert_eq!(confirmed.1["purposes"], json!(["ads", "product"]));
 
     // Day 31: Dave is too late.
@@ -170,24 +196,66 @@ async fn whatsapp_2016_publish_accept_share_link_suggest_and_the_opt_out_window(
 
     // Linking: partner accounts whose own pseudonym matches a shared one.
     let alice_p = partner_side_pseudonym(&app, &n(1)).await;
-    assert_eq!(alice_p, pa, "the partner side computes the same pseudonym through the key service");
-    let created = partner_post(&app, "/v1/partner/users", "", json!({"name": "alice", "phone_pseudonym": pseudonym_hex(&alice_p)})).await;
+    assert_eq!(
+        alice_p, pa,
+        "the partner side computes the same pseudonym through the key service"
+    );
+    let created = partner_post(
+        &app,
+        "/v1/partner/users",
+        "",
+        json!({"name": "alice", "phone_pseudonym": pseudonym_hex(&alice_p)}),
+    )
+    .await;
     let alice_partner = created["token"].as_str().unwrap().to_owned();
     let (_, me) = partner_get(&app, "/v1/partner/me", &alice_partner).await;
     assert_eq!(me["linked_to_messenger"], true);
     let bob_p = partner_side_pseudonym(&app, &n(2)).await;
-    let bob_partner = partner_post(&app, "/v1/partner/users", "", json!({"name": "bob", "phone_pseudonym": pseudonym_hex(&bob_p)})).await["token"].as_str().unwrap().to_owned();
+    let bob_partner = partner_post(
+        &app,
+        "/v1/partner/users",
+        "",
+        json!({"name": "bob", "phone_pseudonym": pseudonym_hex(&bob_p)}),
+    )
+    .await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let (_, me) = partner_get(&app, "/v1/partner/me", &bob_partner).await;
-    assert_eq!(me["linked_to_messenger"], false, "bob did not grant product");
+    assert_eq!(
+        me["linked_to_messenger"], false,
+        "bob did not grant product"
+    );
 
     // Suggestions: an uploader with alice, bob and a stranger as contacts.
-    let eve = partner_post(&app, "/v1/partner/users", "", json!({"name": "eve"})).await["token"].as_str().unwrap().to_owned();
+    let eve = partner_post(&app, "/v1/partner/users", "", json!({"name": "eve"})).await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let stranger = partner_side_pseudonym(&app, &n(99)).await;
-    let up = partner_post(&app, "/v1/partner/me/contacts", &eve, json!({"pseudonyms": [pseudonym_hex(&pa), pseudonym_hex(&pb), pseudonym_hex(&stranger)]})).await;
-    assert_eq!(up["kept"], 2, "the stranger matches nobody and is discarded: {up}");
+    let up = partner_post(
+        &app,
+        "/v1/partner/me/contacts",
+        &eve,
+        json!({"pseudonyms": [pseudonym_hex(&pa), pseudonym_hex(&pb), pseudonym_hex(&stranger)]}),
+    )
+    .await;
+    assert_eq!(
+        up["kept"], 2,
+        "the stranger matches nobody and is discarded: {up}"
+    );
     let (_, s) = partner_get(&app, "/v1/partner/me/suggestions", &eve).await;
-    let names: Vec<&str> = s["suggestions"].as_array().unwrap().iter().map(|x| x["name"].as_str().unwrap()).collect();
-    assert_eq!(names, vec!["alice"], "bob did not grant product: never suggested");
+    let names: Vec<&str> = s["suggestions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["alice"],
+        "bob did not grant product: never suggested"
+    );
 
     // The partner's database never holds a phone number; it does hold pseudonyms.
     let files = all_files(&app.data_dir, "partner.db");
@@ -204,14 +272,38 @@ async fn whatsapp_2016_publish_accept_share_link_suggest_and_the_opt_out_window(
 async fn purpose_checked_reads_are_refused_and_counted() {
     let app = spawn_app(opts(ConsentProfile::Strict)).await;
     let v1 = app.publish(ConsentProfile::Strict, &Purpose::ALL).await;
-    let u = app.register(&n(10), Some((v1.version, crate::helpers::grants(&[Purpose::Product])))).await;
+    let u = app
+        .register(
+            &n(10),
+            Some((v1.version, crate::helpers::grants(&[Purpose::Product]))),
+        )
+        .await;
     let a = account_of(&u).await;
     drain(&app).await;
     let p = pseudonym(&app, a).await;
-    let (st, _) = partner_get(&app, &format!("/v1/admin/partner/records/{}?purpose=product", pseudonym_hex(&p)), &app.admin_token).await;
+    let (st, _) = partner_get(
+        &app,
+        &format!(
+            "/v1/admin/partner/records/{}?purpose=product",
+            pseudonym_hex(&p)
+        ),
+        &app.admin_token,
+    )
+    .await;
     assert_eq!(st, 200);
-    let (st, body) = partner_get(&app, &format!("/v1/admin/partner/records/{}?purpose=ads", pseudonym_hex(&p)), &app.admin_token).await;
-    assert_eq!((st, body["code"].as_str()), (403, Some("purpose_not_granted")));
+    let (st, body) = partner_get(
+        &app,
+        &format!(
+            "/v1/admin/partner/records/{}?purpose=ads",
+            pseudonym_hex(&p)
+        ),
+        &app.admin_token,
+    )
+    .await;
+    assert_eq!(
+        (st, body["code"].as_str()),
+        (403, Some("purpose_not_granted"))
+    );
     let (_, stats) = partner_get(&app, "/v1/admin/partner/stats", &app.admin_token).await;
     assert_eq!(stats["denied_reads"]["ads"], 1);
     let (st, _) = partner_get(&app, "/v1/admin/partner/stats", "acc_forged").await;
@@ -219,10 +311,16 @@ async fn purpose_checked_reads_are_refused_and_counted() {
 }
 
 #[tokio::test]
-async fn withdrawal_during_a_partner_outage_is_delivered_after_restart_and_duplicates_change_nothing() {
+async fn withdrawal_during_a_partner_outage_is_delivered_after_restart_and_duplicates_change_nothing(
+) {
     let app = spawn_app(opts(ConsentProfile::Strict)).await;
     let v1 = app.publish(ConsentProfile::Strict, &Purpose::ALL).await;
-    let u = app.register(&n(20), Some((v1.version, crate::helpers::grants(&[Purpose::Ads])))).await;
+    let u = app
+        .register(
+            &n(20),
+            Some((v1.version, crate::helpers::grants(&[Purpose::Ads]))),
+        )
+        .await;
     let a = account_of(&u).await;
     drain(&app).await;
     let p = pseudonym(&app, a).await;
@@ -242,15 +340,26 @@ async fn withdrawal_during_a_partner_outage_is_delivered_after_restart_and_dupli
     let r = down.drain(5).await.unwrap();
     assert!(r.failed, "{r:?}");
     let stats = app.store.feed_stats().await.unwrap();
-    assert_eq!((stats.pending_accounts, stats.failing_accounts), (1, 1), "kept for retry: {stats:?}");
-    assert_eq!(held(&app, &p).await, [Purpose::Ads].into_iter().collect(), "the partner never got it");
+    assert_eq!(
+        (stats.pending_accounts, stats.failing_accounts),
+        (1, 1),
+        "kept for retry: {stats:?}"
+    );
+    assert_eq!(
+        held(&app, &p).await,
+        [Purpose::Ads].into_iter().collect(),
+        "the partner never got it"
+    );
     // Backing off: an immediate retry sends nothing.
     let r = app.feed.as_ref().unwrap().drain(5).await.unwrap();
     assert_eq!(r.events_sent, 0, "{r:?}");
 
     // A restarted messenger (a new dispatcher on the same database) with
     // the partner reachable again delivers it once the backoff is over.
-    let restarted = accord_messenger::feed::Dispatcher::new(messenger, app.feed.as_ref().unwrap().config.clone());
+    let restarted = accord_messenger::feed::Dispatcher::new(
+        messenger,
+        app.feed.as_ref().unwrap().config.clone(),
+    );
     app.advance(0, 0, 600).await;
     let r = restarted.drain(20).await.unwrap();
     assert!(!r.failed, "{r:?}");
@@ -258,7 +367,14 @@ async fn withdrawal_during_a_partner_outage_is_delivered_after_restart_and_dupli
     assert!(held(&app, &p).await.is_empty());
     assert_eq!(app.store.feed_stats().await.unwrap().pending_events, 0);
     let kinds = ledger_kinds(&app, a).await;
-    assert_eq!(kinds.iter().filter(|(k, _)| k == "deletion_confirmed").count(), 1, "{kinds:?}");
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|(k, _)| k == "deletion_confirmed")
+            .count(),
+        1,
+        "{kinds:?}"
+    );
 }
 
 #[tokio::test]
@@ -272,7 +388,11 @@ async fn duplicated_and_reordered_deliveries_change_nothing() {
         pseudonym: pseudonym_hex(&p),
         key_version: 1,
         purposes: purposes.iter().copied().collect(),
-        devices: if purposes.is_empty() { vec![] } else { vec![crate::helpers::device_info()] },
+        devices: if purposes.is_empty() {
+            vec![]
+        } else {
+            vec![crate::helpers::device_info()]
+        },
         ledger_ref: None,
         reason: "test".into(),
     };
@@ -286,32 +406,85 @@ async fn duplicated_and_reordered_deliveries_change_nothing() {
             partner.ingest(now, &sig, &body).await.unwrap()
         }
     };
-    let share_ads = post(FeedBatch { events: vec![ev(10, &[Purpose::Ads])] }).await;
+    let share_ads = post(FeedBatch {
+        events: vec![ev(10, &[Purpose::Ads])],
+    })
+    .await;
     assert!(share_ads.results[0].applied);
     // The revocation arrives, then an old share is replayed, then the revocation again.
-    let revoke = post(FeedBatch { events: vec![ev(12, &[])] }).await;
-    assert_eq!(revoke.results[0].deleted, [Purpose::Ads].into_iter().collect());
-    let stale = post(FeedBatch { events: vec![ev(10, &[Purpose::Ads]), ev(11, &[Purpose::Ads, Purpose::Product])] }).await;
-    assert!(stale.results.iter().all(|r| !r.applied && r.held.is_empty()));
-    let again = post(FeedBatch { events: vec![ev(12, &[])] }).await;
+    let revoke = post(FeedBatch {
+        events: vec![ev(12, &[])],
+    })
+    .await;
+    assert_eq!(
+        revoke.results[0].deleted,
+        [Purpose::Ads].into_iter().collect()
+    );
+    let stale = post(FeedBatch {
+        events: vec![
+            ev(10, &[Purpose::Ads]),
+            ev(11, &[Purpose::Ads, Purpose::Product]),
+        ],
+    })
+    .await;
+    assert!(stale
+        .results
+        .iter()
+        .all(|r| !r.applied && r.held.is_empty()));
+    let again = post(FeedBatch {
+        events: vec![ev(12, &[])],
+    })
+    .await;
     assert!(!again.results[0].applied);
-    assert!(partner.store.record(&p, Purpose::Ads).await.unwrap().is_none());
-    assert!(partner.store.record(&p, Purpose::Product).await.unwrap().is_none());
+    assert!(partner
+        .store
+        .record(&p, Purpose::Ads)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(partner
+        .store
+        .record(&p, Purpose::Product)
+        .await
+        .unwrap()
+        .is_none());
 
     // A forged or stale signature is refused and applies nothing.
-    let body = serde_json::to_vec(&FeedBatch { events: vec![ev(20, &[Purpose::Ads])] }).unwrap();
+    let body = serde_json::to_vec(&FeedBatch {
+        events: vec![ev(20, &[Purpose::Ads])],
+    })
+    .unwrap();
     let now = partner.now().0;
-    assert!(partner.ingest(now, &accord_crypto::mac::sign(b"wrong", now, &body), &body).await.is_err());
-    assert!(partner.ingest(now - 3_600_000, &accord_crypto::mac::sign(secret, now - 3_600_000, &body), &body).await.is_err());
-    assert!(partner.store.record(&p, Purpose::Ads).await.unwrap().is_none());
+    assert!(partner
+        .ingest(now, &accord_crypto::mac::sign(b"wrong", now, &body), &body)
+        .await
+        .is_err());
+    assert!(partner
+        .ingest(
+            now - 3_600_000,
+            &accord_crypto::mac::sign(secret, now - 3_600_000, &body),
+            &body
+        )
+        .await
+        .is_err());
+    assert!(partner
+        .store
+        .record(&p, Purpose::Ads)
+        .await
+        .unwrap()
+        .is_none());
 }
 
 #[tokio::test]
 async fn lapsed_grants_and_deleted_accounts_are_revoked_with_confirmations() {
     let app = spawn_app(opts(ConsentProfile::Strict)).await;
     let v1 = app.publish(ConsentProfile::Strict, &Purpose::ALL).await;
-    let stays = app.register(&n(30), Some((v1.version, share(Some(true))))).await;
-    let leaves = app.register(&n(31), Some((v1.version, share(Some(true))))).await;
+    let stays = app
+        .register(&n(30), Some((v1.version, share(Some(true)))))
+        .await;
+    let leaves = app
+        .register(&n(31), Some((v1.version, share(Some(true)))))
+        .await;
     let (s, l) = (account_of(&stays).await, account_of(&leaves).await);
     drain(&app).await;
     let (ps, pl) = (pseudonym(&app, s).await, pseudonym(&app, l).await);
@@ -320,7 +493,10 @@ async fn lapsed_grants_and_deleted_accounts_are_revoked_with_confirmations() {
     leaves.delete_account().await.unwrap();
     drain(&app).await;
     assert!(held(&app, &pl).await.is_empty(), "deletion propagates");
-    assert!(ledger_kinds(&app, l).await.iter().any(|(k, _)| k == "deletion_confirmed"));
+    assert!(ledger_kinds(&app, l)
+        .await
+        .iter()
+        .any(|(k, _)| k == "deletion_confirmed"));
 
     // A new version: the old grant lasts until its deadline, then lapses.
     app.publish(ConsentProfile::Strict, &Purpose::ALL).await;
@@ -330,8 +506,14 @@ async fn lapsed_grants_and_deleted_accounts_are_revoked_with_confirmations() {
     app.advance_days(1).await;
     let r = drain(&app).await;
     assert!(r.swept >= 1, "{r:?}");
-    assert!(held(&app, &ps).await.is_empty(), "nothing held after the deadline");
-    assert!(ledger_kinds(&app, s).await.iter().any(|(k, _)| k == "deletion_confirmed"));
+    assert!(
+        held(&app, &ps).await.is_empty(),
+        "nothing held after the deadline"
+    );
+    assert!(ledger_kinds(&app, s)
+        .await
+        .iter()
+        .any(|(k, _)| k == "deletion_confirmed"));
 }
 
 #[tokio::test]
@@ -339,7 +521,9 @@ async fn reconciliation_deletes_what_the_partner_should_not_hold_and_resyncs_wha
     use accord_storage::partner::IncomingEvent;
     let app = spawn_app(opts(ConsentProfile::Strict)).await;
     let v1 = app.publish(ConsentProfile::Strict, &Purpose::ALL).await;
-    let u = app.register(&n(40), Some((v1.version, share(Some(true))))).await;
+    let u = app
+        .register(&n(40), Some((v1.version, share(Some(true)))))
+        .await;
     let a = account_of(&u).await;
     drain(&app).await;
     let p = pseudonym(&app, a).await;
@@ -372,10 +556,18 @@ async fn reconciliation_deletes_what_the_partner_should_not_hold_and_resyncs_wha
         .unwrap();
     assert_eq!(r.status(), 200);
     let report: Value = r.json().await.unwrap();
-    assert!(report["mismatched_buckets"].as_u64().unwrap() >= 2, "{report}");
+    assert!(
+        report["mismatched_buckets"].as_u64().unwrap() >= 2,
+        "{report}"
+    );
     assert_eq!(report["deleted_at_partner"], 1, "{report}");
     assert_eq!(report["resync_requested"], 1, "{report}");
-    assert!(partner.store.record(&stray, Purpose::Product).await.unwrap().is_none());
+    assert!(partner
+        .store
+        .record(&stray, Purpose::Product)
+        .await
+        .unwrap()
+        .is_none());
     drain(&app).await;
     assert_eq!(held(&app, &p).await.len(), 2, "resynced");
     // Now they agree.

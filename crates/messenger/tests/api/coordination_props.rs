@@ -60,14 +60,23 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
     })
     .await;
     let live = app.feed.clone().unwrap();
-    let dead = Dispatcher::new(live.messenger.clone(), FeedConfig::new("http://127.0.0.1:9", b"x".to_vec()));
+    let dead = Dispatcher::new(
+        live.messenger.clone(),
+        FeedConfig::new("http://127.0.0.1:9", b"x".to_vec()),
+    );
     let mut users: BTreeMap<u8, (Client, AccountId)> = BTreeMap::new();
     let mut ever: Vec<AccountId> = Vec::new();
     let mut generation = 0u32;
     app.publish(ConsentProfile::Strict, &Purpose::ALL).await;
 
     for s in steps {
-        let current = app.admin.policies().await.unwrap().last().map(|p| p.version);
+        let current = app
+            .admin
+            .policies()
+            .await
+            .unwrap()
+            .last()
+            .map(|p| p.version);
         match s {
             Step::Register(u, share_box, gs) => {
                 if users.contains_key(&u) {
@@ -75,8 +84,14 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 }
                 generation += 1;
                 let profile = app.admin.policies().await.unwrap().last().unwrap().profile;
-                let choice = if profile == ConsentProfile::Whatsapp2016 || gs.is_empty() { share(share_box) } else { grants(&gs) };
-                let c = app.register(&phone(u, generation), current.map(|v| (v, choice))).await;
+                let choice = if profile == ConsentProfile::Whatsapp2016 || gs.is_empty() {
+                    share(share_box)
+                } else {
+                    grants(&gs)
+                };
+                let c = app
+                    .register(&phone(u, generation), current.map(|v| (v, choice)))
+                    .await;
                 let id = AccountId(c.consent().await.unwrap().account_id);
                 ever.push(id);
                 users.insert(u, (c, id));
@@ -153,17 +168,35 @@ async fn check(app: &TestApp, ever: &[AccountId]) -> Result<(), TestCaseError> {
         }
     }
     for purpose in Purpose::ALL {
-        let held: BTreeSet<[u8; 32]> = partner.store.pseudonyms(purpose).await.unwrap().into_iter().collect();
+        let held: BTreeSet<[u8; 32]> = partner
+            .store
+            .pseudonyms(purpose)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
         let want = expected_records.remove(&purpose).unwrap_or_default();
         prop_assert_eq!(held, want, "purpose {}", purpose);
     }
     // Every holding the partner gave up is confirmed in the ledger.
     for a in ever {
-        let kinds: Vec<String> = app.store.ledger_for_account(*a).await.unwrap().into_iter().filter(|e| e.account == Some(*a)).map(|e| e.kind).collect();
+        let kinds: Vec<String> = app
+            .store
+            .ledger_for_account(*a)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.account == Some(*a))
+            .map(|e| e.kind)
+            .collect();
         let shared = kinds.iter().filter(|k| *k == "propagated").count();
         let holding = app.store.partner_holding(*a).await.unwrap();
         if shared > 0 && holding.is_none() {
-            prop_assert!(kinds.iter().any(|k| k == "deletion_confirmed"), "no confirmed deletion: {:?}", kinds);
+            prop_assert!(
+                kinds.iter().any(|k| k == "deletion_confirmed"),
+                "no confirmed deletion: {:?}",
+                kinds
+            );
         }
     }
     Ok(())

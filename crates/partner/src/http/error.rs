@@ -14,26 +14,40 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into() }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
     }
     pub fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
     }
     pub fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or unknown credentials")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or unknown credentials",
+        )
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(json!({ "code": self.code, "message": self.message }))).into_response()
+        (
+            self.status,
+            axum::Json(json!({ "code": self.code, "message": self.message })),
+        )
+            .into_response()
     }
 }
 
 impl From<PartnerError> for ApiError {
     fn from(e: PartnerError) -> Self {
         match e {
-            PartnerError::Signature(m) => ApiError::new(StatusCode::UNAUTHORIZED, "bad_signature", m.to_string()),
+            PartnerError::Signature(m) => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "bad_signature", m.to_string())
+            }
             PartnerError::BadBatch(m) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_batch", m),
             PartnerError::PurposeNotGranted(p) => ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -42,10 +56,18 @@ impl From<PartnerError> for ApiError {
             ),
             PartnerError::BadRequest(m) => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", m),
             PartnerError::NotFound => ApiError::not_found(),
-            PartnerError::Store(StoreError::Conflict(w)) => ApiError::new(StatusCode::CONFLICT, "conflict", format!("concurrent change to {w}; retry")),
+            PartnerError::Store(StoreError::Conflict(w)) => ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("concurrent change to {w}; retry"),
+            ),
             PartnerError::Store(other) => {
                 tracing::error!(error = %other, "store failure");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; see the server log",
+                )
             }
         }
     }
@@ -54,9 +76,11 @@ impl From<PartnerError> for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         match r {
-            JsonRejection::MissingJsonContentType(_) => {
-                ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "expected `Content-Type: application/json`")
-            }
+            JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "expected `Content-Type: application/json`",
+            ),
             other => ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", other.body_text()),
         }
     }

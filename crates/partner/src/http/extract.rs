@@ -10,7 +10,13 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 
 fn bearer(parts: &Parts) -> Option<&str> {
-    parts.headers.get(AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
+    parts
+        .headers
+        .get(AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
 }
 
 pub struct User(pub PartnerUser);
@@ -19,7 +25,11 @@ impl FromRequestParts<AppState> for User {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
         let t = bearer(parts).ok_or_else(ApiError::unauthorized)?;
-        s.service.authenticate(t).await?.map(User).ok_or_else(ApiError::unauthorized)
+        s.service
+            .authenticate(t)
+            .await?
+            .map(User)
+            .ok_or_else(ApiError::unauthorized)
     }
 }
 
@@ -33,7 +43,11 @@ impl FromRequestParts<AppState> for Admin {
             return Ok(Admin);
         }
         match s.service.authenticate(t).await? {
-            Some(_) => Err(ApiError::new(StatusCode::FORBIDDEN, "admin_required", "this endpoint needs the operator's admin token")),
+            Some(_) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "admin_required",
+                "this endpoint needs the operator's admin token",
+            )),
             None => Err(ApiError::unauthorized()),
         }
     }

@@ -23,16 +23,28 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
         .route("/v1/feed/ingest", post(routes::feed::ingest))
         .route("/v1/feed/reconcile/digests", post(routes::feed::digests))
         .route("/v1/feed/reconcile/bucket", post(routes::feed::bucket))
         .route("/v1/partner/users", post(routes::users::create))
         .route("/v1/partner/me", get(routes::users::me))
         .route("/v1/partner/me/ads", put(routes::users::set_ads))
-        .route("/v1/partner/me/contacts", post(routes::users::upload_contacts))
-        .route("/v1/partner/me/suggestions", get(routes::users::suggestions))
-        .route("/v1/admin/partner/records/{pseudonym}", get(routes::admin::read))
+        .route(
+            "/v1/partner/me/contacts",
+            post(routes::users::upload_contacts),
+        )
+        .route(
+            "/v1/partner/me/suggestions",
+            get(routes::users::suggestions),
+        )
+        .route(
+            "/v1/admin/partner/records/{pseudonym}",
+            get(routes::admin::read),
+        )
         .route("/v1/admin/partner/stats", get(routes::admin::stats))
         .fallback(|| async { error::ApiError::not_found() })
         .with_state(state)
@@ -47,6 +59,12 @@ pub fn router(state: AppState) -> Router {
         }))
 }
 
-pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }

@@ -171,9 +171,16 @@ pub struct FeedView {
 #[utoipa::path(get, path = "/v1/admin/feed", tag = "admin", security(("admin" = [])),
     responses((status = 200, body = FeedView), (status = 403, body = ErrorBody)))]
 pub async fn feed(State(s): State<AppState>, _: Admin) -> ApiResult<Json<FeedView>> {
-    let stats = s.messenger.store.feed_stats().await.map_err(crate::service::ServiceError::from)?;
+    let stats = s
+        .messenger
+        .store
+        .feed_stats()
+        .await
+        .map_err(crate::service::ServiceError::from)?;
     let now = s.messenger.now();
-    let lag_s = stats.oldest_pending_at.map_or(0, |t| (now.0 - t.0).max(0) / 1000);
+    let lag_s = stats
+        .oldest_pending_at
+        .map_or(0, |t| (now.0 - t.0).max(0) / 1000);
     Ok(Json(FeedView {
         overdue: lag_s * 1000 > 24 * HOUR_MS,
         lag_s,
@@ -184,9 +191,16 @@ pub async fn feed(State(s): State<AppState>, _: Admin) -> ApiResult<Json<FeedVie
 /// Runs a reconciliation with the partner now (also every ten minutes).
 #[utoipa::path(post, path = "/v1/admin/feed/reconcile", tag = "admin", security(("admin" = [])),
     responses((status = 200, body = crate::feed::ReconcileReport), (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)))]
-pub async fn reconcile(State(s): State<AppState>, _: Admin) -> ApiResult<Json<crate::feed::ReconcileReport>> {
+pub async fn reconcile(
+    State(s): State<AppState>,
+    _: Admin,
+) -> ApiResult<Json<crate::feed::ReconcileReport>> {
     let cfg = s.feed.clone().ok_or_else(|| {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_partner", "this messenger runs without a partner feed")
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_partner",
+            "this messenger runs without a partner feed",
+        )
     })?;
     let d = crate::feed::Dispatcher::new(s.messenger.clone(), cfg);
     Ok(Json(d.reconcile().await?))

@@ -16,13 +16,26 @@ pub struct PurposeQuery {
     pub purpose: String,
 }
 
-pub async fn read(State(s): State<AppState>, _: Admin, Path(p): Path<String>, Query(q): Query<PurposeQuery>) -> ApiResult<Json<Value>> {
-    let purpose: Purpose = q
-        .purpose
-        .parse()
-        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "unknown_purpose", "purpose must be ads or product"))?;
-    let p = parse_pseudonym_hex(&p)
-        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "invalid_pseudonym", "64 hex digits expected"))?;
+pub async fn read(
+    State(s): State<AppState>,
+    _: Admin,
+    Path(p): Path<String>,
+    Query(q): Query<PurposeQuery>,
+) -> ApiResult<Json<Value>> {
+    let purpose: Purpose = q.purpose.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "unknown_purpose",
+            "purpose must be ads or product",
+        )
+    })?;
+    let p = parse_pseudonym_hex(&p).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_pseudonym",
+            "64 hex digits expected",
+        )
+    })?;
     let r = s.service.read(&p, purpose).await?;
     Ok(Json(json!({
         "purpose": r.purpose,

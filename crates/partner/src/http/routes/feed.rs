@@ -12,25 +12,45 @@ use axum::http::{HeaderMap, StatusCode};
 fn signed(headers: &HeaderMap) -> Result<(i64, &str), ApiError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let (Some(sig), Some(ts)) = (header(SIGNATURE_HEADER), header(TIMESTAMP_HEADER)) else {
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "bad_signature", "missing feed signature"));
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_signature",
+            "missing feed signature",
+        ));
     };
-    let ts: i64 = ts
-        .parse()
-        .map_err(|_| ApiError::new(StatusCode::UNAUTHORIZED, "bad_signature", "malformed timestamp"))?;
+    let ts: i64 = ts.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_signature",
+            "malformed timestamp",
+        )
+    })?;
     Ok((ts, sig))
 }
 
-pub async fn ingest(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<Json<FeedAck>> {
+pub async fn ingest(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<FeedAck>> {
     let (ts, sig) = signed(&headers)?;
     Ok(Json(s.service.ingest(ts, sig, &body).await?))
 }
 
-pub async fn digests(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<Json<Mismatches>> {
+pub async fn digests(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Mismatches>> {
     let (ts, sig) = signed(&headers)?;
     Ok(Json(s.service.compare_digests(ts, sig, &body).await?))
 }
 
-pub async fn bucket(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<Json<BucketOutcome>> {
+pub async fn bucket(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<BucketOutcome>> {
     let (ts, sig) = signed(&headers)?;
     Ok(Json(s.service.reconcile_bucket(ts, sig, &body).await?))
 }

@@ -25,19 +25,38 @@ pub struct Created {
     pub token: String,
 }
 
-pub async fn create(State(s): State<AppState>, Json(b): Json<CreateUser>) -> ApiResult<(StatusCode, Json<Created>)> {
+pub async fn create(
+    State(s): State<AppState>,
+    Json(b): Json<CreateUser>,
+) -> ApiResult<(StatusCode, Json<Created>)> {
     let p = match &b.phone_pseudonym {
         Some(h) => Some(parse_pseudonym_hex(h).ok_or_else(|| {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_pseudonym", "phone_pseudonym must be 64 hex digits")
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_pseudonym",
+                "phone_pseudonym must be 64 hex digits",
+            )
         })?),
         None => None,
     };
     let (u, token) = s.service.create_user(&b.name, p).await?;
-    Ok((StatusCode::CREATED, Json(Created { user_id: u.id.to_string(), token })))
+    Ok((
+        StatusCode::CREATED,
+        Json(Created {
+            user_id: u.id.to_string(),
+            token,
+        }),
+    ))
 }
 
 pub async fn me(State(s): State<AppState>, User(u): User) -> ApiResult<Json<Value>> {
-    let linked = s.service.store.link_of(u.id).await.map_err(crate::PartnerError::from)?.is_some();
+    let linked = s
+        .service
+        .store
+        .link_of(u.id)
+        .await
+        .map_err(crate::PartnerError::from)?
+        .is_some();
     Ok(Json(json!({
         "user_id": u.id,
         "name": u.name,
@@ -52,8 +71,16 @@ pub struct Ads {
     pub enabled: bool,
 }
 
-pub async fn set_ads(State(s): State<AppState>, User(u): User, Json(b): Json<Ads>) -> ApiResult<StatusCode> {
-    s.service.store.set_ads_personalisation(u.id, b.enabled).await.map_err(crate::PartnerError::from)?;
+pub async fn set_ads(
+    State(s): State<AppState>,
+    User(u): User,
+    Json(b): Json<Ads>,
+) -> ApiResult<StatusCode> {
+    s.service
+        .store
+        .set_ads_personalisation(u.id, b.enabled)
+        .await
+        .map_err(crate::PartnerError::from)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -65,9 +92,15 @@ pub struct Contacts {
     pub pseudonyms: Vec<String>,
 }
 
-pub async fn upload_contacts(State(s): State<AppState>, User(u): User, Json(b): Json<Contacts>) -> ApiResult<Json<Value>> {
+pub async fn upload_contacts(
+    State(s): State<AppState>,
+    User(u): User,
+    Json(b): Json<Contacts>,
+) -> ApiResult<Json<Value>> {
     let kept = s.service.upload_contacts(&u, &b.pseudonyms).await?;
-    Ok(Json(json!({ "received": b.pseudonyms.len(), "kept": kept })))
+    Ok(Json(
+        json!({ "received": b.pseudonyms.len(), "kept": kept }),
+    ))
 }
 
 pub async fn suggestions(State(s): State<AppState>, User(u): User) -> ApiResult<Json<Value>> {
