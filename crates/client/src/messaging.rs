@@ -233,18 +233,18 @@ impl Kdf {
         create: bool,
     ) -> Result<Zeroizing<[u8; 32]>> {
         match (self, source) {
-            (
-                Kdf::Argon2id { salt, m_kib, t, p },
-                KeySource::PassphraseFile(path),
-            ) => {
+            (Kdf::Argon2id { salt, m_kib, t, p }, KeySource::PassphraseFile(path)) => {
                 let passphrase = read_passphrase(path)?;
                 let salt = STANDARD_NO_PAD
                     .decode(salt)
                     .map_err(|_| MessagingError::BadState("salt is not base64".into()))?;
                 let params = argon2::Params::new(*m_kib, *t, *p, Some(32))
                     .map_err(|e| MessagingError::BadState(format!("Argon2 parameters: {e}")))?;
-                let argon =
-                    argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+                let argon = argon2::Argon2::new(
+                    argon2::Algorithm::Argon2id,
+                    argon2::Version::V0x13,
+                    params,
+                );
                 let mut key = Zeroizing::new([0u8; 32]);
                 argon
                     .hash_password_into(passphrase.as_bytes(), &salt, &mut *key)
@@ -266,7 +266,10 @@ fn rand_bytes<const N: usize>() -> [u8; N] {
 
 fn read_passphrase(path: &Path) -> Result<Zeroizing<String>> {
     let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-        MessagingError::KeySource(format!("cannot read passphrase file {}: {e}", path.display()))
+        MessagingError::KeySource(format!(
+            "cannot read passphrase file {}: {e}",
+            path.display()
+        ))
     })?);
     let trimmed = text
         .strip_suffix('\n')
@@ -285,14 +288,16 @@ fn read_or_create_key_file(path: &Path, create: bool) -> Result<Zeroizing<[u8; 3
     match std::fs::read_to_string(path) {
         Ok(text) => {
             let text = Zeroizing::new(text);
-            let bytes = Zeroizing::new(STANDARD_NO_PAD.decode(text.trim().trim_end_matches('=')).map_err(
-                |_| {
-                    MessagingError::KeySource(format!(
-                        "key file {} is not base64",
-                        path.display()
-                    ))
-                },
-            )?);
+            let bytes = Zeroizing::new(
+                STANDARD_NO_PAD
+                    .decode(text.trim().trim_end_matches('='))
+                    .map_err(|_| {
+                        MessagingError::KeySource(format!(
+                            "key file {} is not base64",
+                            path.display()
+                        ))
+                    })?,
+            );
             let mut key = Zeroizing::new([0u8; 32]);
             if bytes.len() != 32 {
                 return Err(MessagingError::KeySource(format!(
@@ -380,6 +385,11 @@ struct Directory {
     /// (at most [`MAX_SEEN_RECEIPTS`]): the server may push one again.
     #[serde(default)]
     seen_receipts: VecDeque<(ClientMessageId, DeviceId)>,
+    /// The newest envelope handled (ids grow within a mailbox): one pushed
+    /// again because its ack was lost is acked without being handed over
+    /// twice (its message keys are used up anyway).
+    #[serde(default)]
+    last_envelope: Option<EnvelopeId>,
 }
 
 impl Directory {
@@ -429,8 +439,7 @@ fn open_directory(b64: &str, key: &[u8; 32]) -> Result<Directory> {
             )
             .map_err(|_| MessagingError::WrongKey)?,
     );
-    serde_json::from_slice(&json)
-        .map_err(|_| MessagingError::BadState("directory content".into()))
+    serde_json::from_slice(&json).map_err(|_| MessagingError::BadState("directory content".into()))
 }
 
 // ---------------------------------------------------------------------------
@@ -815,9 +824,13 @@ impl Device {
     /// Sends a text to every device of `to` and to this account's other
     /// devices. Returns the client message id.
     pub async fn send_text(&mut self, client: &Client, to: &Recipient, text: &str) -> Result<Sent> {
-        self.send(client, to, PlaintextKind::Text {
-            body: text.to_owned(),
-        })
+        self.send(
+            client,
+            to,
+            PlaintextKind::Text {
+                body: text.to_owned(),
+            },
+        )
         .await
     }
 
@@ -895,8 +908,10 @@ impl Device {
             let own_device = self.device_id();
             let envelopes = self.locked(|m, dir| -> Result<Vec<_>> {
                 for c in &claims {
-                    dir.accounts
-                        .insert(c.account, c.devices.iter().map(|(k, _)| k.clone()).collect());
+                    dir.accounts.insert(
+                        c.account,
+                        c.devices.iter().map(|(k, _)| k.clone()).collect(),
+                    );
                 }
                 let mut out = Vec::new();
                 let mut targets = vec![to_account];
@@ -993,7 +1008,7 @@ impl Device {
             }
             let use_ws = opts.transport == Transport::Auto
                 && (ws_failures < WS_FAILURES_BEFORE_POLLING
-                    || polls % POLLS_BETWEEN_WS_TRIES == 0 && polls > 0);
+                    || polls > 0 && polls.is_multiple_of(POLLS_BETWEEN_WS_TRIES));
             let outcome = if use_ws {
                 match self.listen_ws(client, deadline, &mut handler).await {
                     Ok(r) => {
@@ -1004,6 +1019,10 @@ impl Device {
                     Err(Failure::Fatal(e)) => return Err(e),
                     Err(Failure::Retry) => {
                         ws_failures += 1;
+                        if ws_failures >= WS_FAILURES_BEFORE_POLLING {
+                            // Long-poll for a while before the next try.
+                            polls = 0;
+                        }
                         Err(())
                     }
                     Err(Failure::Unavailable) => {
@@ -1022,7 +1041,17 @@ impl Device {
             };
             match outcome {
                 Ok(Some(end)) => return Ok(end),
-                Ok(None) => backoff = Duration::from_millis(200),
+                Ok(None) => {
+                    backoff = Duration::from_millis(200);
+                    if use_ws {
+                        // The server closed the stream: reconnect, not at once.
+                        let pause = match deadline {
+                            Some(d) => backoff.min(d.saturating_duration_since(Instant::now())),
+                            None => backoff,
+                        };
+                        tokio::time::sleep(pause).await;
+                    }
+                }
                 Err(()) => {
                     // Wait before the next attempt (a poll straight after a
                     // refused upgrade needs no wait).
@@ -1073,14 +1102,9 @@ impl Device {
         };
         let (ws, _) = match connected {
             Ok(c) => c,
-            Err(WsError::Http(resp)) => {
-                let status = resp.status().as_u16();
-                if status == 401 || status == 403 {
-                    // The long-poll gives the server's own error.
-                    return Err(Failure::Unavailable);
-                }
-                return Err(Failure::Unavailable);
-            }
+            // The upgrade was refused (no stream here, or 401): the long-poll
+            // either works or reports the server's own error.
+            Err(WsError::Http(_)) => return Err(Failure::Unavailable),
             Err(_) => return Err(Failure::Retry),
         };
         let (mut sink, mut stream) = ws.split();
@@ -1133,10 +1157,8 @@ impl Device {
                 .await
                 .map_err(Failure::Fatal)?;
             if !acks.is_empty() {
-                let frame = serde_json::to_string(&ClientFrame::Ack {
-                    envelope_ids: acks,
-                })
-                .expect("frame");
+                let frame =
+                    serde_json::to_string(&ClientFrame::Ack { envelope_ids: acks }).expect("frame");
                 sink.send(Message::text(frame))
                     .await
                     .map_err(|_| Failure::Retry)?;
@@ -1159,19 +1181,27 @@ impl Device {
         F: FnMut(Event) -> ControlFlow<()>,
     {
         let wait = match deadline {
-            Some(d) => d.saturating_duration_since(Instant::now()).min(MAX_POLL_WAIT),
+            Some(d) => d
+                .saturating_duration_since(Instant::now())
+                .min(MAX_POLL_WAIT),
             None => MAX_POLL_WAIT,
         };
         let frames: Vec<ServerFrame> = match client
             .request(
                 Method::GET,
-                &format!("/v1/messages?wait_s={}", wait.as_secs()),
+                // Whole seconds, rounded up: a wait of 0 would spin.
+                &format!(
+                    "/v1/messages?wait_s={}",
+                    wait.as_millis().div_ceil(1000).max(1)
+                ),
                 None,
             )
             .await
         {
             Ok(f) => f,
-            Err(e @ ClientError::Api { status, .. }) if (400..500).contains(&status) && status != 429 => {
+            Err(e @ ClientError::Api { status, .. })
+                if (400..500).contains(&status) && status != 429 =>
+            {
                 return Err(Failure::Fatal(e.into()))
             }
             Err(_) => return Err(Failure::Retry),
@@ -1218,7 +1248,10 @@ impl Device {
                 ServerFrame::Envelope(env) => {
                     used_one_time_key |= env.message_type == accord_e2e::OlmMessageType::PreKey;
                     acks.push(env.id);
-                    self.decrypt_envelope(client, &env).await?
+                    match self.decrypt_envelope(client, &env).await? {
+                        Some(event) => event,
+                        None => continue,
+                    }
                 }
                 ServerFrame::Receipt {
                     client_message_id,
@@ -1265,14 +1298,24 @@ impl Device {
         Ok((acks, flow))
     }
 
-    async fn decrypt_envelope(&mut self, client: &Client, env: &DeliveredEnvelope) -> Result<Event> {
+    async fn decrypt_envelope(
+        &mut self,
+        client: &Client,
+        env: &DeliveredEnvelope,
+    ) -> Result<Option<Event>> {
+        if self.dir.last_envelope.is_some_and(|last| env.id <= last) {
+            return Ok(None);
+        }
         let from = PeerDevice {
             account: env.sender_account,
             device: env.sender_device,
         };
         if self.dir.keys_of(&from).is_none() {
             // A device we have not seen: learn its keys from the directory.
-            match self.claim(client, json!({ "account_id": from.account })).await {
+            match self
+                .claim(client, json!({ "account_id": from.account }))
+                .await
+            {
                 Ok(claim) => {
                     let devices: Vec<DeviceKeys> =
                         claim.devices.into_iter().map(|(k, _)| k).collect();
@@ -1284,14 +1327,25 @@ impl Device {
                 Err(e) => return Err(e),
             }
         }
-        let result = self.locked(|m, dir| match dir.keys_of(&from) {
-            None => Err(E2eError::NoSession),
-            Some(keys) => {
-                let curve = keys.curve25519;
-                m.decrypt_delivered(&curve, env)
+        let result = self.locked(|m, dir| {
+            // Checked again under the lock: another process may have
+            // handled it meanwhile.
+            if dir.last_envelope.is_some_and(|last| env.id <= last) {
+                return None;
             }
+            dir.last_envelope = Some(env.id);
+            Some(match dir.keys_of(&from) {
+                None => Err(E2eError::NoSession),
+                Some(keys) => {
+                    let curve = keys.curve25519;
+                    m.decrypt_delivered(&curve, env)
+                }
+            })
         })?;
-        Ok(match result {
+        let Some(result) = result else {
+            return Ok(None);
+        };
+        Ok(Some(match result {
             Ok(plaintext) => Event::Message {
                 envelope_id: env.id,
                 from,
@@ -1303,7 +1357,7 @@ impl Device {
                 from,
                 code: e.code(),
             },
-        })
+        }))
     }
 }
 
@@ -1351,8 +1405,8 @@ fn read_state_file(path: &Path) -> Result<StateFile> {
         }
         Err(e) => return Err(io(e)),
     };
-    let file: StateFile = serde_json::from_slice(&bytes)
-        .map_err(|e| MessagingError::BadState(e.to_string()))?;
+    let file: StateFile =
+        serde_json::from_slice(&bytes).map_err(|e| MessagingError::BadState(e.to_string()))?;
     if file.format != STATE_FORMAT {
         return Err(MessagingError::BadState(format!(
             "unknown format {:?}",
@@ -1399,7 +1453,9 @@ mod tests {
             passphrase(dir.path(), "correct horse battery staple\n"),
             KeySource::KeyFile(dir.path().join("key")),
         ] {
-            let path = dir.path().join(format!("state-{}", matches!(source, KeySource::KeyFile(_))));
+            let path = dir
+                .path()
+                .join(format!("state-{}", matches!(source, KeySource::KeyFile(_))));
             let mut d = Device::create(&path, &source, account, device).unwrap();
             let keys = d.machine.device_keys();
             let peer = AccountId::random();
@@ -1438,7 +1494,10 @@ mod tests {
         {
             use std::os::unix::fs::PermissionsExt;
             for f in ["key", "state-true"] {
-                let mode = std::fs::metadata(dir.path().join(f)).unwrap().permissions().mode();
+                let mode = std::fs::metadata(dir.path().join(f))
+                    .unwrap()
+                    .permissions()
+                    .mode();
                 assert_eq!(mode & 0o777, 0o600, "{f}");
             }
         }
@@ -1488,7 +1547,8 @@ mod tests {
         let path = dir.path().join("state");
         let phrase = "a-very-distinctive-passphrase-4c1d";
         let source = passphrase(dir.path(), phrase);
-        let mut d = Device::create(&path, &source, AccountId::random(), DeviceId::random()).unwrap();
+        let mut d =
+            Device::create(&path, &source, AccountId::random(), DeviceId::random()).unwrap();
         let peer = AccountId::random();
         let phone = "+6281299998888";
         d.locked(|m, dir| {

@@ -51,6 +51,8 @@ struct Inner {
     claims: usize,
     ws_connections: usize,
     polls: usize,
+    /// Acks are lost (the envelopes stay queued).
+    drop_acks: bool,
 }
 
 #[derive(Clone, Default)]
@@ -115,6 +117,9 @@ impl Mock {
 
     fn ack(&self, device: DeviceId, ids: &[EnvelopeId]) {
         let mut i = self.inner.lock().unwrap();
+        if i.drop_acks {
+            return;
+        }
         let (me, _) = *i.tokens.values().find(|(_, d)| *d == device).unwrap();
         let mut acked = Vec::new();
         if let Some(mb) = i.mailboxes.get_mut(&device) {
@@ -129,11 +134,14 @@ impl Mock {
         }
         for (cmid, sender, sender_account) in acked {
             if !i.blocks.contains(&(me, sender_account)) {
-                i.receipts.entry(sender).or_default().push(ServerFrame::Receipt {
-                    client_message_id: cmid,
-                    recipient_device: device,
-                    delivered_at: Timestamp(1),
-                });
+                i.receipts
+                    .entry(sender)
+                    .or_default()
+                    .push(ServerFrame::Receipt {
+                        client_message_id: cmid,
+                        recipient_device: device,
+                        delivered_at: Timestamp(1),
+                    });
             }
         }
         drop(i);
@@ -175,11 +183,7 @@ fn count(i: &Inner, device: DeviceId) -> Value {
     })
 }
 
-async fn upload_otks(
-    State(m): State<Mock>,
-    headers: HeaderMap,
-    Json(u): Json<Upload>,
-) -> Response {
+async fn upload_otks(State(m): State<Mock>, headers: HeaderMap, Json(u): Json<Upload>) -> Response {
     let Some((_, device)) = m.caller(&headers) else {
         return error(StatusCode::UNAUTHORIZED, "unauthorized", Value::Null);
     };
@@ -252,7 +256,12 @@ async fn send(State(m): State<Mock>, headers: HeaderMap, Json(b): Json<SendBody>
     let mut expected: BTreeSet<DeviceId> = Mock::devices(&i, b.to_account).into_iter().collect();
     expected.extend(Mock::devices(&i, me));
     expected.remove(&my_device);
-    let got: BTreeSet<DeviceId> = b.send.envelopes().iter().map(|e| e.recipient_device).collect();
+    let got: BTreeSet<DeviceId> = b
+        .send
+        .envelopes()
+        .iter()
+        .map(|e| e.recipient_device)
+        .collect();
     if got != expected {
         let missing: Vec<_> = expected.difference(&got).collect();
         let extra: Vec<_> = got.difference(&expected).collect();
@@ -449,7 +458,9 @@ async fn receive(d: &mut Dev, n: usize, transport: Transport) -> Vec<String> {
                     client_message_id,
                     recipient_device,
                     ..
-                } => out.push(format!("delivered {client_message_id} to {recipient_device}")),
+                } => out.push(format!(
+                    "delivered {client_message_id} to {recipient_device}"
+                )),
                 Event::Undecryptable { code, .. } => out.push(format!("undecryptable {code}")),
                 other => panic!("unexpected {other:?}"),
             }
@@ -482,14 +493,23 @@ async fn two_users_two_devices_each_over_websocket_and_long_poll() {
         .send_text(&a1.client, &Recipient::Phone(phone.clone()), "hello bob")
         .await
         .unwrap();
-    assert_eq!((sent.to_account, sent.devices, sent.duplicate), (bob, 3, false));
+    assert_eq!(
+        (sent.to_account, sent.devices, sent.duplicate),
+        (bob, 3, false)
+    );
     let line = format!("from {alice}/{}: hello bob", a1.device.device_id());
-    assert_eq!(receive(&mut b1, 1, Transport::Auto).await, vec![line.clone()]);
+    assert_eq!(
+        receive(&mut b1, 1, Transport::Auto).await,
+        vec![line.clone()]
+    );
     {
         let i = m.inner.lock().unwrap();
         assert_eq!((i.ws_connections, i.polls), (1, 0));
     }
-    assert_eq!(receive(&mut b2, 1, Transport::LongPoll).await, vec![line.clone()]);
+    assert_eq!(
+        receive(&mut b2, 1, Transport::LongPoll).await,
+        vec![line.clone()]
+    );
     assert!(m.inner.lock().unwrap().polls >= 1);
     assert_eq!(receive(&mut a2, 1, Transport::Auto).await, vec![line]);
 
@@ -498,7 +518,13 @@ async fn two_users_two_devices_each_over_websocket_and_long_poll() {
     receipts.sort();
     let mut want: Vec<String> = [&b1, &b2, &a2]
         .iter()
-        .map(|d| format!("delivered {} to {}", sent.client_message_id, d.device.device_id()))
+        .map(|d| {
+            format!(
+                "delivered {} to {}",
+                sent.client_message_id,
+                d.device.device_id()
+            )
+        })
         .collect();
     want.sort();
     assert_eq!(receipts, want);
@@ -547,7 +573,10 @@ async fn two_users_two_devices_each_over_websocket_and_long_poll() {
     assert_eq!(s.devices, 4);
     assert_eq!(
         receive(&mut b3, 1, Transport::Auto).await,
-        vec![format!("from {alice}/{}: three devices", a1.device.device_id())]
+        vec![format!(
+            "from {alice}/{}: three devices",
+            a1.device.device_id()
+        )]
     );
 }
 
@@ -592,6 +621,29 @@ async fn state_survives_reopening_and_retry_with_the_same_id_is_a_duplicate() {
         .unwrap();
     let got = receive(&mut b1, 1, Transport::LongPoll).await;
     assert!(got[0].ends_with(": twice"), "{got:?}");
+
+    // An ack is lost: the envelope comes again, is acked, and is not
+    // handed over a second time.
+    m.inner.lock().unwrap().drop_acks = true;
+    a1.device
+        .send_text(&a1.client, &Recipient::Account(bob), "lost ack")
+        .await
+        .unwrap();
+    let got = receive(&mut b1, 1, Transport::LongPoll).await;
+    assert!(got[0].ends_with(": lost ack"), "{got:?}");
+    m.inner.lock().unwrap().drop_acks = false;
+    let opts = ListenOptions {
+        timeout: Some(Duration::from_millis(1500)),
+        transport: Transport::LongPoll,
+    };
+    let end = b1
+        .device
+        .listen(&b1.client, opts, |e| panic!("handed over twice: {e:?}"))
+        .await
+        .unwrap();
+    assert_eq!(end, ListenEnd::TimedOut);
+    let b1_device = b1.device.device_id();
+    assert!(m.inner.lock().unwrap().mailboxes[&b1_device].is_empty());
 }
 
 #[tokio::test]

@@ -133,7 +133,9 @@ async fn register(http: &reqwest::Client, base: &str, phone: &str) -> BenchResul
         .json()
         .await
         .map_err(err)?;
-    let id = started["registration_id"].as_str().ok_or("no registration id")?;
+    let id = started["registration_id"]
+        .as_str()
+        .ok_or("no registration id")?;
     let code = started["dev_code"].as_str().ok_or("no dev code")?;
     let reg: serde_json::Value = http
         .post(format!("{base}/v1/registrations/{id}/verify"))
@@ -147,9 +149,13 @@ async fn register(http: &reqwest::Client, base: &str, phone: &str) -> BenchResul
         .json()
         .await
         .map_err(err)?;
-    let token = reg["token"].as_str().ok_or_else(|| format!("registration failed: {reg}"))?;
-    let device = DeviceId::parse(reg["device_id"].as_str().ok_or("no device id")?).ok_or("bad id")?;
-    let account = AccountId::parse(reg["account_id"].as_str().ok_or("no account id")?).ok_or("bad id")?;
+    let token = reg["token"]
+        .as_str()
+        .ok_or_else(|| format!("registration failed: {reg}"))?;
+    let device =
+        DeviceId::parse(reg["device_id"].as_str().ok_or("no device id")?).ok_or("bad id")?;
+    let account =
+        AccountId::parse(reg["account_id"].as_str().ok_or("no account id")?).ok_or("bad id")?;
     let keys = E2eMachine::new(device).device_keys();
     let r = http
         .put(format!("{base}/v1/keys/device"))
@@ -168,7 +174,8 @@ async fn register(http: &reqwest::Client, base: &str, phone: &str) -> BenchResul
     })
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn connect(base: &str, token: &str) -> BenchResult<Ws> {
     let mut req = format!("{}/v1/stream", base.replace("http://", "ws://"))
@@ -178,7 +185,15 @@ async fn connect(base: &str, token: &str) -> BenchResult<Ws> {
         "authorization",
         format!("Bearer {token}").parse().map_err(err)?,
     );
-    Ok(tokio_tungstenite::connect_async(req).await.map_err(err)?.0)
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(4 * 1024);
+    Ok(
+        tokio_tungstenite::connect_async_with_config(req, Some(config), false)
+            .await
+            .map_err(err)?
+            .0,
+    )
 }
 
 struct Shared {
@@ -291,7 +306,9 @@ pub async fn bench_relay(opts: RelayBenchOptions) -> BenchResult<RelayBenchRepor
         feed: None,
         e2e,
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(err)?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(err)?;
     let base = format!("http://{}", listener.local_addr().map_err(err)?);
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(serve(listener, router(state), async move {
@@ -330,7 +347,9 @@ pub async fn bench_relay(opts: RelayBenchOptions) -> BenchResult<RelayBenchRepor
 
     // Idle connections first (to devices with empty mailboxes), so that
     // the peak RSS is theirs, not the throughput phase's buffers.
-    let want = opts.idle_connections.min(nofile.saturating_sub(512) as usize / 2);
+    let want = opts
+        .idle_connections
+        .min(nofile.saturating_sub(512) as usize / 2);
     let mut idle_devices = Vec::new();
     for _ in 0..4 {
         idle_devices.push(register(&http, &base, &phone()).await?.token);
@@ -379,8 +398,12 @@ pub async fn bench_relay(opts: RelayBenchOptions) -> BenchResult<RelayBenchRepor
     let mut tasks = Vec::new();
     for (i, s) in senders.iter().enumerate() {
         let (http, base, token) = (http.clone(), base.clone(), s.token.clone());
-        let (recipients, running, errors, shared) =
-            (recipients.clone(), running.clone(), errors.clone(), shared.clone());
+        let (recipients, running, errors, shared) = (
+            recipients.clone(),
+            running.clone(),
+            errors.clone(),
+            shared.clone(),
+        );
         let size = opts.ciphertext_bytes;
         tasks.push(tokio::spawn(async move {
             let mut k = 0usize;
@@ -455,7 +478,8 @@ pub async fn bench_relay(opts: RelayBenchOptions) -> BenchResult<RelayBenchRepor
                 .bearer_auth(&s.token)
                 .header("content-type", "application/json")
                 .body(body);
-            inflight.spawn(async move { req.send().await.is_ok_and(|r| r.status().as_u16() == 202) });
+            inflight
+                .spawn(async move { req.send().await.is_ok_and(|r| r.status().as_u16() == 202) });
         }
         while let Some(r) = inflight.try_join_next() {
             if !r.unwrap_or(false) {
@@ -472,11 +496,21 @@ pub async fn bench_relay(opts: RelayBenchOptions) -> BenchResult<RelayBenchRepor
     let wait_until = Instant::now() + Duration::from_secs(10);
     while Instant::now() < wait_until {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        if shared.latencies.lock().unwrap_or_else(|e| e.into_inner()).len() as u64 >= expected {
+        if shared
+            .latencies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len() as u64
+            >= expected
+        {
             break;
         }
     }
-    let mut lat = shared.latencies.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut lat = shared
+        .latencies
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     lat.sort_unstable();
     let pct = |p: f64| -> f64 {
         if lat.is_empty() {

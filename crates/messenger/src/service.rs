@@ -81,6 +81,8 @@ pub enum ServiceError {
     KeyService(String),
     #[error("contact discovery is not available: this messenger runs without a key service")]
     NoKeyService,
+    #[error("that number already has an account")]
+    PhoneTaken,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -275,31 +277,14 @@ impl Messenger {
     ) -> Result<Registered, ServiceError> {
         let device_info = req.device.validated()?;
         let now = self.now();
-        let v = self
-            .store
-            .verification(id)
-            .await?
-            .filter(|v| v.expires_at > now)
-            .ok_or(ServiceError::VerificationExpired)?;
-        if v.attempts >= self.config.max_code_attempts {
-            return Err(ServiceError::TooManyAttempts);
-        }
-        if !token::code_matches(&v.salt, &req.code, &v.code_digest) {
-            let n = self.store.count_failed_attempt(id).await?;
-            if n >= self.config.max_code_attempts {
-                self.store.delete_verification(id).await?;
-                return Err(ServiceError::TooManyAttempts);
-            }
-            return Err(ServiceError::WrongCode {
-                attempts_left: self.config.max_code_attempts - n,
-            });
-        }
+        let v = self.check_code(id, &req.code).await?;
         // The device's own key-service credential first: if the key service
         // cannot issue one, nothing is stored.
+        let device_id = DeviceId::random();
         let keyd_token = match &self.keys {
             Some(k) => Some(
                 k.devices
-                    .issue(DeviceId::random())
+                    .issue(device_id)
                     .await
                     .map_err(|e| ServiceError::KeyService(e.to_string()))?,
             ),
@@ -307,7 +292,7 @@ impl Messenger {
         };
         let token = BearerToken::generate();
         let device = NewDevice {
-            id: DeviceId::random(),
+            id: device_id,
             info: device_info,
             token_hash: token.hash(),
             at: now,
@@ -353,6 +338,62 @@ impl Messenger {
             keyd_token,
             keyd_url: self.keys.as_ref().map(|k| k.public_url.clone()),
         })
+    }
+
+    /// Checks a code against a pending verification: expiry, attempts,
+    /// constant-time comparison. A wrong code counts; the fifth voids it.
+    async fn check_code(&self, id: Uuid, code: &str) -> Result<PendingVerification, ServiceError> {
+        let now = self.now();
+        let v = self
+            .store
+            .verification(id)
+            .await?
+            .filter(|v| v.expires_at > now)
+            .ok_or(ServiceError::VerificationExpired)?;
+        if v.attempts >= self.config.max_code_attempts {
+            return Err(ServiceError::TooManyAttempts);
+        }
+        if !token::code_matches(&v.salt, code, &v.code_digest) {
+            let n = self.store.count_failed_attempt(id).await?;
+            if n >= self.config.max_code_attempts {
+                self.store.delete_verification(id).await?;
+                return Err(ServiceError::TooManyAttempts);
+            }
+            return Err(ServiceError::WrongCode {
+                attempts_left: self.config.max_code_attempts - n,
+            });
+        }
+        Ok(v)
+    }
+
+    /// Moves `account` to the number verified by `id`: its pseudonyms are
+    /// recomputed, and the feed revokes the old pseudonym at the partner
+    /// and shares the new one (if anything is granted).
+    pub async fn change_number(
+        &self,
+        account: AccountId,
+        id: Uuid,
+        code: &str,
+    ) -> Result<(), ServiceError> {
+        let v = self.check_code(id, code).await?;
+        if self.store.account_by_phone(&v.phone).await?.is_some() {
+            return Err(ServiceError::PhoneTaken);
+        }
+        self.store
+            .change_phone(account, &v.phone, self.now())
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict("phone") => ServiceError::PhoneTaken,
+                other => other.into(),
+            })?;
+        self.store.delete_verification(id).await?;
+        tracing::info!(account = %account, "number changed");
+        if self.keys.is_some() {
+            if let Err(e) = self.refresh_pseudonyms(100).await {
+                tracing::warn!(error = %e, "pseudonyms not computed yet");
+            }
+        }
+        Ok(())
     }
 
     // ---- callers ------------------------------------------------------

@@ -246,9 +246,19 @@ fn mail_row(r: &AnyRow) -> Result<MailItem> {
     })
 }
 
+/// The `n`th (1-based) placeholder. SQLite gets anonymous `?`: sqlx
+/// resolves each `$n` by name, which SQLite looks up linearly, so a
+/// statement with thousands of `$n` costs quadratic time.
+fn ph(backend: Backend, n: usize) -> String {
+    match backend {
+        Backend::Sqlite => "?".to_owned(),
+        Backend::Postgres => format!("${n}"),
+    }
+}
+
 /// Rows per multi-row INSERT (10 columns each, well under both backends'
 /// parameter limits).
-const ROWS_PER_INSERT: usize = 400;
+const ROWS_PER_INSERT: usize = 200;
 
 struct Row10 {
     device: String,
@@ -262,7 +272,11 @@ struct Row10 {
     expires_at: i64,
 }
 
-async fn insert_items(tx: &mut Transaction<'_, Any>, rows: &[Row10]) -> Result<()> {
+async fn insert_items(
+    backend: Backend,
+    tx: &mut Transaction<'_, Any>,
+    rows: &[Row10],
+) -> Result<()> {
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let mut sql = String::from(
             "INSERT INTO e2e_mailbox (device_id, kind, peer_account, peer_device, \
@@ -273,18 +287,8 @@ async fn insert_items(tx: &mut Transaction<'_, Any>, rows: &[Row10]) -> Result<(
             if i > 0 {
                 sql.push(',');
             }
-            sql.push_str(&format!(
-                "(${},${},${},${},${},${},${},${},${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7,
-                b + 8,
-                b + 9
-            ));
+            let p: Vec<String> = (1..=9).map(|k| ph(backend, b + k)).collect();
+            sql.push_str(&format!("({})", p.join(",")));
         }
         let mut q = sqlx::query(&sql);
         for r in chunk {
@@ -436,12 +440,13 @@ impl MailboxStore for SqlMailboxStore {
             let Some(row) = row else { break };
             let key_id: String = row.try_get(0)?;
             let json: String = row.try_get(1)?;
-            let n = sqlx::query("DELETE FROM e2e_one_time_keys WHERE device_id = $1 AND key_id = $2")
-                .bind(&d)
-                .bind(&key_id)
-                .execute(&self.db.pool)
-                .await?
-                .rows_affected();
+            let n =
+                sqlx::query("DELETE FROM e2e_one_time_keys WHERE device_id = $1 AND key_id = $2")
+                    .bind(&d)
+                    .bind(&key_id)
+                    .execute(&self.db.pool)
+                    .await?
+                    .rows_affected();
             if n == 1 {
                 return Ok(Some((json, false)));
             }
@@ -455,6 +460,7 @@ impl MailboxStore for SqlMailboxStore {
     }
 
     async fn commit_batch(&self, batch: &WriteBatch) -> Result<BatchOutcome> {
+        let be = self.db.backend;
         let mut out = BatchOutcome::default();
         let mut woken: HashSet<DeviceId> = HashSet::new();
         let mut tx = self.db.pool.begin().await?;
@@ -479,7 +485,13 @@ impl MailboxStore for SqlMailboxStore {
                 if i > 0 {
                     sql.push(',');
                 }
-                sql.push_str(&format!("(${},${},${})", i * 3 + 1, i * 3 + 2, i * 3 + 3));
+                let b = i * 3;
+                sql.push_str(&format!(
+                    "({},{},{})",
+                    ph(be, b + 1),
+                    ph(be, b + 2),
+                    ph(be, b + 3)
+                ));
             }
             sql.push_str(
                 " ON CONFLICT (sender_device, client_message_id) DO NOTHING \
@@ -526,12 +538,13 @@ impl MailboxStore for SqlMailboxStore {
         }
         let contacts: Vec<_> = contacts.into_iter().collect();
         for chunk in contacts.chunks(ROWS_PER_INSERT) {
-            let mut sql = String::from("INSERT INTO e2e_contacts (account_id, peer_account) VALUES ");
+            let mut sql =
+                String::from("INSERT INTO e2e_contacts (account_id, peer_account) VALUES ");
             for i in 0..chunk.len() {
                 if i > 0 {
                     sql.push(',');
                 }
-                sql.push_str(&format!("(${},${})", i * 2 + 1, i * 2 + 2));
+                sql.push_str(&format!("({},{})", ph(be, i * 2 + 1), ph(be, i * 2 + 2)));
             }
             sql.push_str(" ON CONFLICT (account_id, peer_account) DO NOTHING");
             let mut q = sqlx::query(&sql);
@@ -550,14 +563,15 @@ impl MailboxStore for SqlMailboxStore {
             let d = text(a.device.0);
             let mut n = 0u64;
             for chunk in a.ids.chunks(ROWS_PER_INSERT) {
-                let mut sql = String::from(
-                    "DELETE FROM e2e_mailbox WHERE device_id = $1 AND id IN (",
+                let mut sql = format!(
+                    "DELETE FROM e2e_mailbox WHERE device_id = {} AND id IN (",
+                    ph(be, 1)
                 );
                 for i in 0..chunk.len() {
                     if i > 0 {
                         sql.push(',');
                     }
-                    sql.push_str(&format!("${}", i + 2));
+                    sql.push_str(&ph(be, i + 2));
                 }
                 sql.push_str(") RETURNING id, kind, peer_account, peer_device, client_message_id");
                 let mut q = sqlx::query(&sql).bind(&d);
@@ -614,16 +628,22 @@ impl MailboxStore for SqlMailboxStore {
                     sql.push(',');
                 }
                 let b = i * 5;
-                sql.push_str(&format!("(${},${},${},${},${})", b + 1, b + 2, b + 3, b + 4, b + 5));
+                let p: Vec<String> = (1..=5).map(|k| ph(be, b + k)).collect();
+                sql.push_str(&format!("({})", p.join(",")));
             }
             sql.push_str(" ON CONFLICT (device_id, envelope_id) DO NOTHING");
             let mut q = sqlx::query(&sql);
             for (d, id, sa, sd, at) in chunk {
-                q = q.bind(d.clone()).bind(*id).bind(sa.clone()).bind(sd.clone()).bind(*at);
+                q = q
+                    .bind(d.clone())
+                    .bind(*id)
+                    .bind(sa.clone())
+                    .bind(sd.clone())
+                    .bind(*at);
             }
             q.execute(&mut *tx).await?;
         }
-        insert_items(&mut tx, &rows).await?;
+        insert_items(be, &mut tx, &rows).await?;
         tx.commit().await?;
         let mut w: Vec<DeviceId> = woken.into_iter().collect();
         w.sort();
@@ -670,14 +690,14 @@ impl MailboxStore for SqlMailboxStore {
     }
 
     async fn has_written_to(&self, account: AccountId, peer: AccountId) -> Result<bool> {
-        Ok(sqlx::query(
-            "SELECT 1 FROM e2e_contacts WHERE account_id = $1 AND peer_account = $2",
+        Ok(
+            sqlx::query("SELECT 1 FROM e2e_contacts WHERE account_id = $1 AND peer_account = $2")
+                .bind(text(account.0))
+                .bind(text(peer.0))
+                .fetch_optional(&self.db.pool)
+                .await?
+                .is_some(),
         )
-        .bind(text(account.0))
-        .bind(text(peer.0))
-        .fetch_optional(&self.db.pool)
-        .await?
-        .is_some())
     }
 
     async fn block(&self, account: AccountId, blocked: AccountId, at: Timestamp) -> Result<()> {
@@ -703,14 +723,14 @@ impl MailboxStore for SqlMailboxStore {
     }
 
     async fn is_blocked(&self, account: AccountId, sender: AccountId) -> Result<bool> {
-        Ok(sqlx::query(
-            "SELECT 1 FROM e2e_blocks WHERE account_id = $1 AND blocked_account = $2",
+        Ok(
+            sqlx::query("SELECT 1 FROM e2e_blocks WHERE account_id = $1 AND blocked_account = $2")
+                .bind(text(account.0))
+                .bind(text(sender.0))
+                .fetch_optional(&self.db.pool)
+                .await?
+                .is_some(),
         )
-        .bind(text(account.0))
-        .bind(text(sender.0))
-        .fetch_optional(&self.db.pool)
-        .await?
-        .is_some())
     }
 
     async fn received_from(

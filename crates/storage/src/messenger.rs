@@ -134,6 +134,15 @@ pub trait MessengerStore: Send + Sync + std::fmt::Debug + 'static {
         records: &[LedgerRecord],
     ) -> Result<()>;
     async fn add_device(&self, account: AccountId, device: &NewDevice) -> Result<()>;
+    /// Moves `account` to `phone`: drops its pseudonyms (recomputed for
+    /// the new number) and queues feed work, atomically.
+    /// `Conflict("phone")` if the number has an account.
+    async fn change_phone(
+        &self,
+        account: AccountId,
+        phone: &PhoneNumber,
+        at: Timestamp,
+    ) -> Result<()>;
     async fn account(&self, id: AccountId) -> Result<Option<Account>>;
     async fn account_by_phone(&self, phone: &PhoneNumber) -> Result<Option<Account>>;
     async fn devices(&self, account: AccountId) -> Result<Vec<Device>>;
@@ -628,6 +637,37 @@ impl MessengerStore for SqlMessengerStore {
         }
         insert_device(&mut tx, account, device).await?;
         enqueue_feed(&mut tx, account, "device_added", device.at).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn change_phone(
+        &self,
+        account: AccountId,
+        phone: &PhoneNumber,
+        at: Timestamp,
+    ) -> Result<()> {
+        let mut tx = self.db.pool.begin().await?;
+        let r = sqlx::query("UPDATE accounts SET phone = $1 WHERE id = $2")
+            .bind(phone.e164())
+            .bind(uuid_text(account.0))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict("phone")
+                } else {
+                    e.into()
+                }
+            })?;
+        if r.rows_affected() != 1 {
+            return Err(StoreError::NotFound("account"));
+        }
+        sqlx::query("DELETE FROM pseudonyms WHERE account_id = $1")
+            .bind(uuid_text(account.0))
+            .execute(&mut *tx)
+            .await?;
+        enqueue_feed(&mut tx, account, "number_changed", at).await?;
         tx.commit().await?;
         Ok(())
     }

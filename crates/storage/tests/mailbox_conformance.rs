@@ -97,9 +97,16 @@ async fn device_keys_are_idempotent_and_never_replaced() {
             s.put_device_keys(a, d, "{\"k\":2}", T0).await.unwrap(),
             PutDeviceKeys::Conflict
         );
-        assert_eq!(s.device_keys(d).await.unwrap().as_deref(), Some("{\"k\":1}"));
+        assert_eq!(
+            s.device_keys(d).await.unwrap().as_deref(),
+            Some("{\"k\":1}")
+        );
         assert_eq!(s.account_device_keys(a).await.unwrap().len(), 1);
-        assert!(s.account_device_keys(AccountId::random()).await.unwrap().is_empty());
+        assert!(s
+            .account_device_keys(AccountId::random())
+            .await
+            .unwrap()
+            .is_empty());
     })
     .await;
 }
@@ -108,15 +115,18 @@ async fn device_keys_are_idempotent_and_never_replaced() {
 async fn one_time_keys_capped_claimed_once_then_fallback() {
     on_each_backend(|s| async move {
         let d = DeviceId::random();
-        let keys: Vec<(String, String)> =
-            (0..10).map(|i| (format!("k{i:02}"), format!("otk{i}"))).collect();
+        let keys: Vec<(String, String)> = (0..10)
+            .map(|i| (format!("k{i:02}"), format!("otk{i}")))
+            .collect();
         assert_eq!(
             s.add_one_time_keys(d, &keys, None, 8).await.unwrap(),
             (8, false)
         );
         // Re-uploading known ids adds nothing; the fallback is set.
         assert_eq!(
-            s.add_one_time_keys(d, &keys[..2], Some("fb"), 8).await.unwrap(),
+            s.add_one_time_keys(d, &keys[..2], Some("fb"), 8)
+                .await
+                .unwrap(),
             (8, true)
         );
         let mut got = HashSet::new();
@@ -130,7 +140,10 @@ async fn one_time_keys_capped_claimed_once_then_fallback() {
             s.claim_one_time_key(d).await.unwrap(),
             Some(("fb".into(), true))
         );
-        assert_eq!(s.claim_one_time_key(DeviceId::random()).await.unwrap(), None);
+        assert_eq!(
+            s.claim_one_time_key(DeviceId::random()).await.unwrap(),
+            None
+        );
     })
     .await;
 }
@@ -139,9 +152,12 @@ async fn one_time_keys_capped_claimed_once_then_fallback() {
 async fn concurrent_claims_never_hand_out_a_key_twice() {
     on_each_backend(|s| async move {
         let d = DeviceId::random();
-        let keys: Vec<(String, String)> =
-            (0..40).map(|i| (format!("k{i:03}"), format!("otk{i}"))).collect();
-        s.add_one_time_keys(d, &keys, Some("fb"), 200).await.unwrap();
+        let keys: Vec<(String, String)> = (0..40)
+            .map(|i| (format!("k{i:03}"), format!("otk{i}")))
+            .collect();
+        s.add_one_time_keys(d, &keys, Some("fb"), 200)
+            .await
+            .unwrap();
         let tasks: Vec<_> = (0..60)
             .map(|_| {
                 let s = s.clone();

@@ -35,7 +35,7 @@ use crate::e2e::wake::{LocalWake, Wake};
 use crate::e2e::writer::Writer;
 use accord_domain::{AccountId, Clock, DeviceId, PhoneNumber, Timestamp};
 use accord_e2e::{
-    decode_device_keys, decode_one_time_key, ClientMessageId, Ciphertext, DeliveredEnvelope,
+    decode_device_keys, decode_one_time_key, Ciphertext, ClientMessageId, DeliveredEnvelope,
     DeviceKeys, EnvelopeId, OlmMessageType, SendRequest, ServerFrame, SignedOneTimeKey, WireError,
 };
 use accord_storage::mailbox::{Ack, MailItem, NewEnvelope, NewReport, NewSend, PutDeviceKeys};
@@ -185,10 +185,7 @@ impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
         map.insert(k, (Instant::now(), v));
     }
     fn remove(&self, k: &K) {
-        self.map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(k);
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).remove(k);
     }
 }
 
@@ -260,7 +257,13 @@ impl Relay {
         clock: Arc<dyn Clock>,
         config: E2eConfig,
     ) -> Self {
-        Self::start_with(store, accounts, clock, config, Arc::new(LocalWake::default()))
+        Self::start_with(
+            store,
+            accounts,
+            clock,
+            config,
+            Arc::new(LocalWake::default()),
+        )
     }
 
     /// [`Relay::start`] with another [`Wake`] (several nodes).
@@ -354,9 +357,11 @@ impl Relay {
     async fn stored_keys(&self, device: DeviceId) -> Result<Option<DeviceKeys>, RelayError> {
         match self.inner.store.device_keys(device).await? {
             None => Ok(None),
-            Some(json) => Ok(Some(decode_device_keys(json.as_bytes()).map_err(|_| {
-                StoreError::Corrupt("stored device keys".into())
-            })?)),
+            Some(json) => {
+                Ok(Some(decode_device_keys(json.as_bytes()).map_err(|_| {
+                    StoreError::Corrupt("stored device keys".into())
+                })?))
+            }
         }
     }
 
@@ -427,7 +432,10 @@ impl Relay {
 
     /// The devices with keys of `account` that still exist, cached
     /// briefly; `None` if there is no such account.
-    async fn devices_of(&self, account: AccountId) -> Result<Option<Arc<Vec<DeviceId>>>, RelayError> {
+    async fn devices_of(
+        &self,
+        account: AccountId,
+    ) -> Result<Option<Arc<Vec<DeviceId>>>, RelayError> {
         if let Some(d) = self.inner.devices.get(&account) {
             return Ok(d);
         }
@@ -546,7 +554,9 @@ impl Relay {
         let recipients = if to_account == sender_account {
             Arc::new(Vec::new())
         } else {
-            self.devices_of(to_account).await?.ok_or(RelayError::NotFound)?
+            self.devices_of(to_account)
+                .await?
+                .ok_or(RelayError::NotFound)?
         };
         let own = self.devices_of(sender_account).await?.unwrap_or_default();
         let expected: BTreeSet<DeviceId> = recipients
@@ -565,7 +575,8 @@ impl Relay {
                 extra: got.difference(&expected).copied().collect(),
             });
         }
-        let blocked = to_account != sender_account && self.blocked(to_account, sender_account).await?;
+        let blocked =
+            to_account != sender_account && self.blocked(to_account, sender_account).await?;
         if to_account != sender_account && !self.wrote_to(to_account, sender_account).await? {
             self.inner
                 .unknown_limits

@@ -140,6 +140,7 @@ impl From<ServiceError> for ApiError {
                 tracing::warn!(error = %m, "key service failed");
                 ApiError::new(StatusCode::BAD_GATEWAY, "key_service_unavailable", "the key service is not available; try again later")
             }
+            S::PhoneTaken => ApiError::new(StatusCode::CONFLICT, "phone_taken", e.to_string()),
             S::NoKeyService => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "contact_discovery_unavailable", e.to_string()),
             S::Store(StoreError::Conflict(what)) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", format!("concurrent change to {what}; retry"))

@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi};
 #[openapi(
     info(title = "Accord messenger", description = "Accounts, devices, policies, consent and the consent ledger."),
     paths(
-        healthz, openapi, start, verify, current, accept, me, export, delete_me,
+        healthz, openapi, start, verify, super::routes::number::start, super::routes::number::verify, current, accept, me, export, delete_me,
         my_consent, my_consent_at, receipt, grant, withdraw,
         discovery, bucket, refresh,
         publish_policy, list_policies, feed, reconcile, ledger, verify_ledger, consent_at, clock, advance_clock,

@@ -583,3 +583,98 @@ async fn reconciliation_deletes_what_the_partner_should_not_hold_and_resyncs_wha
         .unwrap();
     assert_eq!(again["mismatched_buckets"], 0, "{again}");
 }
+
+#[tokio::test]
+async fn a_number_change_revokes_the_old_pseudonym_and_shares_the_new_one() {
+    use reqwest::Method;
+    let app = spawn_app(opts(ConsentProfile::Strict)).await;
+    let v1 = app.publish(ConsentProfile::Strict, &Purpose::ALL).await;
+    let user = app
+        .register_device(&n(50), Some((v1.version, share(Some(true)))))
+        .await;
+    let a = AccountId(user.reg.account_id);
+    drain(&app).await;
+    let old = pseudonym(&app, a).await;
+    assert_eq!(held(&app, &old).await.len(), 2);
+
+    let token = Some(user.reg.token.as_str());
+    let r = app
+        .send(
+            Method::POST,
+            "/v1/me/number",
+            token,
+            crate::helpers::Body::Json(json!({"phone": n(51)})),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = r.body["registration_id"].as_str().unwrap().to_owned();
+    let code = r.body["dev_code"].as_str().unwrap().to_owned();
+    let wrong = app
+        .send(
+            Method::POST,
+            &format!("/v1/me/number/{id}/verify"),
+            token,
+            crate::helpers::Body::Json(json!({"code": "000000x"})),
+        )
+        .await;
+    assert_eq!(wrong.status, 400);
+    let r = app
+        .send(
+            Method::POST,
+            &format!("/v1/me/number/{id}/verify"),
+            token,
+            crate::helpers::Body::Json(json!({"code": code})),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(
+        app.store.account(a).await.unwrap().unwrap().phone.e164(),
+        n(51)
+    );
+
+    drain(&app).await;
+    let new = pseudonym(&app, a).await;
+    assert_ne!(new, old);
+    assert!(
+        held(&app, &old).await.is_empty(),
+        "the old pseudonym is revoked"
+    );
+    assert_eq!(held(&app, &new).await.len(), 2, "the new one is shared");
+    let kinds = ledger_kinds(&app, a).await;
+    assert!(
+        kinds.iter().any(|(k, _)| k == "deletion_confirmed"),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|(k, _)| k == "propagated").count(),
+        2,
+        "{kinds:?}"
+    );
+
+    // A number that has an account cannot be taken.
+    let other = app
+        .register_device(&n(52), Some((v1.version, share(None))))
+        .await;
+    let r = app
+        .send(
+            Method::POST,
+            "/v1/me/number",
+            Some(&other.reg.token),
+            crate::helpers::Body::Json(json!({"phone": n(51)})),
+        )
+        .await;
+    let id = r.body["registration_id"].as_str().unwrap().to_owned();
+    let code = r.body["dev_code"].as_str().unwrap().to_owned();
+    let r = app
+        .send(
+            Method::POST,
+            &format!("/v1/me/number/{id}/verify"),
+            Some(&other.reg.token),
+            crate::helpers::Body::Json(json!({"code": code})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (409, Some("phone_taken"))
+    );
+}

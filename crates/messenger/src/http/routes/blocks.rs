@@ -16,7 +16,11 @@ use serde::{Deserialize, Serialize};
 /// Blocks an account: its messages are accepted but never delivered.
 #[utoipa::path(post, path = "/v1/blocks/{account_id}", tag = "e2e", security(("bearer" = [])),
     params(("account_id" = String, Path)), responses((status = 204), (status = 400, body = ErrorBody)))]
-pub async fn block_account(State(s): State<AppState>, User(caller): User, Path(blocked): Path<AccountId>) -> ApiResult<StatusCode> {
+pub async fn block_account(
+    State(s): State<AppState>,
+    User(caller): User,
+    Path(blocked): Path<AccountId>,
+) -> ApiResult<StatusCode> {
     s.e2e.block(caller.account.id, blocked).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -24,7 +28,11 @@ pub async fn block_account(State(s): State<AppState>, User(caller): User, Path(b
 /// Lifts a block.
 #[utoipa::path(delete, path = "/v1/blocks/{account_id}", tag = "e2e", security(("bearer" = [])),
     params(("account_id" = String, Path)), responses((status = 204), (status = 400, body = ErrorBody)))]
-pub async fn unblock_account(State(s): State<AppState>, User(caller): User, Path(blocked): Path<AccountId>) -> ApiResult<StatusCode> {
+pub async fn unblock_account(
+    State(s): State<AppState>,
+    User(caller): User,
+    Path(blocked): Path<AccountId>,
+) -> ApiResult<StatusCode> {
     s.e2e.unblock(caller.account.id, blocked).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -46,8 +54,17 @@ pub struct ReportAccepted {
 #[utoipa::path(post, path = "/v1/reports", tag = "e2e", security(("bearer" = [])),
     request_body(content = Object, description = "{envelope_id, plaintext?}"),
     responses((status = 202, body = ReportAccepted), (status = 404, body = ErrorBody)))]
-pub async fn report_message(State(s): State<AppState>, User(caller): User, body: Bytes) -> ApiResult<(StatusCode, Json<ReportAccepted>)> {
+pub async fn report_message(
+    State(s): State<AppState>,
+    User(caller): User,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<ReportAccepted>)> {
     let r: ReportBody = wire_body(&body, 128 * 1024)?;
-    s.e2e.report(caller.device, r.envelope_id, r.plaintext).await?;
-    Ok((StatusCode::ACCEPTED, Json(ReportAccepted { reported: true })))
+    s.e2e
+        .report(caller.device, r.envelope_id, r.plaintext)
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(ReportAccepted { reported: true }),
+    ))
 }

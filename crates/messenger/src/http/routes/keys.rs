@@ -2,7 +2,7 @@
 //! claims. Every key is signed by its device's ed25519 key and checked
 //! here before it is stored; nothing here is secret.
 
-use crate::e2e::{Claimed, ClaimTarget, KeyCount, RelayError};
+use crate::e2e::{ClaimTarget, Claimed, KeyCount, RelayError};
 use crate::http::error::{ApiError, ApiResult, ErrorBody, Json};
 use crate::http::extract::User;
 use crate::http::AppState;
@@ -25,25 +25,34 @@ impl From<RelayError> for ApiError {
             R::InvalidSignature => {
                 ApiError::new(StatusCode::BAD_REQUEST, "invalid_signature", e.to_string())
             }
-            R::DeviceMismatch => {
-                ApiError::new(StatusCode::BAD_REQUEST, "device_mismatch", "`device_id` must be the calling device")
-            }
+            R::DeviceMismatch => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "device_mismatch",
+                "`device_id` must be the calling device",
+            ),
             R::DeviceKeysExist => {
                 ApiError::new(StatusCode::CONFLICT, "device_keys_exist", e.to_string())
             }
             R::NoDeviceKeys => ApiError::new(StatusCode::CONFLICT, "no_device_keys", e.to_string()),
             R::BadRequest(m) => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", m),
             R::NotFound => ApiError::not_found(),
-            R::StaleDevices { missing, extra } => {
-                ApiError::new(StatusCode::CONFLICT, "stale_devices", "the envelopes do not cover exactly the current devices")
-                    .with_details(json!({ "missing": missing, "extra": extra }))
-            }
+            R::StaleDevices { missing, extra } => ApiError::new(
+                StatusCode::CONFLICT,
+                "stale_devices",
+                "the envelopes do not cover exactly the current devices",
+            )
+            .with_details(json!({ "missing": missing, "extra": extra })),
             R::RateLimited { retry_after_s } => {
-                let mut a = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", e.to_string());
+                let mut a =
+                    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", e.to_string());
                 a.retry_after_s = Some(retry_after_s);
                 a
             }
-            R::Unavailable => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
+            R::Unavailable => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                e.to_string(),
+            ),
             R::Store(s) => crate::service::ServiceError::Store(s).into(),
         }
     }
@@ -55,7 +64,9 @@ pub(crate) fn wire_error(w: &WireError) -> ApiError {
         WireError::TooLarge { .. } | WireError::CiphertextTooLarge { .. } => {
             StatusCode::PAYLOAD_TOO_LARGE
         }
-        WireError::BadSignature => return ApiError::new(StatusCode::BAD_REQUEST, "invalid_signature", w.to_string()),
+        WireError::BadSignature => {
+            return ApiError::new(StatusCode::BAD_REQUEST, "invalid_signature", w.to_string())
+        }
         _ => StatusCode::BAD_REQUEST,
     };
     ApiError::new(status, w.code(), w.to_string())
@@ -67,14 +78,19 @@ pub(crate) fn wire_body<T: DeserializeOwned>(bytes: &[u8], limit: usize) -> ApiR
         return Err(wire_error(&WireError::Empty));
     }
     if bytes.len() > limit {
-        return Err(wire_error(&WireError::TooLarge { limit, actual: bytes.len() }));
+        return Err(wire_error(&WireError::TooLarge {
+            limit,
+            actual: bytes.len(),
+        }));
     }
     serde_json::from_slice(bytes).map_err(|e| {
         use serde_json::error::Category;
         let mut detail: String = e.to_string().chars().take(200).collect();
         detail.retain(|c| !c.is_control());
         if detail.starts_with("ciphertext_too_large") {
-            return wire_error(&WireError::CiphertextTooLarge { limit: accord_e2e::MAX_ENVELOPE_BYTES });
+            return wire_error(&WireError::CiphertextTooLarge {
+                limit: accord_e2e::MAX_ENVELOPE_BYTES,
+            });
         }
         match e.classify() {
             Category::Data => wire_error(&WireError::Invalid(detail)),
@@ -87,9 +103,15 @@ pub(crate) fn wire_body<T: DeserializeOwned>(bytes: &[u8], limit: usize) -> ApiR
 #[utoipa::path(put, path = "/v1/keys/device", tag = "e2e", security(("bearer" = [])),
     request_body(content = Object, description = "DeviceKeys"),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn put_device_keys(State(s): State<AppState>, User(caller): User, body: Bytes) -> ApiResult<StatusCode> {
+pub async fn put_device_keys(
+    State(s): State<AppState>,
+    User(caller): User,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
     let keys: DeviceKeys = wire_body(&body, MAX_KEY_JSON_BYTES)?;
-    s.e2e.put_device_keys(caller.account.id, caller.device, keys).await?;
+    s.e2e
+        .put_device_keys(caller.account.id, caller.device, keys)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -106,15 +128,26 @@ struct OneTimeKeysUpload {
 #[utoipa::path(post, path = "/v1/keys/one-time", tag = "e2e", security(("bearer" = [])),
     request_body(content = Object, description = "{one_time_keys: [SignedOneTimeKey], fallback?: SignedOneTimeKey}"),
     responses((status = 200, body = KeyCount), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn upload_one_time_keys(State(s): State<AppState>, User(caller): User, body: Bytes) -> ApiResult<Json<KeyCount>> {
+pub async fn upload_one_time_keys(
+    State(s): State<AppState>,
+    User(caller): User,
+    body: Bytes,
+) -> ApiResult<Json<KeyCount>> {
     let up: OneTimeKeysUpload = wire_body(&body, MAX_ONE_TIME_KEYS_JSON_BYTES + 1024)?;
-    Ok(Json(s.e2e.upload_one_time_keys(caller.device, up.one_time_keys, up.fallback).await?))
+    Ok(Json(
+        s.e2e
+            .upload_one_time_keys(caller.device, up.one_time_keys, up.fallback)
+            .await?,
+    ))
 }
 
 /// How many one-time keys of this device are left.
 #[utoipa::path(get, path = "/v1/keys/one-time/count", tag = "e2e", security(("bearer" = [])),
     responses((status = 200, body = KeyCount), (status = 401, body = ErrorBody)))]
-pub async fn one_time_key_count(State(s): State<AppState>, User(caller): User) -> ApiResult<Json<KeyCount>> {
+pub async fn one_time_key_count(
+    State(s): State<AppState>,
+    User(caller): User,
+) -> ApiResult<Json<KeyCount>> {
     Ok(Json(s.e2e.key_count(caller.device).await?))
 }
 
@@ -129,7 +162,11 @@ struct ClaimBody {
 #[utoipa::path(post, path = "/v1/keys/claim", tag = "e2e", security(("bearer" = [])),
     request_body(content = Object, description = "{phone} or {account_id}"),
     responses((status = 200, body = Object), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
-pub async fn claim_keys(State(s): State<AppState>, User(caller): User, body: Bytes) -> ApiResult<Response> {
+pub async fn claim_keys(
+    State(s): State<AppState>,
+    User(caller): User,
+    body: Bytes,
+) -> ApiResult<Response> {
     let c: ClaimBody = wire_body(&body, 1024)?;
     let target = match (c.phone, c.account_id) {
         (Some(p), None) => ClaimTarget::Phone(
@@ -137,11 +174,16 @@ pub async fn claim_keys(State(s): State<AppState>, User(caller): User, body: Byt
         ),
         (None, Some(a)) => ClaimTarget::Account(a),
         _ => {
-            return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "give exactly one of `phone` and `account_id`"))
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "give exactly one of `phone` and `account_id`",
+            ))
         }
     };
     let claimed: Claimed = s.e2e.claim(caller.device, target).await?;
     let mut r = Json(claimed).into_response();
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(r)
 }

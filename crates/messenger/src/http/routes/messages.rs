@@ -32,9 +32,16 @@ struct SendBody {
 #[utoipa::path(post, path = "/v1/messages", tag = "e2e", security(("bearer" = [])),
     request_body(content = Object, description = "{to_account, send: SendRequest}"),
     responses((status = 202, body = SendOutcome), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody)))]
-pub async fn send_message(State(s): State<AppState>, User(caller): User, body: Bytes) -> ApiResult<(StatusCode, Json<SendOutcome>)> {
+pub async fn send_message(
+    State(s): State<AppState>,
+    User(caller): User,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<SendOutcome>)> {
     let b: SendBody = wire_body(&body, MAX_SEND_BODY_BYTES)?;
-    let out = s.e2e.send(caller.account.id, caller.device, b.to_account, b.send).await?;
+    let out = s
+        .e2e
+        .send(caller.account.id, caller.device, b.to_account, b.send)
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(out)))
 }
 
@@ -52,9 +59,17 @@ const FETCH_LIMIT: u32 = 200;
 /// up to `wait_s` when there are none.
 #[utoipa::path(get, path = "/v1/messages", tag = "e2e", security(("bearer" = [])), params(FetchQuery),
     responses((status = 200, body = Vec<Object>), (status = 400, body = ErrorBody)))]
-pub async fn fetch_messages(State(s): State<AppState>, User(caller): User, Query(q): Query<FetchQuery>) -> ApiResult<Json<Vec<ServerFrame>>> {
+pub async fn fetch_messages(
+    State(s): State<AppState>,
+    User(caller): User,
+    Query(q): Query<FetchQuery>,
+) -> ApiResult<Json<Vec<ServerFrame>>> {
     if q.wait_s > 30 {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", "wait_s must be 0 to 30"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "wait_s must be 0 to 30",
+        ));
     }
     let mut wake = s.e2e.wake().subscribe(caller.device);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(q.wait_s);
@@ -64,7 +79,10 @@ pub async fn fetch_messages(State(s): State<AppState>, User(caller): User, Query
         if !frames.is_empty() || tokio::time::Instant::now() >= deadline {
             return Ok(Json(frames));
         }
-        if tokio::time::timeout_at(deadline, wake.changed()).await.is_err() {
+        if tokio::time::timeout_at(deadline, wake.changed())
+            .await
+            .is_err()
+        {
             return Ok(Json(Vec::new()));
         }
     }
@@ -80,10 +98,18 @@ struct AckBody {
 #[utoipa::path(post, path = "/v1/messages/ack", tag = "e2e", security(("bearer" = [])),
     request_body(content = Object, description = "{ids: [u64]}"),
     responses((status = 200, body = Object), (status = 400, body = ErrorBody)))]
-pub async fn ack_messages(State(s): State<AppState>, User(caller): User, body: Bytes) -> ApiResult<Json<serde_json::Value>> {
+pub async fn ack_messages(
+    State(s): State<AppState>,
+    User(caller): User,
+    body: Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
     let a: AckBody = wire_body(&body, accord_e2e::wire::MAX_CLIENT_FRAME_BYTES)?;
     if a.ids.is_empty() || a.ids.len() > MAX_ACK_IDS {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "too_many_items", format!("ids must have 1 to {MAX_ACK_IDS} items")));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "too_many_items",
+            format!("ids must have 1 to {MAX_ACK_IDS} items"),
+        ));
     }
     let ids: BTreeSet<EnvelopeId> = a.ids.into_iter().collect();
     let n = s.e2e.ack(caller.device, ids.into_iter().collect()).await?;

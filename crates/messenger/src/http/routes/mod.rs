@@ -6,6 +6,7 @@ mod blocks;
 mod consent;
 mod contacts;
 mod health;
+pub mod number;
 mod keys;
 mod messages;
 mod policy;
@@ -64,6 +65,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/policies/{version}/accept", post(policy::accept))
         .route("/v1/me", get(account::me).delete(account::delete_me))
         .route("/v1/me/export", get(account::export))
+        .route("/v1/me/number", post(number::start))
+        .route("/v1/me/number/{registration_id}/verify", post(number::verify))
         .route("/v1/me/consent", get(consent::my_consent))
         .route("/v1/me/consent/history", get(consent::my_consent_at))
         .route("/v1/me/consent/receipt", get(consent::receipt))

@@ -24,9 +24,16 @@ const MAX_BAD_FRAMES: u32 = 16;
 /// The device's delivery stream (WebSocket upgrade).
 #[utoipa::path(get, path = "/v1/stream", tag = "e2e", security(("bearer" = [])),
     responses((status = 101, description = "WebSocket of ServerFrame / ClientFrame JSON"), (status = 401, body = ErrorBody)))]
-pub async fn stream(State(s): State<AppState>, User(caller): User, ws: WebSocketUpgrade) -> Response {
+pub async fn stream(
+    State(s): State<AppState>,
+    User(caller): User,
+    ws: WebSocketUpgrade,
+) -> Response {
     let relay = s.e2e.clone();
-    ws.max_message_size(MAX_CLIENT_FRAME_BYTES)
+    // Small buffers: most connections are idle most of the time.
+    ws.read_buffer_size(4 * 1024)
+        .write_buffer_size(16 * 1024)
+        .max_message_size(MAX_CLIENT_FRAME_BYTES)
         .max_frame_size(MAX_CLIENT_FRAME_BYTES)
         .on_upgrade(move |socket| async move {
             if let Err(e) = run(relay, caller.device, socket).await {
@@ -36,7 +43,11 @@ pub async fn stream(State(s): State<AppState>, User(caller): User, ws: WebSocket
 }
 
 fn text(frame: &ServerFrame) -> Message {
-    Message::Text(String::from_utf8(encode(frame)).expect("JSON is UTF-8").into())
+    Message::Text(
+        String::from_utf8(encode(frame))
+            .expect("JSON is UTF-8")
+            .into(),
+    )
 }
 
 async fn run(relay: Relay, device: DeviceId, mut ws: WebSocket) -> Result<(), axum::Error> {
