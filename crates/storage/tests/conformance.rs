@@ -406,6 +406,72 @@ async fn pseudonyms_by_bucket_version_and_account() {
 }
 
 #[tokio::test]
+async fn the_feed_outbox_is_written_with_every_change_and_cleared_on_delivery() {
+    use accord_crypto::oprf::KeyVersion;
+    use accord_storage::PartnerHolding;
+    on_each_backend(|s| async move {
+        let a = register(&*s, 60, "t60").await;
+        let due = s.feed_due(T0, 10).await.unwrap();
+        assert_eq!(due.len(), 1, "registration queues feed work");
+        assert_eq!(due[0].account, a);
+        s.add_device(a, &device("t60b")).await.unwrap();
+        let due = s.feed_due(T0, 10).await.unwrap();
+        assert_eq!(due.len(), 1, "rows collapse per account");
+        let upto = due[0].upto;
+        // A failure postpones the account.
+        s.feed_postpone(a, T0.plus_millis(5_000)).await.unwrap();
+        assert!(s.feed_due(T0, 10).await.unwrap().is_empty());
+        let due = s.feed_due(T0.plus_millis(5_000), 10).await.unwrap();
+        assert_eq!(due[0].attempts, 1);
+        let stats = s.feed_stats().await.unwrap();
+        assert_eq!(
+            (
+                stats.pending_events,
+                stats.pending_accounts,
+                stats.failing_accounts
+            ),
+            (2, 1, 1)
+        );
+        // Delivery: holding, ledger and outbox in one go.
+        let h = PartnerHolding {
+            pseudonym: [9; 32],
+            key_version: KeyVersion(1),
+            purposes: [Purpose::Ads].into_iter().collect(),
+        };
+        let head = s.ledger_head().await.unwrap().0;
+        let rec = LedgerRecord {
+            at: T0,
+            account: Some(a),
+            event: accord_domain::LedgerEvent::Propagated {
+                recipient: "partner".into(),
+                purposes: h.purposes.clone(),
+                event_id: upto as u64,
+                key_version: 1,
+            },
+        };
+        s.feed_delivered(a, upto, Some(&h), &[rec], T0)
+            .await
+            .unwrap();
+        assert_eq!(s.ledger_head().await.unwrap().0, head + 1);
+        assert_eq!(s.partner_holding(a).await.unwrap(), Some(h.clone()));
+        assert_eq!(s.partner_holdings(None, 10).await.unwrap(), vec![(a, h)]);
+        assert_eq!(s.feed_stats().await.unwrap().pending_events, 0);
+        // A deletion queues work and leaves the holding for the revocation.
+        let acct = s.account(a).await.unwrap().unwrap();
+        let del = LedgerRecord::consent(a, accord_domain::ConsentEvent::AccountDeleted { at: T0 });
+        s.delete_account(a, acct.consent_rev, &del).await.unwrap();
+        assert_eq!(s.feed_due(T0, 10).await.unwrap().len(), 1);
+        assert!(s.partner_holding(a).await.unwrap().is_some());
+        s.feed_delivered(a, i64::MAX, None, &[], T0).await.unwrap();
+        assert!(s.partner_holding(a).await.unwrap().is_none());
+        assert!(s.feed_due(T0, 10).await.unwrap().is_empty());
+        // registered, propagated, account_deleted.
+        assert_eq!(verify_chain(&*s).await, 3);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn concurrent_appends_keep_the_chain_intact() {
     on_each_backend(|s| async move {
         s.publish_policy(
