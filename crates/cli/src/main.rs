@@ -11,6 +11,7 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    reset_sigpipe();
     let cli = match cmd::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -55,5 +56,16 @@ fn init_tracing(json: bool, quiet: bool) {
         builder.json().init();
     } else {
         builder.init();
+    }
+}
+
+/// `accord ... | head` must end quietly, not panic on a closed pipe: take
+/// the default SIGPIPE action back (Rust ignores it by default).
+fn reset_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in main, before any thread starts;
+    // setting a signal disposition has no other precondition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

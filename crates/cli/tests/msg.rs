@@ -5,6 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 
 const ALICE: &str = "+6281234567890";
 const BOB: &str = "+6281298765432";
@@ -57,7 +58,8 @@ fn finish(child: Child) -> (i32, String, String) {
 struct Server {
     child: Child,
     url: String,
-    _data: tempfile::TempDir,
+    log: Arc<Mutex<String>>,
+    data: tempfile::TempDir,
 }
 
 impl Server {
@@ -78,21 +80,33 @@ impl Server {
         .spawn()
         .expect("accord serve starts");
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut start = String::new();
         let url = loop {
             let line = lines
                 .next()
                 .expect("accord serve printed its address before exiting")
                 .unwrap();
+            start.push_str(&line);
+            start.push('\n');
             if let Some(rest) = line.split("messenger listening on ").nth(1) {
                 break rest.split_whitespace().next().unwrap().to_owned();
             }
         };
-        // Keep draining the server's stderr so that it never blocks on a pipe.
-        std::thread::spawn(move || for _ in lines {});
+        // Keep draining the server's log so that it never blocks on a pipe.
+        let log = Arc::new(Mutex::new(start));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
         Server {
             child,
             url,
-            _data: data,
+            log,
+            data,
         }
     }
 }
@@ -366,6 +380,48 @@ fn two_users_two_devices_send_listen_receipts_block_unblock() {
     ]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(listen(&b1, 1), vec![from(&a1, "back again")]);
+
+    // No text is in clear in any file the server or the clients wrote
+    // (databases and their WAL, sessions, sealed device states), nor in the
+    // server's log.
+    let texts = ["hello bob", "hi alice", "are you there", "back again"];
+    for root in [server.data.path(), dir.path()] {
+        for (path, bytes) in files_under(root) {
+            for t in texts {
+                assert!(
+                    !bytes.windows(t.len()).any(|w| w == t.as_bytes()),
+                    "{t:?} in {}",
+                    path.display()
+                );
+            }
+        }
+    }
+    let log = server.log.lock().unwrap().clone();
+    assert!(log.contains("messenger listening"));
+    for t in texts {
+        assert!(!log.contains(t), "{t:?} in the server log");
+    }
+}
+
+fn files_under(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                out.push((path, bytes));
+            }
+        }
+    }
+    assert!(
+        out.len() >= 4,
+        "{out:?}",
+        out = out.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    out
 }
 
 #[test]

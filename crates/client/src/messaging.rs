@@ -875,7 +875,9 @@ impl Device {
         to: &Recipient,
         plaintext: &Plaintext,
     ) -> Result<Sent> {
-        self.setup(client).await?;
+        if !self.is_published() {
+            self.setup(client).await?;
+        }
         for attempt in 0..2 {
             let fresh = attempt > 0;
             let mut claims: Vec<Claim> = Vec::new();
@@ -1257,6 +1259,7 @@ impl Device {
                     client_message_id,
                     recipient_device,
                     delivered_at,
+                    ..
                 } => {
                     // A receipt of this device's own ack, or one already
                     // reported, says nothing new.
@@ -1580,6 +1583,30 @@ mod tests {
         }
         // No temporary file is left behind.
         assert!(!sibling(&path, ".tmp").exists());
+    }
+
+    #[test]
+    fn two_handles_on_one_state_file_do_not_overwrite_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        let source = KeySource::KeyFile(dir.path().join("key"));
+        let (account, device) = (AccountId::random(), DeviceId::random());
+        // As `listen` and `send` in two processes of the same device.
+        let mut listening = Device::create(&path, &source, account, device).unwrap();
+        let mut sending = Device::open(&path, &source).unwrap();
+        let (a, b) = (AccountId::random(), AccountId::random());
+        listening
+            .locked(|_, dir| {
+                dir.phones.insert("+6281200000001".into(), a);
+            })
+            .unwrap();
+        sending
+            .locked(|_, dir| {
+                dir.phones.insert("+6281200000002".into(), b);
+            })
+            .unwrap();
+        let both = Device::open(&path, &source).unwrap();
+        assert_eq!(both.dir.phones.len(), 2, "an update was lost");
     }
 
     #[test]

@@ -99,8 +99,15 @@ fn raise_nofile() -> u64 {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
             return 1024;
         }
-        r.rlim_cur = r.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        // Root may raise the hard limit too; otherwise take the hard limit.
+        let want = libc::rlimit {
+            rlim_cur: r.rlim_max.max(65_536),
+            rlim_max: r.rlim_max.max(65_536),
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &want) != 0 {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut r);
         r.rlim_cur as u64
     }

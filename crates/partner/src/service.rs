@@ -29,6 +29,8 @@ pub enum PartnerError {
     BadRequest(String),
     #[error("not found")]
     NotFound,
+    #[error("the key service is not available: {0}")]
+    KeyService(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -37,6 +39,9 @@ pub enum PartnerError {
 pub struct PartnerService {
     pub store: Arc<dyn PartnerStore>,
     pub clock: Arc<dyn Clock>,
+    /// The partner's client at the key service: it forwards its users'
+    /// blinded elements (it never sees their numbers) under its own quota.
+    pub oprf: Option<Arc<dyn accord_keyd::Oprf>>,
     /// Shared with the messenger; authenticates the feed.
     feed_secret: Arc<SecretSlice<u8>>,
 }
@@ -52,6 +57,7 @@ impl PartnerService {
         PartnerService {
             store,
             clock,
+            oprf: None,
             feed_secret: Arc::new(SecretSlice::from(feed_secret)),
         }
     }
@@ -208,6 +214,12 @@ impl PartnerService {
             deleted,
             missing: listed.difference(&held).map(pseudonym_hex).collect(),
         })
+    }
+
+    /// With a key-service client, for the blinded-evaluation proxy.
+    pub fn with_oprf(mut self, oprf: Arc<dyn accord_keyd::Oprf>) -> Self {
+        self.oprf = Some(oprf);
+        self
     }
 
     /// A read of messenger-derived data, for a named purpose.

@@ -559,66 +559,100 @@ impl MailboxStore for SqlMailboxStore {
         let mut delivered: Vec<(String, i64, String, String, i64)> = Vec::new();
         let mut sender_devices: std::collections::HashMap<String, Vec<String>> =
             std::collections::HashMap::new();
-        for a in &batch.acks {
+        // Every ack of the batch in as few DELETEs as possible:
+        // `(device_id = ? AND id IN (..)) OR ...`, scoped per device.
+        let mut owner: std::collections::HashMap<(String, i64), usize> =
+            std::collections::HashMap::new();
+        let mut groups: Vec<(String, Vec<i64>)> = Vec::new();
+        for (k, a) in batch.acks.iter().enumerate() {
             let d = text(a.device.0);
-            let mut n = 0u64;
-            for chunk in a.ids.chunks(ROWS_PER_INSERT) {
-                let mut sql = format!(
-                    "DELETE FROM e2e_mailbox WHERE device_id = {} AND id IN (",
-                    ph(be, 1)
-                );
-                for i in 0..chunk.len() {
+            let mut ids = Vec::new();
+            for id in &a.ids {
+                let key = (d.clone(), *id as i64);
+                if let std::collections::hash_map::Entry::Vacant(v) = owner.entry(key) {
+                    v.insert(k);
+                    ids.push(*id as i64);
+                }
+            }
+            for chunk in ids.chunks(ROWS_PER_INSERT) {
+                groups.push((d.clone(), chunk.to_vec()));
+            }
+        }
+        let mut counts = vec![0u64; batch.acks.len()];
+        let mut g = 0;
+        while g < groups.len() {
+            let mut sql = String::from("DELETE FROM e2e_mailbox WHERE ");
+            let mut n = 0usize;
+            let first = g;
+            while g < groups.len() && (g == first || n + groups[g].1.len() < 900) {
+                if g > first {
+                    sql.push_str(" OR ");
+                }
+                n += 1;
+                sql.push_str(&format!("(device_id = {} AND id IN (", ph(be, n)));
+                for i in 0..groups[g].1.len() {
                     if i > 0 {
                         sql.push(',');
                     }
-                    sql.push_str(&ph(be, i + 2));
+                    n += 1;
+                    sql.push_str(&ph(be, n));
                 }
-                sql.push_str(") RETURNING id, kind, peer_account, peer_device, client_message_id");
-                let mut q = sqlx::query(&sql).bind(&d);
-                for id in chunk {
-                    q = q.bind(*id as i64);
-                }
-                let deleted = q.fetch_all(&mut *tx).await?;
-                n += deleted.len() as u64;
-                for r in deleted {
-                    if r.try_get::<i64, _>("kind")? != 0 {
-                        continue;
-                    }
-                    let id: i64 = r.try_get("id")?;
-                    let sender_account: String = r.try_get("peer_account")?;
-                    let sender_device: String = r.try_get("peer_device")?;
-                    let cmid: String = r.try_get("client_message_id")?;
-                    delivered.push((d.clone(), id, sender_account.clone(), sender_device, a.at.0));
-                    if !sender_devices.contains_key(&sender_account) {
-                        let targets = sqlx::query(
-                            "SELECT device_id FROM e2e_device_keys WHERE account_id = $1",
-                        )
-                        .bind(&sender_account)
-                        .fetch_all(&mut *tx)
-                        .await?
-                        .iter()
-                        .map(|t| t.try_get::<String, _>(0))
-                        .collect::<std::result::Result<Vec<_>, _>>()?;
-                        sender_devices.insert(sender_account.clone(), targets);
-                    }
-                    for target in &sender_devices[&sender_account] {
-                        woken.insert(DeviceId(uuid_of(target)?));
-                        rows.push(Row10 {
-                            device: target.clone(),
-                            kind: 1,
-                            peer_account: sender_account.clone(),
-                            peer_device: d.clone(),
-                            cmid: cmid.clone(),
-                            message_type: 0,
-                            body: None,
-                            at: a.at.0,
-                            expires_at: a.expires_at.0,
-                        });
-                    }
+                sql.push_str("))");
+                g += 1;
+            }
+            sql.push_str(
+                " RETURNING id, device_id, kind, peer_account, peer_device, client_message_id",
+            );
+            let mut q = sqlx::query(&sql);
+            for (d, ids) in &groups[first..g] {
+                q = q.bind(d.clone());
+                for id in ids {
+                    q = q.bind(*id);
                 }
             }
-            out.acked.push(n);
+            for r in q.fetch_all(&mut *tx).await? {
+                let id: i64 = r.try_get("id")?;
+                let d: String = r.try_get("device_id")?;
+                let Some(&k) = owner.get(&(d.clone(), id)) else {
+                    continue;
+                };
+                counts[k] += 1;
+                let a = &batch.acks[k];
+                if r.try_get::<i64, _>("kind")? != 0 {
+                    continue;
+                }
+                let sender_account: String = r.try_get("peer_account")?;
+                let sender_device: String = r.try_get("peer_device")?;
+                let cmid: String = r.try_get("client_message_id")?;
+                delivered.push((d.clone(), id, sender_account.clone(), sender_device, a.at.0));
+                if !sender_devices.contains_key(&sender_account) {
+                    let targets =
+                        sqlx::query("SELECT device_id FROM e2e_device_keys WHERE account_id = $1")
+                            .bind(&sender_account)
+                            .fetch_all(&mut *tx)
+                            .await?
+                            .iter()
+                            .map(|t| t.try_get::<String, _>(0))
+                            .collect::<std::result::Result<Vec<_>, _>>()?;
+                    sender_devices.insert(sender_account.clone(), targets);
+                }
+                for target in &sender_devices[&sender_account] {
+                    woken.insert(DeviceId(uuid_of(target)?));
+                    rows.push(Row10 {
+                        device: target.clone(),
+                        kind: 1,
+                        peer_account: sender_account.clone(),
+                        peer_device: d.clone(),
+                        cmid: cmid.clone(),
+                        message_type: 0,
+                        body: None,
+                        at: a.at.0,
+                        expires_at: a.expires_at.0,
+                    });
+                }
+            }
         }
+        out.acked = counts;
         for chunk in delivered.chunks(ROWS_PER_INSERT) {
             let mut sql = String::from(
                 "INSERT INTO e2e_delivered (device_id, envelope_id, sender_account, sender_device, at) VALUES ",

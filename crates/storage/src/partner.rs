@@ -74,6 +74,13 @@ pub trait PartnerStore: Send + Sync + std::fmt::Debug + 'static {
     async fn create_user(&self, user: &PartnerUser, token_hash: &[u8; 32]) -> Result<()>;
     async fn user_by_token(&self, token_hash: &[u8; 32]) -> Result<Option<PartnerUser>>;
     async fn set_ads_personalisation(&self, user: Uuid, enabled: bool) -> Result<()>;
+    /// Sets the user's phone pseudonym, and links them if it is held for `product`.
+    async fn set_phone_pseudonym(
+        &self,
+        user: Uuid,
+        pseudonym: &[u8; 32],
+        at: Timestamp,
+    ) -> Result<()>;
     /// The messenger pseudonym `user` is linked to, if any.
     async fn link_of(&self, user: Uuid) -> Result<Option<[u8; 32]>>;
     /// Keeps the uploaded contacts that match someone (a partner user's
@@ -360,6 +367,36 @@ impl PartnerStore for SqlPartnerStore {
             .bind(user.hyphenated().to_string())
             .execute(&self.db.pool)
             .await?;
+        Ok(())
+    }
+
+    async fn set_phone_pseudonym(
+        &self,
+        user: Uuid,
+        pseudonym: &[u8; 32],
+        at: Timestamp,
+    ) -> Result<()> {
+        let id = user.hyphenated().to_string();
+        let mut tx = self.db.pool.begin().await?;
+        sqlx::query("UPDATE partner_users SET phone_pseudonym = $1 WHERE id = $2")
+            .bind(pseudonym.to_vec())
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM links WHERE partner_user_id = $1")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO links (partner_user_id, pseudonym, linked_at) \
+             SELECT $1, pseudonym, $3 FROM records WHERE pseudonym = $2 AND purpose = 'product'",
+        )
+        .bind(&id)
+        .bind(pseudonym.to_vec())
+        .bind(at.0)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -8,6 +8,7 @@ mod demo;
 mod ledger;
 mod msg;
 mod normalize;
+mod partner;
 mod serve;
 mod user;
 
@@ -107,6 +108,10 @@ pub enum Command {
     /// Private contact discovery: which of your contacts use the messenger.
     #[command(subcommand)]
     Contacts(contacts::ContactsCmd),
+    /// The partner (social) service as its user: sign up with a phone
+    /// pseudonym, upload contacts, see suggestions.
+    #[command(subcommand)]
+    Partner(partner::PartnerCmd),
     /// Measure the hot paths and print `name: value` lines.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -132,6 +137,7 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::Account(a) => user::account(a).await,
         Command::Contacts(c) => contacts::run(c).await,
         Command::Bench(b) => bench::run(b).await,
+        Command::Partner(p) => partner::run(p).await,
         Command::Msg(m) => msg::run(m).await,
         Command::Block(a) => block::block(a).await,
         Command::Unblock(a) => block::unblock(a).await,

@@ -246,6 +246,20 @@ pub async fn run(c: MsgCmd) -> CliResult {
     }
 }
 
+/// A message body on one line, with control characters (newlines, terminal
+/// escape sequences from a hostile sender) shown escaped.
+fn printable(body: &str) -> String {
+    let mut out = String::with_capacity(body.len());
+    for c in body.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Prints one event; returns whether it counts toward `--count`.
 fn print_event(event: &Event) -> bool {
     match event {
@@ -253,7 +267,7 @@ fn print_event(event: &Event) -> bool {
             from, plaintext, ..
         } => match &plaintext.kind {
             PlaintextKind::Text { body } => {
-                println!("from {}/{}: {}", from.account, from.device, body);
+                println!("from {}/{}: {}", from.account, from.device, printable(body));
                 true
             }
             PlaintextKind::ReadReceipt { client_message_ids } => {
@@ -261,8 +275,6 @@ fn print_event(event: &Event) -> bool {
                 println!("read {} by {}/{}", ids.join(","), from.account, from.device);
                 true
             }
-            #[allow(unreachable_patterns)]
-            _ => false,
         },
         Event::Delivered {
             client_message_id,
@@ -288,5 +300,16 @@ fn print_event(event: &Event) -> bool {
             false
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn bodies_print_on_one_line_without_terminal_escapes() {
+        assert_eq!(printable("héllo 👋"), "héllo 👋");
+        assert_eq!(printable("a\nb\x1b[2J"), "a\\nb\\u{1b}[2J");
     }
 }

@@ -37,7 +37,7 @@ pub struct ServeArgs {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "messenger,keyd"
+        default_value = "messenger,keyd,partner"
     )]
     pub services: Vec<Service>,
     /// Address of the messenger.
@@ -149,6 +149,23 @@ pub async fn open_keyd(data: &DataArgs, clock: Arc<dyn Clock>) -> CliResult<KeyS
     KeyService::open(Arc::new(store), master, clock, KeydConfig::default())
         .await
         .map_err(internal)
+}
+
+/// A named client at an in-process key service, created on first start.
+pub async fn keyd_client(
+    keyd: &KeyService,
+    name: &str,
+    kind: accord_keyd::ClientKind,
+) -> CliResult<accord_keyd::ClientId> {
+    let clients = keyd.clients().await.map_err(internal)?;
+    if let Some(c) = clients.iter().find(|c| c.kind == kind && c.name == name) {
+        return Ok(c.id);
+    }
+    let (c, _) = keyd
+        .create_client(name, kind, &std::collections::BTreeMap::new())
+        .await
+        .map_err(internal)?;
+    Ok(c.id)
 }
 
 /// Key-service access for a messenger in the same process.
@@ -278,7 +295,17 @@ pub async fn run(a: ServeArgs) -> CliResult {
     };
     let mut partner_url = a.partner_url.clone();
     if a.services.contains(&Service::Partner) {
-        let service = open_partner(&a.data, clock.clone(), feed_secret.clone()).await?;
+        let mut service = open_partner(&a.data, clock.clone(), feed_secret.clone()).await?;
+        match (&keyd, &a.keyd_url, &a.keyd_token) {
+            (Some(k), _, _) => {
+                let id = keyd_client(k, "partner", accord_keyd::ClientKind::Partner).await?;
+                service = service.with_oprf(Arc::new(accord_keyd::InProcessOprf::new(k.clone(), id)));
+            }
+            (None, Some(url), Some(token)) => {
+                service = service.with_oprf(Arc::new(HttpOprf::new(url.clone(), secrecy::SecretString::from(token.clone()))));
+            }
+            _ => eprintln!("accord: warning: the partner has no key service; its users cannot compute pseudonyms"),
+        }
         let listener = TcpListener::bind(a.partner_listen)
             .await
             .map_err(|e| CliError::Input(format!("cannot listen on {}: {e}", a.partner_listen)))?;

@@ -56,6 +56,14 @@ impl From<PartnerError> for ApiError {
             ),
             PartnerError::BadRequest(m) => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", m),
             PartnerError::NotFound => ApiError::not_found(),
+            PartnerError::KeyService(m) => {
+                tracing::warn!(error = %m, "key service failed");
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "key_service_unavailable",
+                    "the key service is not available",
+                )
+            }
             PartnerError::Store(StoreError::Conflict(w)) => ApiError::new(
                 StatusCode::CONFLICT,
                 "conflict",

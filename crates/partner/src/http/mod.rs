@@ -33,6 +33,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/partner/users", post(routes::users::create))
         .route("/v1/partner/me", get(routes::users::me))
         .route("/v1/partner/me/ads", put(routes::users::set_ads))
+        .route("/v1/partner/me/phone", put(routes::users::set_phone))
+        .route(
+            "/v1/oprf/coordination/evaluate",
+            post(routes::users::evaluate),
+        )
         .route(
             "/v1/partner/me/contacts",
             post(routes::users::upload_contacts),

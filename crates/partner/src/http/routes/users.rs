@@ -109,3 +109,82 @@ pub async fn suggestions(State(s): State<AppState>, User(u): User) -> ApiResult<
         "suggestions": list.iter().map(|x| json!({ "user_id": x.id, "name": x.name })).collect::<Vec<_>>()
     })))
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Phone {
+    /// The user's `coordination` pseudonym (64 hex digits).
+    pub phone_pseudonym: String,
+}
+
+/// Sets the caller's phone pseudonym (and links them when the messenger
+/// shared the same pseudonym for `product`).
+pub async fn set_phone(
+    State(s): State<AppState>,
+    User(u): User,
+    Json(b): Json<Phone>,
+) -> ApiResult<StatusCode> {
+    let p = parse_pseudonym_hex(&b.phone_pseudonym).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_pseudonym",
+            "64 hex digits expected",
+        )
+    })?;
+    s.service
+        .store
+        .set_phone_pseudonym(u.id, &p, s.service.now())
+        .await
+        .map_err(crate::PartnerError::from)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Blinded evaluation for the partner's users, in the key service's wire
+/// format: the partner forwards blinded elements (it learns nothing of
+/// the numbers) under its own key-service client, at most 1,000 a request.
+pub async fn evaluate(
+    State(s): State<AppState>,
+    User(_): User,
+    Json(b): Json<accord_keyd::wire::EvaluateRequest>,
+) -> ApiResult<Json<accord_keyd::wire::EvaluateResponse>> {
+    let oprf = s.service.oprf.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "key_service_unavailable",
+            "this partner runs without a key service",
+        )
+    })?;
+    if b.elements.is_empty() || b.elements.len() > 1000 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_batch",
+            "1 to 1,000 elements",
+        ));
+    }
+    let elements = b
+        .elements
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            accord_crypto::oprf::BlindedElementBytes::from_base64(e).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_element",
+                    format!("element {i} is not 32 bytes of base64url"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let r = oprf
+        .evaluate_blinded(
+            accord_crypto::oprf::OprfPurpose::Coordination,
+            b.key_version,
+            elements,
+        )
+        .await
+        .map_err(|e| crate::PartnerError::KeyService(e.to_string()))?;
+    Ok(Json(accord_keyd::wire::EvaluateResponse {
+        key_version: r.key_version,
+        elements: r.elements,
+    }))
+}
