@@ -74,6 +74,8 @@ impl Server {
             "127.0.0.1:0",
             "--keyd-listen",
             "127.0.0.1:0",
+            "--partner-listen",
+            "127.0.0.1:0",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
