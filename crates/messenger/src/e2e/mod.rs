@@ -6,7 +6,8 @@
 //!   and acks) goes through one task that commits many of them in one
 //!   transaction; each caller is answered only after its commit.
 //! - [`wake`]: the [`Wake`] seam that wakes a device's connections (the
-//!   in-process [`LocalWake`]; NATS for several nodes).
+//!   in-process [`LocalWake`]; [`wake::NatsWake`] for several nodes, on
+//!   subjects `accord.wake.<device>`).
 //! - [`limit`]: token buckets.
 //!
 //! Wire types are `accord-e2e`'s; the relay never sees plaintext or a

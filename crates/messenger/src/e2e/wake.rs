@@ -53,3 +53,68 @@ impl Wake for LocalWake {
         }
     }
 }
+
+/// Wake-ups across nodes through NATS: a wake publishes an empty message on
+/// `<prefix>.<device>`; every node subscribes to `<prefix>.>` and wakes its
+/// own connections of that device. Core NATS subjects are enough here: a
+/// wake-up carries no data and a lost one is made good by the next one or
+/// by a reconnect, since the mailbox itself is durable in the database.
+#[derive(Debug)]
+pub struct NatsWake {
+    local: std::sync::Arc<LocalWake>,
+    client: async_nats::Client,
+    prefix: String,
+}
+
+impl NatsWake {
+    /// Connects to `url` (e.g. `nats://127.0.0.1:4222`) and starts the
+    /// subscriber task. `prefix` is `accord.wake` in production; tests use
+    /// a unique one.
+    pub async fn connect(url: &str, prefix: &str) -> Result<std::sync::Arc<Self>, String> {
+        use futures_util::StreamExt;
+        let client = async_nats::connect(url).await.map_err(|e| e.to_string())?;
+        let mut sub = client
+            .subscribe(format!("{prefix}.>"))
+            .await
+            .map_err(|e| e.to_string())?;
+        // Make sure the server has the subscription before anyone wakes.
+        client.flush().await.map_err(|e| e.to_string())?;
+        let local = std::sync::Arc::new(LocalWake::default());
+        let weak = std::sync::Arc::downgrade(&local);
+        let cut = prefix.len() + 1;
+        tokio::spawn(async move {
+            while let Some(msg) = sub.next().await {
+                let Some(local) = weak.upgrade() else { return };
+                if let Some(d) = msg.subject.get(cut..).and_then(DeviceId::parse) {
+                    local.wake(&[d]);
+                }
+            }
+        });
+        Ok(std::sync::Arc::new(NatsWake {
+            local,
+            client,
+            prefix: prefix.to_owned(),
+        }))
+    }
+}
+
+impl Wake for NatsWake {
+    fn subscribe(&self, device: DeviceId) -> watch::Receiver<u64> {
+        self.local.subscribe(device)
+    }
+
+    fn wake(&self, devices: &[DeviceId]) {
+        let client = self.client.clone();
+        let subjects: Vec<String> = devices
+            .iter()
+            .map(|d| format!("{}.{d}", self.prefix))
+            .collect();
+        tokio::spawn(async move {
+            for s in subjects {
+                if let Err(e) = client.publish(s, Default::default()).await {
+                    tracing::warn!(error = %e, "NATS wake-up not published");
+                }
+            }
+        });
+    }
+}

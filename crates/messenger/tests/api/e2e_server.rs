@@ -835,7 +835,7 @@ async fn canary_no_plaintext_in_storage_or_logs() {
             "plaintext in a data file"
         );
         assert!(
-            !found(&[logs.clone()], c.as_bytes()),
+            !found(std::slice::from_ref(&logs), c.as_bytes()),
             "plaintext in the logs"
         );
     }
@@ -880,9 +880,8 @@ proptest! {
                 match op {
                     Op::Send(i) | Op::Retry(i) => {
                         let cmid = format!("p{i}");
-                        if !built.contains_key(&i) {
-                            let s = build_send(&app, &mut a, b.account, &cmid, "x").await;
-                            built.insert(i, s);
+                        if let std::collections::hash_map::Entry::Vacant(e) = built.entry(i) {
+                            e.insert(build_send(&app, &mut a, b.account, &cmid, "x").await);
                         }
                         let r = post_send(&app, &a, b.account, &built[&i]).await;
                         assert_eq!(r.status, 202);
@@ -964,4 +963,31 @@ async fn undelivered_envelopes_expire_after_30_days() {
     .await
     .unwrap();
     assert_eq!(purged, 3, "b1, b2 and a2's copies are purged");
+}
+
+/// The NATS wake-up seam: a wake published by one node reaches the
+/// connections of another (NATS on 127.0.0.1:4222, unique subjects).
+#[tokio::test]
+async fn nats_wakes_a_device_on_another_node() {
+    use accord_messenger::e2e::wake::{NatsWake, Wake};
+    if std::env::var("ACCORD_SKIP_NATS").as_deref() == Ok("1") {
+        return;
+    }
+    let prefix = format!("accord.test.{}.wake", uuid::Uuid::new_v4().simple());
+    let url =
+        std::env::var("ACCORD_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let a = NatsWake::connect(&url, &prefix)
+        .await
+        .expect("NATS on 127.0.0.1:4222 (set ACCORD_SKIP_NATS=1 to skip)");
+    let b = NatsWake::connect(&url, &prefix).await.unwrap();
+    let (d, other) = (DeviceId::random(), DeviceId::random());
+    let mut on_b = b.subscribe(d);
+    let mut other_on_b = b.subscribe(other);
+    a.wake(&[d]);
+    tokio::time::timeout(Duration::from_secs(10), on_b.changed())
+        .await
+        .expect("woken through NATS")
+        .unwrap();
+    assert!(!other_on_b.has_changed().unwrap(), "only the named device");
+    let _ = other_on_b.borrow_and_update();
 }
