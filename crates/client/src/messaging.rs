@@ -1256,11 +1256,13 @@ impl Device {
                     }
                 }
                 ServerFrame::Receipt {
+                    id,
                     client_message_id,
                     recipient_device,
                     delivered_at,
-                    ..
                 } => {
+                    // Acked whatever happens: the server keeps it until then.
+                    acks.push(id);
                     // A receipt of this device's own ack, or one already
                     // reported, says nothing new.
                     if recipient_device == self.device_id() {

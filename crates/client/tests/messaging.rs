@@ -138,6 +138,10 @@ impl Mock {
                     .entry(sender)
                     .or_default()
                     .push(ServerFrame::Receipt {
+                        id: accord_e2e::EnvelopeId(
+                            1 << 40
+                                | RECEIPT_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                        ),
                         client_message_id: cmid,
                         recipient_device: device,
                         delivered_at: Timestamp(1),
@@ -148,6 +152,9 @@ impl Mock {
         self.notify.notify_waiters();
     }
 }
+
+/// Receipt ids of the stand-in server, apart from envelope ids.
+static RECEIPT_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 async fn put_device_keys(
     State(m): State<Mock>,

@@ -592,7 +592,12 @@ mod tests {
             assert!(!contains(&sealed, canary.as_bytes()));
             // Markers long enough not to occur by chance in random bytes
             // (a two-byte marker would, in about one run in twenty).
-            for marker in ["signing_key", "diffie_hellman_key", "\"sessions\"", "\"account\""] {
+            for marker in [
+                "signing_key",
+                "diffie_hellman_key",
+                "\"sessions\"",
+                "\"account\"",
+            ] {
                 assert!(!contains(&sealed, marker.as_bytes()), "{marker} visible");
             }
             // Neither does Debug print keys.

@@ -696,8 +696,10 @@ pub enum ServerFrame {
     /// "sender_device":..,"server_ts":..,"message_type":..,"ciphertext":..}`.
     Envelope(DeliveredEnvelope),
     /// A server delivery receipt: `recipient_device` acked the envelope of
-    /// `client_message_id`.
+    /// `client_message_id`. Queued durably like envelopes: the client acks
+    /// it by `id`.
     Receipt {
+        id: EnvelopeId,
         client_message_id: ClientMessageId,
         recipient_device: DeviceId,
         delivered_at: Timestamp,
@@ -716,6 +718,7 @@ pub enum ServerFrame {
 enum ServerFrameUnchecked {
     Envelope(DeliveredEnvelope),
     Receipt {
+        id: EnvelopeId,
         client_message_id: ClientMessageId,
         recipient_device: DeviceId,
         delivered_at: Timestamp,
@@ -734,10 +737,12 @@ impl TryFrom<ObjectOnly<ServerFrameUnchecked>> for ServerFrame {
         Ok(match raw {
             U::Envelope(delivered) => ServerFrame::Envelope(delivered),
             U::Receipt {
+                id,
                 client_message_id,
                 recipient_device,
                 delivered_at,
             } => ServerFrame::Receipt {
+                id,
                 client_message_id,
                 recipient_device,
                 delivered_at,

@@ -40,6 +40,6 @@ pub use db::{Backend, Db};
 pub use error::StoreError;
 pub use mailbox::{MailboxStore, SqlMailboxStore};
 pub use messenger::{
-    Account, Device, FeedDue, FeedStats, MessengerStore, NewDevice, PartnerHolding, PendingVerification,
-    SqlMessengerStore,
+    Account, Device, FeedDue, FeedStats, MessengerStore, NewDevice, PartnerHolding,
+    PendingVerification, SqlMessengerStore,
 };

@@ -45,6 +45,7 @@ fn frames_have_the_documented_json_shape() {
                "server_ts": 1_700_000_000_000i64, "message_type": 0, "ciphertext": "AQID"})
     );
     let receipt = ServerFrame::Receipt {
+        id: EnvelopeId(9),
         client_message_id: ClientMessageId::parse("m-1").unwrap(),
         recipient_device: device,
         delivered_at: Timestamp(5),

@@ -237,11 +237,12 @@ pub fn frame_of(item: MailItem) -> Option<ServerFrame> {
             ciphertext: Ciphertext::from_bytes(ciphertext).ok()?,
         }),
         MailItem::Receipt {
+            id,
             client_message_id,
             recipient_device,
             delivered_at,
-            ..
         } => ServerFrame::Receipt {
+            id: EnvelopeId(id),
             client_message_id: ClientMessageId::parse(&client_message_id).ok()?,
             recipient_device,
             delivered_at,

@@ -206,7 +206,14 @@ pub async fn spawn_app(opts: AppOptions) -> TestApp {
         keys: keys.clone(),
     };
     let (partner, feed, partner_stop) = if opts.with_partner {
-        let (p, d, stop) = start_partner(tempdir.path(), clock.clone(), &admin_token, messenger.clone(), None).await;
+        let (p, d, stop) = start_partner(
+            tempdir.path(),
+            clock.clone(),
+            &admin_token,
+            messenger.clone(),
+            None,
+        )
+        .await;
         (Some(p), Some(d), Some(stop))
     } else {
         (None, None, None)
@@ -217,7 +224,9 @@ pub async fn spawn_app(opts: AppOptions) -> TestApp {
         admin_token: TokenHash::of(&admin_token),
         default_profile: opts.default_profile,
         simulated_clock: sim.clone(),
-        feed: feed.as_ref().map(|d: &accord_messenger::feed::Dispatcher| d.config.clone()),
+        feed: feed
+            .as_ref()
+            .map(|d: &accord_messenger::feed::Dispatcher| d.config.clone()),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -260,10 +269,16 @@ pub async fn start_partner(
     tokio::sync::watch::Sender<bool>,
 ) {
     let secret = b"feed secret of this test".to_vec();
-    let db = Db::open_service(dir.to_str().unwrap(), "partner").await.expect("partner database");
-    let store = accord_storage::partner::SqlPartnerStore::new(db).await.expect("partner migrations");
+    let db = Db::open_service(dir.to_str().unwrap(), "partner")
+        .await
+        .expect("partner database");
+    let store = accord_storage::partner::SqlPartnerStore::new(db)
+        .await
+        .expect("partner migrations");
     let service = accord_partner::PartnerService::new(Arc::new(store), clock, secret.clone());
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port.unwrap_or(0))).await.expect("bind");
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port.unwrap_or(0)))
+        .await
+        .expect("bind");
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::watch::channel(false);
     let app = accord_partner::router(accord_partner::AppState {
@@ -274,7 +289,10 @@ pub async fn start_partner(
         let mut rx = rx;
         let _ = rx.changed().await;
     }));
-    let feed = accord_messenger::feed::Dispatcher::new(messenger, accord_messenger::feed::FeedConfig::new(url, secret));
+    let feed = accord_messenger::feed::Dispatcher::new(
+        messenger,
+        accord_messenger::feed::FeedConfig::new(url, secret),
+    );
     (service, feed, tx)
 }
 

@@ -6,9 +6,9 @@ mod blocks;
 mod consent;
 mod contacts;
 mod health;
-pub mod number;
 mod keys;
 mod messages;
+pub mod number;
 mod policy;
 mod registration;
 mod stream;
@@ -27,8 +27,8 @@ pub use stream::*;
 
 use super::error::ApiError;
 use super::AppState;
-use axum::http::StatusCode;
 use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 
@@ -66,7 +66,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/me", get(account::me).delete(account::delete_me))
         .route("/v1/me/export", get(account::export))
         .route("/v1/me/number", post(number::start))
-        .route("/v1/me/number/{registration_id}/verify", post(number::verify))
+        .route(
+            "/v1/me/number/{registration_id}/verify",
+            post(number::verify),
+        )
         .route("/v1/me/consent", get(consent::my_consent))
         .route("/v1/me/consent/history", get(consent::my_consent_at))
         .route("/v1/me/consent/receipt", get(consent::receipt))
