@@ -13,7 +13,6 @@ use accord_messenger::keys::{HttpCredentials, KeyAccess};
 use accord_messenger::verifier::{DevVerifier, Verifier, WebhookVerifier};
 use accord_messenger::{AppState, Messenger, MessengerConfig};
 use accord_storage::{Db, SqlMessengerStore};
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -231,10 +230,9 @@ pub fn spawn_pseudonym_refresh(
     })
 }
 
-fn until(mut rx: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
-    async move {
-        let _ = rx.changed().await;
-    }
+/// Resolves when `rx` changes (the stop signal of every server here).
+async fn until(mut rx: watch::Receiver<bool>) {
+    let _ = rx.changed().await;
 }
 
 pub async fn run(a: ServeArgs) -> CliResult {

@@ -196,7 +196,7 @@ pub async fn spawn_app(opts: AppOptions) -> TestApp {
         mailboxes.clone(),
         store.clone(),
         clock.clone(),
-        opts.e2e.clone(),
+        opts.e2e,
     );
     let messenger = Messenger {
         store: store.clone(),
