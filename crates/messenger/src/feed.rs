@@ -43,6 +43,18 @@ pub struct FeedConfig {
     pub batch: u32,
     /// A deletion still unconfirmed after this raises an alert.
     pub deletion_deadline_ms: i64,
+    /// When set, every signed batch sent is also recorded here as
+    /// `(timestamp, signature, body)`: for audits, and for tests that
+    /// replay deliveries out of order.
+    pub tap: Option<Arc<std::sync::Mutex<Vec<SentBatch>>>>,
+}
+
+/// A batch exactly as it went on the wire.
+#[derive(Clone, Debug)]
+pub struct SentBatch {
+    pub timestamp_ms: i64,
+    pub signature: String,
+    pub body: Vec<u8>,
 }
 
 impl std::fmt::Debug for FeedConfig {
@@ -60,6 +72,7 @@ impl FeedConfig {
             secret: Arc::new(SecretSlice::from(secret)),
             batch: 200,
             deletion_deadline_ms: 24 * HOUR_MS,
+            tap: None,
         }
     }
 }
@@ -371,6 +384,15 @@ impl Dispatcher {
     async fn post(&self, batch: &FeedBatch, now: Timestamp) -> Result<FeedAck, String> {
         let body = serde_json::to_vec(batch).map_err(|e| e.to_string())?;
         let sig = mac::sign(self.config.secret.expose_secret(), now.0, &body);
+        if let Some(tap) = &self.config.tap {
+            tap.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(SentBatch {
+                    timestamp_ms: now.0,
+                    signature: sig.clone(),
+                    body: body.clone(),
+                });
+        }
         let r = self
             .http
             .post(format!("{}/v1/feed/ingest", self.config.partner_url))

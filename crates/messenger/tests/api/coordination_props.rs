@@ -3,7 +3,8 @@
 //! purposes with an active grant now, under the user's coordination
 //! pseudonym, and nothing of anyone else — whatever the history:
 //! registrations, grants, withdrawals, policy publications, deadlines,
-//! account deletions, partner outages and messenger restarts.
+//! account deletions, partner outages, messenger restarts, and earlier
+//! batches delivered again out of order.
 
 use crate::helpers::{grants, share, spawn_app, AppOptions, TestApp};
 use accord_client::Client;
@@ -27,6 +28,8 @@ enum Step {
     Outage,
     /// A pass by a freshly started dispatcher (a messenger restart).
     Restart,
+    /// An earlier batch delivered again, out of order (duplicate/replay).
+    Replay(usize),
     Drain,
 }
 
@@ -44,6 +47,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => user.prop_map(Step::Delete),
         1 => Just(Step::Outage),
         1 => Just(Step::Restart),
+        2 => any::<usize>().prop_map(Step::Replay),
         2 => Just(Step::Drain),
     ]
 }
@@ -59,7 +63,10 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
         ..AppOptions::default()
     })
     .await;
-    let live = app.feed.clone().unwrap();
+    let mut live = app.feed.clone().unwrap();
+    let tap = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    live.config.tap = Some(tap.clone());
+    let live = live;
     let dead = Dispatcher::new(
         live.messenger.clone(),
         FeedConfig::new("http://127.0.0.1:9", b"x".to_vec()),
@@ -129,6 +136,19 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
             Step::Restart => {
                 let fresh = Dispatcher::new(live.messenger.clone(), live.config.clone());
                 fresh.run_once().await.unwrap();
+            }
+            Step::Replay(k) => {
+                let sent = tap.lock().unwrap().clone();
+                if !sent.is_empty() {
+                    let b = &sent[k % sent.len()];
+                    // Accepted as a no-op, or refused as stale; never harmful.
+                    let _ = app
+                        .partner
+                        .as_ref()
+                        .unwrap()
+                        .ingest(b.timestamp_ms, &b.signature, &b.body)
+                        .await;
+                }
             }
             Step::Drain => {
                 live.drain(10).await.unwrap();
