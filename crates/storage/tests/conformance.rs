@@ -3,24 +3,20 @@
 //! that is dropped afterwards. Set `ACCORD_SKIP_POSTGRES=1` to skip the
 //! PostgreSQL half on a machine without it; CI never sets it.
 
+mod common;
+
 use accord_crypto::token::TokenHash;
 use accord_domain::consent::{ConsentCommand, ConsentState, SharingChoice};
 use accord_domain::ledger::{ChainVerifier, LedgerRecord};
 use accord_domain::policy::{ConsentProfile, PolicyDraft, Purpose};
 use accord_domain::{AccountId, DeviceId, DeviceInfo, PhoneNumber, Timestamp};
-use accord_storage::db::drop_pg_database;
 use accord_storage::{
-    Db, MessengerStore, NewDevice, PendingVerification, SqlMessengerStore, StoreError,
+    MessengerStore, NewDevice, PendingVerification, SqlMessengerStore, StoreError,
 };
 use std::future::Future;
 use std::sync::Arc;
 
 const T0: Timestamp = Timestamp(1_800_000_000_000);
-
-fn pg_base() -> String {
-    std::env::var("ACCORD_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
-}
 
 /// Runs `body` against a fresh store on each backend.
 async fn on_each_backend<F, Fut>(body: F)
@@ -28,28 +24,13 @@ where
     F: Fn(Arc<dyn MessengerStore>) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Db::open_service(dir.path().to_str().unwrap(), "messenger")
-        .await
-        .unwrap();
-    body(Arc::new(SqlMessengerStore::new(db).await.unwrap())).await;
-
-    if std::env::var("ACCORD_SKIP_POSTGRES").as_deref() == Ok("1") {
-        return;
+    for t in common::backends("messenger").await {
+        body(Arc::new(
+            SqlMessengerStore::new(t.db.clone()).await.unwrap(),
+        ))
+        .await;
+        t.finish().await;
     }
-    let name = format!("accord_test_{}", uuid::Uuid::new_v4().simple());
-    let db = Db::open_service(&format!("{}/{name}", pg_base()), "messenger")
-        .await
-        .expect("PostgreSQL on 127.0.0.1:5432 (set ACCORD_SKIP_POSTGRES=1 to skip)");
-    let store = Arc::new(SqlMessengerStore::new(db.clone()).await.unwrap());
-    body(store).await;
-    db.pool.close().await;
-    drop_pg_database(
-        &format!("{}/postgres", pg_base()),
-        &format!("{name}_messenger"),
-    )
-    .await
-    .unwrap();
 }
 
 fn phone(n: u32) -> PhoneNumber {

@@ -4,16 +4,17 @@
 //! `ACCORD_SKIP_POSTGRES=1` to skip the PostgreSQL half on a machine
 //! without it; CI never sets it.
 
+mod common;
+
 use accord_crypto::oprf::{KeyVersion, OprfPurpose};
 use accord_crypto::token::TokenHash;
 use accord_domain::time::{DAY_MS, HOUR_MS, MINUTE_MS};
 use accord_domain::Timestamp;
-use accord_storage::db::drop_pg_database;
 use accord_storage::keyd::{
     hour_of, ChargeError, ClientId, ClientKind, KeyState, KeyStore, NewClient, QuotaExceeded,
     SqlKeyStore,
 };
-use accord_storage::{Db, StoreError};
+use accord_storage::StoreError;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -23,36 +24,16 @@ const T0: Timestamp = Timestamp(1_800_000_000_000 - 1_800_000_000_000 % HOUR_MS)
 const C: OprfPurpose = OprfPurpose::Contacts;
 const K: OprfPurpose = OprfPurpose::Coordination;
 
-fn pg_base() -> String {
-    std::env::var("ACCORD_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
-}
-
 /// Runs `body` against a fresh store on each backend.
 async fn on_each_backend<F, Fut>(body: F)
 where
     F: Fn(Arc<dyn KeyStore>) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Db::open_service(dir.path().to_str().unwrap(), "keyd")
-        .await
-        .unwrap();
-    body(Arc::new(SqlKeyStore::new(db).await.unwrap())).await;
-
-    if std::env::var("ACCORD_SKIP_POSTGRES").as_deref() == Ok("1") {
-        return;
+    for t in common::backends("keyd").await {
+        body(Arc::new(SqlKeyStore::new(t.db.clone()).await.unwrap())).await;
+        t.finish().await;
     }
-    let name = format!("accord_test_{}", uuid::Uuid::new_v4().simple());
-    let db = Db::open_service(&format!("{}/{name}", pg_base()), "keyd")
-        .await
-        .expect("PostgreSQL on 127.0.0.1:5432 (set ACCORD_SKIP_POSTGRES=1 to skip)");
-    let store = Arc::new(SqlKeyStore::new(db.clone()).await.unwrap());
-    body(store).await;
-    db.pool.close().await;
-    drop_pg_database(&format!("{}/postgres", pg_base()), &format!("{name}_keyd"))
-        .await
-        .unwrap();
 }
 
 fn new_client(token: &str, kind: ClientKind, quotas: &[(OprfPurpose, u64)]) -> NewClient {

@@ -2,12 +2,13 @@
 //! PostgreSQL on 127.0.0.1:5432 (or `ACCORD_TEST_POSTGRES_URL`) in a fresh
 //! database dropped afterwards. `ACCORD_SKIP_POSTGRES=1` skips PostgreSQL.
 
+mod common;
+
 use accord_domain::{AccountId, DeviceId, Timestamp};
-use accord_storage::db::drop_pg_database;
 use accord_storage::mailbox::{
     Ack, MailItem, NewEnvelope, NewReport, NewSend, PutDeviceKeys, WriteBatch,
 };
-use accord_storage::{Db, MailboxStore, SqlMailboxStore};
+use accord_storage::{MailboxStore, SqlMailboxStore};
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
@@ -15,38 +16,15 @@ use std::sync::Arc;
 const T0: Timestamp = Timestamp(1_800_000_000_000);
 const DAY: i64 = 86_400_000;
 
-fn pg_base() -> String {
-    std::env::var("ACCORD_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
-}
-
 async fn on_each_backend<F, Fut>(body: F)
 where
     F: Fn(Arc<dyn MailboxStore>) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Db::open_service(dir.path().to_str().unwrap(), "messenger")
-        .await
-        .unwrap();
-    body(Arc::new(SqlMailboxStore::new(db).await.unwrap())).await;
-
-    if std::env::var("ACCORD_SKIP_POSTGRES").as_deref() == Ok("1") {
-        return;
+    for t in common::backends("messenger").await {
+        body(Arc::new(SqlMailboxStore::new(t.db.clone()).await.unwrap())).await;
+        t.finish().await;
     }
-    let name = format!("accord_test_{}", uuid::Uuid::new_v4().simple());
-    let db = Db::open_service(&format!("{}/{name}", pg_base()), "messenger")
-        .await
-        .expect("PostgreSQL on 127.0.0.1:5432 (set ACCORD_SKIP_POSTGRES=1 to skip)");
-    let store = Arc::new(SqlMailboxStore::new(db.clone()).await.unwrap());
-    body(store).await;
-    db.pool.close().await;
-    drop_pg_database(
-        &format!("{}/postgres", pg_base()),
-        &format!("{name}_messenger"),
-    )
-    .await
-    .unwrap();
 }
 
 fn send(

@@ -2,10 +2,10 @@
 //! fresh database per run on 127.0.0.1:5432, dropped afterwards;
 //! `ACCORD_SKIP_POSTGRES=1` skips that half).
 
+mod common;
+
 use accord_domain::{DeviceInfo, Purpose, Timestamp};
-use accord_storage::db::drop_pg_database;
 use accord_storage::partner::{IncomingEvent, PartnerStore, PartnerUser, SqlPartnerStore};
-use accord_storage::Db;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -16,25 +16,10 @@ where
     F: Fn(Arc<dyn PartnerStore>) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Db::open_service(dir.path().to_str().unwrap(), "partner")
-        .await
-        .unwrap();
-    body(Arc::new(SqlPartnerStore::new(db).await.unwrap())).await;
-    if std::env::var("ACCORD_SKIP_POSTGRES").as_deref() == Ok("1") {
-        return;
+    for t in common::backends("partner").await {
+        body(Arc::new(SqlPartnerStore::new(t.db.clone()).await.unwrap())).await;
+        t.finish().await;
     }
-    let base = std::env::var("ACCORD_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-    let name = format!("accord_test_{}", uuid::Uuid::new_v4().simple());
-    let db = Db::open_service(&format!("{base}/{name}"), "partner")
-        .await
-        .expect("PostgreSQL on 127.0.0.1:5432 (set ACCORD_SKIP_POSTGRES=1 to skip)");
-    body(Arc::new(SqlPartnerStore::new(db.clone()).await.unwrap())).await;
-    db.pool.close().await;
-    drop_pg_database(&format!("{base}/postgres"), &format!("{name}_partner"))
-        .await
-        .unwrap();
 }
 
 fn device() -> DeviceInfo {
