@@ -3,8 +3,8 @@
 //! purposes with an active grant now, under the user's coordination
 //! pseudonym, and nothing of anyone else — whatever the history:
 //! registrations, grants, withdrawals, policy publications, deadlines,
-//! account deletions, partner outages, messenger restarts, and earlier
-//! batches delivered again out of order.
+//! number changes, account deletions, partner outages, messenger restarts,
+//! and earlier batches delivered again out of order.
 
 use crate::helpers::{grants, share, spawn_app, AppOptions, TestApp};
 use accord_client::Client;
@@ -30,6 +30,8 @@ enum Step {
     Restart,
     /// An earlier batch delivered again, out of order (duplicate/replay).
     Replay(usize),
+    /// The user moves to a new number.
+    ChangeNumber(u8),
     Drain,
 }
 
@@ -48,6 +50,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => Just(Step::Outage),
         1 => Just(Step::Restart),
         2 => any::<usize>().prop_map(Step::Replay),
+        1 => (0u8..4).prop_map(Step::ChangeNumber),
         2 => Just(Step::Drain),
     ]
 }
@@ -72,6 +75,7 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
         FeedConfig::new("http://127.0.0.1:9", b"x".to_vec()),
     );
     let mut users: BTreeMap<u8, (Client, AccountId)> = BTreeMap::new();
+    let mut tokens: BTreeMap<u8, String> = BTreeMap::new();
     let mut ever: Vec<AccountId> = Vec::new();
     let mut generation = 0u32;
     app.publish(ConsentProfile::Strict, &Purpose::ALL).await;
@@ -96,9 +100,11 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 } else {
                     grants(&gs)
                 };
-                let c = app
-                    .register(&phone(u, generation), current.map(|v| (v, choice)))
+                let dev = app
+                    .register_device(&phone(u, generation), current.map(|v| (v, choice)))
                     .await;
+                tokens.insert(u, dev.reg.token.clone());
+                let c = dev.api;
                 let id = AccountId(c.consent().await.unwrap().account_id);
                 ever.push(id);
                 users.insert(u, (c, id));
@@ -136,6 +142,31 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
             Step::Restart => {
                 let fresh = Dispatcher::new(live.messenger.clone(), live.config.clone());
                 fresh.run_once().await.unwrap();
+            }
+            Step::ChangeNumber(u) => {
+                if let Some(token) = tokens.get(&u).filter(|_| users.contains_key(&u)) {
+                    generation += 1;
+                    let body = crate::helpers::Body::Json(
+                        serde_json::json!({ "phone": phone(u, generation) }),
+                    );
+                    let r = app
+                        .send(reqwest::Method::POST, "/v1/me/number", Some(token), body)
+                        .await;
+                    if r.status == 202 {
+                        let id = r.body["registration_id"].as_str().unwrap().to_owned();
+                        let code = crate::helpers::Body::Json(
+                            serde_json::json!({ "code": r.body["dev_code"] }),
+                        );
+                        let _ = app
+                            .send(
+                                reqwest::Method::POST,
+                                &format!("/v1/me/number/{id}/verify"),
+                                Some(token),
+                                code,
+                            )
+                            .await;
+                    }
+                }
             }
             Step::Replay(k) => {
                 let sent = tap.lock().unwrap().clone();
