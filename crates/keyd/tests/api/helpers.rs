@@ -91,7 +91,12 @@ pub async fn spawn_app() -> TestApp {
         admin_token: admin.reveal().to_owned(),
         master,
         dir,
-        http: reqwest::Client::new(),
+        // No pooled connections: after a refused oversized body the server
+        // closes the connection, and a reused one would fail the next request.
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("reqwest client builds"),
         _stop: stop,
     }
 }

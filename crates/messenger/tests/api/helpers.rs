@@ -243,7 +243,12 @@ pub async fn spawn_app(opts: AppOptions) -> TestApp {
         admin_token,
         clock: sim,
         store,
-        http: reqwest::Client::new(),
+        // No pooled connections: after a refused oversized body the server
+        // closes the connection, and a reused one would fail the next request.
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("reqwest client builds"),
         keyd,
         data_dir: tempdir.path().to_path_buf(),
         partner,
