@@ -428,6 +428,17 @@ async fn enqueue_feed(
     Ok(())
 }
 
+/// Maps a uniqueness violation to `Conflict(what)`, anything else as is.
+fn conflict_on_unique(what: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
+    move |e| {
+        if is_unique_violation(&e) {
+            StoreError::Conflict(what)
+        } else {
+            e.into()
+        }
+    }
+}
+
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Database(d) => {
@@ -454,13 +465,7 @@ async fn insert_device(
     .bind(d.at.0)
     .execute(&mut **tx)
     .await
-    .map_err(|e| {
-        if is_unique_violation(&e) {
-            StoreError::Conflict("device")
-        } else {
-            e.into()
-        }
-    })?;
+    .map_err(conflict_on_unique("device"))?;
     Ok(())
 }
 
@@ -618,7 +623,7 @@ impl MessengerStore for SqlMessengerStore {
         .bind(serde_json::to_string(consent).expect("consent state serialises"))
         .execute(&mut *tx)
         .await
-        .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict("phone") } else { e.into() })?;
+        .map_err(conflict_on_unique("phone"))?;
         insert_device(&mut tx, id, device).await?;
         enqueue_feed(&mut tx, id, "registered", device.at).await?;
         tx.commit().await?;
@@ -653,13 +658,7 @@ impl MessengerStore for SqlMessengerStore {
             .bind(uuid_text(account.0))
             .execute(&mut *tx)
             .await
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    StoreError::Conflict("phone")
-                } else {
-                    e.into()
-                }
-            })?;
+            .map_err(conflict_on_unique("phone"))?;
         if r.rows_affected() != 1 {
             return Err(StoreError::NotFound("account"));
         }
