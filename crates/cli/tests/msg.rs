@@ -64,8 +64,13 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
+        Self::start_with(&[])
+    }
+
+    /// `accord serve --dev` with `extra` arguments.
+    fn start_with(extra: &[&str]) -> Server {
         let data = tempfile::tempdir().unwrap();
-        let mut child = accord_cmd(&[
+        let mut args = vec![
             "serve",
             "--dev",
             "--data-dir",
@@ -76,11 +81,13 @@ impl Server {
             "127.0.0.1:0",
             "--partner-listen",
             "127.0.0.1:0",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("accord serve starts");
+        ];
+        args.extend_from_slice(extra);
+        let mut child = accord_cmd(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("accord serve starts");
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let mut start = String::new();
         let url = loop {
@@ -192,6 +199,102 @@ fn sent_id(out: &str) -> (String, usize) {
         "{out}"
     );
     (words[1].to_owned(), words[3].parse().unwrap())
+}
+
+/// Two messenger nodes on one PostgreSQL database (`--database-url`),
+/// joined by NATS (`--nats-url`): a message sent through node A reaches a
+/// device already listening on node B at once, since A's commit wakes B's
+/// connection. Needs PostgreSQL and NATS on 127.0.0.1 (`scripts/services`);
+/// `ACCORD_SKIP_NATS=1` skips it.
+#[test]
+fn two_nodes_on_one_postgres_wake_each_other_through_nats() {
+    if std::env::var("ACCORD_SKIP_NATS").as_deref() == Ok("1") {
+        return;
+    }
+    let pg = std::env::var("ACCORD_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let nats =
+        std::env::var("ACCORD_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let name = format!("accord_test_{}", uuid_like());
+    let url = format!("{pg}/{name}");
+    let node = |_: &str| {
+        Server::start_with(&[
+            "--services",
+            "messenger",
+            "--database-url",
+            &url,
+            "--nats-url",
+            &nats,
+        ])
+    };
+    let result = std::panic::catch_unwind(|| {
+        let (a, b) = (node("a"), node("b"));
+        let dir = tempfile::tempdir().unwrap();
+        let alice = register(&a, dir.path(), "alice", ALICE);
+        let bob = register(&b, dir.path(), "bob", BOB);
+        for d in [&alice, &bob] {
+            let (code, out, err) = accord(&["msg", "keys", "--session", d.s()]);
+            assert_eq!(code, 0, "{out}\n{err}");
+        }
+        let args = listen_args(&bob, 1);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let listener = spawn(&args);
+        // Let Bob's stream connect to node B and read its (empty) mailbox.
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        let sent_at = std::time::Instant::now();
+        let (code, out, err) = accord(&[
+            "msg",
+            "send",
+            "--session",
+            alice.s(),
+            "--to",
+            BOB,
+            "across nodes",
+        ]);
+        assert_eq!(code, 0, "{out}\n{err}");
+        let (code, out, err) = finish(listener);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(
+            out.trim(),
+            format!("from {}/{}: across nodes", alice.account, alice.device)
+        );
+        // Without the wake-up, B's idle stream would not look before a
+        // reconnect; the listener gives up after 30 s.
+        assert!(
+            sent_at.elapsed() < std::time::Duration::from_secs(10),
+            "delivered only after {:?}",
+            sent_at.elapsed()
+        );
+    });
+    drop_pg_database(&pg, &format!("{name}_messenger"));
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
+
+fn uuid_like() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{:x}{:x}", nanos, std::process::id())
+}
+
+fn drop_pg_database(pg: &str, db: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use sqlx::Executor;
+        let Ok(pool) = sqlx::PgPool::connect(&format!("{pg}/postgres")).await else {
+            return;
+        };
+        let _ = pool
+            .execute(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)").as_str())
+            .await;
+    });
 }
 
 /// Receipts go to every device of the sending account; a device reports

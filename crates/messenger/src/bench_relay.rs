@@ -9,8 +9,12 @@
 //!    `p99_ms` are send-to-delivery times (the send instant travels inside
 //!    the opaque ciphertext);
 //! 3. (run first) idle connections: `idle_connections` WebSockets opened
-//!    and left idle; `rss_mb` is the process's peak RSS (VmHWM) then. Client and
-//!    server share this process, so the figure counts both ends.
+//!    and left idle; `rss_mb` is this process's peak RSS (VmHWM) then.
+//!    With [`RelayBenchOptions::idle_client_exe`] (what `accord bench
+//!    relay` does) the client ends live in a child process
+//!    (`accord bench relay-idle-client`), so the figure is the server's
+//!    alone and each end has its own open-file limit; without it both
+//!    ends are in this process and the figure counts both.
 
 use crate::e2e::{E2eConfig, Relay};
 use crate::http::{router, serve, AppState};
@@ -18,7 +22,9 @@ use crate::service::{Messenger, MessengerConfig};
 use crate::verifier::DevVerifier;
 use accord_crypto::token::{BearerToken, TokenHash};
 use accord_domain::{AccountId, ConsentProfile, DeviceId, SystemClock};
-use accord_e2e::{Ciphertext, ClientMessageId, E2eMachine, Envelope, OlmMessageType, SendRequest};
+use accord_e2e::{
+    Ciphertext, ClientMessageId, E2eMachine, Envelope, OlmMessageType, SendRequest, ServerFrame,
+};
 use accord_storage::{Db, SqlMailboxStore, SqlMessengerStore};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
@@ -45,6 +51,9 @@ pub struct RelayBenchOptions {
     pub idle_connections: usize,
     /// Ciphertext bytes per envelope.
     pub ciphertext_bytes: usize,
+    /// The `accord` executable, to open the idle connections from a child
+    /// process; `None`: from this process.
+    pub idle_client_exe: Option<std::path::PathBuf>,
 }
 
 impl Default for RelayBenchOptions {
@@ -57,6 +66,7 @@ impl Default for RelayBenchOptions {
             devices_per_recipient: 8,
             idle_connections: 10_000,
             ciphertext_bytes: 256,
+            idle_client_exe: None,
         }
     }
 }
@@ -220,17 +230,14 @@ async fn receive(mut ws: Ws, shared: Arc<Shared>) {
             m = ws.next() => {
                 let Some(Ok(m)) = m else { break };
                 let Message::Text(t) = m else { continue };
-                let Ok(v) = serde_json::from_str::<serde_json::Value>(t.as_str()) else { continue };
-                if v["type"] != "envelope" { continue; }
-                let Some(id) = v["id"].as_u64() else { continue };
-                let ct = v["ciphertext"].as_str().and_then(|c| Ciphertext::from_base64(c).ok());
-                if let Some(ct) = ct {
-                    let b = ct.as_bytes();
-                    if b.len() >= 9 && b[8] == 2 {
-                        let sent = u64::from_le_bytes(b[..8].try_into().unwrap_or_default());
-                        let now = shared.start.elapsed().as_micros() as u64;
-                        local.push(now.saturating_sub(sent));
-                    }
+                // Decoded as a client would (the SDK's decoder).
+                let Ok(ServerFrame::Envelope(env)) = accord_e2e::decode_server_frame(t.as_str().as_bytes()) else { continue };
+                let id = env.id.0;
+                let b = env.ciphertext.as_bytes();
+                if b.len() >= 9 && b[8] == 2 {
+                    let sent = u64::from_le_bytes(b[..8].try_into().unwrap_or_default());
+                    let now = shared.start.elapsed().as_micros() as u64;
+                    local.push(now.saturating_sub(sent));
                 }
                 shared.received.fetch_add(1, Ordering::Relaxed);
                 pending.push(id);
@@ -278,6 +285,102 @@ fn send_body(
     serde_json::to_vec(&json!({"to_account": to, "send": send})).expect("JSON")
 }
 
+/// Opens `want` WebSockets spread over `tokens`, 64 at a time.
+async fn open_idle(base: &str, tokens: &[String], want: usize) -> BenchResult<Vec<Ws>> {
+    let mut idle = Vec::with_capacity(want);
+    let mut opening = tokio::task::JoinSet::new();
+    let mut i = 0usize;
+    while idle.len() < want {
+        while opening.len() < 64 && i < want {
+            let (base, token) = (base.to_owned(), tokens[i % tokens.len()].clone());
+            opening.spawn(async move { connect(&base, &token).await });
+            i += 1;
+        }
+        match opening.join_next().await {
+            Some(Ok(Ok(ws))) => idle.push(ws),
+            Some(Ok(Err(e))) => return Err(format!("idle connection {}: {e}", idle.len())),
+            Some(Err(e)) => return Err(err(e)),
+            None => break,
+        }
+    }
+    Ok(idle)
+}
+
+/// Starts `exe bench relay-idle-client`, hands it the tokens on stdin and
+/// waits for its `opened N` line. The child holds its connections until
+/// its stdin closes.
+async fn spawn_idle_client(
+    exe: &std::path::Path,
+    base: &str,
+    tokens: &[String],
+    want: usize,
+) -> BenchResult<(tokio::process::Child, usize)> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let mut child = tokio::process::Command::new(exe)
+        .args(["bench", "relay-idle-client", "--url", base, "--count"])
+        .arg(want.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("starting the idle client {}: {e}", exe.display()))?;
+    let mut stdin = child.stdin.take().ok_or("no stdin")?;
+    let mut lines = tokens.join("\n");
+    lines.push_str("\n\n");
+    stdin.write_all(lines.as_bytes()).await.map_err(err)?;
+    stdin.flush().await.map_err(err)?;
+    child.stdin = Some(stdin);
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut reader = tokio::io::BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(300), reader.next_line())
+        .await
+        .map_err(|_| "the idle client did not report within 300 s".to_owned())?
+        .map_err(err)?
+        .ok_or("the idle client exited without reporting")?;
+    let opened = line
+        .strip_prefix("opened ")
+        .and_then(|n| n.trim().parse().ok())
+        .ok_or_else(|| format!("idle client: {line}"))?;
+    Ok((child, opened))
+}
+
+/// The child side of [`spawn_idle_client`] (`accord bench
+/// relay-idle-client`): reads device tokens from stdin up to an empty
+/// line, opens `count` WebSockets to `base` (as many as its open-file
+/// limit allows), prints `opened N`, and holds them until stdin closes.
+pub async fn idle_client(base: &str, count: usize) -> BenchResult<()> {
+    use std::io::BufRead;
+    let nofile = raise_nofile();
+    let tokens = tokio::task::spawn_blocking(|| {
+        let stdin = std::io::stdin();
+        let mut tokens = Vec::new();
+        for line in stdin.lock().lines() {
+            let line = line.map_err(err)?;
+            if line.trim().is_empty() {
+                break;
+            }
+            tokens.push(line.trim().to_owned());
+        }
+        Ok::<_, String>(tokens)
+    })
+    .await
+    .map_err(err)??;
+    if tokens.is_empty() {
+        return Err("no tokens on stdin".into());
+    }
+    let want = count.min(nofile.saturating_sub(256) as usize);
+    let conns = open_idle(base, &tokens, want).await?;
+    println!("opened {}", conns.len());
+    tokio::task::spawn_blocking(|| {
+        let mut rest = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut rest);
+    })
+    .await
+    .map_err(err)?;
+    drop(conns);
+    Ok(())
+}
+
 /// Runs the relay benchmark; see the module docs.
 pub async fn bench_relay(opts: RelayBenchOptions) -> BenchResult<RelayBenchReport> {
     let nofile = raise_nofile();
@@ -306,6 +409,7 @@ pub async fn bench_relay(opts: RelayBenchOptions) -> BenchResult<RelayBenchRepor
                 ..MessengerConfig::default()
             },
             keys: None,
+            auth_cache: Default::default(),
         },
         admin_token: TokenHash::of(BearerToken::generate().reveal()),
         default_profile: ConsentProfile::Strict,
@@ -354,32 +458,34 @@ pub async fn bench_relay(opts: RelayBenchOptions) -> BenchResult<RelayBenchRepor
 
     // Idle connections first (to devices with empty mailboxes), so that
     // the peak RSS is theirs, not the throughput phase's buffers.
+    // This process holds the server end of each connection, and the
+    // client end too unless a child does.
+    let per_connection = if opts.idle_client_exe.is_some() { 1 } else { 2 };
     let want = opts
         .idle_connections
-        .min(nofile.saturating_sub(512) as usize / 2);
+        .min(nofile.saturating_sub(512) as usize / per_connection);
     let mut idle_devices = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..64 {
         idle_devices.push(register(&http, &base, &phone()).await?.token);
     }
-    let mut idle = Vec::with_capacity(want);
-    let mut opening = tokio::task::JoinSet::new();
-    let mut i = 0usize;
-    while idle.len() < want {
-        while opening.len() < 64 && i < want {
-            let (base, token) = (base.clone(), idle_devices[i % idle_devices.len()].clone());
-            opening.spawn(async move { connect(&base, &token).await });
-            i += 1;
-        }
-        match opening.join_next().await {
-            Some(Ok(Ok(ws))) => idle.push(ws),
-            Some(Ok(Err(e))) => return Err(format!("idle connection {}: {e}", idle.len())),
-            Some(Err(e)) => return Err(err(e)),
-            None => break,
-        }
-    }
+    let (idle, child) = match &opts.idle_client_exe {
+        None => (open_idle(&base, &idle_devices, want).await?, None),
+        Some(exe) => (
+            Vec::new(),
+            Some(spawn_idle_client(exe, &base, &idle_devices, want).await?),
+        ),
+    };
     let rss_mb = peak_rss_mb();
-    let idle_connections = idle.len();
+    let idle_connections = match &child {
+        None => idle.len(),
+        Some((_, opened)) => *opened,
+    };
     drop(idle);
+    if let Some((mut child, _)) = child {
+        // Closing its stdin tells the child to close its connections.
+        drop(child.stdin.take());
+        let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+    }
 
     let shared = Arc::new(Shared {
         start: Instant::now(),

@@ -31,6 +31,7 @@
 //! number, a code or a token; spans carry the method and the route
 //! template only.
 
+pub mod auth_cache;
 pub mod bench_relay;
 pub mod e2e;
 pub mod feed;

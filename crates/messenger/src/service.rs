@@ -1,5 +1,6 @@
 //! The messenger's use cases, independent of HTTP.
 
+use crate::auth_cache::AuthCache;
 use crate::keys::KeyAccess;
 use crate::verifier::{Verifier, VerifierError};
 use accord_crypto::oprf::{KeyVersion, OprfPurpose};
@@ -192,6 +193,8 @@ pub struct Messenger {
     /// The key service, for pseudonyms and contact discovery. Without it
     /// the messenger runs, but computes no pseudonyms.
     pub keys: Option<KeyAccess>,
+    /// Who recent tokens are (see [`crate::auth_cache`]).
+    pub auth_cache: Arc<AuthCache>,
 }
 
 /// What one pass of pseudonym computation did.
@@ -386,6 +389,7 @@ impl Messenger {
                 StoreError::Conflict("phone") => ServiceError::PhoneTaken,
                 other => other.into(),
             })?;
+        self.auth_cache.invalidate();
         self.store.delete_verification(id).await?;
         tracing::info!(account = %account, "number changed");
         if self.keys.is_some() {
@@ -405,23 +409,39 @@ impl Messenger {
             return Ok(None);
         }
         let now = self.now();
-        let Some((account_id, device)) = self
-            .store
-            .authenticate(&TokenHash::of(presented), now)
-            .await?
-        else {
-            return Ok(None);
+        let hash = TokenHash::of(presented);
+        let cache = &self.auth_cache;
+        let (account, device) = match cache.token(&hash) {
+            Some(hit) => hit,
+            None => {
+                let generation = cache.generation();
+                let Some((account_id, device)) = self.store.authenticate(&hash, now).await? else {
+                    return Ok(None);
+                };
+                let Some(account) = self.store.account(account_id).await? else {
+                    return Ok(None);
+                };
+                cache.put_token(generation, &hash, account.clone(), device);
+                (account, device)
+            }
         };
-        let Some(account) = self.store.account(account_id).await? else {
-            return Ok(None);
-        };
-        let policies = self.store.policies().await?;
+        let policies = self.cached_policies().await?;
         let access = account.consent.access(&policies, now);
         Ok(Some(Caller {
             account,
             device,
             access,
         }))
+    }
+
+    async fn cached_policies(&self) -> Result<Arc<PolicyHistory>, ServiceError> {
+        if let Some(p) = self.auth_cache.policies() {
+            return Ok(p);
+        }
+        let generation = self.auth_cache.generation();
+        let p = Arc::new(self.store.policies().await?);
+        self.auth_cache.put_policies(generation, p.clone());
+        Ok(p)
     }
 
     // ---- policies and consent -----------------------------------------
@@ -437,6 +457,7 @@ impl Messenger {
 
     pub async fn publish_policy(&self, draft: PolicyDraft) -> Result<PolicyVersion, ServiceError> {
         let p = self.store.publish_policy(draft, self.now()).await?;
+        self.auth_cache.invalidate();
         tracing::info!(version = p.version, profile = %p.profile, "policy published");
         Ok(p)
     }
@@ -480,6 +501,7 @@ impl Messenger {
             };
             match result {
                 Ok(()) => {
+                    self.auth_cache.invalidate();
                     tracing::info!(account = %account, events = records.len(), "consent recorded");
                     return Ok(view(account, next, &policies, now));
                 }

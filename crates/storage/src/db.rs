@@ -48,6 +48,11 @@ impl Db {
     }
 
     /// Connects by URL: `sqlite://path?mode=rwc` or `postgres://...`.
+    ///
+    /// SQLite runs in WAL mode with `synchronous = FULL` (a commit is on
+    /// disk when it returns), a 32 MB page cache per connection (hot
+    /// mailbox pages stay in memory instead of being read back per
+    /// statement) and statement journals in memory.
     pub async fn connect(url: &str) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
@@ -67,12 +72,17 @@ impl Db {
                 Backend::Postgres => 16,
             })
             .acquire_timeout(Duration::from_secs(10))
+            // A local file has no network to drop a connection; skip the
+            // round trip of a ping on every acquire.
+            .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
                         conn.execute(
                             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                             PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                             PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
+                             PRAGMA cache_size = -32768; PRAGMA temp_store = MEMORY; \
+                             PRAGMA wal_autocheckpoint = 0;",
                         )
                         .await?;
                     }
@@ -81,8 +91,40 @@ impl Db {
             })
             .connect_with(opts)
             .await?;
+        if backend == Backend::Sqlite {
+            spawn_checkpointer(pool.clone());
+        }
         Ok(Db { pool, backend })
     }
+}
+
+/// How often the WAL is copied back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Checkpoints the WAL from a task of its own instead of inside whichever
+/// commit crosses SQLite's threshold (`wal_autocheckpoint = 0` on every
+/// connection): a checkpoint writes and syncs the database file, and in
+/// the commit path it stalls the group-commit writer and everyone waiting
+/// on it. `PASSIVE` never blocks writers or readers; the WAL restarts
+/// from its beginning once a checkpoint has caught up. Ends when the pool
+/// closes; without a runtime (never in the services), SQLite's own
+/// threshold stays off and the WAL is checkpointed when the last
+/// connection closes.
+fn spawn_checkpointer(pool: AnyPool) {
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    rt.spawn(async move {
+        loop {
+            tokio::time::sleep(CHECKPOINT_EVERY).await;
+            if pool.is_closed() {
+                return;
+            }
+            if let Err(e) = pool.execute("PRAGMA wal_checkpoint(PASSIVE)").await {
+                tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+            }
+        }
+    });
 }
 
 fn query_of(url: &str) -> &str {

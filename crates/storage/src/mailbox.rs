@@ -19,7 +19,7 @@ use accord_domain::{AccountId, DeviceId, Timestamp};
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
 /// What happened to an upload of a device's identity keys.
@@ -106,8 +106,11 @@ pub struct BatchOutcome {
     pub duplicate: Vec<bool>,
     /// Per ack, in order: how many items were deleted.
     pub acked: Vec<u64>,
-    /// Devices whose mailboxes got new items (to wake).
+    /// Devices whose mailboxes got new items (to wake), sorted.
     pub woken: Vec<DeviceId>,
+    /// The items stored, with their mailbox, in id order: what the relay
+    /// pushes to connected devices without reading them back.
+    pub items: Vec<(DeviceId, MailItem)>,
 }
 
 /// A report of an envelope a device received.
@@ -256,9 +259,24 @@ fn ph(backend: Backend, n: usize) -> String {
     }
 }
 
-/// Rows per multi-row INSERT (10 columns each, well under both backends'
-/// parameter limits).
-const ROWS_PER_INSERT: usize = 200;
+/// Rows per multi-row statement (at most 9 columns each: 9,000
+/// parameters, under SQLite's 32,766 and PostgreSQL's 65,535). Few, large
+/// statements: every statement is a round trip to the database thread,
+/// and the group commit runs them one after another.
+const ROWS_PER_INSERT: usize = 1000;
+/// Parameters per multi-row DELETE.
+const PARAMS_PER_DELETE: usize = 8000;
+
+/// An envelope an ack deleted: its receipt and delivered record follow.
+struct AckedEnvelope {
+    device: String,
+    id: i64,
+    /// Index of the ack in the batch.
+    ack: usize,
+    sender_account: String,
+    sender_device: String,
+    cmid: String,
+}
 
 struct Row10 {
     device: String,
@@ -272,12 +290,23 @@ struct Row10 {
     expires_at: i64,
 }
 
+/// Inserts `rows` and returns them as stored (ids assigned), in id order.
+/// The database's `RETURNING` names each new row's id and identity
+/// (mailbox, kind, peer device, client message id); SQL promises nothing
+/// about the order of returned rows, so ids are matched to rows by that
+/// identity. Two rows can share it only as two receipts of the same
+/// (client message id, recipient device) to the same device, which are
+/// identical but for the id, so either match is right.
 async fn insert_items(
     backend: Backend,
     tx: &mut Transaction<'_, Any>,
-    rows: &[Row10],
-) -> Result<()> {
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
+    rows: Vec<Row10>,
+) -> Result<Vec<(DeviceId, MailItem)>> {
+    type Key = (String, i64, String, String);
+    let mut stored = Vec::with_capacity(rows.len());
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<Row10> = rows.by_ref().take(ROWS_PER_INSERT).collect();
         let mut sql = String::from(
             "INSERT INTO e2e_mailbox (device_id, kind, peer_account, peer_device, \
              client_message_id, message_type, body, at, expires_at) VALUES ",
@@ -290,8 +319,9 @@ async fn insert_items(
             let p: Vec<String> = (1..=9).map(|k| ph(backend, b + k)).collect();
             sql.push_str(&format!("({})", p.join(",")));
         }
+        sql.push_str(" RETURNING id, device_id, kind, peer_device, client_message_id");
         let mut q = sqlx::query(&sql);
-        for r in chunk {
+        for r in &chunk {
             q = q
                 .bind(r.device.clone())
                 .bind(r.kind)
@@ -303,9 +333,64 @@ async fn insert_items(
                 .bind(r.at)
                 .bind(r.expires_at);
         }
-        q.execute(&mut **tx).await?;
+        let returned = q.fetch_all(&mut **tx).await?;
+        let mut by_key: HashMap<Key, Vec<usize>> = HashMap::new();
+        for (i, r) in chunk.iter().enumerate().rev() {
+            let key = (
+                r.device.clone(),
+                r.kind,
+                r.peer_device.clone(),
+                r.cmid.clone(),
+            );
+            by_key.entry(key).or_default().push(i);
+        }
+        let mut slots: Vec<Option<Row10>> = chunk.into_iter().map(Some).collect();
+        for r in returned {
+            let key: Key = (
+                r.try_get("device_id")?,
+                r.try_get("kind")?,
+                r.try_get("peer_device")?,
+                r.try_get("client_message_id")?,
+            );
+            let row = by_key
+                .get_mut(&key)
+                .and_then(Vec::pop)
+                .and_then(|i| slots[i].take())
+                .ok_or_else(|| StoreError::Corrupt("RETURNING named a row not inserted".into()))?;
+            let id = r.try_get::<i64, _>("id")? as u64;
+            stored.push((DeviceId(uuid_of(&row.device)?), row.into_item(id)?));
+        }
+        if slots.iter().any(Option::is_some) {
+            return Err(StoreError::Corrupt(
+                "an inserted row was not returned".into(),
+            ));
+        }
     }
-    Ok(())
+    stored.sort_by_key(|(_, item)| item.id());
+    Ok(stored)
+}
+
+impl Row10 {
+    fn into_item(self, id: u64) -> Result<MailItem> {
+        let peer_device = DeviceId(uuid_of(&self.peer_device)?);
+        Ok(match self.kind {
+            0 => MailItem::Envelope {
+                id,
+                sender_account: AccountId(uuid_of(&self.peer_account)?),
+                sender_device: peer_device,
+                client_message_id: self.cmid,
+                server_ts: Timestamp(self.at),
+                message_type: self.message_type as u8,
+                ciphertext: self.body.unwrap_or_default(),
+            },
+            _ => MailItem::Receipt {
+                id,
+                client_message_id: self.cmid,
+                recipient_device: peer_device,
+                delivered_at: Timestamp(self.at),
+            },
+        })
+    }
 }
 
 #[async_trait]
@@ -579,12 +664,13 @@ impl MailboxStore for SqlMailboxStore {
             }
         }
         let mut counts = vec![0u64; batch.acks.len()];
+        let mut acked_envelopes: Vec<AckedEnvelope> = Vec::new();
         let mut g = 0;
         while g < groups.len() {
             let mut sql = String::from("DELETE FROM e2e_mailbox WHERE ");
             let mut n = 0usize;
             let first = g;
-            while g < groups.len() && (g == first || n + groups[g].1.len() < 900) {
+            while g < groups.len() && (g == first || n + groups[g].1.len() < PARAMS_PER_DELETE) {
                 if g > first {
                     sql.push_str(" OR ");
                 }
@@ -617,40 +703,60 @@ impl MailboxStore for SqlMailboxStore {
                     continue;
                 };
                 counts[k] += 1;
-                let a = &batch.acks[k];
                 if r.try_get::<i64, _>("kind")? != 0 {
                     continue;
                 }
-                let sender_account: String = r.try_get("peer_account")?;
-                let sender_device: String = r.try_get("peer_device")?;
-                let cmid: String = r.try_get("client_message_id")?;
-                delivered.push((d.clone(), id, sender_account.clone(), sender_device, a.at.0));
-                if !sender_devices.contains_key(&sender_account) {
-                    let targets =
-                        sqlx::query("SELECT device_id FROM e2e_device_keys WHERE account_id = $1")
-                            .bind(&sender_account)
-                            .fetch_all(&mut *tx)
-                            .await?
-                            .iter()
-                            .map(|t| t.try_get::<String, _>(0))
-                            .collect::<std::result::Result<Vec<_>, _>>()?;
-                    sender_devices.insert(sender_account.clone(), targets);
-                }
-                for target in &sender_devices[&sender_account] {
-                    woken.insert(DeviceId(uuid_of(target)?));
-                    rows.push(Row10 {
-                        device: target.clone(),
-                        kind: 1,
-                        peer_account: sender_account.clone(),
-                        peer_device: d.clone(),
-                        cmid: cmid.clone(),
-                        message_type: 0,
-                        body: None,
-                        at: a.at.0,
-                        expires_at: a.expires_at.0,
-                    });
-                }
+                acked_envelopes.push(AckedEnvelope {
+                    device: d,
+                    id,
+                    ack: k,
+                    sender_account: r.try_get("peer_account")?,
+                    sender_device: r.try_get("peer_device")?,
+                    cmid: r.try_get("client_message_id")?,
+                });
             }
+        }
+        // Every device of every sender, in one query per chunk of senders.
+        let senders: Vec<&str> = acked_envelopes
+            .iter()
+            .map(|e| e.sender_account.as_str())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        for chunk in senders.chunks(ROWS_PER_INSERT) {
+            let list: Vec<String> = (1..=chunk.len()).map(|k| ph(be, k)).collect();
+            let sql = format!(
+                "SELECT account_id, device_id FROM e2e_device_keys WHERE account_id IN ({})",
+                list.join(",")
+            );
+            let mut q = sqlx::query(&sql);
+            for a in chunk {
+                q = q.bind(a.to_string());
+            }
+            for r in q.fetch_all(&mut *tx).await? {
+                sender_devices
+                    .entry(r.try_get::<String, _>(0)?)
+                    .or_default()
+                    .push(r.try_get::<String, _>(1)?);
+            }
+        }
+        for e in acked_envelopes {
+            let a = &batch.acks[e.ack];
+            for target in sender_devices.get(&e.sender_account).into_iter().flatten() {
+                woken.insert(DeviceId(uuid_of(target)?));
+                rows.push(Row10 {
+                    device: target.clone(),
+                    kind: 1,
+                    peer_account: e.sender_account.clone(),
+                    peer_device: e.device.clone(),
+                    cmid: e.cmid.clone(),
+                    message_type: 0,
+                    body: None,
+                    at: a.at.0,
+                    expires_at: a.expires_at.0,
+                });
+            }
+            delivered.push((e.device, e.id, e.sender_account, e.sender_device, a.at.0));
         }
         out.acked = counts;
         for chunk in delivered.chunks(ROWS_PER_INSERT) {
@@ -677,7 +783,7 @@ impl MailboxStore for SqlMailboxStore {
             }
             q.execute(&mut *tx).await?;
         }
-        insert_items(be, &mut tx, &rows).await?;
+        out.items = insert_items(be, &mut tx, rows).await?;
         tx.commit().await?;
         let mut w: Vec<DeviceId> = woken.into_iter().collect();
         w.sort();

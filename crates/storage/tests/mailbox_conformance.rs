@@ -222,6 +222,13 @@ async fn sends_are_idempotent_ordered_and_acks_delete_and_emit_receipts() {
             .unwrap();
         assert_eq!(out.acked, vec![1, 0]);
         assert!(out.woken.contains(&a1));
+        // The batch reports exactly what it stored, as a read finds it.
+        assert_eq!(out.items.len(), 1, "one receipt to alice's one device");
+        assert_eq!(out.items[0].0, a1);
+        assert_eq!(
+            s.fetch(a1, 0, T0, 100).await.unwrap(),
+            vec![out.items[0].1.clone()]
+        );
         assert_eq!(s.fetch(b1, 0, T0, 100).await.unwrap().len(), 1);
         assert_eq!(s.fetch(b2, 0, T0, 100).await.unwrap().len(), 2);
         let receipts = s.fetch(a1, 0, T0, 100).await.unwrap();

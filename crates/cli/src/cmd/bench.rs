@@ -32,6 +32,19 @@ pub enum BenchCmd {
         /// Devices per recipient account (envelopes per send).
         #[arg(long, default_value_t = 8)]
         devices_per_recipient: usize,
+        /// Hold the idle connections in this process too (the figure
+        /// then counts both ends) instead of a child process.
+        #[arg(long)]
+        in_process: bool,
+    },
+    /// (Used by `bench relay`.) Opens idle WebSockets with the device
+    /// tokens read from stdin and holds them until stdin closes.
+    #[command(hide = true)]
+    RelayIdleClient {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        count: usize,
     },
 }
 
@@ -56,6 +69,7 @@ pub async fn run(b: BenchCmd) -> CliResult {
             idle_connections,
             senders,
             devices_per_recipient,
+            in_process,
         } => {
             if cfg!(debug_assertions) {
                 eprintln!("warning: debug build; run `cargo run --release -- bench relay` for real figures");
@@ -66,12 +80,22 @@ pub async fn run(b: BenchCmd) -> CliResult {
                 idle_connections,
                 senders: senders.clamp(1, 1_000),
                 devices_per_recipient: devices_per_recipient.clamp(1, 50),
+                idle_client_exe: if in_process {
+                    None
+                } else {
+                    Some(std::env::current_exe().map_err(|e| CliError::Internal(e.into()))?)
+                },
                 ..Default::default()
             };
             let report = accord_messenger::bench_relay::bench_relay(opts)
                 .await
                 .map_err(|e| CliError::Internal(anyhow::anyhow!("{e}")))?;
             print!("{report}");
+        }
+        BenchCmd::RelayIdleClient { url, count } => {
+            accord_messenger::bench_relay::idle_client(&url, count)
+                .await
+                .map_err(|e| CliError::Internal(anyhow::anyhow!("{e}")))?;
         }
     }
     Ok(())

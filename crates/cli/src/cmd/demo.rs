@@ -3,7 +3,7 @@
 //! SQLite in `<data-dir>/demo` and a simulated clock. Every step goes
 //! through the HTTP API, as a device or the operator would.
 
-use super::serve::{in_process_keys, messenger_state, open_keyd, open_partner};
+use super::serve::{in_process_keys, messenger_state, open_keyd, open_partner, MessengerSetup};
 use super::DataArgs;
 use crate::error::{CliError, CliResult};
 use accord_client::{AcceptChoice, Client, ConsentView};
@@ -189,15 +189,16 @@ pub async fn run(a: DemoArgs) -> CliResult {
         until(stop_rx.clone()),
     ));
 
-    let state = messenger_state(
-        &dir.display().to_string(),
-        Arc::new(DevVerifier),
-        clock_dyn,
-        Some(clock.clone()),
-        admin_token.reveal(),
-        ConsentProfile::Strict,
-        Some(keys),
-    )
+    let state = messenger_state(MessengerSetup {
+        location: &dir.display().to_string(),
+        verifier: Arc::new(DevVerifier),
+        clock: clock_dyn,
+        simulated: Some(clock.clone()),
+        admin_token: admin_token.reveal(),
+        profile: ConsentProfile::Strict,
+        keys: Some(keys),
+        nats_url: None,
+    })
     .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -84,6 +84,11 @@ pub struct ServeArgs {
     /// The key service's URL as devices should reach it (default: its listen address).
     #[arg(long, env = "ACCORD_KEYD_PUBLIC_URL")]
     pub keyd_public_url: Option<String>,
+    /// NATS server (e.g. nats://127.0.0.1:4222) for several messenger
+    /// nodes on one PostgreSQL database: a commit on one node wakes the
+    /// connections held by the others. Default: one node, in process.
+    #[arg(long, env = "ACCORD_NATS_URL")]
+    pub nats_url: Option<String>,
 }
 
 pub fn parse_profile(s: &str) -> Result<ConsentProfile, String> {
@@ -174,24 +179,48 @@ pub async fn in_process_keys(keyd: &KeyService, public_url: String) -> CliResult
         .map_err(internal)
 }
 
+/// What a messenger is built from.
+pub struct MessengerSetup<'a> {
+    /// Data directory or PostgreSQL URL.
+    pub location: &'a str,
+    pub verifier: Arc<dyn Verifier>,
+    pub clock: Arc<dyn Clock>,
+    /// The same clock when it is simulated (the admin clock endpoint).
+    pub simulated: Option<SimulatedClock>,
+    pub admin_token: &'a str,
+    pub profile: ConsentProfile,
+    pub keys: Option<KeyAccess>,
+    /// NATS, to wake connections held by other nodes.
+    pub nats_url: Option<&'a str>,
+}
+
 /// The messenger's state, as `serve` and `demo` build it.
-pub async fn messenger_state(
-    location: &str,
-    verifier: Arc<dyn Verifier>,
-    clock: Arc<dyn Clock>,
-    simulated: Option<SimulatedClock>,
-    admin_token: &str,
-    profile: ConsentProfile,
-    keys: Option<KeyAccess>,
-) -> CliResult<AppState> {
+pub async fn messenger_state(setup: MessengerSetup<'_>) -> CliResult<AppState> {
+    let MessengerSetup {
+        location,
+        verifier,
+        clock,
+        simulated,
+        admin_token,
+        profile,
+        keys,
+        nats_url,
+    } = setup;
     let db = Db::open_service(location, "messenger").await?;
     let store = Arc::new(SqlMessengerStore::new(db.clone()).await?);
     let mailboxes = accord_storage::SqlMailboxStore::new(db).await?;
-    let e2e = accord_messenger::e2e::Relay::start(
+    let wake: Arc<dyn accord_messenger::e2e::wake::Wake> = match nats_url {
+        None => Arc::new(accord_messenger::e2e::wake::LocalWake::default()),
+        Some(url) => accord_messenger::e2e::wake::NatsWake::connect(url, "accord.wake")
+            .await
+            .map_err(|e| CliError::Input(format!("cannot reach NATS at {url}: {e}")))?,
+    };
+    let e2e = accord_messenger::e2e::Relay::start_with(
         Arc::new(mailboxes),
         store.clone(),
         clock.clone(),
         accord_messenger::e2e::E2eConfig::default(),
+        wake,
     );
     Ok(AppState {
         e2e,
@@ -201,6 +230,7 @@ pub async fn messenger_state(
             verifier,
             config: MessengerConfig::default(),
             keys,
+            auth_cache: Default::default(),
         },
         admin_token: TokenHash::of(admin_token),
         default_profile: profile,
@@ -350,15 +380,16 @@ pub async fn run(a: ServeArgs) -> CliResult {
                 None
             }
         };
-        let mut state = messenger_state(
-            &a.data.location(),
+        let mut state = messenger_state(MessengerSetup {
+            location: &a.data.location(),
             verifier,
-            clock.clone(),
-            simulated.clone(),
-            &admin_token,
-            a.profile,
+            clock: clock.clone(),
+            simulated: simulated.clone(),
+            admin_token: &admin_token,
+            profile: a.profile,
             keys,
-        )
+            nats_url: a.nats_url.as_deref(),
+        })
         .await?;
         let listener = TcpListener::bind(a.listen)
             .await

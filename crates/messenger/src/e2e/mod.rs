@@ -5,9 +5,10 @@
 //! - [`writer`]: the group-commit writer task: every mailbox write (sends
 //!   and acks) goes through one task that commits many of them in one
 //!   transaction; each caller is answered only after its commit.
-//! - [`wake`]: the [`Wake`] seam that wakes a device's connections (the
-//!   in-process [`LocalWake`]; [`wake::NatsWake`] for several nodes, on
-//!   subjects `accord.wake.<device>`).
+//! - [`wake`]: the [`Wake`] seam that hands committed items to a device's
+//!   connections without a database read (the in-process [`LocalWake`];
+//!   [`wake::NatsWake`] for several nodes, which also publishes a
+//!   data-less wake-up on `accord.wake.<device>`).
 //! - [`limit`]: token buckets.
 //!
 //! Wire types are `accord-e2e`'s; the relay never sees plaintext or a

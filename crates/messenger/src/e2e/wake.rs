@@ -1,76 +1,259 @@
-//! Waking the connections of a device when its mailbox changes.
+//! Handing committed mailbox items to the connections of their devices.
 //!
-//! [`Wake`] is the seam: [`LocalWake`] is the in-process notifier of one
-//! node; a multi-node deployment puts a NATS (JetStream) implementation
-//! behind the same trait (publish on `accord.wake.<device>`, and a
-//! subscriber that calls the local notifier), so a send on one node wakes
-//! the connection held by another. A wake-up carries no data: the woken
-//! connection reads the durable mailbox, so a lost wake-up delays a
-//! delivery until the next one or the next reconnect, never loses it.
+//! The durable mailbox in the database is the truth; this module is a
+//! shortcut past it. After each group commit the writer gives [`Wake`]
+//! the items it stored (with their ids); a connected device's
+//! [`Subscription`] hands them to its connection without a database read.
+//! Whenever the shortcut cannot vouch for completeness, it says
+//! [`Pending::Refetch`] and the connection reads the mailbox instead:
+//! - a connection that fell more than [`MAX_RETAINED`] items behind;
+//! - a wake-up from another node ([`NatsWake`]), which carries no data.
+//!
+//! Why nothing is lost or sent twice: a connection subscribes *before*
+//! its first mailbox read; every commit after the subscription is pushed
+//! to it, every commit before is in that read, and it skips items whose id
+//! is not above the last one it sent. On one node all mailbox writes go
+//! through the single writer, so commits, ids and pushes share one order.
+//!
+//! Memory: a device's slot keeps only items some subscription of it has
+//! not taken yet (at most [`MAX_RETAINED`]); a device nobody listens to
+//! has no slot.
 
 use accord_domain::DeviceId;
-use std::collections::HashMap;
-use std::sync::Mutex;
+use accord_storage::mailbox::MailItem;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
-/// Wakes the connections of devices whose mailbox got new items.
+/// Items kept per device for its slowest subscription before that one
+/// is told to re-read the mailbox.
+pub const MAX_RETAINED: usize = 1024;
+
+/// Hands committed items to the connections of their devices.
 pub trait Wake: Send + Sync + std::fmt::Debug + 'static {
-    /// A receiver that changes whenever `device` is woken.
-    fn subscribe(&self, device: DeviceId) -> watch::Receiver<u64>;
-    fn wake(&self, devices: &[DeviceId]);
+    /// Starts listening for `device`; take the subscription before the
+    /// first mailbox read.
+    fn subscribe(&self, device: DeviceId) -> Subscription;
+    /// Items that were just committed, in id order.
+    fn deliver(&self, items: &[(DeviceId, MailItem)]);
 }
 
-/// The in-process notifier: one `watch` channel per device with a
-/// listener (a counter; receivers see every change since they last
-/// looked, so no wake-up between a read and a wait is lost).
+/// What a subscription has for its connection.
+#[derive(Debug)]
+pub enum Pending {
+    /// Items committed since the last take, in id order (maybe none).
+    Items(Vec<Arc<MailItem>>),
+    /// Read the mailbox: something may have been committed that is not
+    /// here.
+    Refetch,
+}
+
 #[derive(Debug, Default)]
-pub struct LocalWake {
-    devices: Mutex<HashMap<DeviceId, watch::Sender<u64>>>,
+struct SlotState {
+    /// Sequence number of the last entry pushed (0: none yet).
+    head: u64,
+    /// Entries `head - len + 1 ..= head`; `None` means "re-read".
+    entries: VecDeque<Option<Arc<MailItem>>>,
+    /// Per subscription: the last sequence number it took.
+    cursors: HashMap<u64, u64>,
+    next_subscription: u64,
 }
 
-impl Wake for LocalWake {
-    fn subscribe(&self, device: DeviceId) -> watch::Receiver<u64> {
-        let mut map = self.devices.lock().unwrap_or_else(|e| e.into_inner());
-        // Forget devices nobody listens to any more, now and then.
-        if map.len() > 1024 && map.len().is_power_of_two() {
-            map.retain(|_, tx| tx.receiver_count() > 0);
-        }
-        map.entry(device)
-            .or_insert_with(|| watch::channel(0).0)
-            .subscribe()
+impl SlotState {
+    /// Drops entries every subscription has taken.
+    fn prune(&mut self) {
+        let seen = self.cursors.values().copied().min().unwrap_or(self.head);
+        let oldest = self.head + 1 - self.entries.len() as u64;
+        let drop = seen
+            .saturating_sub(oldest - 1)
+            .min(self.entries.len() as u64);
+        self.entries.drain(..drop as usize);
     }
 
-    fn wake(&self, devices: &[DeviceId]) {
-        let mut map = self.devices.lock().unwrap_or_else(|e| e.into_inner());
+    fn push(&mut self, entry: Option<Arc<MailItem>>) {
+        self.head += 1;
+        self.entries.push_back(entry);
+        if self.entries.len() > MAX_RETAINED {
+            self.entries.pop_front();
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Slot {
+    state: Mutex<SlotState>,
+    notify: watch::Sender<u64>,
+}
+
+impl Slot {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One listener of a device (a WebSocket or a long poll).
+#[derive(Debug)]
+pub struct Subscription {
+    slot: Arc<Slot>,
+    rx: watch::Receiver<u64>,
+    id: u64,
+}
+
+impl Subscription {
+    /// Resolves when something was pushed since the last [`Self::take`].
+    pub async fn changed(&mut self) {
+        // The slot holds the sender as long as this subscription lives.
+        let _ = self.rx.changed().await;
+    }
+
+    /// Whether something was pushed since the last [`Self::take`].
+    pub fn has_changed(&self) -> bool {
+        self.rx.has_changed().unwrap_or(true)
+    }
+
+    /// What was pushed since the last take.
+    pub fn take(&mut self) -> Pending {
+        self.rx.borrow_and_update();
+        let mut st = self.slot.lock();
+        let cursor = st.cursors.get(&self.id).copied().unwrap_or(0);
+        let head = st.head;
+        if cursor == head {
+            return Pending::Items(Vec::new());
+        }
+        let oldest = head + 1 - st.entries.len() as u64;
+        let pending = if cursor + 1 < oldest {
+            Pending::Refetch
+        } else {
+            let fresh = st.entries.range((cursor + 1 - oldest) as usize..);
+            match fresh.cloned().collect::<Option<Vec<_>>>() {
+                Some(items) => Pending::Items(items),
+                None => Pending::Refetch,
+            }
+        };
+        st.cursors.insert(self.id, head);
+        st.prune();
+        pending
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut st = self.slot.lock();
+        st.cursors.remove(&self.id);
+        st.prune();
+    }
+}
+
+/// The in-process hub of one node: one slot per device with a listener.
+#[derive(Debug, Default)]
+pub struct LocalWake {
+    slots: Mutex<HashMap<DeviceId, Arc<Slot>>>,
+}
+
+impl LocalWake {
+    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<DeviceId, Arc<Slot>>> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The slots of `devices` that have listeners; forgets the others.
+    fn listening(&self, devices: impl Iterator<Item = DeviceId>) -> Vec<(DeviceId, Arc<Slot>)> {
+        let mut slots = self.slots();
+        let mut out = Vec::new();
         for d in devices {
-            if let Some(tx) = map.get(d) {
-                if tx.receiver_count() == 0 {
-                    map.remove(d);
+            if let Some(slot) = slots.get(&d) {
+                if slot.notify.receiver_count() == 0 {
+                    slots.remove(&d);
                 } else {
-                    tx.send_modify(|n| *n = n.wrapping_add(1));
+                    out.push((d, slot.clone()));
                 }
             }
         }
+        out
+    }
+
+    /// Tells the listeners of `devices` to re-read their mailboxes
+    /// (a wake-up that carries no items).
+    pub fn poke(&self, devices: &[DeviceId]) {
+        for (_, slot) in self.listening(devices.iter().copied()) {
+            let head = {
+                let mut st = slot.lock();
+                st.push(None);
+                st.head
+            };
+            slot.notify.send_replace(head);
+        }
     }
 }
 
-/// Wake-ups across nodes through NATS: a wake publishes an empty message on
-/// `<prefix>.<device>`; every node subscribes to `<prefix>.>` and wakes its
-/// own connections of that device. Core NATS subjects are enough here: a
-/// wake-up carries no data and a lost one is made good by the next one or
-/// by a reconnect, since the mailbox itself is durable in the database.
+impl Wake for LocalWake {
+    fn subscribe(&self, device: DeviceId) -> Subscription {
+        let slot = {
+            let mut slots = self.slots();
+            // Forget devices nobody listens to any more, now and then.
+            if slots.len() > 1024 && slots.len().is_power_of_two() {
+                slots.retain(|_, s| s.notify.receiver_count() > 0);
+            }
+            slots
+                .entry(device)
+                .or_insert_with(|| {
+                    Arc::new(Slot {
+                        state: Mutex::new(SlotState::default()),
+                        notify: watch::channel(0).0,
+                    })
+                })
+                .clone()
+        };
+        let id = {
+            let mut st = slot.lock();
+            let id = st.next_subscription;
+            st.next_subscription += 1;
+            let head = st.head;
+            st.cursors.insert(id, head);
+            id
+        };
+        let rx = slot.notify.subscribe();
+        Subscription { slot, rx, id }
+    }
+
+    fn deliver(&self, items: &[(DeviceId, MailItem)]) {
+        let mut by_device: HashMap<DeviceId, Vec<&MailItem>> = HashMap::new();
+        for (d, item) in items {
+            by_device.entry(*d).or_default().push(item);
+        }
+        for (d, slot) in self.listening(by_device.keys().copied().collect::<Vec<_>>().into_iter()) {
+            let head = {
+                let mut st = slot.lock();
+                for item in &by_device[&d] {
+                    st.push(Some(Arc::new((*item).clone())));
+                }
+                st.head
+            };
+            slot.notify.send_replace(head);
+        }
+    }
+}
+
+/// Several nodes on one database, through NATS: each commit is pushed to
+/// this node's own listeners, and an empty wake-up is published on
+/// `<prefix>.<device>` with this node's id as payload. Every node
+/// subscribes to `<prefix>.>` and tells its listeners of that device to
+/// re-read the mailbox, unless the wake-up is its own. Core NATS subjects
+/// are enough: a lost wake-up delays a delivery until the next one or a
+/// reconnect, never loses it, since the mailbox is durable in the
+/// database.
 #[derive(Debug)]
 pub struct NatsWake {
-    local: std::sync::Arc<LocalWake>,
+    local: Arc<LocalWake>,
     client: async_nats::Client,
     prefix: String,
+    node: Vec<u8>,
 }
 
 impl NatsWake {
     /// Connects to `url` (e.g. `nats://127.0.0.1:4222`) and starts the
     /// subscriber task. `prefix` is `accord.wake` in production; tests use
     /// a unique one.
-    pub async fn connect(url: &str, prefix: &str) -> Result<std::sync::Arc<Self>, String> {
+    pub async fn connect(url: &str, prefix: &str) -> Result<Arc<Self>, String> {
         use futures_util::StreamExt;
         let client = async_nats::connect(url).await.map_err(|e| e.to_string())?;
         let mut sub = client
@@ -79,42 +262,113 @@ impl NatsWake {
             .map_err(|e| e.to_string())?;
         // Make sure the server has the subscription before anyone wakes.
         client.flush().await.map_err(|e| e.to_string())?;
-        let local = std::sync::Arc::new(LocalWake::default());
-        let weak = std::sync::Arc::downgrade(&local);
+        let node = uuid::Uuid::new_v4().as_bytes().to_vec();
+        let local = Arc::new(LocalWake::default());
+        let weak = Arc::downgrade(&local);
         let cut = prefix.len() + 1;
+        let own = node.clone();
         tokio::spawn(async move {
             while let Some(msg) = sub.next().await {
                 let Some(local) = weak.upgrade() else { return };
+                if msg.payload.as_ref() == own.as_slice() {
+                    continue;
+                }
                 if let Some(d) = msg.subject.get(cut..).and_then(DeviceId::parse) {
-                    local.wake(&[d]);
+                    local.poke(&[d]);
                 }
             }
         });
-        Ok(std::sync::Arc::new(NatsWake {
+        Ok(Arc::new(NatsWake {
             local,
             client,
             prefix: prefix.to_owned(),
+            node,
         }))
     }
 }
 
 impl Wake for NatsWake {
-    fn subscribe(&self, device: DeviceId) -> watch::Receiver<u64> {
+    fn subscribe(&self, device: DeviceId) -> Subscription {
         self.local.subscribe(device)
     }
 
-    fn wake(&self, devices: &[DeviceId]) {
+    fn deliver(&self, items: &[(DeviceId, MailItem)]) {
+        self.local.deliver(items);
         let client = self.client.clone();
+        let mut devices: Vec<DeviceId> = items.iter().map(|(d, _)| *d).collect();
+        devices.sort();
+        devices.dedup();
         let subjects: Vec<String> = devices
             .iter()
             .map(|d| format!("{}.{d}", self.prefix))
             .collect();
+        let node = self.node.clone();
         tokio::spawn(async move {
             for s in subjects {
-                if let Err(e) = client.publish(s, Default::default()).await {
+                if let Err(e) = client.publish(s, node.clone().into()).await {
                     tracing::warn!(error = %e, "NATS wake-up not published");
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use accord_domain::Timestamp;
+
+    fn receipt(id: u64) -> MailItem {
+        MailItem::Receipt {
+            id,
+            client_message_id: "m".into(),
+            recipient_device: DeviceId::random(),
+            delivered_at: Timestamp(0),
+        }
+    }
+
+    fn ids(p: Pending) -> Option<Vec<u64>> {
+        match p {
+            Pending::Items(v) => Some(v.iter().map(|i| i.id()).collect()),
+            Pending::Refetch => None,
+        }
+    }
+
+    #[test]
+    fn each_subscription_takes_what_came_after_it() {
+        let hub = LocalWake::default();
+        let d = DeviceId::random();
+        let other = DeviceId::random();
+        let mut a = hub.subscribe(d);
+        hub.deliver(&[(d, receipt(1)), (other, receipt(2)), (d, receipt(3))]);
+        let mut b = hub.subscribe(d);
+        hub.deliver(&[(d, receipt(4))]);
+        assert!(a.has_changed() && b.has_changed());
+        assert_eq!(ids(a.take()), Some(vec![1, 3, 4]));
+        assert_eq!(ids(b.take()), Some(vec![4]));
+        assert_eq!(ids(a.take()), Some(vec![]));
+        assert!(!a.has_changed());
+        // Everything taken by both: nothing retained.
+        assert!(hub.slots()[&d].lock().entries.is_empty());
+    }
+
+    #[test]
+    fn a_slow_subscription_or_a_remote_wake_up_means_refetch() {
+        let hub = LocalWake::default();
+        let d = DeviceId::random();
+        let mut slow = hub.subscribe(d);
+        let mut fast = hub.subscribe(d);
+        for i in 0..(MAX_RETAINED as u64 + 5) {
+            hub.deliver(&[(d, receipt(i + 1))]);
+            assert_eq!(ids(fast.take()), Some(vec![i + 1]));
+        }
+        assert!(ids(slow.take()).is_none(), "fell behind: re-read");
+        assert_eq!(ids(slow.take()), Some(vec![]));
+        hub.poke(&[d]);
+        assert!(ids(fast.take()).is_none());
+        assert!(ids(slow.take()).is_none());
+        drop((slow, fast));
+        hub.deliver(&[(d, receipt(9999))]);
+        assert!(hub.slots().get(&d).is_none(), "no listener, no slot");
     }
 }

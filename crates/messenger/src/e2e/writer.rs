@@ -1,7 +1,7 @@
 //! The group-commit writer: one task takes every mailbox write (sends and
 //! acks) from a channel, commits whatever has queued up (up to
-//! `max_batch`) in one transaction, then answers each caller and wakes
-//! the devices whose mailboxes changed. Durability is per commit
+//! `max_batch`) in one transaction, then answers each caller and hands
+//! the stored items to the connections of their devices ([`super::wake`]). Durability is per commit
 //! (`synchronous=FULL` on SQLite), and nobody is answered before the
 //! commit that holds its write, so a 202 always means "on disk".
 
@@ -58,7 +58,7 @@ impl Writer {
                         for (r, n) in ack_replies.into_iter().zip(out.acked) {
                             let _ = r.send(Ok(n));
                         }
-                        wake.wake(&out.woken);
+                        wake.deliver(&out.items);
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "mailbox group commit failed");

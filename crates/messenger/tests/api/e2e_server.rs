@@ -969,7 +969,8 @@ async fn undelivered_envelopes_expire_after_30_days() {
 /// connections of another (NATS on 127.0.0.1:4222, unique subjects).
 #[tokio::test]
 async fn nats_wakes_a_device_on_another_node() {
-    use accord_messenger::e2e::wake::{NatsWake, Wake};
+    use accord_messenger::e2e::wake::{NatsWake, Pending, Wake};
+    use accord_storage::mailbox::MailItem;
     if std::env::var("ACCORD_SKIP_NATS").as_deref() == Ok("1") {
         return;
     }
@@ -981,13 +982,30 @@ async fn nats_wakes_a_device_on_another_node() {
         .expect("NATS on 127.0.0.1:4222 (set ACCORD_SKIP_NATS=1 to skip)");
     let b = NatsWake::connect(&url, &prefix).await.unwrap();
     let (d, other) = (DeviceId::random(), DeviceId::random());
+    let mut on_a = a.subscribe(d);
     let mut on_b = b.subscribe(d);
-    let mut other_on_b = b.subscribe(other);
-    a.wake(&[d]);
+    let other_on_b = b.subscribe(other);
+    let item = MailItem::Receipt {
+        id: 7,
+        client_message_id: "m-1".into(),
+        recipient_device: other,
+        delivered_at: Timestamp(0),
+    };
+    a.deliver(&[(d, item)]);
     tokio::time::timeout(Duration::from_secs(10), on_b.changed())
         .await
-        .expect("woken through NATS")
-        .unwrap();
-    assert!(!other_on_b.has_changed().unwrap(), "only the named device");
-    let _ = other_on_b.borrow_and_update();
+        .expect("woken through NATS");
+    assert!(
+        matches!(on_b.take(), Pending::Refetch),
+        "another node's wake-up carries no items: re-read the mailbox"
+    );
+    assert!(!other_on_b.has_changed(), "only the named device");
+    // The sending node's own listener got the item itself, and ignores
+    // the echo of its own wake-up.
+    match on_a.take() {
+        Pending::Items(items) => assert_eq!(items.iter().map(|i| i.id()).collect::<Vec<_>>(), [7]),
+        Pending::Refetch => panic!("own commit must be handed over in memory"),
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!on_a.has_changed(), "own NATS echo ignored");
 }

@@ -204,6 +204,7 @@ pub async fn spawn_app(opts: AppOptions) -> TestApp {
         verifier: Arc::new(DevVerifier),
         config: MessengerConfig::default(),
         keys: keys.clone(),
+        auth_cache: Default::default(),
     };
     let (partner, feed, partner_stop) = if opts.with_partner {
         let (p, d, stop) = start_partner(

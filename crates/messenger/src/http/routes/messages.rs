@@ -71,15 +71,16 @@ pub async fn fetch_messages(
             "wait_s must be 0 to 30",
         ));
     }
-    let mut wake = s.e2e.wake().subscribe(caller.device);
+    let mut sub = s.e2e.wake().subscribe(caller.device);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(q.wait_s);
     loop {
-        wake.borrow_and_update();
+        // This answer reads the mailbox itself; pushed items only wake it.
+        let _ = sub.take();
         let (frames, _, _) = s.e2e.fetch(caller.device, 0, FETCH_LIMIT).await?;
         if !frames.is_empty() || tokio::time::Instant::now() >= deadline {
             return Ok(Json(frames));
         }
-        if tokio::time::timeout_at(deadline, wake.changed())
+        if tokio::time::timeout_at(deadline, sub.changed())
             .await
             .is_err()
         {

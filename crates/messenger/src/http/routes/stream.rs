@@ -1,20 +1,23 @@
 //! `GET /v1/stream`: the device's WebSocket. On connect it pushes every
-//! queued envelope and receipt in mailbox order, then new ones as the
-//! device is woken. The client acks with `{"type":"ack","envelope_ids":[..]}`;
+//! queued envelope and receipt in mailbox order, then new ones as they
+//! are committed (handed over in memory by `e2e::wake`). The client acks with `{"type":"ack","envelope_ids":[..]}`;
 //! acked items are deleted. A bad frame gets an error frame and the
 //! connection stays up, until too many bad frames in a row.
 
-use crate::e2e::Relay;
+use crate::e2e::wake::Pending;
+use crate::e2e::{frame_of, Relay, RelayError};
 use crate::http::error::ErrorBody;
 use crate::http::extract::User;
 use crate::http::AppState;
 use accord_domain::DeviceId;
 use accord_e2e::wire::MAX_CLIENT_FRAME_BYTES;
 use accord_e2e::{decode_client_frame, encode, ClientFrame, ServerFrame};
+use accord_storage::mailbox::MailItem;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
-use futures_util::SinkExt;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{SinkExt, StreamExt};
 
 /// Items read from the mailbox per round.
 const PUSH_BATCH: u32 = 256;
@@ -50,14 +53,21 @@ fn text(frame: &ServerFrame) -> Message {
     )
 }
 
+/// Acks of one connection awaiting their commit before it stops reading.
+const MAX_ACKS_IN_FLIGHT: usize = 64;
+
 async fn run(relay: Relay, device: DeviceId, mut ws: WebSocket) -> Result<(), axum::Error> {
-    let mut wake = relay.wake().subscribe(device);
+    // Subscribe before the first read: see `e2e::wake`.
+    let mut sub = relay.wake().subscribe(device);
     let mut last = 0u64;
     let mut bad = 0u32;
     let mut need_fetch = true;
+    // Acks commit in the background (group commit) while this connection
+    // goes on pushing; a failed one is reported with an error frame.
+    let mut acks: FuturesUnordered<tokio::task::JoinHandle<Result<u64, RelayError>>> =
+        FuturesUnordered::new();
     loop {
-        // Push whatever is queued after what this connection already sent.
-        wake.borrow_and_update();
+        // Read the mailbox after what this connection already sent.
         while need_fetch {
             let (frames, new_last, n) = match relay.fetch(device, last, PUSH_BATCH).await {
                 Ok(r) => r,
@@ -78,14 +88,37 @@ async fn run(relay: Relay, device: DeviceId, mut ws: WebSocket) -> Result<(), ax
             need_fetch = n >= PUSH_BATCH as usize;
         }
         tokio::select! {
-            changed = wake.changed() => {
-                if changed.is_err() {
-                    // The notifier went away: re-subscribe.
-                    wake = relay.wake().subscribe(device);
+            () = sub.changed() => match sub.take() {
+                Pending::Refetch => need_fetch = true,
+                Pending::Items(items) => {
+                    let mut sent = false;
+                    for item in &items {
+                        if item.id() <= last {
+                            continue; // already sent from a mailbox read
+                        }
+                        last = item.id();
+                        if let Some(f) = frame_of(MailItem::clone(item)) {
+                            ws.feed(text(&f)).await?;
+                            sent = true;
+                        }
+                    }
+                    if sent {
+                        ws.flush().await?;
+                    }
                 }
-                need_fetch = true;
+            },
+            Some(done) = acks.next(), if !acks.is_empty() => {
+                let done: Result<u64, String> = match done {
+                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Err(e) = done {
+                    tracing::warn!(error = %e, "ack failed");
+                    let f = ServerFrame::error("ack_failed", "the ack was not applied; send it again").expect("valid");
+                    ws.send(text(&f)).await?;
+                }
             }
-            msg = ws.recv() => {
+            msg = ws.recv(), if acks.len() < MAX_ACKS_IN_FLIGHT => {
                 let Some(msg) = msg else { return Ok(()) };
                 let bytes = match msg? {
                     Message::Text(t) => t.as_str().as_bytes().to_vec(),
@@ -97,13 +130,11 @@ async fn run(relay: Relay, device: DeviceId, mut ws: WebSocket) -> Result<(), ax
                     Ok(ClientFrame::Ping) => { bad = 0; Some(ServerFrame::Pong) }
                     Ok(ClientFrame::Ack { envelope_ids }) => {
                         bad = 0;
-                        match relay.ack(device, envelope_ids).await {
-                            Ok(_) => None,
-                            Err(e) => {
-                                tracing::warn!(error = %e, "ack failed");
-                                Some(ServerFrame::error("ack_failed", "the ack was not applied; send it again").expect("valid"))
-                            }
-                        }
+                        // A task of its own: the ack commits even if this
+                        // connection goes away first.
+                        let relay = relay.clone();
+                        acks.push(tokio::spawn(async move { relay.ack(device, envelope_ids).await }));
+                        None
                     }
                     Err(e) => {
                         bad += 1;
@@ -113,7 +144,6 @@ async fn run(relay: Relay, device: DeviceId, mut ws: WebSocket) -> Result<(), ax
                 if let Some(r) = reply {
                     ws.send(text(&r)).await?;
                 }
-                need_fetch = wake.has_changed().unwrap_or(true);
                 if bad >= MAX_BAD_FRAMES {
                     let f = ServerFrame::error("too_many_bad_frames", "closing after repeated invalid frames").expect("valid");
                     ws.send(text(&f)).await?;
