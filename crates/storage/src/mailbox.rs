@@ -4,7 +4,13 @@
 //!
 //! The store knows nothing of Olm: keys are kept as the JSON the service
 //! verified, ciphertext as opaque bytes. It lives in the messenger's own
-//! database (migration `0003_e2e`).
+//! database (migrations `0003_e2e`, `0005_mailbox_tombstones`).
+//!
+//! An ack drops an item's ciphertext and stamps it acked instead of
+//! deleting it: the row is then the delivered record a report is checked
+//! against, kept until the envelope's own expiry (an acked receipt expires
+//! at once). One update per item instead of a delete and an insert into a
+//! separate table; only unacked items are in the per-device index.
 //!
 //! Writes to mailboxes come in batches ([`MailboxStore::commit_batch`]):
 //! one transaction for many sends and acks, so that a group-commit writer
@@ -163,8 +169,9 @@ pub trait MailboxStore: Send + Sync + std::fmt::Debug + 'static {
         now: Timestamp,
         limit: u32,
     ) -> Result<Vec<MailItem>>;
-    /// Removes expired items, idempotency and delivered records older than
-    /// `records_before`; returns how many mailbox items went.
+    /// Removes expired items (delivered records among them), and
+    /// idempotency records older than `records_before`; returns how many
+    /// items went undelivered.
     async fn purge_expired(&self, now: Timestamp, records_before: Timestamp) -> Result<u64>;
 
     // --- contacts, blocks, reports ---
@@ -267,14 +274,12 @@ const ROWS_PER_INSERT: usize = 1000;
 /// Parameters per multi-row DELETE.
 const PARAMS_PER_DELETE: usize = 8000;
 
-/// An envelope an ack deleted: its receipt and delivered record follow.
+/// An envelope an ack marked delivered: its receipts follow.
 struct AckedEnvelope {
     device: String,
-    id: i64,
     /// Index of the ack in the batch.
     ack: usize,
     sender_account: String,
-    sender_device: String,
     cmid: String,
 }
 
@@ -639,12 +644,14 @@ impl MailboxStore for SqlMailboxStore {
             q.execute(&mut *tx).await?;
         }
 
-        // Acks: delete, remember what was delivered (for reports), and
-        // queue a receipt for every device of each sender.
-        let mut delivered: Vec<(String, i64, String, String, i64)> = Vec::new();
+        // Acks: drop the ciphertext and stamp the row acked (it stays as
+        // the delivered record, for reports, until it expires; an acked
+        // receipt expires now), and queue a receipt for every device of
+        // each sender.
+        let ack_at = batch.acks.iter().map(|a| a.at.0).max().unwrap_or(0);
         let mut sender_devices: std::collections::HashMap<String, Vec<String>> =
             std::collections::HashMap::new();
-        // Every ack of the batch in as few DELETEs as possible:
+        // Every ack of the batch in as few UPDATEs as possible:
         // `(device_id = ? AND id IN (..)) OR ...`, scoped per device.
         let mut owner: std::collections::HashMap<(String, i64), usize> =
             std::collections::HashMap::new();
@@ -667,8 +674,14 @@ impl MailboxStore for SqlMailboxStore {
         let mut acked_envelopes: Vec<AckedEnvelope> = Vec::new();
         let mut g = 0;
         while g < groups.len() {
-            let mut sql = String::from("DELETE FROM e2e_mailbox WHERE ");
-            let mut n = 0usize;
+            let mut sql = format!(
+                "UPDATE e2e_mailbox SET body = NULL, acked_at = {}, \
+                 expires_at = CASE WHEN kind = 1 THEN {} ELSE expires_at END \
+                 WHERE acked_at IS NULL AND (",
+                ph(be, 1),
+                ph(be, 2)
+            );
+            let mut n = 2usize;
             let first = g;
             while g < groups.len() && (g == first || n + groups[g].1.len() < PARAMS_PER_DELETE) {
                 if g > first {
@@ -687,9 +700,9 @@ impl MailboxStore for SqlMailboxStore {
                 g += 1;
             }
             sql.push_str(
-                " RETURNING id, device_id, kind, peer_account, peer_device, client_message_id",
+                ") RETURNING id, device_id, kind, peer_account, peer_device, client_message_id",
             );
-            let mut q = sqlx::query(&sql);
+            let mut q = sqlx::query(&sql).bind(ack_at).bind(ack_at);
             for (d, ids) in &groups[first..g] {
                 q = q.bind(d.clone());
                 for id in ids {
@@ -708,10 +721,8 @@ impl MailboxStore for SqlMailboxStore {
                 }
                 acked_envelopes.push(AckedEnvelope {
                     device: d,
-                    id,
                     ack: k,
                     sender_account: r.try_get("peer_account")?,
-                    sender_device: r.try_get("peer_device")?,
                     cmid: r.try_get("client_message_id")?,
                 });
             }
@@ -756,33 +767,8 @@ impl MailboxStore for SqlMailboxStore {
                     expires_at: a.expires_at.0,
                 });
             }
-            delivered.push((e.device, e.id, e.sender_account, e.sender_device, a.at.0));
         }
         out.acked = counts;
-        for chunk in delivered.chunks(ROWS_PER_INSERT) {
-            let mut sql = String::from(
-                "INSERT INTO e2e_delivered (device_id, envelope_id, sender_account, sender_device, at) VALUES ",
-            );
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push(',');
-                }
-                let b = i * 5;
-                let p: Vec<String> = (1..=5).map(|k| ph(be, b + k)).collect();
-                sql.push_str(&format!("({})", p.join(",")));
-            }
-            sql.push_str(" ON CONFLICT (device_id, envelope_id) DO NOTHING");
-            let mut q = sqlx::query(&sql);
-            for (d, id, sa, sd, at) in chunk {
-                q = q
-                    .bind(d.clone())
-                    .bind(*id)
-                    .bind(sa.clone())
-                    .bind(sd.clone())
-                    .bind(*at);
-            }
-            q.execute(&mut *tx).await?;
-        }
         out.items = insert_items(be, &mut tx, rows).await?;
         tx.commit().await?;
         let mut w: Vec<DeviceId> = woken.into_iter().collect();
@@ -800,7 +786,7 @@ impl MailboxStore for SqlMailboxStore {
     ) -> Result<Vec<MailItem>> {
         let rows = sqlx::query(
             "SELECT id, kind, peer_account, peer_device, client_message_id, message_type, body, at \
-             FROM e2e_mailbox WHERE device_id = $1 AND id > $2 AND expires_at > $3 \
+             FROM e2e_mailbox WHERE device_id = $1 AND id > $2 AND expires_at > $3 AND acked_at IS NULL \
              ORDER BY id LIMIT $4",
         )
         .bind(text(device.0))
@@ -813,11 +799,16 @@ impl MailboxStore for SqlMailboxStore {
     }
 
     async fn purge_expired(&self, now: Timestamp, records_before: Timestamp) -> Result<u64> {
-        let n = sqlx::query("DELETE FROM e2e_mailbox WHERE expires_at <= $1")
+        let n = sqlx::query("DELETE FROM e2e_mailbox WHERE expires_at <= $1 AND acked_at IS NULL")
             .bind(now.0)
             .execute(&self.db.pool)
             .await?
             .rows_affected();
+        // Delivered records (acked envelopes) and acked receipts.
+        sqlx::query("DELETE FROM e2e_mailbox WHERE expires_at <= $1")
+            .bind(now.0)
+            .execute(&self.db.pool)
+            .await?;
         sqlx::query("DELETE FROM e2e_sends WHERE at < $1")
             .bind(records_before.0)
             .execute(&self.db.pool)

@@ -9,6 +9,7 @@ use accord_storage::mailbox::{
     Ack, MailItem, NewEnvelope, NewReport, NewSend, PutDeviceKeys, WriteBatch,
 };
 use accord_storage::{MailboxStore, SqlMailboxStore};
+use sqlx::Row;
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
@@ -298,4 +299,54 @@ async fn blocks_are_per_pair() {
         assert!(!s.is_blocked(a, b).await.unwrap());
     })
     .await;
+}
+
+/// An ack keeps the row as the delivered record (reports) but not the
+/// ciphertext: read straight from the table, on both backends.
+#[tokio::test]
+async fn an_ack_leaves_no_ciphertext_behind() {
+    for t in common::backends("messenger").await {
+        let s = SqlMailboxStore::new(t.db.clone()).await.unwrap();
+        let (alice, a1) = (AccountId::random(), DeviceId::random());
+        let (bob, b1) = (AccountId::random(), DeviceId::random());
+        commit(&s, vec![send((alice, a1), bob, "m1", &[b1], T0)], vec![]).await;
+        let bodies = || async {
+            sqlx::query("SELECT COUNT(*) FROM e2e_mailbox WHERE body IS NOT NULL")
+                .fetch_one(&s.db().pool)
+                .await
+                .unwrap()
+                .try_get::<i64, _>(0)
+                .unwrap()
+        };
+        assert_eq!(bodies().await, 1);
+        let id = s.fetch(b1, 0, T0, 10).await.unwrap()[0].id();
+        let ack = |ids: Vec<u64>| Ack {
+            device: b1,
+            ids,
+            at: T0,
+            expires_at: Timestamp(T0.0 + DAY),
+        };
+        let out = s
+            .commit_batch(&WriteBatch {
+                sends: vec![],
+                acks: vec![ack(vec![id]), ack(vec![id])],
+            })
+            .await
+            .unwrap();
+        assert_eq!(out.acked, vec![1, 0], "an item is acked once");
+        assert_eq!(bodies().await, 0, "the ciphertext went with the ack");
+        assert!(s.fetch(b1, 0, T0, 10).await.unwrap().is_empty());
+        assert_eq!(s.received_from(b1, id).await.unwrap(), Some((alice, a1)));
+        // A later ack of the same id changes nothing.
+        let again = s
+            .commit_batch(&WriteBatch {
+                sends: vec![],
+                acks: vec![ack(vec![id])],
+            })
+            .await
+            .unwrap();
+        assert_eq!(again.acked, vec![0]);
+        assert!(again.items.is_empty(), "no second receipt");
+        t.finish().await;
+    }
 }
