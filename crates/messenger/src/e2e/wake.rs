@@ -36,6 +36,13 @@ pub trait Wake: Send + Sync + std::fmt::Debug + 'static {
     fn subscribe(&self, device: DeviceId) -> Subscription;
     /// Items that were just committed, in id order.
     fn deliver(&self, items: &[(DeviceId, MailItem)]);
+    /// How often a connection should re-read its mailbox anyway: `None`
+    /// when every commit reaches it in memory (one node); with wake-ups
+    /// from other nodes, which can be lost, a bound on how long a lost one
+    /// delays a delivery.
+    fn resync_every(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// What a subscription has for its connection.
@@ -233,6 +240,11 @@ impl Wake for LocalWake {
     }
 }
 
+/// With NATS, how often a connection re-reads its mailbox in any case:
+/// core NATS delivers at most once, and this bounds the delay a lost
+/// wake-up can cause.
+pub const NATS_RESYNC: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Several nodes on one database, through NATS: each commit is pushed to
 /// this node's own listeners, and an empty wake-up is published on
 /// `<prefix>.<device>` with this node's id as payload. Every node
@@ -292,6 +304,10 @@ impl Wake for NatsWake {
         self.local.subscribe(device)
     }
 
+    fn resync_every(&self) -> Option<std::time::Duration> {
+        Some(NATS_RESYNC)
+    }
+
     fn deliver(&self, items: &[(DeviceId, MailItem)]) {
         self.local.deliver(items);
         let client = self.client.clone();
@@ -308,6 +324,11 @@ impl Wake for NatsWake {
                 if let Err(e) = client.publish(s, node.clone().into()).await {
                     tracing::warn!(error = %e, "NATS wake-up not published");
                 }
+            }
+            // The client buffers outgoing messages; a wake-up that waits
+            // in a buffer is a delivery that waits. One flush per commit.
+            if let Err(e) = client.flush().await {
+                tracing::warn!(error = %e, "NATS wake-ups not flushed");
             }
         });
     }

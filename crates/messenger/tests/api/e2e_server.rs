@@ -991,10 +991,20 @@ async fn nats_wakes_a_device_on_another_node() {
         recipient_device: other,
         delivered_at: Timestamp(0),
     };
-    a.deliver(&[(d, item)]);
-    tokio::time::timeout(Duration::from_secs(10), on_b.changed())
-        .await
-        .expect("woken through NATS");
+    // Core NATS is at most once (a lost wake-up is made good by the next
+    // one or a reconnect, by design), so a few tries are allowed.
+    let mut woken = false;
+    for _ in 0..5 {
+        a.deliver(&[(d, item.clone())]);
+        if tokio::time::timeout(Duration::from_secs(3), on_b.changed())
+            .await
+            .is_ok()
+        {
+            woken = true;
+            break;
+        }
+    }
+    assert!(woken, "woken through NATS");
     assert!(
         matches!(on_b.take(), Pending::Refetch),
         "another node's wake-up carries no items: re-read the mailbox"
@@ -1003,7 +1013,9 @@ async fn nats_wakes_a_device_on_another_node() {
     // The sending node's own listener got the item itself, and ignores
     // the echo of its own wake-up.
     match on_a.take() {
-        Pending::Items(items) => assert_eq!(items.iter().map(|i| i.id()).collect::<Vec<_>>(), [7]),
+        Pending::Items(items) => {
+            assert!(!items.is_empty() && items.iter().all(|i| i.id() == 7))
+        }
         Pending::Refetch => panic!("own commit must be handed over in memory"),
     }
     tokio::time::sleep(Duration::from_millis(300)).await;

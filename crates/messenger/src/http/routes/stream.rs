@@ -64,6 +64,12 @@ async fn run(relay: Relay, device: DeviceId, mut ws: WebSocket) -> Result<(), ax
     let mut need_fetch = true;
     // Acks commit in the background (group commit) while this connection
     // goes on pushing; a failed one is reported with an error frame.
+    // Several nodes: re-read now and then, in case a wake-up was lost.
+    let mut resync = relay.wake().resync_every().map(|every| {
+        let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
     let mut acks: FuturesUnordered<tokio::task::JoinHandle<Result<u64, RelayError>>> =
         FuturesUnordered::new();
     loop {
@@ -107,6 +113,9 @@ async fn run(relay: Relay, device: DeviceId, mut ws: WebSocket) -> Result<(), ax
                     }
                 }
             },
+            _ = async { resync.as_mut().expect("guarded").tick().await }, if resync.is_some() => {
+                need_fetch = true;
+            }
             Some(done) = acks.next(), if !acks.is_empty() => {
                 let done: Result<u64, String> = match done {
                     Ok(r) => r.map_err(|e| e.to_string()),
