@@ -215,7 +215,7 @@ fn two_nodes_on_one_postgres_wake_each_other_through_nats() {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
     let nats =
         std::env::var("ACCORD_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
-    let name = format!("accord_test_{}", uuid_like());
+    let name = format!("accord_test_{}", uuid::Uuid::new_v4().simple());
     let url = format!("{pg}/{name}");
     let node = |_: &str| {
         Server::start_with(&[
@@ -270,15 +270,6 @@ fn two_nodes_on_one_postgres_wake_each_other_through_nats() {
     if let Err(e) = result {
         std::panic::resume_unwind(e);
     }
-}
-
-fn uuid_like() -> String {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{:x}{:x}", nanos, std::process::id())
 }
 
 fn drop_pg_database(pg: &str, db: &str) {

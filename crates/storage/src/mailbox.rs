@@ -112,11 +112,19 @@ pub struct BatchOutcome {
     pub duplicate: Vec<bool>,
     /// Per ack, in order: how many items were deleted.
     pub acked: Vec<u64>,
-    /// Devices whose mailboxes got new items (to wake), sorted.
-    pub woken: Vec<DeviceId>,
     /// The items stored, with their mailbox, in id order: what the relay
     /// pushes to connected devices without reading them back.
     pub items: Vec<(DeviceId, MailItem)>,
+}
+
+impl BatchOutcome {
+    /// Devices whose mailboxes got new items, sorted.
+    pub fn woken(&self) -> Vec<DeviceId> {
+        let mut w: Vec<DeviceId> = self.items.iter().map(|(d, _)| *d).collect();
+        w.sort();
+        w.dedup();
+        w
+    }
 }
 
 /// A report of an envelope a device received.
@@ -552,7 +560,6 @@ impl MailboxStore for SqlMailboxStore {
     async fn commit_batch(&self, batch: &WriteBatch) -> Result<BatchOutcome> {
         let be = self.db.backend;
         let mut out = BatchOutcome::default();
-        let mut woken: HashSet<DeviceId> = HashSet::new();
         let mut tx = self.db.pool.begin().await?;
         let mut rows: Vec<Row10> = Vec::new();
 
@@ -612,7 +619,6 @@ impl MailboxStore for SqlMailboxStore {
             }
             let sender_account = text(s.sender_account.0);
             for e in &s.envelopes {
-                woken.insert(e.recipient_device);
                 rows.push(Row10 {
                     device: text(e.recipient_device.0),
                     kind: 0,
@@ -754,7 +760,6 @@ impl MailboxStore for SqlMailboxStore {
         for e in acked_envelopes {
             let a = &batch.acks[e.ack];
             for target in sender_devices.get(&e.sender_account).into_iter().flatten() {
-                woken.insert(DeviceId(uuid_of(target)?));
                 rows.push(Row10 {
                     device: target.clone(),
                     kind: 1,
@@ -771,9 +776,6 @@ impl MailboxStore for SqlMailboxStore {
         out.acked = counts;
         out.items = insert_items(be, &mut tx, rows).await?;
         tx.commit().await?;
-        let mut w: Vec<DeviceId> = woken.into_iter().collect();
-        w.sort();
-        out.woken = w;
         Ok(out)
     }
 

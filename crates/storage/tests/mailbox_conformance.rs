@@ -222,7 +222,7 @@ async fn sends_are_idempotent_ordered_and_acks_delete_and_emit_receipts() {
             .await
             .unwrap();
         assert_eq!(out.acked, vec![1, 0]);
-        assert!(out.woken.contains(&a1));
+        assert!(out.woken().contains(&a1));
         // The batch reports exactly what it stored, as a read finds it.
         assert_eq!(out.items.len(), 1, "one receipt to alice's one device");
         assert_eq!(out.items[0].0, a1);

@@ -34,8 +34,9 @@ pub trait Wake: Send + Sync + std::fmt::Debug + 'static {
     /// Starts listening for `device`; take the subscription before the
     /// first mailbox read.
     fn subscribe(&self, device: DeviceId) -> Subscription;
-    /// Items that were just committed, in id order.
-    fn deliver(&self, items: &[(DeviceId, MailItem)]);
+    /// Items that were just committed, in id order (taken, not copied:
+    /// this is the hot path of every message).
+    fn deliver(&self, items: Vec<(DeviceId, MailItem)>);
     /// How often a connection should re-read its mailbox anyway: `None`
     /// when every commit reaches it in memory (one node); with wake-ups
     /// from other nodes, which can be lost, a bound on how long a lost one
@@ -222,16 +223,17 @@ impl Wake for LocalWake {
         Subscription { slot, rx, id }
     }
 
-    fn deliver(&self, items: &[(DeviceId, MailItem)]) {
-        let mut by_device: HashMap<DeviceId, Vec<&MailItem>> = HashMap::new();
+    fn deliver(&self, items: Vec<(DeviceId, MailItem)>) {
+        let mut by_device: HashMap<DeviceId, Vec<MailItem>> = HashMap::new();
         for (d, item) in items {
-            by_device.entry(*d).or_default().push(item);
+            by_device.entry(d).or_default().push(item);
         }
-        for (d, slot) in self.listening(by_device.keys().copied().collect::<Vec<_>>().into_iter()) {
+        let listening = self.listening(by_device.keys().copied().collect::<Vec<_>>().into_iter());
+        for (d, slot) in listening {
             let head = {
                 let mut st = slot.lock();
-                for item in &by_device[&d] {
-                    st.push(Some(Arc::new((*item).clone())));
+                for item in by_device.remove(&d).unwrap_or_default() {
+                    st.push(Some(Arc::new(item)));
                 }
                 st.head
             };
@@ -308,12 +310,12 @@ impl Wake for NatsWake {
         Some(NATS_RESYNC)
     }
 
-    fn deliver(&self, items: &[(DeviceId, MailItem)]) {
-        self.local.deliver(items);
-        let client = self.client.clone();
+    fn deliver(&self, items: Vec<(DeviceId, MailItem)>) {
         let mut devices: Vec<DeviceId> = items.iter().map(|(d, _)| *d).collect();
         devices.sort();
         devices.dedup();
+        self.local.deliver(items);
+        let client = self.client.clone();
         let subjects: Vec<String> = devices
             .iter()
             .map(|d| format!("{}.{d}", self.prefix))
@@ -361,9 +363,9 @@ mod tests {
         let d = DeviceId::random();
         let other = DeviceId::random();
         let mut a = hub.subscribe(d);
-        hub.deliver(&[(d, receipt(1)), (other, receipt(2)), (d, receipt(3))]);
+        hub.deliver(vec![(d, receipt(1)), (other, receipt(2)), (d, receipt(3))]);
         let mut b = hub.subscribe(d);
-        hub.deliver(&[(d, receipt(4))]);
+        hub.deliver(vec![(d, receipt(4))]);
         assert!(a.has_changed() && b.has_changed());
         assert_eq!(ids(a.take()), Some(vec![1, 3, 4]));
         assert_eq!(ids(b.take()), Some(vec![4]));
@@ -380,7 +382,7 @@ mod tests {
         let mut slow = hub.subscribe(d);
         let mut fast = hub.subscribe(d);
         for i in 0..(MAX_RETAINED as u64 + 5) {
-            hub.deliver(&[(d, receipt(i + 1))]);
+            hub.deliver(vec![(d, receipt(i + 1))]);
             assert_eq!(ids(fast.take()), Some(vec![i + 1]));
         }
         assert!(ids(slow.take()).is_none(), "fell behind: re-read");
@@ -389,7 +391,7 @@ mod tests {
         assert!(ids(fast.take()).is_none());
         assert!(ids(slow.take()).is_none());
         drop((slow, fast));
-        hub.deliver(&[(d, receipt(9999))]);
+        hub.deliver(vec![(d, receipt(9999))]);
         assert!(hub.slots().get(&d).is_none(), "no listener, no slot");
     }
 }

@@ -58,7 +58,7 @@ impl Writer {
                         for (r, n) in ack_replies.into_iter().zip(out.acked) {
                             let _ = r.send(Ok(n));
                         }
-                        wake.deliver(&out.items);
+                        wake.deliver(out.items);
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "mailbox group commit failed");

@@ -995,7 +995,7 @@ async fn nats_wakes_a_device_on_another_node() {
     // one or a reconnect, by design), so a few tries are allowed.
     let mut woken = false;
     for _ in 0..5 {
-        a.deliver(&[(d, item.clone())]);
+        a.deliver(vec![(d, item.clone())]);
         if tokio::time::timeout(Duration::from_secs(3), on_b.changed())
             .await
             .is_ok()
