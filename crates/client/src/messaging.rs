@@ -80,6 +80,8 @@ const ARGON2_P: u32 = 1;
 const MAX_POLL_WAIT: Duration = Duration::from_secs(25);
 /// How often a WebSocket connection sends a `ping` frame.
 const PING_EVERY: Duration = Duration::from_secs(20);
+/// How long a listen that stops waits for its last acks to commit.
+const ACK_BARRIER_WAIT: Duration = Duration::from_secs(5);
 /// Delivery receipts remembered to suppress repeats.
 const MAX_SEEN_RECEIPTS: usize = 4_096;
 /// Longest pause between two reconnection attempts.
@@ -1166,6 +1168,29 @@ impl Device {
                     .map_err(|_| Failure::Retry)?;
             }
             if flow.is_break() {
+                // Acks commit in the background: wait for the pong that
+                // follows them, so the next listen does not get these
+                // envelopes again. Frames that come first are not handled
+                // (not acked): they stay queued for the next listen.
+                let frame = serde_json::to_string(&ClientFrame::Ping).expect("frame");
+                if sink.send(Message::text(frame)).await.is_ok() {
+                    let pong = async {
+                        while let Some(Ok(m)) = stream.next().await {
+                            let bytes: Vec<u8> = match m {
+                                Message::Text(t) => t.as_bytes().to_vec(),
+                                Message::Binary(b) => b.to_vec(),
+                                _ => continue,
+                            };
+                            if matches!(
+                                accord_e2e::decode_server_frame(&bytes),
+                                Ok(ServerFrame::Pong)
+                            ) {
+                                return;
+                            }
+                        }
+                    };
+                    let _ = tokio::time::timeout(ACK_BARRIER_WAIT, pong).await;
+                }
                 let _ = sink.close().await;
                 return Ok(Some(ListenEnd::Stopped));
             }

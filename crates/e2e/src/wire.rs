@@ -704,13 +704,13 @@ pub enum ServerFrame {
         recipient_device: DeviceId,
         delivered_at: Timestamp,
     },
+    /// Answer to a ping, sent once every ack the client sent before the
+    /// ping has committed: after a pong, a new connection never gets the
+    /// acked items again.
     Pong,
     /// `code` is 1 to [`MAX_ERROR_CODE_LEN`] bytes of `[a-z0-9_]`; `message`
     /// at most [`MAX_ERROR_MESSAGE_LEN`] bytes.
-    Error {
-        code: String,
-        message: String,
-    },
+    Error { code: String, message: String },
 }
 
 #[derive(Deserialize)]

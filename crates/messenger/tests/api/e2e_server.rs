@@ -786,6 +786,49 @@ async fn invalid_frames_get_error_frames_and_the_stream_stays_up() {
     assert_error(&r, 400, "invalid_query");
 }
 
+/// Acks commit in the background, but a pong waits for every ack sent
+/// before its ping: a client that reconnects after the pong never gets an
+/// acked envelope again. One ack frame per envelope, so that many acks are
+/// in flight when the ping arrives.
+#[tokio::test]
+async fn a_pong_comes_after_the_acks_before_it() {
+    let mut w = world(40).await;
+    for round in 0..3 {
+        for i in 0..8 {
+            let s = build_send(
+                &w.app,
+                &mut w.a1,
+                w.b1.account,
+                &format!("r{round}m{i}"),
+                "x",
+            )
+            .await;
+            assert_eq!(post_send(&w.app, &w.a1, w.b1.account, &s).await.status, 202);
+        }
+        let mut ws = connect(&w.app, &w.b1.token).await;
+        let ids: Vec<u64> = sync(&mut ws)
+            .await
+            .iter()
+            .map(|f| match f {
+                ServerFrame::Envelope(e) => e.id.0,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(ids.len(), 8, "round {round}");
+        for id in &ids {
+            ack(&mut ws, &[*id]).await;
+        }
+        sync(&mut ws).await;
+        drop(ws);
+        let mut ws = connect(&w.app, &w.b1.token).await;
+        assert_eq!(
+            sync(&mut ws).await,
+            vec![],
+            "round {round}: acked items came back"
+        );
+    }
+}
+
 /// Unique plaintexts go through; none of them is in any file of the data
 /// directory or in the logs, while the ciphertext is in the database.
 #[tokio::test]

@@ -117,15 +117,7 @@ async fn run(relay: Relay, device: DeviceId, mut ws: WebSocket) -> Result<(), ax
                 need_fetch = true;
             }
             Some(done) = acks.next(), if !acks.is_empty() => {
-                let done: Result<u64, String> = match done {
-                    Ok(r) => r.map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
-                if let Err(e) = done {
-                    tracing::warn!(error = %e, "ack failed");
-                    let f = ServerFrame::error("ack_failed", "the ack was not applied; send it again").expect("valid");
-                    ws.send(text(&f)).await?;
-                }
+                report_ack(&mut ws, done).await?;
             }
             msg = ws.recv(), if acks.len() < MAX_ACKS_IN_FLIGHT => {
                 let Some(msg) = msg else { return Ok(()) };
@@ -136,7 +128,17 @@ async fn run(relay: Relay, device: DeviceId, mut ws: WebSocket) -> Result<(), ax
                     Message::Close(_) => return Ok(()),
                 };
                 let reply = match decode_client_frame(&bytes) {
-                    Ok(ClientFrame::Ping) => { bad = 0; Some(ServerFrame::Pong) }
+                    Ok(ClientFrame::Ping) => {
+                        bad = 0;
+                        // A pong is a barrier: every ack sent before the
+                        // ping has committed (or been reported as failed),
+                        // so a client that reconnects after it never gets
+                        // an acked item again.
+                        while let Some(done) = acks.next().await {
+                            report_ack(&mut ws, done).await?;
+                        }
+                        Some(ServerFrame::Pong)
+                    }
                     Ok(ClientFrame::Ack { envelope_ids }) => {
                         bad = 0;
                         // A task of its own: the ack commits even if this
@@ -162,4 +164,22 @@ async fn run(relay: Relay, device: DeviceId, mut ws: WebSocket) -> Result<(), ax
             }
         }
     }
+}
+
+/// Tells the client about an ack that did not commit.
+async fn report_ack(
+    ws: &mut WebSocket,
+    done: Result<Result<u64, RelayError>, tokio::task::JoinError>,
+) -> Result<(), axum::Error> {
+    let done: Result<u64, String> = match done {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = done {
+        tracing::warn!(error = %e, "ack failed");
+        let f = ServerFrame::error("ack_failed", "the ack was not applied; send it again")
+            .expect("valid");
+        ws.send(text(&f)).await?;
+    }
+    Ok(())
 }
