@@ -4,7 +4,8 @@
 //! A [`Device`] owns one device's [`E2eMachine`] and a small directory (the
 //! last known device keys of each peer account, and the accounts of the
 //! phone numbers it has written to). Both are kept in one state file, each
-//! sealed with XChaCha20-Poly1305 under a 32-byte key from a [`KeySource`]:
+//! sealed with XChaCha20-Poly1305 under a 32-byte key from a [`KeySource`]
+//! (a key file, a passphrase file, or a random key kept in the OS keyring):
 //! the machine as its own sealed pickle, the directory beside it. Neither the
 //! plaintext pickle nor the directory ever touches the disk.
 //!
@@ -33,7 +34,8 @@
 //!
 //! **Architecture Invariant:** no plaintext, private key or pickle is
 //! written unsealed; the only secrets in clear on disk are the key file or
-//! passphrase file the user chose.
+//! passphrase file the user chose. With the OS keyring the key is in the
+//! keyring only; the state file names the entry (service, user).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -93,10 +95,9 @@ const POLLS_BETWEEN_WS_TRIES: u32 = 10;
 
 /// Where the 32-byte key that seals the state comes from.
 ///
-/// An OS-keyring source (Secret Service, Keychain, Credential Manager) can
-/// be added as a third variant that stores a random key under the device
-/// id; it is not here because the keyring needs a desktop session service,
-/// which servers and CI machines do not run.
+/// A key file suits servers and scripts, a passphrase file a key the user
+/// can remember, the OS keyring a desktop: the key never touches the disk
+/// outside the keyring, which the user's login unlocks.
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum KeySource {
@@ -107,6 +108,14 @@ pub enum KeySource {
     /// A file holding a random key (base64 of 32 bytes), created with mode
     /// 0600 when it does not exist and the state is new.
     KeyFile(PathBuf),
+    /// A random key (base64 of 32 bytes) kept in the OS keyring under
+    /// `service` and `user` (the CLI uses `accord` and the device id): the
+    /// macOS Keychain, the Windows Credential Manager, or on Linux and the
+    /// BSDs the freedesktop Secret Service (GNOME Keyring, KWallet) on the
+    /// D-Bus session bus. Stored when the state is new (an entry already
+    /// there is used, as an existing key file is); the state file records
+    /// the entry's service and user, never the key.
+    OsKeyring { service: String, user: String },
 }
 
 impl fmt::Debug for KeySource {
@@ -114,6 +123,9 @@ impl fmt::Debug for KeySource {
         match self {
             KeySource::PassphraseFile(p) => write!(f, "PassphraseFile({})", p.display()),
             KeySource::KeyFile(p) => write!(f, "KeyFile({})", p.display()),
+            KeySource::OsKeyring { service, user } => {
+                write!(f, "OsKeyring({service:?}, {user:?})")
+            }
         }
     }
 }
@@ -209,6 +221,11 @@ enum Kdf {
         p: u32,
     },
     KeyFile,
+    /// The key is in the OS keyring, in the entry named here.
+    OsKeyring {
+        service: String,
+        user: String,
+    },
 }
 
 impl Kdf {
@@ -224,10 +241,15 @@ impl Kdf {
                 }
             }
             KeySource::KeyFile(_) => Kdf::KeyFile,
+            KeySource::OsKeyring { service, user } => Kdf::OsKeyring {
+                service: service.clone(),
+                user: user.clone(),
+            },
         }
     }
 
-    /// The key, from `source`. `create` allows making a missing key file.
+    /// The key, from `source`. `create` allows making a missing key file
+    /// or keyring entry.
     fn derive(
         &self,
         source: &KeySource,
@@ -254,6 +276,21 @@ impl Kdf {
                 Ok(key)
             }
             (Kdf::KeyFile, KeySource::KeyFile(path)) => read_or_create_key_file(path, create),
+            (
+                Kdf::OsKeyring { service, user },
+                KeySource::OsKeyring {
+                    service: s,
+                    user: u,
+                },
+            ) => {
+                if (service, user) != (s, u) {
+                    return Err(MessagingError::KeySource(format!(
+                        "the state file {} was sealed under the OS keyring entry of service {service:?}, user {user:?}, not service {s:?}, user {u:?}",
+                        state.display()
+                    )));
+                }
+                os_keyring::read_or_create(service, user, create)
+            }
             _ => Err(MessagingError::KeySourceMismatch(state.to_owned())),
         }
     }
@@ -320,6 +357,131 @@ fn read_or_create_key_file(path: &Path, create: bool) -> Result<Zeroizing<[u8; 3
             "cannot read key file {}: {e}",
             path.display()
         ))),
+    }
+}
+
+/// The OS keyring through the `keyring` crate. Its calls block; on Linux
+/// they run on zbus's own single-threaded tokio runtime, which panics when
+/// entered from a thread that already runs a runtime (and may deadlock on
+/// one that blocks it). So each call runs on a thread of its own, and the
+/// caller waits for it, as it waits for the state file's I/O.
+mod os_keyring {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use base64::engine::general_purpose::STANDARD_NO_PAD;
+    use base64::Engine;
+    use keyring::Error as KeyringError;
+    use zeroize::Zeroizing;
+
+    use super::{rand_bytes, MessagingError, Result};
+
+    /// How long a keyring call may take: long enough for the user to type
+    /// a password into an unlock prompt, short enough that a keyring that
+    /// never answers does not hang the caller for good.
+    const KEYRING_TIMEOUT: Duration = Duration::from_secs(120);
+
+    /// The key kept under `service`/`user`; a missing entry is made (with a
+    /// fresh random key) only when `create`.
+    pub(super) fn read_or_create(
+        service: &str,
+        user: &str,
+        create: bool,
+    ) -> Result<Zeroizing<[u8; 32]>> {
+        let (service, user) = (service.to_owned(), user.to_owned());
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("accord-keyring".into())
+            .spawn(move || {
+                // The receiver may have given up: nothing to do then.
+                let _ = tx.send(blocking(&service, &user, create));
+            })
+            .map_err(|e| {
+                MessagingError::KeySource(format!("cannot start the OS keyring thread: {e}"))
+            })?;
+        match rx.recv_timeout(KEYRING_TIMEOUT) {
+            Ok(out) => {
+                let _ = thread.join();
+                out
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(MessagingError::KeySource(format!(
+                "the OS keyring did not answer within {} s (is it locked, waiting for a password prompt?)",
+                KEYRING_TIMEOUT.as_secs()
+            ))),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(MessagingError::KeySource(
+                "the OS keyring call failed unexpectedly".into(),
+            )),
+        }
+    }
+
+    fn blocking(service: &str, user: &str, create: bool) -> Result<Zeroizing<[u8; 32]>> {
+        let entry = keyring::Entry::new(service, user).map_err(|e| describe(e, service, user))?;
+        match entry.get_password() {
+            Ok(text) => decode(Zeroizing::new(text), service, user),
+            Err(KeyringError::NoEntry) if create => {
+                let key = Zeroizing::new(rand_bytes::<32>());
+                let text = Zeroizing::new(STANDARD_NO_PAD.encode(*key));
+                entry
+                    .set_password(&text)
+                    .map_err(|e| describe(e, service, user))?;
+                Ok(key)
+            }
+            Err(e) => Err(describe(e, service, user)),
+        }
+    }
+
+    fn decode(text: Zeroizing<String>, service: &str, user: &str) -> Result<Zeroizing<[u8; 32]>> {
+        let bad = || {
+            MessagingError::KeySource(format!(
+                "the OS keyring entry of service {service:?}, user {user:?} does not hold a key (base64 of 32 bytes)"
+            ))
+        };
+        let bytes = Zeroizing::new(
+            STANDARD_NO_PAD
+                .decode(text.trim().trim_end_matches('='))
+                .map_err(|_| bad())?,
+        );
+        if bytes.len() != 32 {
+            return Err(bad());
+        }
+        let mut key = Zeroizing::new([0u8; 32]);
+        key.copy_from_slice(&bytes);
+        Ok(key)
+    }
+
+    /// A keyring failure as a message without secrets: the store's own
+    /// errors name D-Bus or platform failures, never an item's secret; a
+    /// badly encoded secret is not shown.
+    fn describe(e: KeyringError, service: &str, user: &str) -> MessagingError {
+        let entry = format!("service {service:?}, user {user:?}");
+        MessagingError::KeySource(match e {
+            KeyringError::NoEntry => format!(
+                "the OS keyring has no entry for {entry}: the key of this state was deleted from the keyring, or the state was made on another machine or login"
+            ),
+            KeyringError::NoStorageAccess(e) => format!(
+                "the OS keyring is locked or refused access to {entry} (unlock it, e.g. by logging in to the desktop): {e}"
+            ),
+            KeyringError::PlatformFailure(e) => format!(
+                "cannot reach the OS keyring{}: {e}",
+                if cfg!(any(target_os = "linux", target_os = "freebsd", target_os = "openbsd")) {
+                    " (the Secret Service on the D-Bus session bus: is GNOME Keyring or KWallet running, and DBUS_SESSION_BUS_ADDRESS set?)"
+                } else {
+                    ""
+                }
+            ),
+            KeyringError::BadEncoding(_) => {
+                format!("the OS keyring entry of {entry} is not text")
+            }
+            KeyringError::Ambiguous(items) => format!(
+                "the OS keyring holds {} entries for {entry}; remove all but one",
+                items.len()
+            ),
+            KeyringError::TooLong(attr, max) => {
+                format!("the OS keyring's {attr} is limited to {max} characters")
+            }
+            KeyringError::Invalid(attr, why) => format!("OS keyring {attr}: {why}"),
+            e => format!("OS keyring: {e}"),
+        })
     }
 }
 
