@@ -22,6 +22,7 @@ fn accord_cmd(args: &[&str]) -> Command {
         "ACCORD_E2E_STATE",
         "ACCORD_PASSPHRASE_FILE",
         "ACCORD_E2E_KEY_FILE",
+        "ACCORD_OS_KEYRING",
         "ACCORD_ADMIN_TOKEN",
     ] {
         c.env_remove(var);
@@ -575,6 +576,102 @@ fn state_sealed_under_a_passphrase_and_clear_errors() {
     assert!(!err.contains("3334444"), "{err}");
 }
 
+/// `--os-keyring` (and `ACCORD_OS_KEYRING=1`): one device keeps its key in
+/// the OS keyring (the Secret Service of `scripts/with-keyring` under
+/// `scripts/test`), sends, and receives. Fails when no keyring is
+/// reachable, unless `ACCORD_SKIP_KEYRING_TESTS=1`.
+#[test]
+fn one_device_keeps_its_key_in_the_os_keyring() {
+    if std::env::var("ACCORD_SKIP_KEYRING_TESTS").is_ok_and(|v| v == "1") {
+        eprintln!("ACCORD_SKIP_KEYRING_TESTS=1: the OS keyring test is skipped");
+        return;
+    }
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let k1 = register(&server, dir.path(), "k1", "+6281255556666");
+    let k2 = register(&server, dir.path(), "k2", "+6281277778888");
+    // The CLI's entry: service `accord`, user the device id; removed at the
+    // end even when an assertion fails.
+    struct Cleanup(keyring::Entry);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = self.0.delete_credential();
+        }
+    }
+    let entry = Cleanup(keyring::Entry::new("accord", &k1.device).unwrap());
+    let (code, out, err) = accord(&["msg", "keys", "--session", k2.s()]);
+    assert_eq!(code, 0, "{out}\n{err}");
+
+    let (code, out, err) = accord(&[
+        "msg",
+        "send",
+        "--session",
+        k1.s(),
+        "--os-keyring",
+        "--to",
+        &k2.account,
+        "from the keyring",
+    ]);
+    assert_eq!(
+        code, 0,
+        "{out}\n{err}\n(without a reachable OS keyring: run under scripts/with-keyring, or set ACCORD_SKIP_KEYRING_TESTS=1)"
+    );
+    assert_eq!(sent_id(&out).1, 1, "{out}");
+    let key = entry.0.get_password().expect("the key is in the keyring");
+    let state = std::fs::read_to_string(dir.path().join("k1.e2e.json")).unwrap();
+    assert!(
+        state.contains("os_keyring") && state.contains(&k1.device),
+        "{state}"
+    );
+    assert!(!state.contains(&key));
+    assert!(!dir.path().join("k1.e2e.key").exists());
+
+    let got = listen(&k2, 1);
+    assert!(
+        got.contains(&format!(
+            "from {}/{}: from the keyring",
+            k1.account, k1.device
+        )),
+        "{got:?}"
+    );
+    let (code, _, err) = accord(&[
+        "msg",
+        "send",
+        "--session",
+        k2.s(),
+        "--to",
+        &k1.account,
+        "back",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    // The environment variable instead of the flag.
+    let args = listen_args(&k1, 2);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out, err) = output(
+        accord_cmd(&args)
+            .env("ACCORD_OS_KEYRING", "1")
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains(&format!("from {}/{}: back", k2.account, k2.device)),
+        "{out}"
+    );
+
+    // Without the flag the state does not open, and the message says why.
+    let (code, _, err) = accord(&["msg", "keys", "--session", k1.s()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--os-keyring"), "{err}");
+    // The entry gone: one clear line, exit 2, no key.
+    entry.0.delete_credential().unwrap();
+    let (code, _, err) = accord(&["msg", "keys", "--session", k1.s(), "--os-keyring"]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("OS keyring has no entry"), "{err}");
+    assert!(!err.contains(&key), "{err}");
+}
+
 #[test]
 fn msg_commands_have_help_and_refuse_bad_input() {
     for cmd in [
@@ -634,6 +731,17 @@ fn msg_commands_have_help_and_refuse_bad_input() {
         "p",
     ]);
     assert_eq!(code, 2);
+    for other in ["--key-file", "--passphrase-file"] {
+        let (code, _, err) = accord(&["msg", "keys", "--session", s, "--os-keyring", other, "k"]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("cannot be used with"), "{err}");
+    }
+    let (code, out, _) = accord(&["msg", "send", "--help"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("--os-keyring") && out.contains("ACCORD_OS_KEYRING"),
+        "{out}"
+    );
     // An unreachable server is an internal failure (exit 1), and the state
     // file it created is sealed.
     let (code, _, err) = accord(&["msg", "keys", "--session", s]);

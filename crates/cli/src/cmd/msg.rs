@@ -4,7 +4,8 @@
 //! The device's Olm state lives next to its session file
 //! (`<session>.e2e.json`), sealed under a random key file
 //! (`<session>.e2e.key`, mode 0600) unless `--passphrase-file` names a
-//! passphrase to derive the key from.
+//! passphrase to derive the key from, or `--os-keyring` keeps a random key
+//! in the OS keyring (service `accord`, user the device id).
 
 use super::SessionArgs;
 use crate::error::{CliError, CliResult};
@@ -38,26 +39,48 @@ pub struct DeviceArgs {
     /// 0600 when the state is new (default: `<session>.e2e.key`).
     #[arg(long, env = "ACCORD_E2E_KEY_FILE")]
     pub key_file: Option<PathBuf>,
+    /// Seal the state under a random key kept in the OS keyring (service
+    /// `accord`, user the device id), stored there when the state is new:
+    /// the macOS Keychain, the Windows Credential Manager, or the Secret
+    /// Service (GNOME Keyring, KWallet) of the desktop session on Linux.
+    /// Not with --passphrase-file or --key-file.
+    // Checked in `open`, not with clap's `conflicts_with`: clap would count
+    // `ACCORD_OS_KEYRING=0` as present and refuse `--key-file` beside it.
+    #[arg(
+        long,
+        env = "ACCORD_OS_KEYRING",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub os_keyring: bool,
 }
 
 impl DeviceArgs {
     /// The session, its client, and the device state (created on first use).
     fn open(&self) -> CliResult<(Session, Client, Device)> {
+        if self.os_keyring && (self.passphrase_file.is_some() || self.key_file.is_some()) {
+            return Err(CliError::Input(
+                "--os-keyring (ACCORD_OS_KEYRING) cannot be used with --passphrase-file or --key-file (ACCORD_PASSPHRASE_FILE, ACCORD_E2E_KEY_FILE)".into(),
+            ));
+        }
         let session_path = self.s.path();
         let session = Session::load(&session_path)?;
         let state = self
             .state
             .clone()
             .unwrap_or_else(|| session_path.with_extension("e2e.json"));
-        let source = match (&self.passphrase_file, &self.key_file) {
-            (Some(p), _) => KeySource::PassphraseFile(p.clone()),
-            (None, Some(k)) => KeySource::KeyFile(k.clone()),
-            (None, None) => KeySource::KeyFile(session_path.with_extension("e2e.key")),
-        };
         let account = AccountId::parse(&session.account_id)
             .ok_or_else(|| CliError::Input("the session file has no valid account id".into()))?;
         let device = DeviceId::parse(&session.device_id)
             .ok_or_else(|| CliError::Input("the session file has no valid device id".into()))?;
+        let source = match (&self.passphrase_file, &self.key_file, self.os_keyring) {
+            (Some(p), _, _) => KeySource::PassphraseFile(p.clone()),
+            (None, Some(k), _) => KeySource::KeyFile(k.clone()),
+            (None, None, true) => KeySource::OsKeyring {
+                service: "accord".into(),
+                user: device.to_string(),
+            },
+            (None, None, false) => KeySource::KeyFile(session_path.with_extension("e2e.key")),
+        };
         let d = Device::open_or_create(&state, &source, account, device).map_err(cli_error)?;
         let client = session.client();
         Ok((session, client, d))
@@ -117,7 +140,7 @@ pub fn cli_error(e: MessagingError) -> CliError {
     match e {
         MessagingError::Client(c) => CliError::Api(c),
         MessagingError::KeySourceMismatch(p) => CliError::Input(format!(
-            "the state file {} was sealed with another kind of key: pass --passphrase-file or --key-file as when it was made",
+            "the state file {} was sealed with another kind of key: pass --passphrase-file, --key-file or --os-keyring as when it was made",
             p.display()
         )),
         e if e.is_input() => CliError::Input(e.to_string()),
