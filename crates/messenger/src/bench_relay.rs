@@ -2,19 +2,23 @@
 //! temporary directory, durable group commits) on `127.0.0.1:0`, driven
 //! over loopback HTTP (sends) and WebSocket (deliveries and acks).
 //!
-//! Three phases, each bounded in time:
-//! 1. throughput: senders post as fast as they can; `envelopes_per_s` is
-//!    what the receivers got per second of the window;
+//! Three phases, each bounded in time, in this order:
+//! 1. idle connections (below);
 //! 2. latency: sends paced at `latency_rate` envelopes/s; `p50_ms` and
 //!    `p99_ms` are send-to-delivery times (the send instant travels inside
-//!    the opaque ciphertext);
-//! 3. (run first) idle connections: `idle_connections` WebSockets opened
-//!    and left idle; `rss_mb` is this process's peak RSS (VmHWM) then.
-//!    With [`RelayBenchOptions::idle_client_exe`] (what `accord bench
-//!    relay` does) the client ends live in a child process
-//!    (`accord bench relay-idle-client`), so the figure is the server's
-//!    alone and each end has its own open-file limit; without it both
-//!    ends are in this process and the figure counts both.
+//!    the opaque ciphertext). Before the throughput phase, whose burst
+//!    leaves a long WAL to checkpoint that would otherwise land in this
+//!    window;
+//! 3. throughput: senders post as fast as they can; `envelopes_per_s` is
+//!    what the receivers got per second of the window.
+//!
+//! Idle connections: `idle_connections` WebSockets opened and left idle;
+//! `rss_mb` is this process's peak RSS (VmHWM) then. With
+//! [`RelayBenchOptions::idle_client_exe`] (what `accord bench relay`
+//! does) the client ends live in a child process (`accord bench
+//! relay-idle-client`), so the figure is the server's alone and each end
+//! has its own open-file limit; without it both ends are in this process
+//! and the figure counts both.
 
 use crate::e2e::{E2eConfig, Relay};
 use crate::http::{router, serve, AppState};
@@ -505,67 +509,11 @@ pub async fn bench_relay(opts: RelayBenchOptions) -> BenchResult<RelayBenchRepor
             .collect::<Vec<_>>(),
     );
 
-    // Phase 1: throughput.
-    let running = Arc::new(AtomicBool::new(true));
+    // Latency phase, before the throughput phase, on a server that has not just taken
+    // a burst: the throughput phase leaves a long WAL to checkpoint and
+    // receipts to write, which are its own cost, not the latency at a
+    // steady 5,000 envelopes/s.
     let errors = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for (i, s) in senders.iter().enumerate() {
-        let (http, base, token) = (http.clone(), base.clone(), s.token.clone());
-        let (recipients, running, errors, shared) = (
-            recipients.clone(),
-            running.clone(),
-            errors.clone(),
-            shared.clone(),
-        );
-        let size = opts.ciphertext_bytes;
-        tasks.push(tokio::spawn(async move {
-            let mut k = 0usize;
-            while running.load(Ordering::Relaxed) {
-                let (to, devices) = &recipients[(i + k) % recipients.len()];
-                let at = shared.start.elapsed().as_micros() as u64;
-                let body = send_body(*to, devices, &format!("t{i}-{k}"), 1, at, size);
-                k += 1;
-                let ok = http
-                    .post(format!("{base}/v1/messages"))
-                    .bearer_auth(&token)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().as_u16() == 202);
-                if !ok {
-                    errors.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }));
-    }
-    // Warm up, then measure a window.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let r0 = shared.received.load(Ordering::Relaxed);
-    let t0 = Instant::now();
-    tokio::time::sleep(opts.duration).await;
-    let r1 = shared.received.load(Ordering::Relaxed);
-    let envelopes_per_s = (r1 - r0) as f64 / t0.elapsed().as_secs_f64();
-    running.store(false, Ordering::Relaxed);
-    for t in tasks {
-        let _ = t.await;
-    }
-    if errors.load(Ordering::Relaxed) > 0 {
-        return Err(format!("{} sends failed", errors.load(Ordering::Relaxed)));
-    }
-    // Let the receivers catch up before the latency phase.
-    let sent_total = shared.received.load(Ordering::Relaxed);
-    let mut last = sent_total;
-    loop {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let now = shared.received.load(Ordering::Relaxed);
-        if now == last {
-            break;
-        }
-        last = now;
-    }
-
-    // Phase 2: paced latency.
     let per_send = opts.devices_per_recipient.max(1) as u64;
     let sends_per_s = (opts.latency_rate / per_send).max(1);
     let tick = Duration::from_millis(10);
@@ -633,6 +581,54 @@ pub async fn bench_relay(opts: RelayBenchOptions) -> BenchResult<RelayBenchRepor
         lat[i] as f64 / 1000.0
     };
     let (p50_ms, p99_ms) = (pct(0.50), pct(0.99));
+
+    // Throughput phase.
+    let running = Arc::new(AtomicBool::new(true));
+    let mut tasks = Vec::new();
+    for (i, s) in senders.iter().enumerate() {
+        let (http, base, token) = (http.clone(), base.clone(), s.token.clone());
+        let (recipients, running, errors, shared) = (
+            recipients.clone(),
+            running.clone(),
+            errors.clone(),
+            shared.clone(),
+        );
+        let size = opts.ciphertext_bytes;
+        tasks.push(tokio::spawn(async move {
+            let mut k = 0usize;
+            while running.load(Ordering::Relaxed) {
+                let (to, devices) = &recipients[(i + k) % recipients.len()];
+                let at = shared.start.elapsed().as_micros() as u64;
+                let body = send_body(*to, devices, &format!("t{i}-{k}"), 1, at, size);
+                k += 1;
+                let ok = http
+                    .post(format!("{base}/v1/messages"))
+                    .bearer_auth(&token)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().as_u16() == 202);
+                if !ok {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    // Warm up, then measure a window.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r0 = shared.received.load(Ordering::Relaxed);
+    let t0 = Instant::now();
+    tokio::time::sleep(opts.duration).await;
+    let r1 = shared.received.load(Ordering::Relaxed);
+    let envelopes_per_s = (r1 - r0) as f64 / t0.elapsed().as_secs_f64();
+    running.store(false, Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    if errors.load(Ordering::Relaxed) > 0 {
+        return Err(format!("{} sends failed", errors.load(Ordering::Relaxed)));
+    }
 
     let _ = stop_tx.send(true);
     Ok(RelayBenchReport {
