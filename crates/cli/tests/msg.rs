@@ -209,6 +209,29 @@ fn sent_id(out: &str) -> (String, usize) {
 /// `ACCORD_SKIP_NATS=1` skips it.
 #[test]
 fn two_nodes_on_one_postgres_wake_each_other_through_nats() {
+    // Wake-ups on the shared subject prefix; no resync for the test's
+    // length, so only a wake-up delivers in time.
+    let prefix = format!("accord.test.{}", uuid::Uuid::new_v4().simple());
+    across_two_nodes(&prefix, &prefix, "3600");
+}
+
+/// Core NATS delivers at most once. Here every wake-up is lost (the nodes
+/// publish and listen on different prefixes): the periodic mailbox
+/// re-read still delivers within its interval.
+#[test]
+fn a_lost_nats_wake_up_is_made_good_by_the_resync() {
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    across_two_nodes(
+        &format!("accord.test.{run}.a"),
+        &format!("accord.test.{run}.b"),
+        "2",
+    );
+}
+
+/// Two `serve --services messenger` processes on one fresh PostgreSQL
+/// database, with NATS: Bob listens on node B, Alice sends through node
+/// A, Bob's listener gets it within 10 s.
+fn across_two_nodes(prefix_a: &str, prefix_b: &str, resync_s: &str) {
     if std::env::var("ACCORD_SKIP_NATS").as_deref() == Ok("1") {
         return;
     }
@@ -218,7 +241,7 @@ fn two_nodes_on_one_postgres_wake_each_other_through_nats() {
         std::env::var("ACCORD_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
     let name = format!("accord_test_{}", uuid::Uuid::new_v4().simple());
     let url = format!("{pg}/{name}");
-    let node = |_: &str| {
+    let node = |prefix: &str| {
         Server::start_with(&[
             "--services",
             "messenger",
@@ -226,10 +249,14 @@ fn two_nodes_on_one_postgres_wake_each_other_through_nats() {
             &url,
             "--nats-url",
             &nats,
+            "--nats-prefix",
+            prefix,
+            "--nats-resync-s",
+            resync_s,
         ])
     };
     let result = std::panic::catch_unwind(|| {
-        let (a, b) = (node("a"), node("b"));
+        let (a, b) = (node(prefix_a), node(prefix_b));
         let dir = tempfile::tempdir().unwrap();
         let alice = register(&a, dir.path(), "alice", ALICE);
         let bob = register(&b, dir.path(), "bob", BOB);
@@ -259,8 +286,8 @@ fn two_nodes_on_one_postgres_wake_each_other_through_nats() {
             out.trim(),
             format!("from {}/{}: across nodes", alice.account, alice.device)
         );
-        // Without the wake-up, B's idle stream would not look before a
-        // reconnect; the listener gives up after 30 s.
+        // Without a wake-up or a resync, B's idle stream would not look
+        // before a reconnect; the listener gives up after 30 s.
         assert!(
             sent_at.elapsed() < std::time::Duration::from_secs(10),
             "delivered only after {:?}",

@@ -629,6 +629,16 @@ pub async fn bench_relay(opts: RelayBenchOptions) -> BenchResult<RelayBenchRepor
     if errors.load(Ordering::Relaxed) > 0 {
         return Err(format!("{} sends failed", errors.load(Ordering::Relaxed)));
     }
+    // Let the receivers take and ack the rest before the server stops.
+    let mut last = shared.received.load(Ordering::Relaxed);
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = shared.received.load(Ordering::Relaxed);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
 
     let _ = stop_tx.send(true);
     Ok(RelayBenchReport {

@@ -197,7 +197,7 @@ pub async fn run(a: DemoArgs) -> CliResult {
         admin_token: admin_token.reveal(),
         profile: ConsentProfile::Strict,
         keys: Some(keys),
-        nats_url: None,
+        nats: None,
     })
     .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

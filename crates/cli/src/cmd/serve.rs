@@ -89,6 +89,16 @@ pub struct ServeArgs {
     /// connections held by the others. Default: one node, in process.
     #[arg(long, env = "ACCORD_NATS_URL")]
     pub nats_url: Option<String>,
+    /// With --nats-url: the subject prefix of wake-ups
+    /// (`<prefix>.<device>`), the same on every node of a deployment.
+    #[arg(long, env = "ACCORD_NATS_PREFIX", default_value = "accord.wake")]
+    pub nats_prefix: String,
+    /// With --nats-url: seconds between the mailbox re-reads every
+    /// connection makes in any case, the longest a lost wake-up (core NATS
+    /// delivers at most once) can delay a delivery.
+    #[arg(long, env = "ACCORD_NATS_RESYNC_S", default_value_t = 15,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub nats_resync_s: u64,
 }
 
 pub fn parse_profile(s: &str) -> Result<ConsentProfile, String> {
@@ -191,7 +201,7 @@ pub struct MessengerSetup<'a> {
     pub profile: ConsentProfile,
     pub keys: Option<KeyAccess>,
     /// NATS, to wake connections held by other nodes.
-    pub nats_url: Option<&'a str>,
+    pub nats: Option<accord_messenger::e2e::wake::NatsConfig>,
 }
 
 /// The messenger's state, as `serve` and `demo` build it.
@@ -204,16 +214,16 @@ pub async fn messenger_state(setup: MessengerSetup<'_>) -> CliResult<AppState> {
         admin_token,
         profile,
         keys,
-        nats_url,
+        nats,
     } = setup;
     let db = Db::open_service(location, "messenger").await?;
     let store = Arc::new(SqlMessengerStore::new(db.clone()).await?);
     let mailboxes = accord_storage::SqlMailboxStore::new(db).await?;
-    let wake: Arc<dyn accord_messenger::e2e::wake::Wake> = match nats_url {
+    let wake: Arc<dyn accord_messenger::e2e::wake::Wake> = match nats {
         None => Arc::new(accord_messenger::e2e::wake::LocalWake::default()),
-        Some(url) => accord_messenger::e2e::wake::NatsWake::connect(url, "accord.wake")
+        Some(config) => accord_messenger::e2e::wake::NatsWake::connect(&config)
             .await
-            .map_err(|e| CliError::Input(format!("cannot reach NATS at {url}: {e}")))?,
+            .map_err(|e| CliError::Input(format!("NATS at {}: {e}", config.url)))?,
     };
     let e2e = accord_messenger::e2e::Relay::start_with(
         Arc::new(mailboxes),
@@ -388,7 +398,14 @@ pub async fn run(a: ServeArgs) -> CliResult {
             admin_token: &admin_token,
             profile: a.profile,
             keys,
-            nats_url: a.nats_url.as_deref(),
+            nats: a
+                .nats_url
+                .as_deref()
+                .map(|url| accord_messenger::e2e::wake::NatsConfig {
+                    prefix: a.nats_prefix.clone(),
+                    resync: std::time::Duration::from_secs(a.nats_resync_s),
+                    ..accord_messenger::e2e::wake::NatsConfig::new(url)
+                }),
         })
         .await?;
         let listener = TcpListener::bind(a.listen)

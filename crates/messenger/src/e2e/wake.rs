@@ -242,10 +242,34 @@ impl Wake for LocalWake {
     }
 }
 
-/// With NATS, how often a connection re-reads its mailbox in any case:
-/// core NATS delivers at most once, and this bounds the delay a lost
-/// wake-up can cause.
+/// With NATS, how often a connection re-reads its mailbox in any case, by
+/// default: core NATS delivers at most once, and this bounds the delay a
+/// lost wake-up can cause.
 pub const NATS_RESYNC: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Where and how [`NatsWake`] connects.
+#[derive(Clone, Debug)]
+pub struct NatsConfig {
+    /// e.g. `nats://127.0.0.1:4222`.
+    pub url: String,
+    /// Wake-ups go to `<prefix>.<device>`; the nodes of one deployment
+    /// share it (`accord.wake`; tests use unique ones).
+    pub prefix: String,
+    /// How often every connection re-reads its mailbox in any case
+    /// ([`NATS_RESYNC`] by default).
+    pub resync: std::time::Duration,
+}
+
+impl NatsConfig {
+    /// The production prefix and resync for `url`.
+    pub fn new(url: &str) -> Self {
+        NatsConfig {
+            url: url.to_owned(),
+            prefix: "accord.wake".into(),
+            resync: NATS_RESYNC,
+        }
+    }
+}
 
 /// Several nodes on one database, through NATS: each commit is pushed to
 /// this node's own listeners, and an empty wake-up is published on
@@ -261,15 +285,32 @@ pub struct NatsWake {
     client: async_nats::Client,
     prefix: String,
     node: Vec<u8>,
+    resync: std::time::Duration,
 }
 
 impl NatsWake {
-    /// Connects to `url` (e.g. `nats://127.0.0.1:4222`) and starts the
-    /// subscriber task. `prefix` is `accord.wake` in production; tests use
-    /// a unique one.
-    pub async fn connect(url: &str, prefix: &str) -> Result<Arc<Self>, String> {
+    /// Connects to the NATS server of `config` and starts the subscriber
+    /// task.
+    pub async fn connect(config: &NatsConfig) -> Result<Arc<Self>, String> {
         use futures_util::StreamExt;
-        let client = async_nats::connect(url).await.map_err(|e| e.to_string())?;
+        let prefix = config.prefix.as_str();
+        let valid = !prefix.is_empty()
+            && prefix.split('.').all(|t| {
+                !t.is_empty()
+                    && t.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            });
+        if !valid {
+            return Err(format!(
+                "the subject prefix {prefix:?} is not dot-separated tokens of [A-Za-z0-9_-]"
+            ));
+        }
+        if config.resync.is_zero() {
+            return Err("the resync interval must be above zero".into());
+        }
+        let client = async_nats::connect(&config.url)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut sub = client
             .subscribe(format!("{prefix}.>"))
             .await
@@ -297,6 +338,7 @@ impl NatsWake {
             client,
             prefix: prefix.to_owned(),
             node,
+            resync: config.resync,
         }))
     }
 }
@@ -307,7 +349,7 @@ impl Wake for NatsWake {
     }
 
     fn resync_every(&self) -> Option<std::time::Duration> {
-        Some(NATS_RESYNC)
+        Some(self.resync)
     }
 
     fn deliver(&self, items: Vec<(DeviceId, MailItem)>) {

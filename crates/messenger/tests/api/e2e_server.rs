@@ -1012,7 +1012,7 @@ async fn undelivered_envelopes_expire_after_30_days() {
 /// connections of another (NATS on 127.0.0.1:4222, unique subjects).
 #[tokio::test]
 async fn nats_wakes_a_device_on_another_node() {
-    use accord_messenger::e2e::wake::{NatsWake, Pending, Wake};
+    use accord_messenger::e2e::wake::{NatsConfig, NatsWake, Pending, Wake};
     use accord_storage::mailbox::MailItem;
     if std::env::var("ACCORD_SKIP_NATS").as_deref() == Ok("1") {
         return;
@@ -1020,10 +1020,21 @@ async fn nats_wakes_a_device_on_another_node() {
     let prefix = format!("accord.test.{}.wake", uuid::Uuid::new_v4().simple());
     let url =
         std::env::var("ACCORD_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
-    let a = NatsWake::connect(&url, &prefix)
+    let config = NatsConfig {
+        prefix,
+        ..NatsConfig::new(&url)
+    };
+    let a = NatsWake::connect(&config)
         .await
         .expect("NATS on 127.0.0.1:4222 (set ACCORD_SKIP_NATS=1 to skip)");
-    let b = NatsWake::connect(&url, &prefix).await.unwrap();
+    let b = NatsWake::connect(&config).await.unwrap();
+    for bad in ["", "a..b", "a.*", "a b", "a.>"] {
+        let c = NatsConfig {
+            prefix: bad.into(),
+            ..NatsConfig::new(&url)
+        };
+        assert!(NatsWake::connect(&c).await.is_err(), "prefix {bad:?}");
+    }
     let (d, other) = (DeviceId::random(), DeviceId::random());
     let mut on_a = a.subscribe(d);
     let mut on_b = b.subscribe(d);
