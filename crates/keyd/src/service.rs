@@ -306,6 +306,20 @@ impl KeyService {
         kind: ClientKind,
         quotas: &BTreeMap<OprfPurpose, u64>,
     ) -> Result<(Client, BearerToken), KeydError> {
+        self.create_client_as(ClientId::random(), name, kind, quotas)
+            .await
+    }
+
+    /// [`Self::create_client`] under an id the caller chose (the messenger
+    /// gives a device's credential the device's id, so that it can revoke
+    /// it when the device's account is deleted). A taken id is a conflict.
+    pub async fn create_client_as(
+        &self,
+        id: ClientId,
+        name: &str,
+        kind: ClientKind,
+        quotas: &BTreeMap<OprfPurpose, u64>,
+    ) -> Result<(Client, BearerToken), KeydError> {
         let name = name.trim();
         if name.is_empty() {
             return Err(KeydError::InvalidName("empty"));
@@ -331,7 +345,7 @@ impl KeyService {
             .inner
             .store
             .create_client(&NewClient {
-                id: ClientId::random(),
+                id,
                 name: name.to_owned(),
                 kind,
                 token_hash: token.hash(),
@@ -341,6 +355,16 @@ impl KeyService {
             .await?;
         tracing::info!(client = %client.id, kind = kind.as_str(), "created key service client");
         Ok((client, token))
+    }
+
+    /// Revokes a client: its token no longer authenticates. `false` if
+    /// there is no such client or it was revoked already.
+    pub async fn revoke_client(&self, id: ClientId) -> Result<bool, KeydError> {
+        let revoked = self.inner.store.revoke_client(id, self.now()).await?;
+        if revoked {
+            tracing::info!(client = %id, "revoked key service client");
+        }
+        Ok(revoked)
     }
 
     pub async fn client(&self, id: ClientId) -> Result<Client, KeydError> {

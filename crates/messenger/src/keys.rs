@@ -7,7 +7,7 @@
 //! device's contact lookups are metered by its own daily quota.
 
 use accord_domain::DeviceId;
-use accord_keyd::{ClientKind, InProcessOprf, KeyService, Oprf};
+use accord_keyd::{ClientId, ClientKind, InProcessOprf, KeyService, Oprf};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -71,10 +71,14 @@ pub struct CredentialError(pub String);
 
 /// Issues a device its key-service API token (kind `device`: the
 /// key service's default quotas for devices apply, e.g. 1,000 contacts a
-/// day).
+/// day), as the key-service client whose id is the device's id; and
+/// revokes it when the device's account is deleted.
 #[async_trait]
 pub trait DeviceCredentials: Send + Sync + fmt::Debug {
     async fn issue(&self, device: DeviceId) -> Result<String, CredentialError>;
+    /// Revokes the device's credential; `Ok` also when there was none (or
+    /// it was revoked already).
+    async fn revoke(&self, device: DeviceId) -> Result<(), CredentialError>;
 }
 
 /// For the all-in-one `serve`: the key service in this process.
@@ -86,7 +90,8 @@ impl DeviceCredentials for InProcessCredentials {
     async fn issue(&self, device: DeviceId) -> Result<String, CredentialError> {
         let (_, token) = self
             .0
-            .create_client(
+            .create_client_as(
+                ClientId(device.0),
                 &format!("device {device}"),
                 ClientKind::Device,
                 &BTreeMap::new(),
@@ -94,6 +99,14 @@ impl DeviceCredentials for InProcessCredentials {
             .await
             .map_err(|e| CredentialError(e.to_string()))?;
         Ok(token.reveal().to_owned())
+    }
+
+    async fn revoke(&self, device: DeviceId) -> Result<(), CredentialError> {
+        self.0
+            .revoke_client(ClientId(device.0))
+            .await
+            .map(|_| ())
+            .map_err(|e| CredentialError(e.to_string()))
     }
 }
 
@@ -124,7 +137,7 @@ impl DeviceCredentials for HttpCredentials {
                 self.url.trim_end_matches('/')
             ))
             .bearer_auth(self.admin_token.expose_secret())
-            .json(&serde_json::json!({ "name": format!("device {device}"), "kind": "device" }))
+            .json(&serde_json::json!({ "id": device, "name": format!("device {device}"), "kind": "device" }))
             .send()
             .await
             .map_err(|e| CredentialError(e.without_url().to_string()))?;
@@ -136,5 +149,25 @@ impl DeviceCredentials for HttpCredentials {
             .as_str()
             .map(str::to_owned)
             .ok_or_else(|| CredentialError("no token in the answer".into()))
+    }
+
+    async fn revoke(&self, device: DeviceId) -> Result<(), CredentialError> {
+        use secrecy::ExposeSecret;
+        let r = self
+            .http
+            .delete(format!(
+                "{}/v1/admin/clients/{device}",
+                self.url.trim_end_matches('/')
+            ))
+            .bearer_auth(self.admin_token.expose_secret())
+            .send()
+            .await
+            .map_err(|e| CredentialError(e.without_url().to_string()))?;
+        // 404: no such credential, or revoked already: nothing to do.
+        if r.status().is_success() || r.status() == reqwest::StatusCode::NOT_FOUND {
+            Ok(())
+        } else {
+            Err(CredentialError(format!("status {}", r.status())))
+        }
     }
 }

@@ -469,6 +469,18 @@ impl Messenger {
         account: AccountId,
         cmd: ConsentCommand,
     ) -> Result<ConsentView, ServiceError> {
+        // A deletion also revokes the devices' key-service credentials:
+        // which devices, read before they are gone.
+        let devices: Vec<DeviceId> = match (&cmd, &self.keys) {
+            (ConsentCommand::Delete, Some(_)) => self
+                .store
+                .devices(account)
+                .await?
+                .into_iter()
+                .map(|d| d.id)
+                .collect(),
+            _ => Vec::new(),
+        };
         for _ in 0..CONSENT_RETRIES {
             let acct = self
                 .store
@@ -503,6 +515,9 @@ impl Messenger {
                 Ok(()) => {
                     self.auth_cache.invalidate();
                     tracing::info!(account = %account, events = records.len(), "consent recorded");
+                    if matches!(cmd, ConsentCommand::Delete) {
+                        self.revoke_key_credentials(account, &devices).await;
+                    }
                     return Ok(view(account, next, &policies, now));
                 }
                 Err(StoreError::Conflict("consent_rev")) => continue,
@@ -597,6 +612,25 @@ impl Messenger {
             consent: account.consent.clone(),
             ledger,
         })
+    }
+
+    /// Revokes the key-service credentials of a deleted account's
+    /// devices. Best effort: the deletion has happened and is not undone
+    /// when the key service cannot be reached; a credential left behind is
+    /// logged (with the account id only) for the operator to revoke with
+    /// `DELETE /v1/admin/clients/<device id>` at the key service.
+    async fn revoke_key_credentials(&self, account: AccountId, devices: &[DeviceId]) {
+        let Some(keys) = &self.keys else { return };
+        let mut failed = 0usize;
+        for d in devices {
+            if let Err(e) = keys.devices.revoke(*d).await {
+                failed += 1;
+                tracing::warn!(account = %account, error = %e, "key-service credential of a deleted device not revoked");
+            }
+        }
+        if failed == 0 && !devices.is_empty() {
+            tracing::info!(account = %account, devices = devices.len(), "key-service credentials revoked");
+        }
     }
 
     pub async fn delete(&self, account: AccountId) -> Result<(), ServiceError> {

@@ -288,7 +288,11 @@ pub trait KeyStore: Send + Sync + fmt::Debug + 'static {
     /// `Conflict("client")` if the id or token hash is taken.
     async fn create_client(&self, client: &NewClient) -> Result<Client>;
     async fn client(&self, id: ClientId) -> Result<Option<Client>>;
+    /// The client whose token hashes to `token`, unless it was revoked.
     async fn client_by_token(&self, token: &TokenHash) -> Result<Option<Client>>;
+    /// Revokes a client: its token no longer authenticates. `false` if
+    /// there is no such client or it was already revoked.
+    async fn revoke_client(&self, id: ClientId, at: Timestamp) -> Result<bool>;
     /// Every client, by creation time.
     async fn clients(&self) -> Result<Vec<Client>>;
     /// Sets a client's daily quota for `purpose` (0 forbids the purpose).
@@ -533,12 +537,23 @@ impl KeyStore for SqlKeyStore {
 
     async fn client_by_token(&self, token: &TokenHash) -> Result<Option<Client>> {
         let row = sqlx::query(&format!(
-            "SELECT {CLIENT_COLUMNS} FROM clients WHERE token_hash = $1"
+            "SELECT {CLIENT_COLUMNS} FROM clients WHERE token_hash = $1 AND revoked_at IS NULL"
         ))
         .bind(token.0.to_vec())
         .fetch_optional(&self.db.pool)
         .await?;
         self.with_quotas(row).await
+    }
+
+    async fn revoke_client(&self, id: ClientId, at: Timestamp) -> Result<bool> {
+        let n =
+            sqlx::query("UPDATE clients SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+                .bind(id.to_string())
+                .bind(at.0)
+                .execute(&self.db.pool)
+                .await?
+                .rows_affected();
+        Ok(n == 1)
     }
 
     async fn clients(&self) -> Result<Vec<Client>> {

@@ -167,6 +167,23 @@ async fn clients_are_found_by_token_and_hold_quotas() {
         assert_eq!(all.iter().map(|c| c.id).collect::<Vec<_>>().len(), 2);
         assert_eq!(all.iter().find(|c| c.id == d.id), Some(&d));
         assert_eq!(all.iter().find(|c| c.id == a.id), Some(&a));
+        // A revoked client's token no longer authenticates; once only.
+        assert!(s.revoke_client(d.id, Timestamp(5)).await.unwrap());
+        assert!(!s.revoke_client(d.id, Timestamp(6)).await.unwrap());
+        assert!(!s
+            .revoke_client(ClientId::random(), Timestamp(6))
+            .await
+            .unwrap());
+        assert!(s
+            .client_by_token(&TokenHash::of("tok-d"))
+            .await
+            .unwrap()
+            .is_none());
+        assert!(s
+            .client_by_token(&TokenHash::of("tok-a"))
+            .await
+            .unwrap()
+            .is_some());
         // Huge quotas are clamped, not wrapped.
         s.set_quota(a.id, C, u64::MAX).await.unwrap();
         assert_eq!(

@@ -7,7 +7,7 @@ use utoipa::{Modify, OpenApi};
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Accord key service", description = "RFC 9497 OPRF (ristretto255-SHA512, base mode) per purpose, with per-client quotas, an audit log of counts, and key rotation."),
-    paths(healthz, openapi, evaluate, keys, create_client, list_clients, set_quota, audit, rotate),
+    paths(healthz, openapi, evaluate, keys, create_client, list_clients, revoke_client, set_quota, audit, rotate),
     components(schemas(crate::http::error::ErrorBody)),
     modifiers(&Security),
 )]

@@ -53,6 +53,58 @@ async fn clients_are_created_with_a_token_shown_once_and_default_quotas() {
         .all(|c| c.get("token").is_none()));
 }
 
+/// A client created under a chosen id can be revoked by it: its token is
+/// refused from then on (401), a second revocation is a 404, and other
+/// clients are untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_client_is_refused() {
+    let app = spawn_app().await;
+    let id = uuid::Uuid::new_v4();
+    let r = app
+        .admin(
+            Method::POST,
+            "/v1/admin/clients",
+            Some(json!({ "id": id, "name": "device x", "kind": "device" })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["client_id"], json!(id));
+    let token = r.body["token"].as_str().unwrap().to_owned();
+    let again = app
+        .admin(
+            Method::POST,
+            "/v1/admin/clients",
+            Some(json!({ "id": id, "name": "device y", "kind": "device" })),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
+    let (_, other) = app.create_client("device", json!({})).await;
+    let element = || json!({ "elements": crate::helpers::valid(1) });
+    for t in [&token, &other] {
+        let r = app.evaluate(Some(t), "contacts", element()).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    let path = format!("/v1/admin/clients/{id}");
+    let r = app.admin(Method::DELETE, &path, None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    let r = app.evaluate(Some(&token), "contacts", element()).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNAUTHORIZED, "unauthorized")
+    );
+    let r = app.evaluate(Some(&other), "contacts", element()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = app.admin(Method::DELETE, &path, None).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::NOT_FOUND, "unknown_client")
+    );
+    let r = app
+        .admin(Method::DELETE, "/v1/admin/clients/nope", None)
+        .await;
+    assert_eq!(r.code(), "invalid_client_id");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_openapi_describe_the_api() {
     let app = spawn_app().await;

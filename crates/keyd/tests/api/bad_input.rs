@@ -1,20 +1,9 @@
-use crate::helpers::{spawn_app, TestApp};
-use accord_crypto::oprf::{blind, BlindedElementBytes, OprfPurpose, MAX_BATCH};
+use crate::helpers::{spawn_app, valid, TestApp};
+use accord_crypto::oprf::{BlindedElementBytes, OprfPurpose, MAX_BATCH};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-
-fn valid(n: usize) -> Vec<String> {
-    (0..n)
-        .map(|i| {
-            blind(format!("phone:+1555{i:07}").as_bytes())
-                .unwrap()
-                .1
-                .to_base64()
-        })
-        .collect()
-}
 
 fn b64(bytes: [u8; 32]) -> String {
     BlindedElementBytes(bytes).to_base64()
@@ -254,6 +243,7 @@ async fn admin_endpoints_need_the_admin_token_and_valid_input() {
             format!("/v1/admin/clients/{id}/quotas/contacts"),
             Some(json!({ "daily": 1_000_000 })),
         ),
+        (Method::DELETE, format!("/v1/admin/clients/{id}"), None),
     ] {
         let r = app.send(method.clone(), &path, None, body.clone()).await;
         assert_eq!(

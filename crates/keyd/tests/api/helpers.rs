@@ -211,3 +211,15 @@ impl TestApp {
 pub fn phone(n: u32) -> PhoneNumber {
     PhoneNumber::parse(&format!("+62812{n:07}"), None).unwrap()
 }
+
+/// `n` valid blinded elements (base64).
+pub fn valid(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            accord_crypto::oprf::blind(format!("phone:+1555{i:07}").as_bytes())
+                .unwrap()
+                .1
+                .to_base64()
+        })
+        .collect()
+}

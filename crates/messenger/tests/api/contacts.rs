@@ -291,3 +291,45 @@ async fn bucket_endpoint_checks_caller_and_input() {
         .await;
     assert_error(&r, 503, "contact_discovery_unavailable");
 }
+
+/// Deleting an account revokes its devices' key-service credentials: the
+/// token that evaluated before is refused after, at the key service
+/// itself; another account's device is untouched.
+#[tokio::test]
+async fn deleting_an_account_revokes_its_devices_key_credentials() {
+    use accord_keyd::HttpOprf;
+    let app = spawn_app(keyd_app()).await;
+    let me = app.register_device(&phone(720), None).await;
+    let second = app.register_device(&phone(720), None).await;
+    let other = app.register_device(&phone(721), None).await;
+    let oprf = |d: &crate::helpers::TestUser| {
+        HttpOprf::new(
+            d.reg.keyd_url.clone().expect("a key service URL"),
+            secrecy::SecretString::from(d.reg.keyd_token.clone().expect("a credential")),
+        )
+    };
+    let target = [number(&phone(721))];
+    for d in [&me, &second, &other] {
+        oprf(d)
+            .phone_pseudonyms(OprfPurpose::Contacts, None, &target)
+            .await
+            .expect("the credential works before the deletion");
+    }
+    let r = app
+        .send(Method::DELETE, "/v1/me", Some(&me.reg.token), Body::None)
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    for d in [&me, &second] {
+        match oprf(d)
+            .phone_pseudonyms(OprfPurpose::Contacts, None, &target)
+            .await
+        {
+            Err(OprfClientError::Rejected { status: 401, .. }) => {}
+            other => panic!("a deleted account's device credential must be refused, got {other:?}"),
+        }
+    }
+    oprf(&other)
+        .phone_pseudonyms(OprfPurpose::Contacts, None, &target)
+        .await
+        .expect("another account's device keeps its credential");
+}

@@ -45,6 +45,10 @@ impl From<Client> for ClientView {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateClient {
+    /// The client's id (a UUID), when the caller chooses it (the messenger
+    /// gives a device's credential the device's id); random otherwise.
+    #[serde(default)]
+    pub id: Option<String>,
     pub name: String,
     #[schema(value_type = String, example = "business")]
     pub kind: ClientKind,
@@ -71,7 +75,14 @@ pub async fn create_client(
     _: Admin,
     Json(b): Json<CreateClient>,
 ) -> ApiResult<(StatusCode, Json<CreatedClient>)> {
-    let (client, token) = s.service.create_client(&b.name, b.kind, &b.quotas).await?;
+    let id = match &b.id {
+        Some(id) => client_id(id)?,
+        None => ClientId::random(),
+    };
+    let (client, token) = s
+        .service
+        .create_client_as(id, &b.name, b.kind, &b.quotas)
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedClient {
@@ -110,6 +121,24 @@ fn client_id(s: &str) -> Result<ClientId, ApiError> {
             "client id must be a UUID",
         )
     })
+}
+
+/// Revokes a client: its token no longer authenticates (the messenger
+/// revokes the credentials of a deleted account's devices). 404 when there
+/// is no such client or it was revoked already.
+#[utoipa::path(delete, path = "/v1/admin/clients/{client_id}", tag = "admin", security(("admin" = [])),
+    params(("client_id" = String, Path)),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn revoke_client(
+    State(s): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    if s.service.revoke_client(client_id(&id)?).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(crate::KeydError::UnknownClient.into())
+    }
 }
 
 /// Sets a client's daily quota for one purpose.

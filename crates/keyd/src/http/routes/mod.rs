@@ -11,7 +11,7 @@ pub use oprf::*;
 use super::error::ApiError;
 use super::AppState;
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 
 pub fn router(state: AppState) -> Router {
@@ -23,6 +23,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/admin/clients",
             post(admin::create_client).get(admin::list_clients),
+        )
+        .route(
+            "/v1/admin/clients/{client_id}",
+            delete(admin::revoke_client),
         )
         .route(
             "/v1/admin/clients/{client_id}/quotas/{purpose}",
