@@ -325,28 +325,12 @@ fn read_passphrase(path: &Path) -> Result<Zeroizing<String>> {
 
 fn read_or_create_key_file(path: &Path, create: bool) -> Result<Zeroizing<[u8; 32]>> {
     match std::fs::read_to_string(path) {
-        Ok(text) => {
-            let text = Zeroizing::new(text);
-            let bytes = Zeroizing::new(
-                STANDARD_NO_PAD
-                    .decode(text.trim().trim_end_matches('='))
-                    .map_err(|_| {
-                        MessagingError::KeySource(format!(
-                            "key file {} is not base64",
-                            path.display()
-                        ))
-                    })?,
-            );
-            let mut key = Zeroizing::new([0u8; 32]);
-            if bytes.len() != 32 {
-                return Err(MessagingError::KeySource(format!(
-                    "key file {} does not hold 32 bytes",
-                    path.display()
-                )));
-            }
-            key.copy_from_slice(&bytes);
-            Ok(key)
-        }
+        Ok(text) => decode_key(&Zeroizing::new(text)).ok_or_else(|| {
+            MessagingError::KeySource(format!(
+                "key file {} does not hold a key (base64 of 32 bytes)",
+                path.display()
+            ))
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
             let key = Zeroizing::new(rand_bytes::<32>());
             let text = Zeroizing::new(format!("{}\n", STANDARD_NO_PAD.encode(*key)));
@@ -431,22 +415,11 @@ mod os_keyring {
     }
 
     fn decode(text: Zeroizing<String>, service: &str, user: &str) -> Result<Zeroizing<[u8; 32]>> {
-        let bad = || {
+        super::decode_key(&text).ok_or_else(|| {
             MessagingError::KeySource(format!(
                 "the OS keyring entry of service {service:?}, user {user:?} does not hold a key (base64 of 32 bytes)"
             ))
-        };
-        let bytes = Zeroizing::new(
-            STANDARD_NO_PAD
-                .decode(text.trim().trim_end_matches('='))
-                .map_err(|_| bad())?,
-        );
-        if bytes.len() != 32 {
-            return Err(bad());
-        }
-        let mut key = Zeroizing::new([0u8; 32]);
-        key.copy_from_slice(&bytes);
-        Ok(key)
+        })
     }
 
     /// A keyring failure as a message without secrets: the store's own
@@ -483,6 +456,21 @@ mod os_keyring {
             e => format!("OS keyring: {e}"),
         })
     }
+}
+
+/// A 32-byte key from its base64 text (padding and surrounding
+/// whitespace allowed), as key files and keyring entries hold it.
+fn decode_key(text: &str) -> Option<Zeroizing<[u8; 32]>> {
+    let bytes = Zeroizing::new(
+        STANDARD_NO_PAD
+            .decode(text.trim().trim_end_matches('='))
+            .ok()?,
+    );
+    let mut key = Zeroizing::new([0u8; 32]);
+    (bytes.len() == 32).then(|| {
+        key.copy_from_slice(&bytes);
+        key
+    })
 }
 
 /// Writes `bytes` to `path` readable by its owner only: a temporary file

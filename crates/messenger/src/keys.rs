@@ -126,21 +126,38 @@ impl fmt::Debug for HttpCredentials {
     }
 }
 
+impl HttpCredentials {
+    /// An admin call to `path` of the key service.
+    async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<reqwest::Response, CredentialError> {
+        use secrecy::ExposeSecret;
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.url.trim_end_matches('/')))
+            .bearer_auth(self.admin_token.expose_secret());
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        req.send()
+            .await
+            .map_err(|e| CredentialError(e.without_url().to_string()))
+    }
+}
+
 #[async_trait]
 impl DeviceCredentials for HttpCredentials {
     async fn issue(&self, device: DeviceId) -> Result<String, CredentialError> {
-        use secrecy::ExposeSecret;
         let r = self
-            .http
-            .post(format!(
-                "{}/v1/admin/clients",
-                self.url.trim_end_matches('/')
-            ))
-            .bearer_auth(self.admin_token.expose_secret())
-            .json(&serde_json::json!({ "id": device, "name": format!("device {device}"), "kind": "device" }))
-            .send()
-            .await
-            .map_err(|e| CredentialError(e.without_url().to_string()))?;
+            .admin(
+                reqwest::Method::POST,
+                "/v1/admin/clients",
+                Some(serde_json::json!({ "id": device, "name": format!("device {device}"), "kind": "device" })),
+            )
+            .await?;
         if !r.status().is_success() {
             return Err(CredentialError(format!("status {}", r.status())));
         }
@@ -152,17 +169,13 @@ impl DeviceCredentials for HttpCredentials {
     }
 
     async fn revoke(&self, device: DeviceId) -> Result<(), CredentialError> {
-        use secrecy::ExposeSecret;
         let r = self
-            .http
-            .delete(format!(
-                "{}/v1/admin/clients/{device}",
-                self.url.trim_end_matches('/')
-            ))
-            .bearer_auth(self.admin_token.expose_secret())
-            .send()
-            .await
-            .map_err(|e| CredentialError(e.without_url().to_string()))?;
+            .admin(
+                reqwest::Method::DELETE,
+                &format!("/v1/admin/clients/{device}"),
+                None,
+            )
+            .await?;
         // 404: no such credential, or revoked already: nothing to do.
         if r.status().is_success() || r.status() == reqwest::StatusCode::NOT_FOUND {
             Ok(())

@@ -237,31 +237,20 @@ fn uuid_of(s: &str) -> Result<Uuid> {
     Uuid::parse_str(s).map_err(|_| StoreError::Corrupt("bad uuid".into()))
 }
 
+/// A fetched item (the fetch selects neither the mailbox nor the expiry).
 fn mail_row(r: &AnyRow) -> Result<MailItem> {
-    let id = r.try_get::<i64, _>("id")? as u64;
-    let kind: i64 = r.try_get("kind")?;
-    let peer_account = AccountId(uuid_of(&r.try_get::<String, _>("peer_account")?)?);
-    let peer_device = DeviceId(uuid_of(&r.try_get::<String, _>("peer_device")?)?);
-    let client_message_id: String = r.try_get("client_message_id")?;
-    let at = Timestamp(r.try_get("at")?);
-    Ok(match kind {
-        0 => MailItem::Envelope {
-            id,
-            sender_account: peer_account,
-            sender_device: peer_device,
-            client_message_id,
-            server_ts: at,
-            message_type: r.try_get::<i64, _>("message_type")? as u8,
-            ciphertext: r.try_get::<Option<Vec<u8>>, _>("body")?.unwrap_or_default(),
-        },
-        1 => MailItem::Receipt {
-            id,
-            client_message_id,
-            recipient_device: peer_device,
-            delivered_at: at,
-        },
-        _ => return Err(StoreError::Corrupt("mailbox item kind".into())),
-    })
+    MailRow {
+        device: String::new(),
+        kind: r.try_get("kind")?,
+        peer_account: r.try_get("peer_account")?,
+        peer_device: r.try_get("peer_device")?,
+        cmid: r.try_get("client_message_id")?,
+        message_type: r.try_get("message_type")?,
+        body: r.try_get("body")?,
+        at: r.try_get("at")?,
+        expires_at: 0,
+    }
+    .into_item(r.try_get::<i64, _>("id")? as u64)
 }
 
 /// The `n`th (1-based) placeholder. SQLite gets anonymous `?`: sqlx
@@ -272,6 +261,34 @@ fn ph(backend: Backend, n: usize) -> String {
         Backend::Sqlite => "?".to_owned(),
         Backend::Postgres => format!("${n}"),
     }
+}
+
+/// `rows` parenthesised tuples of placeholders, numbered from `first`:
+/// `(?,?),(?,?)` on SQLite, `($3,$4),($5,$6)` on PostgreSQL. `casts` has
+/// one entry per column; a non-empty one is appended as `::TYPE` on
+/// PostgreSQL, which cannot infer the types of a bare `VALUES` list.
+fn value_rows(backend: Backend, rows: usize, first: usize, casts: &[&str]) -> String {
+    let mut sql = String::new();
+    let mut n = first;
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for (k, cast) in casts.iter().enumerate() {
+            if k > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&ph(backend, n));
+            if backend == Backend::Postgres && !cast.is_empty() {
+                sql.push_str("::");
+                sql.push_str(cast);
+            }
+            n += 1;
+        }
+        sql.push(')');
+    }
+    sql
 }
 
 /// Rows per multi-row statement (at most 9 columns each: 9,000
@@ -291,7 +308,9 @@ struct AckedEnvelope {
     cmid: String,
 }
 
-struct Row10 {
+/// A row of `e2e_mailbox`, as written (and, with the fetched columns
+/// only, as read back).
+struct MailRow {
     device: String,
     kind: i64,
     peer_account: String,
@@ -313,26 +332,19 @@ struct Row10 {
 async fn insert_items(
     backend: Backend,
     tx: &mut Transaction<'_, Any>,
-    rows: Vec<Row10>,
+    rows: Vec<MailRow>,
 ) -> Result<Vec<(DeviceId, MailItem)>> {
     type Key = (String, i64, String, String);
     let mut stored = Vec::with_capacity(rows.len());
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
-        let chunk: Vec<Row10> = rows.by_ref().take(ROWS_PER_INSERT).collect();
-        let mut sql = String::from(
+        let chunk: Vec<MailRow> = rows.by_ref().take(ROWS_PER_INSERT).collect();
+        let sql = format!(
             "INSERT INTO e2e_mailbox (device_id, kind, peer_account, peer_device, \
-             client_message_id, message_type, body, at, expires_at) VALUES ",
+             client_message_id, message_type, body, at, expires_at) VALUES {} \
+             RETURNING id, device_id, kind, peer_device, client_message_id",
+            value_rows(backend, chunk.len(), 1, &[""; 9])
         );
-        for i in 0..chunk.len() {
-            let b = i * 9;
-            if i > 0 {
-                sql.push(',');
-            }
-            let p: Vec<String> = (1..=9).map(|k| ph(backend, b + k)).collect();
-            sql.push_str(&format!("({})", p.join(",")));
-        }
-        sql.push_str(" RETURNING id, device_id, kind, peer_device, client_message_id");
         let mut q = sqlx::query(&sql);
         for r in &chunk {
             q = q
@@ -357,7 +369,7 @@ async fn insert_items(
             );
             by_key.entry(key).or_default().push(i);
         }
-        let mut slots: Vec<Option<Row10>> = chunk.into_iter().map(Some).collect();
+        let mut slots: Vec<Option<MailRow>> = chunk.into_iter().map(Some).collect();
         for r in returned {
             let key: Key = (
                 r.try_get("device_id")?,
@@ -383,7 +395,8 @@ async fn insert_items(
     Ok(stored)
 }
 
-impl Row10 {
+impl MailRow {
+    /// The item this row is (or was stored as), with its id.
     fn into_item(self, id: u64) -> Result<MailItem> {
         let peer_device = DeviceId(uuid_of(&self.peer_device)?);
         Ok(match self.kind {
@@ -396,12 +409,13 @@ impl Row10 {
                 message_type: self.message_type as u8,
                 ciphertext: self.body.unwrap_or_default(),
             },
-            _ => MailItem::Receipt {
+            1 => MailItem::Receipt {
                 id,
                 client_message_id: self.cmid,
                 recipient_device: peer_device,
                 delivered_at: Timestamp(self.at),
             },
+            _ => return Err(StoreError::Corrupt("mailbox item kind".into())),
         })
     }
 }
@@ -561,7 +575,7 @@ impl MailboxStore for SqlMailboxStore {
         let be = self.db.backend;
         let mut out = BatchOutcome::default();
         let mut tx = self.db.pool.begin().await?;
-        let mut rows: Vec<Row10> = Vec::new();
+        let mut rows: Vec<MailRow> = Vec::new();
 
         // Idempotency: new (sender device, client message id) pairs only.
         // Repeats inside the batch are duplicates of the first; against
@@ -575,24 +589,11 @@ impl MailboxStore for SqlMailboxStore {
             .collect();
         let mut inserted: HashSet<(String, String)> = HashSet::new();
         for chunk in candidates.chunks(ROWS_PER_INSERT) {
-            let mut sql = String::from(
-                "INSERT INTO e2e_sends (sender_device, client_message_id, at) VALUES ",
-            );
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push(',');
-                }
-                let b = i * 3;
-                sql.push_str(&format!(
-                    "({},{},{})",
-                    ph(be, b + 1),
-                    ph(be, b + 2),
-                    ph(be, b + 3)
-                ));
-            }
-            sql.push_str(
-                " ON CONFLICT (sender_device, client_message_id) DO NOTHING \
+            let sql = format!(
+                "INSERT INTO e2e_sends (sender_device, client_message_id, at) VALUES {} \
+                 ON CONFLICT (sender_device, client_message_id) DO NOTHING \
                  RETURNING sender_device, client_message_id",
+                value_rows(be, chunk.len(), 1, &[""; 3])
             );
             let mut q = sqlx::query(&sql);
             for &i in chunk {
@@ -619,7 +620,7 @@ impl MailboxStore for SqlMailboxStore {
             }
             let sender_account = text(s.sender_account.0);
             for e in &s.envelopes {
-                rows.push(Row10 {
+                rows.push(MailRow {
                     device: text(e.recipient_device.0),
                     kind: 0,
                     peer_account: sender_account.clone(),
@@ -634,15 +635,11 @@ impl MailboxStore for SqlMailboxStore {
         }
         let contacts: Vec<_> = contacts.into_iter().collect();
         for chunk in contacts.chunks(ROWS_PER_INSERT) {
-            let mut sql =
-                String::from("INSERT INTO e2e_contacts (account_id, peer_account) VALUES ");
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push(',');
-                }
-                sql.push_str(&format!("({},{})", ph(be, i * 2 + 1), ph(be, i * 2 + 2)));
-            }
-            sql.push_str(" ON CONFLICT (account_id, peer_account) DO NOTHING");
+            let sql = format!(
+                "INSERT INTO e2e_contacts (account_id, peer_account) VALUES {} \
+                 ON CONFLICT (account_id, peer_account) DO NOTHING",
+                value_rows(be, chunk.len(), 1, &[""; 2])
+            );
             let mut q = sqlx::query(&sql);
             for (a, p) in chunk {
                 q = q.bind(text(a.0)).bind(text(p.0));
@@ -655,16 +652,13 @@ impl MailboxStore for SqlMailboxStore {
         // receipt expires now), and queue a receipt for every device of
         // each sender.
         let ack_at = batch.acks.iter().map(|a| a.at.0).max().unwrap_or(0);
-        let mut sender_devices: std::collections::HashMap<String, Vec<String>> =
-            std::collections::HashMap::new();
         // Every ack of the batch in as few UPDATEs as possible, each a
         // join of the mailbox with a list of (device, id) pairs: one
         // primary-key lookup per pair, the device checked on the row. (An
         // `OR` of `(device_id = ? AND id IN (..))` terms re-evaluated the
         // whole `OR` for every row found: six times slower per acked item
         // with a hundred acks in a batch.)
-        let mut owner: std::collections::HashMap<(String, i64), usize> =
-            std::collections::HashMap::new();
+        let mut owner: HashMap<(String, i64), usize> = HashMap::new();
         let mut pairs: Vec<(String, i64)> = Vec::new();
         for (k, a) in batch.acks.iter().enumerate() {
             let d = text(a.device.0);
@@ -679,12 +673,6 @@ impl MailboxStore for SqlMailboxStore {
         let mut counts = vec![0u64; batch.acks.len()];
         let mut acked_envelopes: Vec<AckedEnvelope> = Vec::new();
         for chunk in pairs.chunks(ACK_PAIRS_PER_UPDATE) {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| match be {
-                    Backend::Sqlite => "(?,?)".to_owned(),
-                    Backend::Postgres => format!("(${}::TEXT,${}::BIGINT)", i * 2 + 3, i * 2 + 4),
-                })
-                .collect();
             // SQLite names the columns of a VALUES list column1, column2;
             // PostgreSQL takes the names given.
             let alias = match be {
@@ -701,7 +689,7 @@ impl MailboxStore for SqlMailboxStore {
                  e2e_mailbox.peer_account, e2e_mailbox.client_message_id",
                 ph(be, 1),
                 ph(be, 2),
-                values.join(","),
+                value_rows(be, chunk.len(), 3, &["TEXT", "BIGINT"]),
             );
             let mut q = sqlx::query(&sql).bind(ack_at).bind(ack_at);
             for (d, id) in chunk {
@@ -726,6 +714,7 @@ impl MailboxStore for SqlMailboxStore {
             }
         }
         // Every device of every sender, in one query per chunk of senders.
+        let mut sender_devices: HashMap<String, Vec<String>> = HashMap::new();
         let senders: Vec<&str> = acked_envelopes
             .iter()
             .map(|e| e.sender_account.as_str())
@@ -733,10 +722,9 @@ impl MailboxStore for SqlMailboxStore {
             .into_iter()
             .collect();
         for chunk in senders.chunks(ROWS_PER_INSERT) {
-            let list: Vec<String> = (1..=chunk.len()).map(|k| ph(be, k)).collect();
             let sql = format!(
-                "SELECT account_id, device_id FROM e2e_device_keys WHERE account_id IN ({})",
-                list.join(",")
+                "SELECT account_id, device_id FROM e2e_device_keys WHERE account_id IN {}",
+                value_rows(be, 1, 1, &vec![""; chunk.len()])
             );
             let mut q = sqlx::query(&sql);
             for a in chunk {
@@ -752,7 +740,7 @@ impl MailboxStore for SqlMailboxStore {
         for e in acked_envelopes {
             let a = &batch.acks[e.ack];
             for target in sender_devices.get(&e.sender_account).into_iter().flatten() {
-                rows.push(Row10 {
+                rows.push(MailRow {
                     device: target.clone(),
                     kind: 1,
                     peer_account: e.sender_account.clone(),

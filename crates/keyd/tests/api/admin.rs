@@ -60,23 +60,18 @@ async fn clients_are_created_with_a_token_shown_once_and_default_quotas() {
 async fn a_revoked_client_is_refused() {
     let app = spawn_app().await;
     let id = uuid::Uuid::new_v4();
-    let r = app
-        .admin(
+    let create = |name: &str| {
+        app.admin(
             Method::POST,
             "/v1/admin/clients",
-            Some(json!({ "id": id, "name": "device x", "kind": "device" })),
+            Some(json!({ "id": id, "name": name, "kind": "device" })),
         )
-        .await;
+    };
+    let r = create("device x").await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     assert_eq!(r.body["client_id"], json!(id));
     let token = r.body["token"].as_str().unwrap().to_owned();
-    let again = app
-        .admin(
-            Method::POST,
-            "/v1/admin/clients",
-            Some(json!({ "id": id, "name": "device y", "kind": "device" })),
-        )
-        .await;
+    let again = create("device y").await;
     assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
     let (_, other) = app.create_client("device", json!({})).await;
     let element = || json!({ "elements": crate::helpers::valid(1) });

@@ -228,7 +228,7 @@ impl Wake for LocalWake {
         for (d, item) in items {
             by_device.entry(d).or_default().push(item);
         }
-        let listening = self.listening(by_device.keys().copied().collect::<Vec<_>>().into_iter());
+        let listening = self.listening(by_device.keys().copied());
         for (d, slot) in listening {
             let head = {
                 let mut st = slot.lock();

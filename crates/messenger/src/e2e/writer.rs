@@ -1,9 +1,10 @@
 //! The group-commit writer: one task takes every mailbox write (sends and
 //! acks) from a channel, commits whatever has queued up (up to
 //! `max_batch`) in one transaction, then answers each caller and hands
-//! the stored items to the connections of their devices ([`super::wake`]). Durability is per commit
-//! (`synchronous=FULL` on SQLite), and nobody is answered before the
-//! commit that holds its write, so a 202 always means "on disk".
+//! the stored items to the connections of their devices
+//! ([`super::wake`]). Durability is per commit (`synchronous=FULL` on
+//! SQLite), and nobody is answered before the commit that holds its
+//! write, so a 202 always means "on disk".
 
 use super::wake::Wake;
 use super::RelayError;

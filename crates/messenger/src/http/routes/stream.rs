@@ -1,7 +1,7 @@
 //! `GET /v1/stream`: the device's WebSocket. On connect it pushes every
 //! queued envelope and receipt in mailbox order, then new ones as they
-//! are committed (handed over in memory by `e2e::wake`). The client acks with `{"type":"ack","envelope_ids":[..]}`;
-//! acked items are deleted. A bad frame gets an error frame and the
+//! are committed (handed over in memory by `e2e::wake`). The client acks
+//! with `{"type":"ack","envelope_ids":[..]}`; acked items are deleted. A bad frame gets an error frame and the
 //! connection stays up, until too many bad frames in a row.
 
 use crate::e2e::wake::Pending;
@@ -62,14 +62,14 @@ async fn run(relay: Relay, device: DeviceId, mut ws: WebSocket) -> Result<(), ax
     let mut last = 0u64;
     let mut bad = 0u32;
     let mut need_fetch = true;
-    // Acks commit in the background (group commit) while this connection
-    // goes on pushing; a failed one is reported with an error frame.
     // Several nodes: re-read now and then, in case a wake-up was lost.
     let mut resync = relay.wake().resync_every().map(|every| {
         let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         t
     });
+    // Acks commit in the background (group commit) while this connection
+    // goes on pushing; a failed one is reported with an error frame.
     let mut acks: FuturesUnordered<tokio::task::JoinHandle<Result<u64, RelayError>>> =
         FuturesUnordered::new();
     loop {
