@@ -10,6 +10,14 @@ mod session;
 use clap::Parser;
 use std::process::ExitCode;
 
+/// mimalloc instead of the system allocator: the relay allocates and
+/// frees small buffers on every frame and statement, and under load
+/// glibc's malloc and free were a fifth of the CPU (`perf` on `accord
+/// bench relay`); with mimalloc the bench gave 7–17% more envelopes/s in
+/// interleaved runs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     reset_sigpipe();
     let cli = match cmd::Cli::try_parse() {

@@ -350,3 +350,87 @@ async fn an_ack_leaves_no_ciphertext_behind() {
         t.finish().await;
     }
 }
+
+/// Every item a batch reports is what a read of its mailbox finds, id and
+/// all, when the batch mixes new sends, a retried one between them,
+/// envelope acks (receipts to each of the sender's devices) and a
+/// receipt ack (the receipt goes, and only its own device can take it).
+#[tokio::test]
+async fn a_mixed_batch_reports_the_items_a_read_finds() {
+    on_each_backend(|s| async move {
+        let (alice, a1, a2) = (AccountId::random(), DeviceId::random(), DeviceId::random());
+        let (bob, b1, b2) = (AccountId::random(), DeviceId::random(), DeviceId::random());
+        for (acct, dev) in [(alice, a1), (alice, a2), (bob, b1), (bob, b2)] {
+            s.put_device_keys(acct, dev, "k", T0).await.unwrap();
+        }
+        let ack = |device, ids: Vec<u64>| Ack {
+            device,
+            ids,
+            at: T0,
+            expires_at: Timestamp(T0.0 + DAY),
+        };
+        // First: m0 from alice; bob's b1 acks it, so alice's devices get receipts.
+        commit(
+            &*s,
+            vec![send((alice, a1), bob, "m0", &[b1, b2, a2], T0)],
+            vec![],
+        )
+        .await;
+        let m0 = s.fetch(b1, 0, T0, 10).await.unwrap()[0].id();
+        let m0_b2 = s.fetch(b2, 0, T0, 10).await.unwrap()[0].id();
+        let out = s
+            .commit_batch(&WriteBatch {
+                sends: vec![],
+                acks: vec![ack(b1, vec![m0])],
+            })
+            .await
+            .unwrap();
+        assert_eq!(out.items.len(), 2, "a receipt to each of alice's devices");
+        let receipt_a2 = out.items.iter().find(|(d, _)| *d == a2).unwrap().1.id();
+
+        // The mixed batch.
+        let out = s
+            .commit_batch(&WriteBatch {
+                sends: vec![
+                    send((alice, a1), bob, "m1", &[b1, b2, a2], T0),
+                    send((alice, a1), bob, "m0", &[b1, b2, a2], T0),
+                    send((bob, b2), alice, "n1", &[a1, a2, b1], T0),
+                ],
+                acks: vec![
+                    // b2 acks m0: receipts to a1 and a2 again.
+                    ack(b2, vec![m0_b2]),
+                    // a1 tries a2's receipt: not its own, nothing happens.
+                    ack(a1, vec![receipt_a2]),
+                    // a2 takes its receipt: it is deleted.
+                    ack(a2, vec![receipt_a2]),
+                ],
+            })
+            .await
+            .unwrap();
+        assert_eq!(out.duplicate, vec![false, true, false]);
+        assert_eq!(out.acked, vec![1, 0, 1]);
+        let ids: Vec<u64> = out.items.iter().map(|(_, i)| i.id()).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "items in id order");
+        assert_eq!(out.items.len(), 3 + 3 + 2, "m1, n1 and two receipts");
+        for device in [a1, a2, b1, b2] {
+            let stored: Vec<MailItem> = out
+                .items
+                .iter()
+                .filter(|(d, _)| *d == device)
+                .map(|(_, i)| i.clone())
+                .collect();
+            let after = ids[0] - 1;
+            assert_eq!(
+                s.fetch(device, after, T0, 100).await.unwrap(),
+                stored,
+                "what the batch reported for a device is what a read finds"
+            );
+        }
+        let a2_all = s.fetch(a2, 0, T0, 100).await.unwrap();
+        assert!(
+            a2_all.iter().all(|i| i.id() != receipt_a2),
+            "an acked receipt is gone"
+        );
+    })
+    .await;
+}

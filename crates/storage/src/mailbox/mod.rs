@@ -6,26 +6,27 @@
 //! verified, ciphertext as opaque bytes. It lives in the messenger's own
 //! database (migrations `0003_e2e`, `0005_mailbox_tombstones`).
 //!
-//! An ack drops an item's ciphertext and stamps it acked instead of
+//! An ack drops an envelope's ciphertext and stamps it acked instead of
 //! deleting it: the row is then the delivered record a report is checked
-//! against, kept until the envelope's own expiry (an acked receipt expires
-//! at once). One update per item instead of a delete and an insert into a
-//! separate table; only unacked items are in the per-device index.
+//! against, kept until the envelope's own expiry. One update per item
+//! instead of a delete and an insert into a separate table; only unacked
+//! items are in the per-device index. An acked receipt is deleted.
 //!
-//! Writes to mailboxes come in batches ([`MailboxStore::commit_batch`]):
-//! one transaction for many sends and acks, so that a group-commit writer
-//! pays one fsync for all of them.
+//! Writes to mailboxes come in batches ([`MailboxStore::commit_batch`],
+//! [`commit`]): one transaction for many sends and acks, so that a
+//! group-commit writer pays one fsync for all of them.
 //!
 //! Mailbox ids come from one sequence (SQLite `AUTOINCREMENT`, PostgreSQL
 //! identity), so they increase in insertion order and are never reused.
+
+mod commit;
 
 use crate::db::{Backend, Db};
 use crate::error::{Result, StoreError};
 use accord_domain::{AccountId, DeviceId, Timestamp};
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
-use std::collections::{HashMap, HashSet};
+use sqlx::Row;
 use uuid::Uuid;
 
 /// What happened to an upload of a device's identity keys.
@@ -291,23 +292,6 @@ fn value_rows(backend: Backend, rows: usize, first: usize, casts: &[&str]) -> St
     sql
 }
 
-/// Rows per multi-row statement (at most 9 columns each: 9,000
-/// parameters, under SQLite's 32,766 and PostgreSQL's 65,535). Few, large
-/// statements: every statement is a round trip to the database thread,
-/// and the group commit runs them one after another.
-const ROWS_PER_INSERT: usize = 1000;
-/// (device, id) pairs per ack UPDATE (two parameters each).
-const ACK_PAIRS_PER_UPDATE: usize = 4000;
-
-/// An envelope an ack marked delivered: its receipts follow.
-struct AckedEnvelope {
-    device: String,
-    /// Index of the ack in the batch.
-    ack: usize,
-    sender_account: String,
-    cmid: String,
-}
-
 /// A row of `e2e_mailbox`, as written (and, with the fetched columns
 /// only, as read back).
 struct MailRow {
@@ -320,79 +304,6 @@ struct MailRow {
     body: Option<Vec<u8>>,
     at: i64,
     expires_at: i64,
-}
-
-/// Inserts `rows` and returns them as stored (ids assigned), in id order.
-/// The database's `RETURNING` names each new row's id and identity
-/// (mailbox, kind, peer device, client message id); SQL promises nothing
-/// about the order of returned rows, so ids are matched to rows by that
-/// identity. Two rows can share it only as two receipts of the same
-/// (client message id, recipient device) to the same device, which are
-/// identical but for the id, so either match is right.
-async fn insert_items(
-    backend: Backend,
-    tx: &mut Transaction<'_, Any>,
-    rows: Vec<MailRow>,
-) -> Result<Vec<(DeviceId, MailItem)>> {
-    type Key = (String, i64, String, String);
-    let mut stored = Vec::with_capacity(rows.len());
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let chunk: Vec<MailRow> = rows.by_ref().take(ROWS_PER_INSERT).collect();
-        let sql = format!(
-            "INSERT INTO e2e_mailbox (device_id, kind, peer_account, peer_device, \
-             client_message_id, message_type, body, at, expires_at) VALUES {} \
-             RETURNING id, device_id, kind, peer_device, client_message_id",
-            value_rows(backend, chunk.len(), 1, &[""; 9])
-        );
-        let mut q = sqlx::query(&sql);
-        for r in &chunk {
-            q = q
-                .bind(r.device.clone())
-                .bind(r.kind)
-                .bind(r.peer_account.clone())
-                .bind(r.peer_device.clone())
-                .bind(r.cmid.clone())
-                .bind(r.message_type)
-                .bind(r.body.clone())
-                .bind(r.at)
-                .bind(r.expires_at);
-        }
-        let returned = q.fetch_all(&mut **tx).await?;
-        let mut by_key: HashMap<Key, Vec<usize>> = HashMap::new();
-        for (i, r) in chunk.iter().enumerate().rev() {
-            let key = (
-                r.device.clone(),
-                r.kind,
-                r.peer_device.clone(),
-                r.cmid.clone(),
-            );
-            by_key.entry(key).or_default().push(i);
-        }
-        let mut slots: Vec<Option<MailRow>> = chunk.into_iter().map(Some).collect();
-        for r in returned {
-            let key: Key = (
-                r.try_get("device_id")?,
-                r.try_get("kind")?,
-                r.try_get("peer_device")?,
-                r.try_get("client_message_id")?,
-            );
-            let row = by_key
-                .get_mut(&key)
-                .and_then(Vec::pop)
-                .and_then(|i| slots[i].take())
-                .ok_or_else(|| StoreError::Corrupt("RETURNING named a row not inserted".into()))?;
-            let id = r.try_get::<i64, _>("id")? as u64;
-            stored.push((DeviceId(uuid_of(&row.device)?), row.into_item(id)?));
-        }
-        if slots.iter().any(Option::is_some) {
-            return Err(StoreError::Corrupt(
-                "an inserted row was not returned".into(),
-            ));
-        }
-    }
-    stored.sort_by_key(|(_, item)| item.id());
-    Ok(stored)
 }
 
 impl MailRow {
@@ -572,191 +483,10 @@ impl MailboxStore for SqlMailboxStore {
     }
 
     async fn commit_batch(&self, batch: &WriteBatch) -> Result<BatchOutcome> {
-        let be = self.db.backend;
-        let mut out = BatchOutcome::default();
-        let mut tx = self.db.pool.begin().await?;
-        let mut rows: Vec<MailRow> = Vec::new();
-
-        // Idempotency: new (sender device, client message id) pairs only.
-        // Repeats inside the batch are duplicates of the first; against
-        // earlier batches, the insert's RETURNING says which are new.
-        let mut first: HashSet<(DeviceId, &str)> = HashSet::new();
-        let candidates: Vec<usize> = (0..batch.sends.len())
-            .filter(|&i| {
-                let s = &batch.sends[i];
-                first.insert((s.sender_device, s.client_message_id.as_str()))
-            })
-            .collect();
-        let mut inserted: HashSet<(String, String)> = HashSet::new();
-        for chunk in candidates.chunks(ROWS_PER_INSERT) {
-            let sql = format!(
-                "INSERT INTO e2e_sends (sender_device, client_message_id, at) VALUES {} \
-                 ON CONFLICT (sender_device, client_message_id) DO NOTHING \
-                 RETURNING sender_device, client_message_id",
-                value_rows(be, chunk.len(), 1, &[""; 3])
-            );
-            let mut q = sqlx::query(&sql);
-            for &i in chunk {
-                let s = &batch.sends[i];
-                q = q
-                    .bind(text(s.sender_device.0))
-                    .bind(s.client_message_id.clone())
-                    .bind(s.at.0);
-            }
-            for r in q.fetch_all(&mut *tx).await? {
-                inserted.insert((r.try_get(0)?, r.try_get(1)?));
-            }
+        match self.db.backend {
+            Backend::Sqlite => commit::commit_sqlite(&self.db.pool, batch).await,
+            Backend::Postgres => commit::commit_postgres(&self.db.pool, batch).await,
         }
-        let mut contacts: HashSet<(AccountId, AccountId)> = HashSet::new();
-        for s in &batch.sends {
-            let sender_device = text(s.sender_device.0);
-            let dup = !inserted.remove(&(sender_device.clone(), s.client_message_id.clone()));
-            out.duplicate.push(dup);
-            if dup {
-                continue;
-            }
-            if s.sender_account != s.to_account {
-                contacts.insert((s.sender_account, s.to_account));
-            }
-            let sender_account = text(s.sender_account.0);
-            for e in &s.envelopes {
-                rows.push(MailRow {
-                    device: text(e.recipient_device.0),
-                    kind: 0,
-                    peer_account: sender_account.clone(),
-                    peer_device: sender_device.clone(),
-                    cmid: s.client_message_id.clone(),
-                    message_type: e.message_type as i64,
-                    body: Some(e.ciphertext.clone()),
-                    at: s.at.0,
-                    expires_at: s.expires_at.0,
-                });
-            }
-        }
-        let contacts: Vec<_> = contacts.into_iter().collect();
-        for chunk in contacts.chunks(ROWS_PER_INSERT) {
-            let sql = format!(
-                "INSERT INTO e2e_contacts (account_id, peer_account) VALUES {} \
-                 ON CONFLICT (account_id, peer_account) DO NOTHING",
-                value_rows(be, chunk.len(), 1, &[""; 2])
-            );
-            let mut q = sqlx::query(&sql);
-            for (a, p) in chunk {
-                q = q.bind(text(a.0)).bind(text(p.0));
-            }
-            q.execute(&mut *tx).await?;
-        }
-
-        // Acks: drop the ciphertext and stamp the row acked (it stays as
-        // the delivered record, for reports, until it expires; an acked
-        // receipt expires now), and queue a receipt for every device of
-        // each sender.
-        let ack_at = batch.acks.iter().map(|a| a.at.0).max().unwrap_or(0);
-        // Every ack of the batch in as few UPDATEs as possible, each a
-        // join of the mailbox with a list of (device, id) pairs: one
-        // primary-key lookup per pair, the device checked on the row. (An
-        // `OR` of `(device_id = ? AND id IN (..))` terms re-evaluated the
-        // whole `OR` for every row found: six times slower per acked item
-        // with a hundred acks in a batch.)
-        let mut owner: HashMap<(String, i64), usize> = HashMap::new();
-        let mut pairs: Vec<(String, i64)> = Vec::new();
-        for (k, a) in batch.acks.iter().enumerate() {
-            let d = text(a.device.0);
-            for id in &a.ids {
-                let key = (d.clone(), *id as i64);
-                if let std::collections::hash_map::Entry::Vacant(v) = owner.entry(key.clone()) {
-                    v.insert(k);
-                    pairs.push(key);
-                }
-            }
-        }
-        let mut counts = vec![0u64; batch.acks.len()];
-        let mut acked_envelopes: Vec<AckedEnvelope> = Vec::new();
-        for chunk in pairs.chunks(ACK_PAIRS_PER_UPDATE) {
-            // SQLite names the columns of a VALUES list column1, column2;
-            // PostgreSQL takes the names given.
-            let alias = match be {
-                Backend::Sqlite => "v",
-                Backend::Postgres => "v (column1, column2)",
-            };
-            let sql = format!(
-                "UPDATE e2e_mailbox SET body = NULL, acked_at = {}, \
-                 expires_at = CASE WHEN kind = 1 THEN {} ELSE expires_at END \
-                 FROM (VALUES {}) AS {alias} \
-                 WHERE e2e_mailbox.id = v.column2 AND e2e_mailbox.device_id = v.column1 \
-                 AND e2e_mailbox.acked_at IS NULL \
-                 RETURNING e2e_mailbox.id, e2e_mailbox.device_id, e2e_mailbox.kind, \
-                 e2e_mailbox.peer_account, e2e_mailbox.client_message_id",
-                ph(be, 1),
-                ph(be, 2),
-                value_rows(be, chunk.len(), 3, &["TEXT", "BIGINT"]),
-            );
-            let mut q = sqlx::query(&sql).bind(ack_at).bind(ack_at);
-            for (d, id) in chunk {
-                q = q.bind(d.clone()).bind(*id);
-            }
-            for r in q.fetch_all(&mut *tx).await? {
-                let id: i64 = r.try_get("id")?;
-                let d: String = r.try_get("device_id")?;
-                let Some(&k) = owner.get(&(d.clone(), id)) else {
-                    continue;
-                };
-                counts[k] += 1;
-                if r.try_get::<i64, _>("kind")? != 0 {
-                    continue;
-                }
-                acked_envelopes.push(AckedEnvelope {
-                    device: d,
-                    ack: k,
-                    sender_account: r.try_get("peer_account")?,
-                    cmid: r.try_get("client_message_id")?,
-                });
-            }
-        }
-        // Every device of every sender, in one query per chunk of senders.
-        let mut sender_devices: HashMap<String, Vec<String>> = HashMap::new();
-        let senders: Vec<&str> = acked_envelopes
-            .iter()
-            .map(|e| e.sender_account.as_str())
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        for chunk in senders.chunks(ROWS_PER_INSERT) {
-            let sql = format!(
-                "SELECT account_id, device_id FROM e2e_device_keys WHERE account_id IN {}",
-                value_rows(be, 1, 1, &vec![""; chunk.len()])
-            );
-            let mut q = sqlx::query(&sql);
-            for a in chunk {
-                q = q.bind(a.to_string());
-            }
-            for r in q.fetch_all(&mut *tx).await? {
-                sender_devices
-                    .entry(r.try_get::<String, _>(0)?)
-                    .or_default()
-                    .push(r.try_get::<String, _>(1)?);
-            }
-        }
-        for e in acked_envelopes {
-            let a = &batch.acks[e.ack];
-            for target in sender_devices.get(&e.sender_account).into_iter().flatten() {
-                rows.push(MailRow {
-                    device: target.clone(),
-                    kind: 1,
-                    peer_account: e.sender_account.clone(),
-                    peer_device: e.device.clone(),
-                    cmid: e.cmid.clone(),
-                    message_type: 0,
-                    body: None,
-                    at: a.at.0,
-                    expires_at: a.expires_at.0,
-                });
-            }
-        }
-        out.acked = counts;
-        out.items = insert_items(be, &mut tx, rows).await?;
-        tx.commit().await?;
-        Ok(out)
     }
 
     async fn fetch(
@@ -786,7 +516,9 @@ impl MailboxStore for SqlMailboxStore {
             .execute(&self.db.pool)
             .await?
             .rows_affected();
-        // Delivered records (acked envelopes) and acked receipts.
+        // Delivered records (acked envelopes), and receipts acked before
+        // acked receipts were deleted at once (they got expires_at = the
+        // ack time).
         sqlx::query("DELETE FROM e2e_mailbox WHERE expires_at <= $1")
             .bind(now.0)
             .execute(&self.db.pool)
