@@ -120,10 +120,11 @@ const RESTART_AFTER_FRAMES: i64 = 16384;
 /// the next commit writes the WAL from its start again (with a 16 MB
 /// threshold the bench's WAL stayed under 150 MB and it gave about 10%
 /// more envelopes/s; 64 MB gave as much, with fewer writer stalls in the
-/// latency phase). Ends when the pool
-/// closes; without a runtime (never in the services), SQLite's own
-/// threshold stays off and the WAL is checkpointed when the last
-/// connection closes.
+/// latency phase).
+///
+/// Ends when the pool closes; without a runtime (never in the services),
+/// SQLite's own threshold stays off and the WAL is checkpointed when the
+/// last connection closes.
 fn spawn_checkpointer(pool: AnyPool) {
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
         return;

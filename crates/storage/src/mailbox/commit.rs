@@ -282,32 +282,28 @@ fn insert_sql(backend: Backend, rows: usize) -> String {
 /// closes the connection instead of returning it to the pool, and
 /// closing rolls the transaction back.
 struct ScriptTx {
-    conn: Option<PoolConnection<Any>>,
+    conn: PoolConnection<Any>,
+    committed: bool,
 }
 
 impl ScriptTx {
     async fn acquire(pool: &AnyPool) -> Result<Self> {
         Ok(ScriptTx {
-            conn: Some(pool.acquire().await?),
+            conn: pool.acquire().await?,
+            committed: false,
         })
-    }
-
-    fn conn(&mut self) -> Result<&mut PoolConnection<Any>> {
-        self.conn
-            .as_mut()
-            .ok_or_else(|| StoreError::Corrupt("transaction already ended".into()))
     }
 
     /// The transaction was committed: the connection may be reused.
     fn done(mut self) {
-        self.conn.take();
+        self.committed = true;
     }
 }
 
 impl Drop for ScriptTx {
     fn drop(&mut self) {
-        if let Some(conn) = self.conn.as_mut() {
-            conn.close_on_drop();
+        if !self.committed {
+            self.conn.close_on_drop();
         }
     }
 }
@@ -369,7 +365,7 @@ pub(super) async fn commit_sqlite(pool: &AnyPool, batch: &WriteBatch) -> Result<
     for c in &pair_chunks {
         q = bind_pairs(q, c);
     }
-    let read = q.fetch_all(&mut **tx.conn()?).await?;
+    let read = q.fetch_all(&mut *tx.conn).await?;
     if read.len() != send_chunks.len() + pair_chunks.len() {
         return Err(StoreError::Corrupt("batch read: rows missing".into()));
     }
@@ -458,7 +454,7 @@ pub(super) async fn commit_sqlite(pool: &AnyPool, batch: &WriteBatch) -> Result<
     for c in &rows {
         q = bind_rows(q, c);
     }
-    let inserted = q.fetch_all(&mut **tx.conn()?).await?;
+    let inserted = q.fetch_all(&mut *tx.conn).await?;
     tx.done();
     if inserted.len() != rows.len() {
         return Err(StoreError::Corrupt("batch insert: ids missing".into()));
