@@ -5,6 +5,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor, Row};
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,6 +19,12 @@ pub enum Backend {
 pub struct Db {
     pub pool: AnyPool,
     pub backend: Backend,
+    /// SQLite: held by the mailbox group commit for its transaction and by
+    /// the checkpointer for a `RESTART` checkpoint, so that neither waits
+    /// for the other in SQLite's busy handler, which polls in sleeps of
+    /// up to 100 ms: each would stall the other (and every send waiting
+    /// on the commit) for far longer than the other held the WAL.
+    write_gate: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Db {
@@ -91,10 +98,20 @@ impl Db {
             })
             .connect_with(opts)
             .await?;
+        let write_gate = Arc::default();
         if backend == Backend::Sqlite {
-            spawn_checkpointer(pool.clone());
+            spawn_checkpointer(pool.clone(), Arc::clone(&write_gate));
         }
-        Ok(Db { pool, backend })
+        Ok(Db {
+            pool,
+            backend,
+            write_gate,
+        })
+    }
+
+    /// Waits for, and holds, the SQLite write gate (see [`Db`]).
+    pub(crate) async fn write_gate(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.write_gate.lock().await
     }
 }
 
@@ -125,7 +142,7 @@ const RESTART_AFTER_FRAMES: i64 = 16384;
 /// Ends when the pool closes; without a runtime (never in the services),
 /// SQLite's own threshold stays off and the WAL is checkpointed when the
 /// last connection closes.
-fn spawn_checkpointer(pool: AnyPool) {
+fn spawn_checkpointer(pool: AnyPool, write_gate: Arc<tokio::sync::Mutex<()>>) {
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
         return;
     };
@@ -146,6 +163,7 @@ fn spawn_checkpointer(pool: AnyPool) {
                 }
             };
             if frames > RESTART_AFTER_FRAMES {
+                let _gate = write_gate.lock().await;
                 if let Err(e) = pool.execute("PRAGMA wal_checkpoint(RESTART)").await {
                     tracing::warn!(error = %e, "WAL restart failed; will retry");
                 }

@@ -32,7 +32,7 @@
 
 use super::{text, uuid_of, value_rows, MailRow};
 use super::{BatchOutcome, NewSend, WriteBatch};
-use crate::db::Backend;
+use crate::db::{Backend, Db};
 use crate::error::{Result, StoreError};
 use accord_domain::DeviceId;
 use sqlx::any::{AnyArguments, AnyRow};
@@ -343,9 +343,10 @@ fn parse_json<T: serde::de::DeserializeOwned>(row: &AnyRow) -> Result<T> {
 }
 
 /// The SQLite group commit: two round trips (see the module docs).
-pub(super) async fn commit_sqlite(pool: &AnyPool, batch: &WriteBatch) -> Result<BatchOutcome> {
+pub(super) async fn commit_sqlite(db: &Db, batch: &WriteBatch) -> Result<BatchOutcome> {
     let plan = Plan::new(batch);
-    let mut tx = ScriptTx::acquire(pool).await?;
+    let _gate = db.write_gate().await;
+    let mut tx = ScriptTx::acquire(&db.pool).await?;
 
     // 1. Take the write lock; read which sends exist and what the acks take.
     let mut sql = String::from("BEGIN IMMEDIATE;");

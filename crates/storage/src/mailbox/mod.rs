@@ -484,7 +484,7 @@ impl MailboxStore for SqlMailboxStore {
 
     async fn commit_batch(&self, batch: &WriteBatch) -> Result<BatchOutcome> {
         match self.db.backend {
-            Backend::Sqlite => commit::commit_sqlite(&self.db.pool, batch).await,
+            Backend::Sqlite => commit::commit_sqlite(&self.db, batch).await,
             Backend::Postgres => commit::commit_postgres(&self.db.pool, batch).await,
         }
     }
