@@ -26,8 +26,9 @@ pub enum BenchCmd {
         /// Idle WebSocket connections to hold open.
         #[arg(long, default_value_t = 10_000)]
         idle_connections: usize,
-        /// Concurrent senders.
-        #[arg(long, default_value_t = 48)]
+        /// Concurrent senders, each waiting for its 202 before the next
+        /// send (enough to keep the group commit's batches full).
+        #[arg(long, default_value_t = 128)]
         senders: usize,
         /// Devices per recipient account (envelopes per send).
         #[arg(long, default_value_t = 8)]
