@@ -6,6 +6,7 @@
 mod account;
 mod auth;
 mod bad_input;
+mod bench_relay;
 mod consent;
 mod contacts;
 mod coordination;
