@@ -221,6 +221,20 @@ pub struct DiscoveryConfig {
 
 const CONSENT_RETRIES: usize = 5;
 
+/// Pending credential revocations tried per run.
+const REVOCATIONS_PER_RUN: u32 = 100;
+/// How often `accord serve` retries pending credential revocations.
+pub const REVOCATION_RETRY_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// What one run of [`Messenger::revoke_pending_credentials`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RevocationRun {
+    /// Credentials the key service confirmed revoked.
+    pub revoked: u32,
+    /// A revocation failed; the rest stay queued.
+    pub failed: bool,
+}
+
 impl Messenger {
     pub fn now(&self) -> Timestamp {
         self.clock.now()
@@ -469,18 +483,6 @@ impl Messenger {
         account: AccountId,
         cmd: ConsentCommand,
     ) -> Result<ConsentView, ServiceError> {
-        // A deletion also revokes the devices' key-service credentials:
-        // which devices, read before they are gone.
-        let devices: Vec<DeviceId> = match (&cmd, &self.keys) {
-            (ConsentCommand::Delete, Some(_)) => self
-                .store
-                .devices(account)
-                .await?
-                .into_iter()
-                .map(|d| d.id)
-                .collect(),
-            _ => Vec::new(),
-        };
         for _ in 0..CONSENT_RETRIES {
             let acct = self
                 .store
@@ -516,7 +518,11 @@ impl Messenger {
                     self.auth_cache.invalidate();
                     tracing::info!(account = %account, events = records.len(), "consent recorded");
                     if matches!(cmd, ConsentCommand::Delete) {
-                        self.revoke_key_credentials(account, &devices).await;
+                        // The deletion stands either way: what is not
+                        // revoked now stays queued for the retry loop.
+                        if let Err(e) = self.revoke_pending_credentials().await {
+                            tracing::warn!(error = %e, "pending credential revocations not read; will retry");
+                        }
                     }
                     return Ok(view(account, next, &policies, now));
                 }
@@ -614,23 +620,39 @@ impl Messenger {
         })
     }
 
-    /// Revokes the key-service credentials of a deleted account's
-    /// devices. Best effort: the deletion has happened and is not undone
-    /// when the key service cannot be reached; a credential left behind is
-    /// logged (with the account id only) for the operator to revoke with
-    /// `DELETE /v1/admin/clients/<device id>` at the key service.
-    async fn revoke_key_credentials(&self, account: AccountId, devices: &[DeviceId]) {
-        let Some(keys) = &self.keys else { return };
-        let mut failed = 0usize;
-        for d in devices {
-            if let Err(e) = keys.devices.revoke(*d).await {
-                failed += 1;
-                tracing::warn!(account = %account, error = %e, "key-service credential of a deleted device not revoked");
+    /// Revokes the key-service credentials of deleted devices that are
+    /// still pending (queued by the deletion, in its transaction): each
+    /// one the key service confirms leaves the queue. The first failure
+    /// ends the run (the key service is likely unreachable) and leaves the
+    /// rest for the next run: `accord serve` runs this every
+    /// [`REVOCATION_RETRY_EVERY`], and every deletion runs it at once.
+    /// Without a key service nothing is revoked and the queue is kept (a
+    /// later start with one revokes them). Logs carry account ids only.
+    pub async fn revoke_pending_credentials(&self) -> Result<RevocationRun, ServiceError> {
+        let mut run = RevocationRun::default();
+        let Some(keys) = &self.keys else {
+            return Ok(run);
+        };
+        for (device, account) in self.store.pending_revocations(REVOCATIONS_PER_RUN).await? {
+            match keys.devices.revoke(device).await {
+                Ok(()) => {
+                    self.store.revocation_done(device).await?;
+                    run.revoked += 1;
+                }
+                Err(e) => {
+                    run.failed = true;
+                    tracing::warn!(account = %account, error = %e, "key-service credential of a deleted device not revoked; will retry");
+                    break;
+                }
             }
         }
-        if failed == 0 && !devices.is_empty() {
-            tracing::info!(account = %account, devices = devices.len(), "key-service credentials revoked");
+        if run.revoked > 0 {
+            tracing::info!(
+                revoked = run.revoked,
+                "key-service credentials of deleted devices revoked"
+            );
         }
+        Ok(run)
     }
 
     pub async fn delete(&self, account: AccountId) -> Result<(), ServiceError> {

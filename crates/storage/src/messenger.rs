@@ -163,7 +163,8 @@ pub trait MessengerStore: Send + Sync + std::fmt::Debug + 'static {
         consent: &ConsentState,
         records: &[LedgerRecord],
     ) -> Result<()>;
-    /// Erases the account, its devices and tokens, and appends `record`.
+    /// Erases the account, its devices and tokens, and appends `record`;
+    /// the devices' key-service credentials become pending revocations.
     async fn delete_account(
         &self,
         account: AccountId,
@@ -213,6 +214,12 @@ pub trait MessengerStore: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<u64>;
     /// Drops every pseudonym of `account` (its number changed).
     async fn drop_pseudonyms(&self, account: AccountId) -> Result<()>;
+    /// Key-service credentials of deleted devices not yet confirmed
+    /// revoked (written by [`MessengerStore::delete_account`]), oldest
+    /// first, at most `limit`: (device, its account).
+    async fn pending_revocations(&self, limit: u32) -> Result<Vec<(DeviceId, AccountId)>>;
+    /// The key service confirmed the revocation of `device`'s credential.
+    async fn revocation_done(&self, device: DeviceId) -> Result<()>;
 
     // --- coordination feed ---
     /// Queues feed work for `account` (the deadline sweep, resyncs).
@@ -773,6 +780,15 @@ impl MessengerStore for SqlMessengerStore {
             .bind(uuid_text(account.0))
             .execute(&mut *tx)
             .await?;
+        sqlx::query(
+            "INSERT INTO pending_revocations (device_id, account_id, since) \
+             SELECT id, account_id, $2 FROM devices WHERE account_id = $1 \
+             ON CONFLICT (device_id) DO NOTHING",
+        )
+        .bind(uuid_text(account.0))
+        .bind(record.at.0)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("DELETE FROM devices WHERE account_id = $1")
             .bind(uuid_text(account.0))
             .execute(&mut *tx)
@@ -906,6 +922,32 @@ impl MessengerStore for SqlMessengerStore {
     async fn drop_pseudonyms(&self, account: AccountId) -> Result<()> {
         sqlx::query("DELETE FROM pseudonyms WHERE account_id = $1")
             .bind(uuid_text(account.0))
+            .execute(&self.db.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn pending_revocations(&self, limit: u32) -> Result<Vec<(DeviceId, AccountId)>> {
+        let rows = sqlx::query(
+            "SELECT device_id, account_id FROM pending_revocations \
+             ORDER BY since, device_id LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    DeviceId(parse_uuid(&r.try_get::<String, _>(0)?)?),
+                    AccountId(parse_uuid(&r.try_get::<String, _>(1)?)?),
+                ))
+            })
+            .collect()
+    }
+
+    async fn revocation_done(&self, device: DeviceId) -> Result<()> {
+        sqlx::query("DELETE FROM pending_revocations WHERE device_id = $1")
+            .bind(uuid_text(device.0))
             .execute(&self.db.pool)
             .await?;
         Ok(())

@@ -228,6 +228,8 @@ async fn deletion_erases_and_leaves_a_ledger_entry() {
     on_each_backend(|s| async move {
         let a = register(&*s, 3, "tok").await;
         let acct = s.account(a).await.unwrap().unwrap();
+        let device = s.devices(a).await.unwrap()[0].id;
+        assert!(s.pending_revocations(10).await.unwrap().is_empty());
         let rec = LedgerRecord::consent(
             a,
             accord_domain::ConsentEvent::AccountDeleted {
@@ -235,6 +237,11 @@ async fn deletion_erases_and_leaves_a_ledger_entry() {
             },
         );
         s.delete_account(a, acct.consent_rev, &rec).await.unwrap();
+        // Its device's key-service credential is queued for revocation
+        // in the same transaction, until the revocation is confirmed.
+        assert_eq!(s.pending_revocations(10).await.unwrap(), vec![(device, a)]);
+        s.revocation_done(device).await.unwrap();
+        assert!(s.pending_revocations(10).await.unwrap().is_empty());
         assert!(s.account(a).await.unwrap().is_none());
         assert!(s.account_by_phone(&phone(3)).await.unwrap().is_none());
         assert!(s.devices(a).await.unwrap().is_empty());

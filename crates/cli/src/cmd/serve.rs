@@ -249,25 +249,74 @@ pub async fn messenger_state(setup: MessengerSetup<'_>) -> CliResult<AppState> {
     })
 }
 
-/// Computes missing pseudonyms in the background (new users, key
-/// rotation), until `stop` changes.
-pub fn spawn_pseudonym_refresh(
-    m: Messenger,
+/// Runs `step` until `stop` changes: again at once while it reports
+/// more work, else after `every`.
+fn spawn_loop<F, Fut>(
+    every: Duration,
     mut stop: watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
+    mut step: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
     tokio::spawn(async move {
         loop {
-            match m.refresh_pseudonyms(1000).await {
-                Ok(r) if r.remaining => continue,
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "pseudonym refresh failed; will retry"),
+            if step().await {
+                continue;
             }
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = tokio::time::sleep(every) => {}
                 _ = stop.changed() => return,
             }
         }
     })
+}
+
+/// Computes missing pseudonyms in the background (new users, key
+/// rotation), until `stop` changes.
+pub fn spawn_pseudonym_refresh(
+    m: Messenger,
+    stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    spawn_loop(Duration::from_secs(5), stop, move || {
+        let m = m.clone();
+        async move {
+            match m.refresh_pseudonyms(1000).await {
+                Ok(r) => r.remaining,
+                Err(e) => {
+                    tracing::warn!(error = %e, "pseudonym refresh failed; will retry");
+                    false
+                }
+            }
+        }
+    })
+}
+
+/// Retries the key-service revocations of deleted devices' credentials
+/// that are still pending (the key service was unreachable when their
+/// accounts were deleted), until `stop` changes.
+pub fn spawn_revocation_retry(
+    m: Messenger,
+    stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    spawn_loop(
+        accord_messenger::service::REVOCATION_RETRY_EVERY,
+        stop,
+        move || {
+            let m = m.clone();
+            async move {
+                match m.revoke_pending_credentials().await {
+                    // A full run may have left more behind it.
+                    Ok(run) => !run.failed && run.revoked > 0,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "pending credential revocations not read; will retry");
+                        false
+                    }
+                }
+            }
+        },
+    )
 }
 
 /// Resolves when `rx` changes (the stop signal of every server here).
@@ -438,6 +487,13 @@ pub async fn run(a: ServeArgs) -> CliResult {
         if state.messenger.keys.is_some() {
             tasks.push(tokio::spawn({
                 let h = spawn_pseudonym_refresh(state.messenger.clone(), stop_rx.clone());
+                async move {
+                    let _ = h.await;
+                    Ok(())
+                }
+            }));
+            tasks.push(tokio::spawn({
+                let h = spawn_revocation_retry(state.messenger.clone(), stop_rx.clone());
                 async move {
                     let _ = h.await;
                     Ok(())

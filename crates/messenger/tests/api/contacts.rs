@@ -14,6 +14,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use reqwest::Method;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 fn keyd_app() -> AppOptions {
     AppOptions {
@@ -290,6 +291,64 @@ async fn bucket_endpoint_checks_caller_and_input() {
         )
         .await;
     assert_error(&r, 503, "contact_discovery_unavailable");
+}
+
+/// A deletion while the key service is unreachable still revokes the
+/// devices' credentials, later: the revocations stay queued in the
+/// messenger's database (not just in a log line) until the key service
+/// confirms them.
+#[tokio::test]
+async fn revocations_that_fail_at_deletion_are_retried_until_they_succeed() {
+    use accord_keyd::HttpOprf;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let down = Arc::new(AtomicBool::new(false));
+    let app = spawn_app(AppOptions {
+        keyd_down: Some(down.clone()),
+        ..keyd_app()
+    })
+    .await;
+    let me = app.register_device(&phone(730), None).await;
+    let second = app.register_device(&phone(730), None).await;
+    let oprf = |d: &crate::helpers::TestUser| {
+        HttpOprf::new(
+            d.reg.keyd_url.clone().expect("a key service URL"),
+            secrecy::SecretString::from(d.reg.keyd_token.clone().expect("a credential")),
+        )
+    };
+    let target = [number(&phone(731))];
+    down.store(true, Ordering::SeqCst);
+    let r = app
+        .send(Method::DELETE, "/v1/me", Some(&me.reg.token), Body::None)
+        .await;
+    assert_eq!(
+        r.status, 204,
+        "the deletion stands without the key service: {}",
+        r.body
+    );
+    for d in [&me, &second] {
+        oprf(d)
+            .phone_pseudonyms(OprfPurpose::Contacts, None, &target)
+            .await
+            .expect("not revoked yet: the key service was unreachable");
+    }
+    assert_eq!(app.store.pending_revocations(10).await.unwrap().len(), 2);
+    let run = app.messenger.revoke_pending_credentials().await.unwrap();
+    assert!(run.failed && run.revoked == 0, "{run:?}");
+    assert_eq!(app.store.pending_revocations(10).await.unwrap().len(), 2);
+
+    down.store(false, Ordering::SeqCst);
+    let run = app.messenger.revoke_pending_credentials().await.unwrap();
+    assert_eq!((run.revoked, run.failed), (2, false));
+    assert!(app.store.pending_revocations(10).await.unwrap().is_empty());
+    for d in [&me, &second] {
+        match oprf(d)
+            .phone_pseudonyms(OprfPurpose::Contacts, None, &target)
+            .await
+        {
+            Err(OprfClientError::Rejected { status: 401, .. }) => {}
+            other => panic!("the retried revocation must hold, got {other:?}"),
+        }
+    }
 }
 
 /// Deleting an account revokes its devices' key-service credentials: the

@@ -6,8 +6,8 @@ use accord_client::{AcceptChoice, Client, Registered};
 use accord_crypto::token::{BearerToken, TokenHash};
 use accord_domain::time::DAY_MS;
 use accord_domain::{
-    Clock, ConsentProfile, DeviceInfo, PolicyVersion, Purpose, SimulatedClock, SystemClock,
-    Timestamp,
+    Clock, ConsentProfile, DeviceId, DeviceInfo, PolicyVersion, Purpose, SimulatedClock,
+    SystemClock, Timestamp,
 };
 use accord_messenger::verifier::DevVerifier;
 use accord_messenger::{router, serve, AppState, Messenger, MessengerConfig};
@@ -21,7 +21,7 @@ use tempfile::TempDir;
 /// 2026-01-05T09:00:00Z: where a frozen test clock starts.
 pub const T0: Timestamp = Timestamp(1_767_603_600_000);
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct AppOptions {
     /// A frozen simulated clock (and the admin clock endpoint); otherwise
     /// the wall clock and no clock endpoint.
@@ -36,6 +36,9 @@ pub struct AppOptions {
     pub with_partner: bool,
     /// The E2E relay's tunables.
     pub e2e: accord_messenger::e2e::E2eConfig,
+    /// With `with_keyd`: while this is true, the messenger cannot reach
+    /// the key service to issue or revoke device credentials.
+    pub keyd_down: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Default for AppOptions {
@@ -46,12 +49,16 @@ impl Default for AppOptions {
             with_keyd: false,
             with_partner: false,
             e2e: Default::default(),
+            keyd_down: None,
         }
     }
 }
 
 pub struct TestApp {
     pub base_url: String,
+    /// The messenger the server runs, for its background work (which
+    /// `accord serve` runs on timers).
+    pub messenger: Messenger,
     /// The operator, with the admin token.
     pub admin: Client,
     pub admin_token: String,
@@ -180,9 +187,15 @@ pub async fn spawn_app(opts: AppOptions) -> TestApp {
             admin_token: TokenHash::of(&admin_token),
         });
         tokio::spawn(accord_keyd::serve(listener, app, stopped(rx.clone())));
-        let keys = accord_messenger::keys::KeyAccess::in_process(&keyd, url)
+        let mut keys = accord_messenger::keys::KeyAccess::in_process(&keyd, url)
             .await
             .expect("messenger client at the key service");
+        if let Some(down) = &opts.keyd_down {
+            keys.devices = Arc::new(Unreachable {
+                down: down.clone(),
+                inner: keys.devices.clone(),
+            });
+        }
         (Some(keyd), Some(keys))
     } else {
         (None, None)
@@ -221,7 +234,7 @@ pub async fn spawn_app(opts: AppOptions) -> TestApp {
     };
     let state = AppState {
         e2e,
-        messenger,
+        messenger: messenger.clone(),
         admin_token: TokenHash::of(&admin_token),
         default_profile: opts.default_profile,
         simulated_clock: sim.clone(),
@@ -239,6 +252,7 @@ pub async fn spawn_app(opts: AppOptions) -> TestApp {
             .expect("server runs");
     });
     TestApp {
+        messenger,
         admin: Client::new(&base_url).with_token(&admin_token),
         base_url,
         admin_token,
@@ -473,5 +487,41 @@ impl TestApp {
             .await
             .expect("the ledger verifies")
             .entries
+    }
+}
+
+/// Device credentials whose key service is unreachable while `down` is set.
+#[derive(Debug)]
+struct Unreachable {
+    down: Arc<std::sync::atomic::AtomicBool>,
+    inner: Arc<dyn accord_messenger::keys::DeviceCredentials>,
+}
+
+#[async_trait::async_trait]
+impl accord_messenger::keys::DeviceCredentials for Unreachable {
+    async fn issue(
+        &self,
+        device: DeviceId,
+    ) -> Result<String, accord_messenger::keys::CredentialError> {
+        self.reachable()?;
+        self.inner.issue(device).await
+    }
+    async fn revoke(
+        &self,
+        device: DeviceId,
+    ) -> Result<(), accord_messenger::keys::CredentialError> {
+        self.reachable()?;
+        self.inner.revoke(device).await
+    }
+}
+
+impl Unreachable {
+    fn reachable(&self) -> Result<(), accord_messenger::keys::CredentialError> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(accord_messenger::keys::CredentialError(
+                "connection refused".into(),
+            ));
+        }
+        Ok(())
     }
 }
