@@ -434,3 +434,44 @@ async fn a_mixed_batch_reports_the_items_a_read_finds() {
     })
     .await;
 }
+
+/// PostgreSQL, several nodes: a commit that stores items draws its ids
+/// only once no other node's commit holds the mailbox order lock, so that
+/// ids become visible in id order. Here "another node" holds the lock in
+/// an open transaction; the commit must wait for it, then go through.
+#[tokio::test]
+async fn postgres_commits_draw_mailbox_ids_one_node_at_a_time() {
+    use accord_storage::mailbox::MAILBOX_ORDER_LOCK;
+    use accord_storage::Backend;
+    for t in common::backends("messenger").await {
+        if t.db.backend == Backend::Postgres {
+            let store = SqlMailboxStore::new(t.db.clone()).await.unwrap();
+            let mut other_node = t.db.pool.begin().await.unwrap();
+            sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock($1)) AS locked")
+                .bind(MAILBOX_ORDER_LOCK)
+                .execute(&mut *other_node)
+                .await
+                .unwrap();
+            let (a, b) = (AccountId::random(), AccountId::random());
+            let (da, db) = (DeviceId::random(), DeviceId::random());
+            let batch = WriteBatch {
+                sends: vec![send((a, da), b, "m1", &[db], T0)],
+                acks: vec![],
+            };
+            let committing = tokio::spawn(async move { store.commit_batch(&batch).await });
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            assert!(
+                !committing.is_finished(),
+                "a commit drew mailbox ids while another node held the order lock"
+            );
+            other_node.commit().await.unwrap();
+            let out = tokio::time::timeout(std::time::Duration::from_secs(10), committing)
+                .await
+                .expect("the commit goes through once the lock is free")
+                .unwrap()
+                .unwrap();
+            assert_eq!(out.items.len(), 1);
+        }
+        t.finish().await;
+    }
+}

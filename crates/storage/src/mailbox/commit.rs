@@ -476,6 +476,19 @@ pub(super) async fn commit_sqlite(db: &Db, batch: &WriteBatch) -> Result<BatchOu
 
 // ---- PostgreSQL --------------------------------------------------------
 
+/// The PostgreSQL advisory lock (transaction-scoped) a group commit
+/// holds from its mailbox insert to its commit. Mailbox ids come from one
+/// sequence that every node draws from, and a reader takes a device's
+/// items by `id > last seen`: were two nodes' commits to become visible
+/// out of id order, a reader that had seen the higher id would skip the
+/// lower one. Under the lock, a node draws ids only after the previous
+/// holder committed, so ids become visible in id order. Only the insert
+/// and the commit are serialised; the rest of each batch runs on every
+/// node at once, and a holder waits for no lock another node could hold.
+/// The value is arbitrary but fixed: `accord.mailbox` in ASCII, as far
+/// as it fits.
+pub const MAILBOX_ORDER_LOCK: i64 = 0x6163_636f_7264_2e6d;
+
 /// The PostgreSQL group commit: one statement per step (see the module
 /// docs).
 pub(super) async fn commit_postgres(pool: &AnyPool, batch: &WriteBatch) -> Result<BatchOutcome> {
@@ -578,6 +591,14 @@ pub(super) async fn commit_postgres(pool: &AnyPool, batch: &WriteBatch) -> Resul
         bind_keys(sqlx::query(&sql), c).execute(&mut *tx).await?;
     }
     let mut ids = Vec::with_capacity(w.rows.len());
+    if !w.rows.is_empty() {
+        // Ids from here to the commit, one node at a time (see
+        // [`MAILBOX_ORDER_LOCK`]).
+        sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock($1)) AS locked")
+            .bind(MAILBOX_ORDER_LOCK)
+            .execute(&mut *tx)
+            .await?;
+    }
     for c in w.rows.chunks(ROWS_PER_INSERT) {
         let sql = insert_sql(be, c.len());
         let returned = bind_rows(sqlx::query(&sql), c).fetch_all(&mut *tx).await?;

@@ -20,6 +20,7 @@
 //! identity), so they increase in insertion order and are never reused.
 
 mod commit;
+pub use commit::MAILBOX_ORDER_LOCK;
 
 use crate::db::{Backend, Db};
 use crate::error::{Result, StoreError};
