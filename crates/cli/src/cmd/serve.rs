@@ -249,13 +249,12 @@ pub async fn messenger_state(setup: MessengerSetup<'_>) -> CliResult<AppState> {
     })
 }
 
+/// A task of `serve`: it ends with `Ok` or a server's I/O error.
+type ServeTask = tokio::task::JoinHandle<std::io::Result<()>>;
+
 /// Runs `step` until `stop` changes: again at once while it reports
 /// more work, else after `every`.
-fn spawn_loop<F, Fut>(
-    every: Duration,
-    mut stop: watch::Receiver<bool>,
-    mut step: F,
-) -> tokio::task::JoinHandle<()>
+fn spawn_loop<F, Fut>(every: Duration, mut stop: watch::Receiver<bool>, mut step: F) -> ServeTask
 where
     F: FnMut() -> Fut + Send + 'static,
     Fut: std::future::Future<Output = bool> + Send,
@@ -267,7 +266,7 @@ where
             }
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
-                _ = stop.changed() => return,
+                _ = stop.changed() => return Ok(()),
             }
         }
     })
@@ -275,10 +274,7 @@ where
 
 /// Computes missing pseudonyms in the background (new users, key
 /// rotation), until `stop` changes.
-pub fn spawn_pseudonym_refresh(
-    m: Messenger,
-    stop: watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
+pub fn spawn_pseudonym_refresh(m: Messenger, stop: watch::Receiver<bool>) -> ServeTask {
     spawn_loop(Duration::from_secs(5), stop, move || {
         let m = m.clone();
         async move {
@@ -296,10 +292,7 @@ pub fn spawn_pseudonym_refresh(
 /// Retries the key-service revocations of deleted devices' credentials
 /// that are still pending (the key service was unreachable when their
 /// accounts were deleted), until `stop` changes.
-pub fn spawn_revocation_retry(
-    m: Messenger,
-    stop: watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
+pub fn spawn_revocation_retry(m: Messenger, stop: watch::Receiver<bool>) -> ServeTask {
     spawn_loop(
         accord_messenger::service::REVOCATION_RETRY_EVERY,
         stop,
@@ -485,20 +478,14 @@ pub async fn run(a: ServeArgs) -> CliResult {
             None => eprintln!("accord: warning: no partner service; the coordination feed is off"),
         }
         if state.messenger.keys.is_some() {
-            tasks.push(tokio::spawn({
-                let h = spawn_pseudonym_refresh(state.messenger.clone(), stop_rx.clone());
-                async move {
-                    let _ = h.await;
-                    Ok(())
-                }
-            }));
-            tasks.push(tokio::spawn({
-                let h = spawn_revocation_retry(state.messenger.clone(), stop_rx.clone());
-                async move {
-                    let _ = h.await;
-                    Ok(())
-                }
-            }));
+            tasks.push(spawn_pseudonym_refresh(
+                state.messenger.clone(),
+                stop_rx.clone(),
+            ));
+            tasks.push(spawn_revocation_retry(
+                state.messenger.clone(),
+                stop_rx.clone(),
+            ));
         }
         tasks.push(tokio::spawn(accord_messenger::serve(
             listener,

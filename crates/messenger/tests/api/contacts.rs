@@ -23,6 +23,14 @@ fn keyd_app() -> AppOptions {
     }
 }
 
+/// A device's own client at the key service, with its credential.
+fn device_oprf(d: &crate::helpers::TestUser) -> accord_keyd::HttpOprf {
+    accord_keyd::HttpOprf::new(
+        d.reg.keyd_url.clone().expect("a key service URL"),
+        secrecy::SecretString::from(d.reg.keyd_token.clone().expect("a credential")),
+    )
+}
+
 fn number(s: &str) -> PhoneNumber {
     PhoneNumber::parse(s, Some("ID")).unwrap()
 }
@@ -299,7 +307,6 @@ async fn bucket_endpoint_checks_caller_and_input() {
 /// confirms them.
 #[tokio::test]
 async fn revocations_that_fail_at_deletion_are_retried_until_they_succeed() {
-    use accord_keyd::HttpOprf;
     use std::sync::atomic::{AtomicBool, Ordering};
     let down = Arc::new(AtomicBool::new(false));
     let app = spawn_app(AppOptions {
@@ -309,12 +316,6 @@ async fn revocations_that_fail_at_deletion_are_retried_until_they_succeed() {
     .await;
     let me = app.register_device(&phone(730), None).await;
     let second = app.register_device(&phone(730), None).await;
-    let oprf = |d: &crate::helpers::TestUser| {
-        HttpOprf::new(
-            d.reg.keyd_url.clone().expect("a key service URL"),
-            secrecy::SecretString::from(d.reg.keyd_token.clone().expect("a credential")),
-        )
-    };
     let target = [number(&phone(731))];
     down.store(true, Ordering::SeqCst);
     let r = app
@@ -326,7 +327,7 @@ async fn revocations_that_fail_at_deletion_are_retried_until_they_succeed() {
         r.body
     );
     for d in [&me, &second] {
-        oprf(d)
+        device_oprf(d)
             .phone_pseudonyms(OprfPurpose::Contacts, None, &target)
             .await
             .expect("not revoked yet: the key service was unreachable");
@@ -341,7 +342,7 @@ async fn revocations_that_fail_at_deletion_are_retried_until_they_succeed() {
     assert_eq!((run.revoked, run.failed), (2, false));
     assert!(app.store.pending_revocations(10).await.unwrap().is_empty());
     for d in [&me, &second] {
-        match oprf(d)
+        match device_oprf(d)
             .phone_pseudonyms(OprfPurpose::Contacts, None, &target)
             .await
         {
@@ -356,20 +357,13 @@ async fn revocations_that_fail_at_deletion_are_retried_until_they_succeed() {
 /// itself; another account's device is untouched.
 #[tokio::test]
 async fn deleting_an_account_revokes_its_devices_key_credentials() {
-    use accord_keyd::HttpOprf;
     let app = spawn_app(keyd_app()).await;
     let me = app.register_device(&phone(720), None).await;
     let second = app.register_device(&phone(720), None).await;
     let other = app.register_device(&phone(721), None).await;
-    let oprf = |d: &crate::helpers::TestUser| {
-        HttpOprf::new(
-            d.reg.keyd_url.clone().expect("a key service URL"),
-            secrecy::SecretString::from(d.reg.keyd_token.clone().expect("a credential")),
-        )
-    };
     let target = [number(&phone(721))];
     for d in [&me, &second, &other] {
-        oprf(d)
+        device_oprf(d)
             .phone_pseudonyms(OprfPurpose::Contacts, None, &target)
             .await
             .expect("the credential works before the deletion");
@@ -379,7 +373,7 @@ async fn deleting_an_account_revokes_its_devices_key_credentials() {
         .await;
     assert_eq!(r.status, 204, "{}", r.body);
     for d in [&me, &second] {
-        match oprf(d)
+        match device_oprf(d)
             .phone_pseudonyms(OprfPurpose::Contacts, None, &target)
             .await
         {
@@ -387,7 +381,7 @@ async fn deleting_an_account_revokes_its_devices_key_credentials() {
             other => panic!("a deleted account's device credential must be refused, got {other:?}"),
         }
     }
-    oprf(&other)
+    device_oprf(&other)
         .phone_pseudonyms(OprfPurpose::Contacts, None, &target)
         .await
         .expect("another account's device keeps its credential");
