@@ -7,3 +7,4 @@ mod evaluate;
 mod helpers;
 mod keys;
 mod quota;
+mod routes;

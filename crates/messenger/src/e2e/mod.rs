@@ -319,6 +319,16 @@ impl Relay {
         &self.inner.config
     }
 
+    /// The group commit's histograms (batch size, duration).
+    pub fn commit_metrics(&self) -> &writer::CommitMetrics {
+        self.inner.writer.metrics()
+    }
+
+    /// Items stored and not yet acked, over every device.
+    pub async fn pending_items(&self) -> Result<u64, RelayError> {
+        Ok(self.inner.store.pending_items().await?)
+    }
+
     pub fn wake(&self) -> &Arc<dyn Wake> {
         &self.inner.wake
     }

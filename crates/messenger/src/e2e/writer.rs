@@ -10,7 +10,9 @@ use super::wake::Wake;
 use super::RelayError;
 use accord_storage::mailbox::{Ack, NewSend, WriteBatch};
 use accord_storage::MailboxStore;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 enum Job {
@@ -22,6 +24,24 @@ enum Job {
 #[derive(Clone, Debug)]
 pub struct Writer {
     tx: mpsc::Sender<Job>,
+    metrics: CommitMetrics,
+}
+
+/// What the writer records of each group commit, for the messenger's
+/// metrics: writes per batch (sends and acks) and the commit's duration.
+#[derive(Clone, Debug)]
+pub struct CommitMetrics {
+    pub batch_size: Histogram,
+    pub duration_seconds: Histogram,
+}
+
+impl Default for CommitMetrics {
+    fn default() -> Self {
+        CommitMetrics {
+            batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+            duration_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+        }
+    }
 }
 
 impl std::fmt::Debug for Job {
@@ -33,6 +53,8 @@ impl std::fmt::Debug for Job {
 impl Writer {
     pub fn spawn(store: Arc<dyn MailboxStore>, wake: Arc<dyn Wake>, max_batch: usize) -> Self {
         let (tx, mut rx) = mpsc::channel::<Job>(max_batch.max(1) * 4);
+        let metrics = CommitMetrics::default();
+        let recorded = metrics.clone();
         tokio::spawn(async move {
             let mut jobs = Vec::with_capacity(max_batch);
             while rx.recv_many(&mut jobs, max_batch.max(1)).await > 0 {
@@ -51,7 +73,15 @@ impl Writer {
                         }
                     }
                 }
-                match store.commit_batch(&batch).await {
+                let started = Instant::now();
+                let committed = store.commit_batch(&batch).await;
+                recorded
+                    .duration_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                recorded
+                    .batch_size
+                    .observe((batch.sends.len() + batch.acks.len()) as f64);
+                match committed {
                     Ok(out) => {
                         for (r, dup) in send_replies.into_iter().zip(out.duplicate) {
                             let _ = r.send(Ok(dup));
@@ -74,7 +104,12 @@ impl Writer {
                 }
             }
         });
-        Writer { tx }
+        Writer { tx, metrics }
+    }
+
+    /// The histograms of this writer's commits.
+    pub fn metrics(&self) -> &CommitMetrics {
+        &self.metrics
     }
 
     /// Stores a send; `true` if it was a duplicate. Returns after commit.

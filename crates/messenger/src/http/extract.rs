@@ -7,20 +7,14 @@ use super::AppState;
 use crate::service::Caller;
 use accord_crypto::token::TokenHash;
 use accord_domain::consent::Access;
+use accord_http::{bearer, AdminAuth};
 use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use axum::http::StatusCode;
 
-fn bearer(parts: &Parts) -> Option<&str> {
-    parts
-        .headers
-        .get(AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
-}
+/// The operator (`accord_http::Admin`): the admin token. A real device
+/// token is known but not allowed there (403); anything else is not a
+/// credential at all (401).
+pub use accord_http::Admin;
 
 /// A device of an account, whatever its access. Only for what a
 /// restricted user may still do: read and accept the policy, export,
@@ -60,26 +54,11 @@ impl FromRequestParts<AppState> for User {
     }
 }
 
-/// The operator.
-#[derive(Debug)]
-pub struct Admin;
-
-impl FromRequestParts<AppState> for Admin {
-    type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = bearer(parts).ok_or_else(ApiError::unauthorized)?;
-        if TokenHash::of(token) == state.admin_token {
-            return Ok(Admin);
-        }
-        // A real device token is known but not allowed here (403); anything
-        // else is not a credential at all (401).
-        match state.messenger.authenticate(token).await? {
-            Some(_) => Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "admin_required",
-                "this endpoint needs the operator's admin token",
-            )),
-            None => Err(ApiError::unauthorized()),
-        }
+impl AdminAuth for AppState {
+    fn admin_token(&self) -> &TokenHash {
+        &self.admin_token
+    }
+    async fn is_credential(&self, token: &str) -> Result<bool, ApiError> {
+        Ok(self.messenger.authenticate(token).await?.is_some())
     }
 }

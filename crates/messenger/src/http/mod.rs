@@ -2,27 +2,27 @@
 //!
 //! - [`routes`]: one module per endpoint family; `routes/mod.rs` only
 //!   assembles them.
-//! - [`error`]: [`ApiError`](error::ApiError), the one error type, and the
-//!   JSON extractors whose rejections use it.
+//! - [`error`]: the mapping of the messenger's errors to the shared
+//!   `ApiError` of `accord-http` (which also holds the extractors, the
+//!   standard routes and layers).
 //! - [`extract`]: who is calling: a device (bearer token) or the operator
 //!   (admin token).
 //! - [`openapi`]: the OpenAPI 3 document, generated from the handlers.
+//! - [`metrics`]: the messenger's own series (feed, deletions, mailboxes,
+//!   group commit) next to the shared request series.
 
 pub mod error;
 pub mod extract;
+pub mod metrics;
 pub mod openapi;
 pub mod routes;
 
 use crate::service::Messenger;
 use accord_crypto::token::TokenHash;
 use accord_domain::{ConsentProfile, SimulatedClock};
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::Router;
-use std::future::Future;
-use std::time::Duration;
-use tokio::net::TcpListener;
-use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
+
+pub use accord_http::serve;
 
 /// Everything a handler can reach.
 #[derive(Clone, Debug)]
@@ -41,34 +41,14 @@ pub struct AppState {
     pub e2e: crate::e2e::Relay,
 }
 
+/// Largest request body (a send has its own, smaller limit).
+pub const MAX_BODY: usize = 2 * 1024 * 1024;
+
 /// The whole messenger API.
 pub fn router(state: AppState) -> Router {
-    routes::router(state.clone())
-        .layer(DefaultBodyLimit::max(2 * 1024 * 1024))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(30),
-        ))
-        .layer(
-            // Spans name the route template, never the URI's values or bodies.
-            TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                let route = req
-                    .extensions()
-                    .get::<MatchedPath>()
-                    .map(|p| p.as_str().to_owned())
-                    .unwrap_or_else(|| "<unmatched>".to_owned());
-                tracing::info_span!("http", method = %req.method(), route)
-            }),
-        )
-}
-
-/// Serves `app` on `listener` until `shutdown` resolves, then drains.
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let spec = accord_http::HttpSpec {
+        metrics: metrics::build(&state),
+        ..accord_http::HttpSpec::new("messenger", MAX_BODY, openapi::document(&state))
+    };
+    accord_http::finish(routes::router(&state), state, spec)
 }

@@ -1,14 +1,15 @@
 //! The OpenAPI 3 document, generated from the handlers' annotations.
 
 use super::routes::*;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use super::AppState;
+use accord_http::openapi::Standard;
+use utoipa::OpenApi;
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Accord messenger", description = "Accounts, devices, policies, consent and the consent ledger."),
     paths(
-        healthz, openapi, start, verify, super::routes::number::start, super::routes::number::verify, current, accept, me, export, delete_me,
+        start, verify, super::routes::number::start, super::routes::number::verify, current, accept, me, export, delete_me,
         my_consent, my_consent_at, receipt, grant, withdraw,
         discovery, bucket, refresh,
         publish_policy, list_policies, feed, reconcile, ledger, verify_ledger, consent_at, clock, advance_clock,
@@ -16,21 +17,16 @@ use utoipa::{Modify, OpenApi};
         send_message, fetch_messages, ack_messages, stream,
         block_account, unblock_account, report_message,
     ),
-    components(schemas(crate::http::error::ErrorBody)),
-    modifiers(&Security),
+    modifiers(&Standard),
 )]
 pub struct ApiDoc;
 
-struct Security;
-
-impl Modify for Security {
-    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
-        let c = api.components.get_or_insert_with(Default::default);
-        for name in ["bearer", "admin"] {
-            c.add_security_scheme(
-                name,
-                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-            );
-        }
+/// The document of the routes `state` serves: the admin clock exists only
+/// with a simulated clock.
+pub fn document(state: &AppState) -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    if state.simulated_clock.is_none() {
+        doc.paths.paths.remove("/v1/admin/clock");
     }
+    doc
 }

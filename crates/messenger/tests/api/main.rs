@@ -18,3 +18,4 @@ mod logs;
 mod openapi;
 mod registration;
 mod restriction;
+mod routes;

@@ -1,24 +1,19 @@
-//! Who is calling: a partner user (bearer token) or the operator.
+//! Who is calling: a partner user (bearer token) or the operator
+//! (`accord_http::Admin`, through [`AdminAuth`]). The feed endpoints
+//! authenticate the messenger by the HMAC of each request instead
+//! (`routes/feed.rs`).
 
 use super::error::ApiError;
 use super::AppState;
 use accord_crypto::token::TokenHash;
+use accord_http::{bearer, AdminAuth};
 use accord_storage::partner::PartnerUser;
 use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use axum::http::StatusCode;
 
-fn bearer(parts: &Parts) -> Option<&str> {
-    parts
-        .headers
-        .get(AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
-}
+pub use accord_http::Admin;
 
+/// A partner user.
 pub struct User(pub PartnerUser);
 
 impl FromRequestParts<AppState> for User {
@@ -33,22 +28,11 @@ impl FromRequestParts<AppState> for User {
     }
 }
 
-pub struct Admin;
-
-impl FromRequestParts<AppState> for Admin {
-    type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
-        let t = bearer(parts).ok_or_else(ApiError::unauthorized)?;
-        if TokenHash::of(t) == s.admin_token {
-            return Ok(Admin);
-        }
-        match s.service.authenticate(t).await? {
-            Some(_) => Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "admin_required",
-                "this endpoint needs the operator's admin token",
-            )),
-            None => Err(ApiError::unauthorized()),
-        }
+impl AdminAuth for AppState {
+    fn admin_token(&self) -> &TokenHash {
+        &self.admin_token
+    }
+    async fn is_credential(&self, token: &str) -> Result<bool, ApiError> {
+        Ok(self.service.authenticate(token).await?.is_some())
     }
 }

@@ -1,18 +1,25 @@
-//! The partner's HTTP face: `routes/` one file per endpoint family,
-//! [`error`] the one error type (status + stable `code` + message).
+//! The partner's HTTP face, on the shared layer of `accord-http` (error
+//! body, extractors, standard routes and layers, metrics).
+//!
+//! - [`routes`]: one file per endpoint family; `routes/mod.rs` only
+//!   assembles them.
+//! - [`error`]: the mapping of [`PartnerError`](crate::PartnerError) to
+//!   the shared `ApiError`.
+//! - [`extract`]: who is calling: a partner user or the operator.
+//! - [`openapi`]: the OpenAPI 3 document, generated from the handlers.
+//! - [`metrics`]: the partner's own series (what it holds, refused reads).
 
 pub mod error;
-mod extract;
+pub mod extract;
+pub mod metrics;
+pub mod openapi;
 mod routes;
 
 use crate::service::PartnerService;
 use accord_crypto::token::TokenHash;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::routing::{get, post, put};
 use axum::Router;
-use std::future::Future;
-use tokio::net::TcpListener;
-use tower_http::trace::TraceLayer;
+
+pub use accord_http::serve;
 
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -21,55 +28,14 @@ pub struct AppState {
     pub admin_token: TokenHash,
 }
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route(
-            "/healthz",
-            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
-        )
-        .route("/v1/feed/ingest", post(routes::feed::ingest))
-        .route("/v1/feed/reconcile/digests", post(routes::feed::digests))
-        .route("/v1/feed/reconcile/bucket", post(routes::feed::bucket))
-        .route("/v1/partner/users", post(routes::users::create))
-        .route("/v1/partner/me", get(routes::users::me))
-        .route("/v1/partner/me/ads", put(routes::users::set_ads))
-        .route("/v1/partner/me/phone", put(routes::users::set_phone))
-        .route(
-            "/v1/oprf/coordination/evaluate",
-            post(routes::users::evaluate),
-        )
-        .route(
-            "/v1/partner/me/contacts",
-            post(routes::users::upload_contacts),
-        )
-        .route(
-            "/v1/partner/me/suggestions",
-            get(routes::users::suggestions),
-        )
-        .route(
-            "/v1/admin/partner/records/{pseudonym}",
-            get(routes::admin::read),
-        )
-        .route("/v1/admin/partner/stats", get(routes::admin::stats))
-        .fallback(|| async { error::ApiError::not_found() })
-        .with_state(state)
-        .layer(DefaultBodyLimit::max(4 * 1024 * 1024))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            let route = req
-                .extensions()
-                .get::<MatchedPath>()
-                .map(|p| p.as_str().to_owned())
-                .unwrap_or_else(|| "<unmatched>".to_owned());
-            tracing::info_span!("http", method = %req.method(), route)
-        }))
-}
+/// Largest request body: a feed batch or a contact upload.
+pub const MAX_BODY: usize = 4 * 1024 * 1024;
 
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+/// The whole partner API.
+pub fn router(state: AppState) -> Router {
+    let spec = accord_http::HttpSpec {
+        metrics: metrics::build(&state.service),
+        ..accord_http::HttpSpec::new("partner", MAX_BODY, openapi::document())
+    };
+    accord_http::finish(routes::router(), state, spec)
 }

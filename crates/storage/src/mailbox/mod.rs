@@ -199,6 +199,9 @@ pub trait MailboxStore: Send + Sync + std::fmt::Debug + 'static {
     async fn put_report(&self, report: &NewReport) -> Result<Uuid>;
     /// Reports stored (operator view, tests).
     async fn reports(&self) -> Result<Vec<NewReport>>;
+    /// Items (envelopes and receipts) stored and not yet acked, over every
+    /// device: the mailbox depth an operator watches.
+    async fn pending_items(&self) -> Result<u64>;
 }
 
 /// The SQL implementation, on SQLite or PostgreSQL.
@@ -650,5 +653,15 @@ impl MailboxStore for SqlMailboxStore {
                 })
             })
             .collect()
+    }
+
+    async fn pending_items(&self) -> Result<u64> {
+        // Counted over the partial index of unacked items (migration 0005).
+        let n: i64 = sqlx::query_scalar(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM e2e_mailbox WHERE acked_at IS NULL",
+        )
+        .fetch_one(&self.db.pool)
+        .await?;
+        Ok(n.max(0) as u64)
     }
 }

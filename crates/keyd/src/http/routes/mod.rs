@@ -1,23 +1,20 @@
 //! Assembles the endpoint families; no handler lives here.
 
 mod admin;
-mod health;
 mod oprf;
 
 pub use admin::*;
-pub use health::*;
 pub use oprf::*;
 
-use super::error::ApiError;
+use super::error::{unknown_purpose, ApiError};
 use super::AppState;
-use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 
-pub fn router(state: AppState) -> Router {
+/// The key service's own routes; `accord_http::finish` adds the standard
+/// ones, the fallbacks and the layers.
+pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/openapi.json", get(health::openapi))
         .route("/v1/oprf/{purpose}/evaluate", post(oprf::evaluate))
         .route("/v1/oprf/{purpose}/keys", get(oprf::keys))
         .route(
@@ -34,18 +31,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/admin/audit", get(admin::audit))
         .route("/v1/admin/keys/{purpose}/rotate", post(admin::rotate))
-        .fallback(|| async { ApiError::not_found() })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "method not allowed on this route",
-            )
-        })
-        .with_state(state)
 }
 
 /// A purpose named in a path.
 pub(crate) fn purpose(s: &str) -> Result<accord_crypto::oprf::OprfPurpose, ApiError> {
-    s.parse().map_err(|_| ApiError::unknown_purpose())
+    s.parse().map_err(|_| unknown_purpose())
 }

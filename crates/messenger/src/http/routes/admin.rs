@@ -2,7 +2,7 @@
 //! reconstruct consent at an instant, and (simulated clock only) move time.
 
 use super::consent::{parse_at, AtQuery};
-use crate::http::error::{ApiError, ApiResult, ErrorBody, Json, Path, Query};
+use crate::http::error::{policy_error, ApiError, ApiResult, ErrorBody, Json, Path, Query};
 use crate::http::extract::Admin;
 use crate::http::AppState;
 use crate::service::ConsentView;
@@ -30,7 +30,8 @@ pub async fn publish_policy(
     _: Admin,
     Json(b): Json<PublishPolicy>,
 ) -> ApiResult<(StatusCode, Json<PolicyVersion>)> {
-    let draft = PolicyDraft::new(b.text, b.purposes, b.profile.unwrap_or(s.default_profile))?;
+    let draft = PolicyDraft::new(b.text, b.purposes, b.profile.unwrap_or(s.default_profile))
+        .map_err(policy_error)?;
     Ok((
         StatusCode::CREATED,
         Json(s.messenger.publish_policy(draft).await?),

@@ -1,6 +1,6 @@
 //! The privacy centre: consent state, grants, withdrawals, history, receipts.
 
-use crate::http::error::{ApiError, ApiResult, ErrorBody, Json, Path, Query};
+use crate::http::error::{policy_error, ApiError, ApiResult, ErrorBody, Json, Path, Query};
 use crate::http::extract::User;
 use crate::http::AppState;
 use crate::service::ConsentView;
@@ -57,7 +57,7 @@ pub async fn receipt(State(s): State<AppState>, User(c): User) -> ApiResult<Json
 }
 
 fn purpose(raw: &str) -> Result<Purpose, ApiError> {
-    raw.parse::<Purpose>().map_err(ApiError::from)
+    raw.parse::<Purpose>().map_err(policy_error)
 }
 
 /// Grants a purpose (`ads` or `product`).

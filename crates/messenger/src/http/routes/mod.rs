@@ -5,7 +5,6 @@ mod admin;
 mod blocks;
 mod consent;
 mod contacts;
-mod health;
 mod keys;
 mod messages;
 pub mod number;
@@ -18,21 +17,20 @@ pub use admin::*;
 pub use blocks::*;
 pub use consent::*;
 pub use contacts::*;
-pub use health::*;
 pub use keys::*;
 pub use messages::*;
 pub use policy::*;
 pub use registration::*;
 pub use stream::*;
 
-use super::error::ApiError;
 use super::AppState;
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 
-pub fn router(state: AppState) -> Router {
+/// The messenger's own routes; `accord_http::finish` adds the standard
+/// ones, the fallbacks and the layers.
+pub fn router(state: &AppState) -> Router<AppState> {
     let mut admin = Router::new()
         .route(
             "/v1/admin/policies",
@@ -54,8 +52,6 @@ pub fn router(state: AppState) -> Router {
         );
     }
     Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/openapi.json", get(health::openapi))
         .route("/v1/registrations", post(registration::start))
         .route(
             "/v1/registrations/{registration_id}/verify",
@@ -96,13 +92,4 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/reports", post(blocks::report_message))
         .merge(admin)
-        .fallback(|| async { ApiError::not_found() })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "method not allowed on this route",
-            )
-        })
-        .with_state(state)
 }

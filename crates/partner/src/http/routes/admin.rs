@@ -1,6 +1,6 @@
 //! Operator reads: every read names its purpose.
 
-use crate::http::error::{ApiError, ApiResult, Json, Path, Query};
+use crate::http::error::{ApiError, ApiResult, ErrorBody, Json, Path, Query};
 use crate::http::extract::Admin;
 use crate::http::AppState;
 use accord_domain::coordination::parse_pseudonym_hex;
@@ -11,11 +11,18 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 pub struct PurposeQuery {
+    /// `ads` or `product`.
     pub purpose: String,
 }
 
+/// What the partner holds of a pseudonym for a purpose (a read that names
+/// its purpose; refused and counted without a grant).
+#[utoipa::path(get, path = "/v1/admin/partner/records/{pseudonym}", tag = "admin", security(("admin" = [])),
+    params(("pseudonym" = String, Path, description = "64 hex digits"), PurposeQuery),
+    responses((status = 200, body = Object), (status = 400, body = ErrorBody, description = "unknown_purpose, invalid_pseudonym"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "admin_required, purpose_not_granted"), (status = 404, body = ErrorBody)))]
 pub async fn read(
     State(s): State<AppState>,
     _: Admin,
@@ -45,6 +52,9 @@ pub async fn read(
     })))
 }
 
+/// Counts of what the partner holds, and of refused reads.
+#[utoipa::path(get, path = "/v1/admin/partner/stats", tag = "admin", security(("admin" = [])),
+    responses((status = 200, body = Object, description = "PartnerStats"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn stats(State(s): State<AppState>, _: Admin) -> ApiResult<Json<PartnerStats>> {
     Ok(Json(s.service.stats().await?))
 }

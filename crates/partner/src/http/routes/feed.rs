@@ -1,7 +1,7 @@
 //! The coordination feed's ingest endpoint. The caller is the messenger,
 //! proved by an HMAC over the timestamp and the exact body.
 
-use crate::http::error::{ApiError, ApiResult, Json};
+use crate::http::error::{ApiError, ApiResult, ErrorBody, Json};
 use crate::http::AppState;
 use accord_crypto::mac::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use accord_domain::coordination::{BucketOutcome, FeedAck, Mismatches};
@@ -28,6 +28,11 @@ fn signed(headers: &HeaderMap) -> Result<(i64, &str), ApiError> {
     Ok((ts, sig))
 }
 
+/// A batch of coordination events from the messenger; the answer says
+/// what is held now and what was deleted (the deletion confirmation).
+#[utoipa::path(post, path = "/v1/feed/ingest", tag = "feed", params(("x-accord-signature" = String, Header, description = "HMAC-SHA256 of timestamp and body, hex"), ("x-accord-timestamp" = i64, Header, description = "Unix milliseconds; 5-minute window")),
+    request_body(content = Object, content_type = "application/json", description = "a signed feed message"),
+    responses((status = 200, body = Object, description = "FeedAck"), (status = 400, body = ErrorBody, description = "invalid_batch, invalid_json"), (status = 401, body = ErrorBody, description = "bad_signature"), (status = 413, body = ErrorBody, description = "payload_too_large")))]
 pub async fn ingest(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -37,6 +42,10 @@ pub async fn ingest(
     Ok(Json(s.service.ingest(ts, sig, &body).await?))
 }
 
+/// Reconciliation, step 1: per-bucket digests compared with the partner's.
+#[utoipa::path(post, path = "/v1/feed/reconcile/digests", tag = "feed", params(("x-accord-signature" = String, Header, description = "HMAC-SHA256 of timestamp and body, hex"), ("x-accord-timestamp" = i64, Header, description = "Unix milliseconds; 5-minute window")),
+    request_body(content = Object, content_type = "application/json", description = "a signed feed message"),
+    responses((status = 200, body = Object, description = "Mismatches"), (status = 400, body = ErrorBody, description = "invalid_batch, invalid_json"), (status = 401, body = ErrorBody, description = "bad_signature"), (status = 413, body = ErrorBody, description = "payload_too_large")))]
 pub async fn digests(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -46,6 +55,10 @@ pub async fn digests(
     Ok(Json(s.service.compare_digests(ts, sig, &body).await?))
 }
 
+/// Reconciliation, step 2: one bucket's contents; strays are deleted.
+#[utoipa::path(post, path = "/v1/feed/reconcile/bucket", tag = "feed", params(("x-accord-signature" = String, Header, description = "HMAC-SHA256 of timestamp and body, hex"), ("x-accord-timestamp" = i64, Header, description = "Unix milliseconds; 5-minute window")),
+    request_body(content = Object, content_type = "application/json", description = "a signed feed message"),
+    responses((status = 200, body = Object, description = "BucketOutcome"), (status = 400, body = ErrorBody, description = "invalid_batch, invalid_json"), (status = 401, body = ErrorBody, description = "bad_signature"), (status = 413, body = ErrorBody, description = "payload_too_large")))]
 pub async fn bucket(
     State(s): State<AppState>,
     headers: HeaderMap,

@@ -1,7 +1,7 @@
 //! The partner's own users: sign-up (optionally with a phone pseudonym),
 //! their ad-personalisation setting, contact upload, suggestions.
 
-use crate::http::error::{ApiError, ApiResult, Json};
+use crate::http::error::{ApiError, ApiResult, ErrorBody, Json};
 use crate::http::extract::User;
 use crate::http::AppState;
 use accord_domain::coordination::parse_pseudonym_hex;
@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     pub name: String,
@@ -19,12 +19,15 @@ pub struct CreateUser {
     pub phone_pseudonym: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Created {
     pub user_id: String,
     pub token: String,
 }
 
+/// Signs up a partner user, optionally with its phone pseudonym.
+#[utoipa::path(post, path = "/v1/partner/users", tag = "partner", request_body = CreateUser,
+    responses((status = 201, body = Created), (status = 400, body = ErrorBody, description = "invalid_pseudonym, invalid_json"), (status = 413, body = ErrorBody)))]
 pub async fn create(
     State(s): State<AppState>,
     Json(b): Json<CreateUser>,
@@ -49,6 +52,9 @@ pub async fn create(
     ))
 }
 
+/// The caller: name, link to the messenger, ad personalisation.
+#[utoipa::path(get, path = "/v1/partner/me", tag = "partner", security(("bearer" = [])),
+    responses((status = 200, body = Object), (status = 401, body = ErrorBody)))]
 pub async fn me(State(s): State<AppState>, User(u): User) -> ApiResult<Json<Value>> {
     let linked = s
         .service
@@ -65,12 +71,15 @@ pub async fn me(State(s): State<AppState>, User(u): User) -> ApiResult<Json<Valu
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Ads {
     pub enabled: bool,
 }
 
+/// Turns the caller's ad personalisation on or off.
+#[utoipa::path(put, path = "/v1/partner/me/ads", tag = "partner", security(("bearer" = [])), request_body = Ads,
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub async fn set_ads(
     State(s): State<AppState>,
     User(u): User,
@@ -84,7 +93,7 @@ pub async fn set_ads(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Contacts {
     /// `coordination` pseudonyms (64 hex digits each), computed through
@@ -92,6 +101,9 @@ pub struct Contacts {
     pub pseudonyms: Vec<String>,
 }
 
+/// Uploads the caller's contacts as pseudonyms; only matches are kept.
+#[utoipa::path(post, path = "/v1/partner/me/contacts", tag = "partner", security(("bearer" = [])), request_body = Contacts,
+    responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub async fn upload_contacts(
     State(s): State<AppState>,
     User(u): User,
@@ -103,6 +115,9 @@ pub async fn upload_contacts(
     ))
 }
 
+/// Friend suggestions (only of users who granted `product`).
+#[utoipa::path(get, path = "/v1/partner/me/suggestions", tag = "partner", security(("bearer" = [])),
+    responses((status = 200, body = Object), (status = 401, body = ErrorBody)))]
 pub async fn suggestions(State(s): State<AppState>, User(u): User) -> ApiResult<Json<Value>> {
     let list = s.service.suggestions(&u).await?;
     Ok(Json(json!({
@@ -110,7 +125,7 @@ pub async fn suggestions(State(s): State<AppState>, User(u): User) -> ApiResult<
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Phone {
     /// The user's `coordination` pseudonym (64 hex digits).
@@ -119,6 +134,8 @@ pub struct Phone {
 
 /// Sets the caller's phone pseudonym (and links them when the messenger
 /// shared the same pseudonym for `product`).
+#[utoipa::path(put, path = "/v1/partner/me/phone", tag = "partner", security(("bearer" = [])), request_body = Phone,
+    responses((status = 204), (status = 400, body = ErrorBody, description = "invalid_pseudonym, invalid_json"), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub async fn set_phone(
     State(s): State<AppState>,
     User(u): User,
@@ -142,9 +159,14 @@ pub async fn set_phone(
 /// Blinded evaluation for the partner's users, in the key service's wire
 /// format: the partner forwards blinded elements (it learns nothing of
 /// the numbers) under its own key-service client, at most 1,000 a request.
+#[utoipa::path(post, path = "/v1/oprf/coordination/evaluate", tag = "partner", security(("bearer" = [])),
+    request_body(content = Object, description = "the key service's EvaluateRequest"),
+    responses((status = 200, body = Object, description = "the key service's EvaluateResponse"),
+        (status = 400, body = ErrorBody, description = "invalid_batch, invalid_element, invalid_json"), (status = 401, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 502, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn evaluate(
     State(s): State<AppState>,
-    User(_): User,
+    _: User,
     Json(b): Json<accord_keyd::wire::EvaluateRequest>,
 ) -> ApiResult<Json<accord_keyd::wire::EvaluateResponse>> {
     let oprf = s.service.oprf.clone().ok_or_else(|| {

@@ -1,0 +1,78 @@
+//! Every documented route answers bad requests with the JSON error body
+//! (the shared layer's sweep), and the metrics show real traffic.
+
+use crate::helpers::{spawn_app, valid};
+use accord_http::testing::Sweep;
+use serde_json::json;
+
+#[tokio::test]
+async fn every_documented_route_answers_bad_requests_with_the_json_error_body() {
+    let app = spawn_app().await;
+    let (id, token) = app
+        .create_client("partner", json!({ "coordination": 1000 }))
+        .await;
+    let id = id.to_string();
+    let report = Sweep {
+        base_url: &app.base,
+        bearer: &token,
+        admin: &app.admin_token,
+        params: &[("purpose", "coordination"), ("client_id", &id)],
+        signed: &[],
+        body_limit: accord_keyd::http::MAX_BODY,
+    }
+    .run()
+    .await;
+    assert!(report.failures.is_empty(), "{:#?}", report.failures);
+    // 8 paths (10 operations) of the key service and 3 standard ones.
+    assert!(report.checked >= 20, "only {} checks", report.checked);
+}
+
+#[tokio::test]
+async fn metrics_show_requests_and_quota_use_per_client_kind_to_the_operator_only() {
+    let app = spawn_app().await;
+    let (_, token) = app
+        .create_client("partner", json!({ "coordination": 1000 }))
+        .await;
+    let r = app
+        .evaluate(
+            Some(&token),
+            "coordination",
+            json!({ "elements": valid(3) }),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let scrape = |t: Option<String>| {
+        let mut req = app.http.get(format!("{}/metrics", app.base));
+        if let Some(t) = t {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    let denied = scrape(None).await.unwrap();
+    assert_eq!(denied.status(), 401);
+    let denied = scrape(Some(token.clone())).await.unwrap();
+    assert_eq!(denied.status(), 403);
+    let text = scrape(Some(app.admin_token.clone()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(r#"accord_http_requests_total{service="keyd",method="POST",route="/v1/oprf/{purpose}/evaluate",status="200"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("accord_http_request_duration_seconds_bucket{"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"accord_keyd_evaluated_elements_today{service="keyd",kind="partner",purpose="coordination"} 3"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"accord_keyd_quota_elements{service="keyd",kind="partner",purpose="coordination"} 1000"#),
+        "{text}"
+    );
+    assert!(!text.contains(&token), "a token in the metrics");
+}

@@ -1,0 +1,87 @@
+//! Every documented route answers bad requests with the JSON error body
+//! (the shared layer's sweep), and the metrics show real traffic and the
+//! messenger's own gauges to the operator only.
+
+use crate::e2e_server::{build_send, device, post_send};
+use crate::helpers::{phone, spawn_app, AppOptions};
+use accord_http::testing::Sweep;
+
+#[tokio::test]
+async fn every_documented_route_answers_bad_requests_with_the_json_error_body() {
+    let app = spawn_app(AppOptions {
+        with_partner: true,
+        ..Default::default()
+    })
+    .await;
+    let user = app.register_device(&phone(1), None).await;
+    let other = app.register_device(&phone(2), None).await;
+    let other_id = other.reg.account_id.to_string();
+    let any = uuid::Uuid::new_v4().to_string();
+    let report = Sweep {
+        base_url: &app.base_url,
+        bearer: &user.reg.token,
+        admin: &app.admin_token,
+        params: &[
+            ("registration_id", &any),
+            ("version", "1"),
+            ("purpose", "ads"),
+            ("prefix", "00ff"),
+            ("account_id", &other_id),
+        ],
+        signed: &[],
+        body_limit: accord_messenger::http::MAX_BODY,
+    }
+    .run()
+    .await;
+    assert!(report.failures.is_empty(), "{:#?}", report.failures);
+    // About 40 routes of the messenger: well over 100 checks.
+    assert!(report.checked >= 100, "only {} checks", report.checked);
+}
+
+#[tokio::test]
+async fn metrics_show_requests_feed_mailboxes_and_group_commits_to_the_operator_only() {
+    let app = spawn_app(AppOptions::default()).await;
+    let mut a = device(&app, &phone(10), 4).await;
+    let b = device(&app, &phone(11), 4).await;
+    let send = build_send(&app, &mut a, b.account, "metrics-1", "hello").await;
+    let r = post_send(&app, &a, b.account, &send).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+
+    let scrape = |t: Option<&str>| {
+        let mut req = app.http.get(format!("{}/metrics", app.base_url));
+        if let Some(t) = t {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    assert_eq!(scrape(None).await.unwrap().status(), 401);
+    assert_eq!(scrape(Some(&a.token)).await.unwrap().status(), 403);
+    let text = scrape(Some(&app.admin_token))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        r#"accord_http_requests_total{service="messenger",method="POST",route="/v1/messages",status="202"} 1"#,
+        r#"accord_http_requests_total{service="messenger",method="POST",route="/v1/keys/claim",status="200"}"#,
+        r#"accord_feed_pending_events{service="messenger"}"#,
+        r#"accord_feed_lag_seconds{service="messenger"} 0"#,
+        r#"accord_credential_revocations_pending{service="messenger"} 0"#,
+        // One envelope for b's one device, not yet acked.
+        r#"accord_mailbox_pending_items{service="messenger"} 1"#,
+        r#"accord_mailbox_commit_batch_size_count{service="messenger"} 1"#,
+        r#"accord_mailbox_commit_duration_seconds_bucket{"#,
+    ] {
+        assert!(text.contains(series), "no `{series}` in:\n{text}");
+    }
+    // Labels never carry ids, numbers or tokens.
+    for secret in [
+        a.token.as_str(),
+        &a.account.0.to_string(),
+        &b.device.0.to_string(),
+        &phone(10),
+    ] {
+        assert!(!text.contains(secret), "`{secret}` in the metrics");
+    }
+}
