@@ -35,6 +35,7 @@ pub mod keyd;
 pub mod mailbox;
 pub mod messenger;
 pub mod partner;
+mod sql;
 
 pub use db::{Backend, Db};
 pub use error::StoreError;

@@ -9,6 +9,7 @@
 
 use crate::db::{Backend, Db};
 use crate::error::{Result, StoreError};
+use crate::sql::{bytes32, conflict_on_unique, json, parse_uuid, uuid_text};
 use accord_crypto::oprf::{KeyVersion, OprfPurpose};
 use accord_crypto::token::TokenHash;
 use accord_domain::consent::ConsentState;
@@ -288,23 +289,6 @@ impl SqlMessengerStore {
     }
 }
 
-fn uuid_text(u: Uuid) -> String {
-    u.hyphenated().to_string()
-}
-
-fn parse_uuid(s: &str) -> Result<Uuid> {
-    Uuid::parse_str(s).map_err(|_| StoreError::Corrupt("bad uuid".into()))
-}
-
-fn hash32(v: Vec<u8>) -> Result<Hash> {
-    v.try_into()
-        .map_err(|_| StoreError::Corrupt("hash is not 32 bytes".into()))
-}
-
-fn json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T> {
-    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
-}
-
 /// Appends records after locking the head. Must be the first write of
 /// `tx` (see the module docs).
 async fn append(tx: &mut Transaction<'_, Any>, records: &[LedgerRecord]) -> Result<()> {
@@ -318,7 +302,7 @@ async fn append(tx: &mut Transaction<'_, Any>, records: &[LedgerRecord]) -> Resu
         .fetch_one(&mut **tx)
         .await?;
     let mut seq = row.try_get::<i64, _>(0)? as u64;
-    let mut prev = hash32(row.try_get(1)?)?;
+    let mut prev = bytes32(row.try_get(1)?, "hash")?;
     for r in records {
         seq += 1;
         let e = r.seal(seq, prev);
@@ -362,8 +346,8 @@ fn ledger_row(r: &AnyRow) -> Result<LedgerEntry> {
             .map(AccountId),
         kind: r.try_get("kind")?,
         payload: r.try_get("payload")?,
-        prev_hash: hash32(r.try_get("prev_hash")?)?,
-        hash: hash32(r.try_get("hash")?)?,
+        prev_hash: bytes32(r.try_get("prev_hash")?, "hash")?,
+        hash: bytes32(r.try_get("hash")?, "hash")?,
     })
 }
 
@@ -413,7 +397,7 @@ fn policy_row(r: &AnyRow) -> Result<PolicyVersion> {
 
 fn holding_row(r: &AnyRow) -> Result<PartnerHolding> {
     Ok(PartnerHolding {
-        pseudonym: hash32(r.try_get("pseudonym")?)?,
+        pseudonym: bytes32(r.try_get("pseudonym")?, "hash")?,
         key_version: KeyVersion(r.try_get::<i64, _>("key_version")? as u32),
         purposes: json(&r.try_get::<String, _>("purposes")?, "held purposes")?,
     })
@@ -433,26 +417,6 @@ async fn enqueue_feed(
         .execute(&mut **tx)
         .await?;
     Ok(())
-}
-
-/// Maps a uniqueness violation to `Conflict(what)`, anything else as is.
-fn conflict_on_unique(what: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
-    move |e| {
-        if is_unique_violation(&e) {
-            StoreError::Conflict(what)
-        } else {
-            e.into()
-        }
-    }
-}
-
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Database(d) => {
-            d.is_unique_violation() || d.message().contains("UNIQUE constraint failed")
-        }
-        _ => false,
-    }
 }
 
 async fn insert_device(
@@ -886,7 +850,7 @@ impl MessengerStore for SqlMessengerStore {
         .bind(prefix as i64)
         .fetch_all(&self.db.pool)
         .await?;
-        rows.into_iter().map(hash32).collect()
+        rows.into_iter().map(|v| bytes32(v, "hash")).collect()
     }
 
     async fn pseudonym_of(
@@ -903,7 +867,7 @@ impl MessengerStore for SqlMessengerStore {
         .bind(version.0 as i64)
         .fetch_optional(&self.db.pool)
         .await?;
-        row.map(hash32).transpose()
+        row.map(|v| bytes32(v, "hash")).transpose()
     }
 
     async fn drop_other_pseudonym_versions(
@@ -1087,7 +1051,10 @@ impl MessengerStore for SqlMessengerStore {
         let row = sqlx::query("SELECT seq, hash FROM ledger_head WHERE id = 1")
             .fetch_one(&self.db.pool)
             .await?;
-        Ok((row.try_get::<i64, _>(0)? as u64, hash32(row.try_get(1)?)?))
+        Ok((
+            row.try_get::<i64, _>(0)? as u64,
+            bytes32(row.try_get(1)?, "hash")?,
+        ))
     }
 
     async fn ledger_page(&self, after: u64, limit: u32) -> Result<Vec<LedgerEntry>> {
