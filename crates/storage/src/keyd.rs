@@ -30,6 +30,7 @@
 
 use crate::db::{Backend, Db};
 use crate::error::{Result, StoreError};
+use crate::sql::conflict_on_unique;
 use accord_crypto::oprf::{KeyVersion, OprfPurpose};
 use accord_crypto::token::TokenHash;
 use accord_domain::time::{DAY_MS, HOUR_MS, SECOND_MS};
@@ -399,15 +400,6 @@ fn key_version(v: i64) -> Result<KeyVersion> {
         .map_err(|_| StoreError::Corrupt("key version".into()))
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Database(d) => {
-            d.is_unique_violation() || d.message().contains("UNIQUE constraint failed")
-        }
-        _ => false,
-    }
-}
-
 fn key_row(r: &AnyRow) -> Result<StoredKey> {
     let state = match r.try_get::<String, _>("state")?.as_str() {
         "active" => KeyState::Active,
@@ -479,7 +471,7 @@ impl KeyStore for SqlKeyStore {
             .bind(at.0)
             .execute(&mut *tx)
             .await
-            .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict("key_version") } else { e.into() })?;
+            .map_err(conflict_on_unique("key_version"))?;
         tx.commit().await?;
         Ok(StoredKey {
             purpose,
@@ -500,7 +492,7 @@ impl KeyStore for SqlKeyStore {
             .bind(c.created_at.0)
             .execute(&mut *tx)
             .await
-            .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict("client") } else { e.into() })?;
+            .map_err(conflict_on_unique("client"))?;
         for (p, daily) in &c.quotas {
             sqlx::query(
                 "INSERT INTO client_quotas (client_id, purpose, daily_limit) VALUES ($1, $2, $3)",

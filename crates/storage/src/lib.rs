@@ -18,13 +18,17 @@
 //! - [`keyd`]: [`KeyStore`](keyd::KeyStore), the key service's sealed
 //!   OPRF keys, API clients, quotas and usage (quota window and audit).
 //! - [`messenger`]: [`MessengerStore`](messenger::MessengerStore), the
-//!   messenger's accounts, devices, policies and consent ledger.
+//!   messenger's accounts, devices, policies and consent ledger; one file
+//!   per concern under `messenger/` (listed in its docs).
 //! - [`mailbox`]: [`MailboxStore`](mailbox::MailboxStore), the messenger's
 //!   E2E key directory, per-device mailboxes (group-committed batches),
 //!   blocks and reports.
 //! - [`partner`]: [`PartnerStore`](partner::PartnerStore), what the
 //!   coordination feed delivered, partner users, links, contact edges.
 //! - [`error`]: the storage error type, `StoreError`.
+//! - `sql` (crate-private): the helpers every store shares: UUIDs as
+//!   text, 32-byte and JSON columns, uniqueness violations as
+//!   `StoreError::Conflict`.
 //!
 //! **Architecture invariant:** every service has its own database; no
 //! store here opens another service's tables.
@@ -35,6 +39,7 @@ pub mod keyd;
 pub mod mailbox;
 pub mod messenger;
 pub mod partner;
+mod sql;
 
 pub use db::{Backend, Db};
 pub use error::StoreError;

@@ -8,6 +8,7 @@
 
 use crate::db::{Backend, Db};
 use crate::error::{Result, StoreError};
+use crate::sql::{bytes32, parse_uuid, uuid_text};
 use accord_domain::coordination::{EventResult, LedgerRef};
 use accord_domain::{DeviceInfo, Purpose, Timestamp};
 use async_trait::async_trait;
@@ -120,11 +121,6 @@ impl SqlPartnerStore {
     }
 }
 
-fn b32(v: Vec<u8>) -> Result<[u8; 32]> {
-    v.try_into()
-        .map_err(|_| StoreError::Corrupt("pseudonym is not 32 bytes".into()))
-}
-
 fn purpose_of(s: &str) -> Result<Purpose> {
     s.parse().map_err(|_| StoreError::Corrupt("purpose".into()))
 }
@@ -132,10 +128,9 @@ fn purpose_of(s: &str) -> Result<Purpose> {
 fn user_row(r: &AnyRow) -> Result<PartnerUser> {
     let p: Option<Vec<u8>> = r.try_get("phone_pseudonym")?;
     Ok(PartnerUser {
-        id: Uuid::parse_str(&r.try_get::<String, _>("id")?)
-            .map_err(|_| StoreError::Corrupt("uuid".into()))?,
+        id: parse_uuid(&r.try_get::<String, _>("id")?)?,
         name: r.try_get("name")?,
-        phone_pseudonym: p.map(b32).transpose()?,
+        phone_pseudonym: p.map(|v| bytes32(v, "pseudonym")).transpose()?,
         ads_personalisation: r.try_get::<i64, _>("ads_personalisation")? != 0,
         created_at: Timestamp(r.try_get("created_at")?),
     })
@@ -284,7 +279,7 @@ impl PartnerStore for SqlPartnerStore {
             .await?;
         row.map(|r| {
             Ok(Record {
-                pseudonym: b32(r.try_get("pseudonym")?)?,
+                pseudonym: bytes32(r.try_get("pseudonym")?, "pseudonym")?,
                 purpose,
                 devices: serde_json::from_str(&r.try_get::<String, _>("devices")?)
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?,
@@ -303,7 +298,7 @@ impl PartnerStore for SqlPartnerStore {
         .bind(purpose.as_str())
         .fetch_all(&self.db.pool)
         .await?;
-        rows.into_iter().map(b32).collect()
+        rows.into_iter().map(|v| bytes32(v, "pseudonym")).collect()
     }
 
     async fn count_denied_read(&self, purpose: Purpose) -> Result<()> {
@@ -328,7 +323,7 @@ impl PartnerStore for SqlPartnerStore {
             "INSERT INTO partner_users (id, name, token_hash, phone_pseudonym, ads_personalisation, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
-        .bind(u.id.hyphenated().to_string())
+        .bind(uuid_text(u.id))
         .bind(&u.name)
         .bind(token_hash.to_vec())
         .bind(u.phone_pseudonym.map(|p| p.to_vec()))
@@ -341,7 +336,7 @@ impl PartnerStore for SqlPartnerStore {
                 "INSERT INTO links (partner_user_id, pseudonym, linked_at) \
                  SELECT $1, pseudonym, $3 FROM records WHERE pseudonym = $2 AND purpose = 'product'",
             )
-            .bind(u.id.hyphenated().to_string())
+            .bind(uuid_text(u.id))
             .bind(p.to_vec())
             .bind(u.created_at.0)
             .execute(&mut *tx)
@@ -364,7 +359,7 @@ impl PartnerStore for SqlPartnerStore {
     async fn set_ads_personalisation(&self, user: Uuid, enabled: bool) -> Result<()> {
         sqlx::query("UPDATE partner_users SET ads_personalisation = $1 WHERE id = $2")
             .bind(enabled as i64)
-            .bind(user.hyphenated().to_string())
+            .bind(uuid_text(user))
             .execute(&self.db.pool)
             .await?;
         Ok(())
@@ -376,7 +371,7 @@ impl PartnerStore for SqlPartnerStore {
         pseudonym: &[u8; 32],
         at: Timestamp,
     ) -> Result<()> {
-        let id = user.hyphenated().to_string();
+        let id = uuid_text(user);
         let mut tx = self.db.pool.begin().await?;
         sqlx::query("UPDATE partner_users SET phone_pseudonym = $1 WHERE id = $2")
             .bind(pseudonym.to_vec())
@@ -403,10 +398,10 @@ impl PartnerStore for SqlPartnerStore {
     async fn link_of(&self, user: Uuid) -> Result<Option<[u8; 32]>> {
         let v: Option<Vec<u8>> =
             sqlx::query_scalar("SELECT pseudonym FROM links WHERE partner_user_id = $1")
-                .bind(user.hyphenated().to_string())
+                .bind(uuid_text(user))
                 .fetch_optional(&self.db.pool)
                 .await?;
-        v.map(b32).transpose()
+        v.map(|v| bytes32(v, "pseudonym")).transpose()
     }
 
     async fn upload_contacts(&self, uploader: Uuid, contacts: &[[u8; 32]]) -> Result<u64> {
@@ -424,7 +419,7 @@ impl PartnerStore for SqlPartnerStore {
                 let r = sqlx::query(
                     "INSERT INTO contact_edges (uploader, pseudonym) VALUES ($1, $2) ON CONFLICT (uploader, pseudonym) DO NOTHING",
                 )
-                .bind(uploader.hyphenated().to_string())
+                .bind(uuid_text(uploader))
                 .bind(c.to_vec())
                 .execute(&mut *tx)
                 .await?;
@@ -444,7 +439,7 @@ impl PartnerStore for SqlPartnerStore {
                AND EXISTS (SELECT 1 FROM records r WHERE r.pseudonym = e.pseudonym AND r.purpose = 'product') \
              ORDER BY u.id",
         )
-        .bind(uploader.hyphenated().to_string())
+        .bind(uuid_text(uploader))
         .fetch_all(&self.db.pool)
         .await?;
         rows.iter().map(user_row).collect()

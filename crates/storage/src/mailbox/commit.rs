@@ -30,10 +30,11 @@
 //!   whose `RETURNING` says what it did (the send records that were new,
 //!   the items an ack took), atomic against the other nodes.
 
-use super::{text, uuid_of, value_rows, MailRow};
+use super::{value_rows, MailRow};
 use super::{BatchOutcome, NewSend, WriteBatch};
 use crate::db::{Backend, Db};
 use crate::error::{Result, StoreError};
+use crate::sql::{parse_uuid, uuid_text};
 use accord_domain::DeviceId;
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::pool::PoolConnection;
@@ -71,7 +72,7 @@ impl<'a> Plan<'a> {
             .filter(|s| seen.insert((s.sender_device, s.client_message_id.as_str())))
             .map(|s| {
                 (
-                    (text(s.sender_device.0), s.client_message_id.clone()),
+                    (uuid_text(s.sender_device.0), s.client_message_id.clone()),
                     s.at.0,
                 )
             })
@@ -79,7 +80,7 @@ impl<'a> Plan<'a> {
         let mut owner: HashMap<(String, i64), usize> = HashMap::new();
         let mut pairs = Vec::new();
         for (k, a) in batch.acks.iter().enumerate() {
-            let d = text(a.device.0);
+            let d = uuid_text(a.device.0);
             for id in &a.ids {
                 let key = (d.clone(), *id as i64);
                 if let std::collections::hash_map::Entry::Vacant(v) = owner.entry(key.clone()) {
@@ -108,7 +109,7 @@ impl<'a> Plan<'a> {
         let mut w = Writes::default();
         let mut contacts = HashSet::new();
         for s in &self.batch.sends {
-            let sender_device = text(s.sender_device.0);
+            let sender_device = uuid_text(s.sender_device.0);
             let key = (sender_device, s.client_message_id.clone());
             let dup = !new.remove(&key);
             w.outcome.duplicate.push(dup);
@@ -117,7 +118,7 @@ impl<'a> Plan<'a> {
             }
             w.new_sends.push((key.0.clone(), key.1, s.at.0));
             if s.sender_account != s.to_account {
-                contacts.insert((text(s.sender_account.0), text(s.to_account.0)));
+                contacts.insert((uuid_text(s.sender_account.0), uuid_text(s.to_account.0)));
             }
             envelope_rows(s, &key.0, &mut w.rows);
         }
@@ -154,10 +155,10 @@ impl<'a> Plan<'a> {
 
 /// The rows of a new send's envelopes.
 fn envelope_rows(s: &NewSend, sender_device: &str, rows: &mut Vec<MailRow>) {
-    let sender_account = text(s.sender_account.0);
+    let sender_account = uuid_text(s.sender_account.0);
     for e in &s.envelopes {
         rows.push(MailRow {
-            device: text(e.recipient_device.0),
+            device: uuid_text(e.recipient_device.0),
             kind: 0,
             peer_account: sender_account.clone(),
             peer_device: sender_device.to_owned(),
@@ -210,7 +211,7 @@ impl Writes {
             )));
         }
         for (row, id) in self.rows.into_iter().zip(ids) {
-            let device = DeviceId(uuid_of(&row.device)?);
+            let device = DeviceId(parse_uuid(&row.device)?);
             self.outcome.items.push((device, row.into_item(id as u64)?));
         }
         self.outcome.items.sort_by_key(|(_, item)| item.id());

@@ -24,6 +24,7 @@ pub use commit::MAILBOX_ORDER_LOCK;
 
 use crate::db::{Backend, Db};
 use crate::error::{Result, StoreError};
+use crate::sql::{parse_uuid, uuid_text};
 use accord_domain::{AccountId, DeviceId, Timestamp};
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
@@ -234,14 +235,6 @@ impl SqlMailboxStore {
     }
 }
 
-fn text(u: Uuid) -> String {
-    u.hyphenated().to_string()
-}
-
-fn uuid_of(s: &str) -> Result<Uuid> {
-    Uuid::parse_str(s).map_err(|_| StoreError::Corrupt("bad uuid".into()))
-}
-
 /// A fetched item (the fetch selects neither the mailbox nor the expiry).
 fn mail_row(r: &AnyRow) -> Result<MailItem> {
     MailRow {
@@ -313,11 +306,11 @@ struct MailRow {
 impl MailRow {
     /// The item this row is (or was stored as), with its id.
     fn into_item(self, id: u64) -> Result<MailItem> {
-        let peer_device = DeviceId(uuid_of(&self.peer_device)?);
+        let peer_device = DeviceId(parse_uuid(&self.peer_device)?);
         Ok(match self.kind {
             0 => MailItem::Envelope {
                 id,
-                sender_account: AccountId(uuid_of(&self.peer_account)?),
+                sender_account: AccountId(parse_uuid(&self.peer_account)?),
                 sender_device: peer_device,
                 client_message_id: self.cmid,
                 server_ts: Timestamp(self.at),
@@ -348,8 +341,8 @@ impl MailboxStore for SqlMailboxStore {
             "INSERT INTO e2e_device_keys (device_id, account_id, keys_json, uploaded_at) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (device_id) DO NOTHING",
         )
-        .bind(text(device.0))
-        .bind(text(account.0))
+        .bind(uuid_text(device.0))
+        .bind(uuid_text(account.0))
         .bind(keys_json)
         .bind(at.0)
         .execute(&self.db.pool)
@@ -366,7 +359,7 @@ impl MailboxStore for SqlMailboxStore {
 
     async fn device_keys(&self, device: DeviceId) -> Result<Option<String>> {
         let row = sqlx::query("SELECT keys_json FROM e2e_device_keys WHERE device_id = $1")
-            .bind(text(device.0))
+            .bind(uuid_text(device.0))
             .fetch_optional(&self.db.pool)
             .await?;
         row.map(|r| r.try_get::<String, _>(0).map_err(Into::into))
@@ -378,13 +371,13 @@ impl MailboxStore for SqlMailboxStore {
             "SELECT device_id, keys_json FROM e2e_device_keys WHERE account_id = $1 \
              ORDER BY device_id",
         )
-        .bind(text(account.0))
+        .bind(uuid_text(account.0))
         .fetch_all(&self.db.pool)
         .await?;
         rows.iter()
             .map(|r| {
                 Ok((
-                    DeviceId(uuid_of(&r.try_get::<String, _>(0)?)?),
+                    DeviceId(parse_uuid(&r.try_get::<String, _>(0)?)?),
                     r.try_get::<String, _>(1)?,
                 ))
             })
@@ -398,7 +391,7 @@ impl MailboxStore for SqlMailboxStore {
         fallback: Option<&str>,
         cap: u32,
     ) -> Result<(u32, bool)> {
-        let d = text(device.0);
+        let d = uuid_text(device.0);
         let mut tx = self.db.pool.begin().await?;
         // Take the write lock first (SQLite) and serialise per device (PG).
         if let Some(fb) = fallback {
@@ -438,7 +431,7 @@ impl MailboxStore for SqlMailboxStore {
     }
 
     async fn one_time_key_count(&self, device: DeviceId) -> Result<(u32, bool)> {
-        let d = text(device.0);
+        let d = uuid_text(device.0);
         let row = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM e2e_one_time_keys WHERE device_id = $1), \
                     (SELECT COUNT(*) FROM e2e_fallback_keys WHERE device_id = $1)",
@@ -453,7 +446,7 @@ impl MailboxStore for SqlMailboxStore {
     }
 
     async fn claim_one_time_key(&self, device: DeviceId) -> Result<Option<(String, bool)>> {
-        let d = text(device.0);
+        let d = uuid_text(device.0);
         // Pick a candidate, then delete exactly that row: whoever deletes
         // it (rows_affected = 1) owns it; a loser of a race tries the next.
         for _ in 0..64 {
@@ -505,7 +498,7 @@ impl MailboxStore for SqlMailboxStore {
              FROM e2e_mailbox WHERE device_id = $1 AND id > $2 AND expires_at > $3 AND acked_at IS NULL \
              ORDER BY id LIMIT $4",
         )
-        .bind(text(device.0))
+        .bind(uuid_text(device.0))
         .bind(after as i64)
         .bind(now.0)
         .bind(limit as i64)
@@ -541,8 +534,8 @@ impl MailboxStore for SqlMailboxStore {
     async fn has_written_to(&self, account: AccountId, peer: AccountId) -> Result<bool> {
         Ok(
             sqlx::query("SELECT 1 FROM e2e_contacts WHERE account_id = $1 AND peer_account = $2")
-                .bind(text(account.0))
-                .bind(text(peer.0))
+                .bind(uuid_text(account.0))
+                .bind(uuid_text(peer.0))
                 .fetch_optional(&self.db.pool)
                 .await?
                 .is_some(),
@@ -554,8 +547,8 @@ impl MailboxStore for SqlMailboxStore {
             "INSERT INTO e2e_blocks (account_id, blocked_account, at) VALUES ($1, $2, $3) \
              ON CONFLICT (account_id, blocked_account) DO NOTHING",
         )
-        .bind(text(account.0))
-        .bind(text(blocked.0))
+        .bind(uuid_text(account.0))
+        .bind(uuid_text(blocked.0))
         .bind(at.0)
         .execute(&self.db.pool)
         .await?;
@@ -564,8 +557,8 @@ impl MailboxStore for SqlMailboxStore {
 
     async fn unblock(&self, account: AccountId, blocked: AccountId) -> Result<()> {
         sqlx::query("DELETE FROM e2e_blocks WHERE account_id = $1 AND blocked_account = $2")
-            .bind(text(account.0))
-            .bind(text(blocked.0))
+            .bind(uuid_text(account.0))
+            .bind(uuid_text(blocked.0))
             .execute(&self.db.pool)
             .await?;
         Ok(())
@@ -574,8 +567,8 @@ impl MailboxStore for SqlMailboxStore {
     async fn is_blocked(&self, account: AccountId, sender: AccountId) -> Result<bool> {
         Ok(
             sqlx::query("SELECT 1 FROM e2e_blocks WHERE account_id = $1 AND blocked_account = $2")
-                .bind(text(account.0))
-                .bind(text(sender.0))
+                .bind(uuid_text(account.0))
+                .bind(uuid_text(sender.0))
                 .fetch_optional(&self.db.pool)
                 .await?
                 .is_some(),
@@ -587,7 +580,7 @@ impl MailboxStore for SqlMailboxStore {
         device: DeviceId,
         envelope_id: u64,
     ) -> Result<Option<(AccountId, DeviceId)>> {
-        let d = text(device.0);
+        let d = uuid_text(device.0);
         let row = sqlx::query(
             "SELECT sender_account, sender_device FROM e2e_delivered \
              WHERE device_id = $1 AND envelope_id = $2",
@@ -611,8 +604,8 @@ impl MailboxStore for SqlMailboxStore {
         };
         row.map(|r| {
             Ok((
-                AccountId(uuid_of(&r.try_get::<String, _>(0)?)?),
-                DeviceId(uuid_of(&r.try_get::<String, _>(1)?)?),
+                AccountId(parse_uuid(&r.try_get::<String, _>(0)?)?),
+                DeviceId(parse_uuid(&r.try_get::<String, _>(1)?)?),
             ))
         })
         .transpose()
@@ -624,9 +617,9 @@ impl MailboxStore for SqlMailboxStore {
             "INSERT INTO e2e_reports (id, sender_account, sender_device, envelope_id, plaintext, at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
-        .bind(text(id))
-        .bind(text(report.sender_account.0))
-        .bind(text(report.sender_device.0))
+        .bind(uuid_text(id))
+        .bind(uuid_text(report.sender_account.0))
+        .bind(uuid_text(report.sender_device.0))
         .bind(report.envelope_id as i64)
         .bind(report.plaintext.clone())
         .bind(report.at.0)
@@ -645,8 +638,8 @@ impl MailboxStore for SqlMailboxStore {
         rows.iter()
             .map(|r| {
                 Ok(NewReport {
-                    sender_account: AccountId(uuid_of(&r.try_get::<String, _>(0)?)?),
-                    sender_device: DeviceId(uuid_of(&r.try_get::<String, _>(1)?)?),
+                    sender_account: AccountId(parse_uuid(&r.try_get::<String, _>(0)?)?),
+                    sender_device: DeviceId(parse_uuid(&r.try_get::<String, _>(1)?)?),
                     envelope_id: r.try_get::<i64, _>(2)? as u64,
                     plaintext: r.try_get(3)?,
                     at: Timestamp(r.try_get(4)?),
