@@ -105,8 +105,11 @@ impl WireError {
     pub fn code(&self) -> &'static str {
         match self {
             WireError::Empty => "empty_body",
-            WireError::TooLarge { .. } | WireError::CiphertextTooLarge { .. } => "too_large",
-            WireError::Malformed(_) => "malformed_json",
+            // The codes every service answers for a body over its limit and
+            // for JSON that does not parse (`accord-http`).
+            WireError::TooLarge { .. } => "payload_too_large",
+            WireError::CiphertextTooLarge { .. } => "ciphertext_too_large",
+            WireError::Malformed(_) => "invalid_json",
             WireError::Invalid(_) => "invalid_field",
             WireError::EmptyList { .. } => "empty_list",
             WireError::TooMany { .. } => "too_many_items",

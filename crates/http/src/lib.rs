@@ -21,7 +21,9 @@
 //!   last layer that turns any error answer that is not already JSON (an
 //!   axum rejection such as a body over the limit, a WebSocket upgrade
 //!   without its headers, the timeout's 408) into the JSON error body.
-//! - [`serve`]: serves a router until a shutdown signal, then drains.
+//! - [`serve`]: serves a router until a shutdown signal, then drains;
+//!   [`tasks`]: one stop signal for a service's server and background
+//!   loops, and the one loop helper they use.
 //! - `testing` (feature): a sweep of every documented route of a running
 //!   service with bad requests, for the services' API tests.
 //!
@@ -33,12 +35,14 @@ pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod openapi;
+pub mod tasks;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use error::{ApiError, ApiResult, ErrorBody};
 pub use extract::{bearer, Admin, AdminAuth, Json, OptionalJson, Path, Query};
 pub use metrics::{Metrics, MetricsBuilder};
+pub use tasks::{spawn_loop, spawn_server, stop_signal, Stop, Stopper, Task};
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};

@@ -19,6 +19,7 @@ use futures_util::future::BoxFuture;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
@@ -55,6 +56,30 @@ impl MetricsBuilder {
         &mut self.registry
     }
 
+    /// Registers a gauge named `name` (prefixed `accord_`) and returns it.
+    pub fn gauge(&mut self, name: &str, help: &str) -> Gauge {
+        let g = Gauge::default();
+        self.registry.register(name, help, g.clone());
+        g
+    }
+
+    /// Registers a family of gauges with the labels `L` and returns it.
+    pub fn gauges<L>(&mut self, name: &str, help: &str) -> Family<L, Gauge>
+    where
+        L: prometheus_client::encoding::EncodeLabelSet
+            + Clone
+            + std::hash::Hash
+            + Eq
+            + std::fmt::Debug
+            + Send
+            + Sync
+            + 'static,
+    {
+        let f = Family::<L, Gauge>::default();
+        self.registry.register(name, help, f.clone());
+        f
+    }
+
     /// Runs `refresh` before every scrape (gauges read from a database).
     /// It must not fail the scrape: on an error it logs and leaves the
     /// gauges as they were.
@@ -89,6 +114,11 @@ impl MetricsBuilder {
             }),
         }
     }
+}
+
+/// A count as a gauge value (saturating).
+pub fn count(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// A service's metrics: cheap to clone.

@@ -28,8 +28,10 @@ pub struct Sweep<'a> {
     pub params: &'a [(&'a str, &'a str)],
     /// Routes authenticated by a signature over the body, not a token.
     pub signed: &'a [&'a str],
-    /// The service's largest accepted body.
+    /// The service's body limit ...
     pub body_limit: usize,
+    /// ... and the routes with a limit of their own.
+    pub route_limits: &'a [(&'a str, usize)],
 }
 
 /// What the sweep did.
@@ -89,17 +91,16 @@ impl Sweep<'_> {
                     } else {
                         (400, "invalid_json")
                     };
-                    let r = send(
-                        &http,
-                        method,
-                        &self.url(&path),
-                        token,
-                        Some(b"{\"a\": ".to_vec()),
-                    )
-                    .await;
+                    let r =
+                        send(&http, method, &self.url(&path), token, Some(b"{,".to_vec())).await;
                     report.expect(&what, "with malformed JSON", r, status, code);
                     let mut big = b"{\"pad\":\"".to_vec();
-                    big.resize(self.body_limit + 64 * 1024, b'a');
+                    let limit = self
+                        .route_limits
+                        .iter()
+                        .find(|(t, _)| t == template)
+                        .map_or(self.body_limit, |(_, l)| *l);
+                    big.resize(limit + 64 * 1024, b'a');
                     big.extend_from_slice(b"\"}");
                     let r = send(&http, method, &self.url(&path), token, Some(big)).await;
                     report.expect(
@@ -157,6 +158,17 @@ impl Sweep<'_> {
         }
         out
     }
+}
+
+/// `GET /metrics` with `token` (if any): the status and the text.
+pub async fn scrape(base_url: &str, token: Option<&str>) -> (u16, String) {
+    let mut req = reqwest::Client::new().get(format!("{base_url}/metrics"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await.expect("GET /metrics answers");
+    let status = r.status().as_u16();
+    (status, r.text().await.expect("a body"))
 }
 
 /// Status, content type and body of an answer, or why there was none.

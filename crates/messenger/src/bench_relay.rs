@@ -20,16 +20,14 @@
 //! has its own open-file limit; without it both ends are in this process
 //! and the figure counts both.
 
-use crate::e2e::{E2eConfig, Relay};
-use crate::http::{router, serve, AppState};
-use crate::service::{Messenger, MessengerConfig};
+use crate::e2e::E2eConfig;
+use crate::service::MessengerConfig;
 use crate::verifier::DevVerifier;
 use accord_crypto::token::{BearerToken, TokenHash};
-use accord_domain::{AccountId, ConsentProfile, DeviceId, SystemClock};
+use accord_domain::{AccountId, DeviceId, SystemClock};
 use accord_e2e::{
     Ciphertext, ClientMessageId, E2eMachine, Envelope, OlmMessageType, SendRequest, ServerFrame,
 };
-use accord_storage::{Db, SqlMailboxStore, SqlMessengerStore};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use std::fmt;
@@ -395,46 +393,33 @@ pub async fn idle_client(base: &str, count: usize) -> BenchResult<()> {
 pub async fn bench_relay(opts: RelayBenchOptions) -> BenchResult<RelayBenchReport> {
     let nofile = raise_nofile();
     let dir = tempfile::tempdir().map_err(err)?;
-    let db = Db::open_service(dir.path().to_str().ok_or("temp path")?, "messenger")
-        .await
-        .map_err(err)?;
-    let store = Arc::new(SqlMessengerStore::new(db.clone()).await.map_err(err)?);
-    let mailboxes = Arc::new(SqlMailboxStore::new(db).await.map_err(err)?);
-    let clock = Arc::new(SystemClock);
-    let config = E2eConfig {
-        sends_per_s: 1e9,
-        send_burst: 1e9,
-        unknown_sends_per_s: 1e9,
-        unknown_send_burst: 1e9,
-        ..E2eConfig::default()
-    };
-    let e2e = Relay::start(mailboxes, store.clone(), clock.clone(), config);
-    let state = AppState {
-        messenger: Messenger {
-            store,
-            clock,
-            verifier: Arc::new(DevVerifier),
-            config: MessengerConfig {
-                codes_per_hour: 1_000,
-                ..MessengerConfig::default()
-            },
-            keys: None,
-            auth_cache: Default::default(),
+    let app = crate::Application::build(crate::Settings {
+        config: MessengerConfig {
+            codes_per_hour: 1_000,
+            ..MessengerConfig::default()
         },
-        admin_token: TokenHash::of(BearerToken::generate().reveal()),
-        default_profile: ConsentProfile::Strict,
-        simulated_clock: None,
-        feed: None,
-        e2e,
-    };
+        e2e: E2eConfig {
+            sends_per_s: 1e9,
+            send_burst: 1e9,
+            unknown_sends_per_s: 1e9,
+            unknown_send_burst: 1e9,
+            ..E2eConfig::default()
+        },
+        ..crate::Settings::new(
+            dir.path().to_str().ok_or("temp path")?,
+            TokenHash::of(BearerToken::generate().reveal()),
+            Arc::new(DevVerifier),
+            Arc::new(SystemClock),
+        )
+    })
+    .await
+    .map_err(err)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(err)?;
     let base = format!("http://{}", listener.local_addr().map_err(err)?);
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(serve(listener, router(state), async move {
-        let _ = stop_rx.changed().await;
-    }));
+    let (stopper, stop) = accord_http::stop_signal();
+    let _server = app.start(listener, &stop);
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(opts.senders * 2)
         .build()
@@ -646,7 +631,7 @@ pub async fn bench_relay(opts: RelayBenchOptions) -> BenchResult<RelayBenchRepor
         last = now;
     }
 
-    let _ = stop_tx.send(true);
+    stopper.stop();
     Ok(RelayBenchReport {
         envelopes_per_s,
         p50_ms,

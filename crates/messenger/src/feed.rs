@@ -528,38 +528,29 @@ impl Dispatcher {
         Ok(total)
     }
 
-    /// Runs passes every `every` until `stop` changes; raises an alert
-    /// (error log) while any deletion is unconfirmed past the deadline.
-    pub fn spawn(
-        self,
-        every: Duration,
-        mut stop: tokio::sync::watch::Receiver<bool>,
-    ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut pass: u64 = 0;
-            loop {
-                pass += 1;
-                if pass % 600 == 1 {
-                    // About every ten minutes.
-                    if let Err(e) = self.reconcile().await {
-                        tracing::warn!(error = %e, "reconciliation failed");
-                    }
-                }
-                if let Err(e) = self.run_once().await {
-                    tracing::warn!(error = %e, "coordination feed pass failed");
-                }
-                if let Ok(s) = self.messenger.store.feed_stats().await {
-                    if let Some(oldest) = s.oldest_pending_at {
-                        if self.messenger.now().0 - oldest.0 > self.config.deletion_deadline_ms {
-                            tracing::error!(pending_accounts = s.pending_accounts, "ALERT: coordination feed work unconfirmed past the deletion deadline");
-                        }
-                    }
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(every) => {}
-                    _ = stop.changed() => return,
+    /// One pass of the dispatcher as `accord serve` runs it every second
+    /// (`Application::background`): a reconciliation first when
+    /// `reconcile`, then a delivery pass; it raises an alert (error log)
+    /// while any work is unconfirmed past the deletion deadline. Failures
+    /// are logged and retried on the next tick.
+    pub async fn tick(&self, reconcile: bool) {
+        if reconcile {
+            if let Err(e) = self.reconcile().await {
+                tracing::warn!(error = %e, "reconciliation failed");
+            }
+        }
+        if let Err(e) = self.run_once().await {
+            tracing::warn!(error = %e, "coordination feed pass failed");
+        }
+        if let Ok(s) = self.messenger.store.feed_stats().await {
+            if let Some(oldest) = s.oldest_pending_at {
+                if self.messenger.now().0 - oldest.0 > self.config.deletion_deadline_ms {
+                    tracing::error!(
+                        pending_accounts = s.pending_accounts,
+                        "ALERT: coordination feed work unconfirmed past the deletion deadline"
+                    );
                 }
             }
-        })
+        }
     }
 }

@@ -25,6 +25,10 @@
 //!   blocks and reports. Ciphertext only.
 //! - [`bench_relay`]: `accord bench relay`.
 //!
+//! - [`startup`]: the composition root, [`Application::build`] from
+//!   [`Settings`]: what `accord serve`, `accord demo`, the benches and the
+//!   tests all start.
+//!
 //! [`serve`] runs the router on a listener with graceful shutdown.
 //!
 //! **Architecture invariant:** no handler logs a request body, a phone
@@ -38,8 +42,10 @@ pub mod feed;
 pub mod http;
 pub mod keys;
 pub mod service;
+pub mod startup;
 pub mod verifier;
 
 pub use accord_e2e;
 pub use http::{router, serve, AppState};
 pub use service::{Messenger, MessengerConfig, ServiceError};
+pub use startup::{Application, Settings, StartupError};

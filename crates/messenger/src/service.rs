@@ -186,15 +186,15 @@ impl From<Device> for ExportDevice {
 /// The messenger's use cases.
 #[derive(Debug, Clone)]
 pub struct Messenger {
-    pub store: Arc<dyn MessengerStore>,
-    pub clock: Arc<dyn Clock>,
-    pub verifier: Arc<dyn Verifier>,
-    pub config: MessengerConfig,
+    pub(crate) store: Arc<dyn MessengerStore>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) verifier: Arc<dyn Verifier>,
+    pub(crate) config: MessengerConfig,
     /// The key service, for pseudonyms and contact discovery. Without it
     /// the messenger runs, but computes no pseudonyms.
-    pub keys: Option<KeyAccess>,
+    pub(crate) keys: Option<KeyAccess>,
     /// Who recent tokens are (see [`crate::auth_cache`]).
-    pub auth_cache: Arc<AuthCache>,
+    pub(crate) auth_cache: Arc<AuthCache>,
 }
 
 /// What one pass of pseudonym computation did.
@@ -236,6 +236,37 @@ pub struct RevocationRun {
 }
 
 impl Messenger {
+    /// The use cases over `store`; `keys` is the key service, if any.
+    /// (Services are built by [`crate::Application::build`]; this is its
+    /// part, and the benches' and tests' when they need the use cases
+    /// without a server.)
+    pub fn new(
+        store: Arc<dyn MessengerStore>,
+        clock: Arc<dyn Clock>,
+        verifier: Arc<dyn Verifier>,
+        config: MessengerConfig,
+        keys: Option<KeyAccess>,
+    ) -> Self {
+        Messenger {
+            store,
+            clock,
+            verifier,
+            config,
+            keys,
+            auth_cache: Default::default(),
+        }
+    }
+
+    /// The messenger's store (operators' reads, tests).
+    pub fn store(&self) -> &Arc<dyn MessengerStore> {
+        &self.store
+    }
+
+    /// The key service, when one is configured.
+    pub fn keys(&self) -> Option<&KeyAccess> {
+        self.keys.as_ref()
+    }
+
     pub fn now(&self) -> Timestamp {
         self.clock.now()
     }

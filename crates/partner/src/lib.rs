@@ -12,12 +12,15 @@
 //! - [`http`]: the axum router: `POST /v1/feed/ingest` (HMAC),
 //!   `/v1/partner/*` for partner users, `/v1/admin/partner/*` for the
 //!   operator.
+//! - [`startup`]: the composition root, [`Application::build`].
 //!
 //! **Architecture invariant:** every read of messenger-derived data names
 //! its purpose, and is refused unless the pseudonym is held for it.
 
 pub mod http;
 pub mod service;
+pub mod startup;
 
 pub use http::{router, serve, AppState};
 pub use service::{PartnerError, PartnerService};
+pub use startup::{Application, Settings};

@@ -3,14 +3,12 @@
 //! SQLite in `<data-dir>/demo` and a simulated clock. Every step goes
 //! through the HTTP API, as a device or the operator would.
 
-use super::serve::{in_process_keys, messenger_state, open_keyd, open_partner, MessengerSetup};
+use super::serve::{in_process_keys, open_keyd};
 use super::DataArgs;
 use crate::error::{CliError, CliResult};
 use accord_client::{AcceptChoice, Client, ConsentView};
 use accord_crypto::token::{BearerToken, TokenHash};
-use accord_domain::{
-    Clock, ConsentProfile, DeviceInfo, PhoneNumber, Purpose, SimulatedClock, Timestamp,
-};
+use accord_domain::{Clock, DeviceInfo, PhoneNumber, Purpose, SimulatedClock, Timestamp};
 use accord_messenger::verifier::DevVerifier;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -146,74 +144,71 @@ pub async fn run(a: DemoArgs) -> CliResult {
         data_dir: dir.clone(),
         database_url: None,
     };
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let until = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.changed().await;
-    };
+    let (stopper, stop) = accord_http::stop_signal();
+    let internal = |e: std::io::Error| CliError::Internal(e.into());
 
     // The key service, on its own port, as in `accord serve`.
     let keyd = open_keyd(&data, clock_dyn.clone()).await?;
     let keyd_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
-        .map_err(|e| CliError::Internal(e.into()))?;
-    let keyd_addr = keyd_listener
-        .local_addr()
-        .map_err(|e| CliError::Internal(e.into()))?;
+        .map_err(internal)?;
+    let keyd_addr = keyd_listener.local_addr().map_err(internal)?;
     let keyd_app = accord_keyd::router(accord_keyd::AppState {
         service: keyd.clone(),
         admin_token: TokenHash::of(admin_token.reveal()),
     });
-    let keyd_task = tokio::spawn(accord_keyd::serve(
+    let mut tasks = vec![accord_http::spawn_server(
         keyd_listener,
         keyd_app,
-        until(stop_rx.clone()),
-    ));
-
+        stop.clone(),
+    )];
     let keys = in_process_keys(&keyd, format!("http://{keyd_addr}")).await?;
 
     // The partner, on its own port and database, fed by the messenger.
     let feed_secret = BearerToken::generate().reveal().as_bytes().to_vec();
-    let partner = open_partner(&data, clock_dyn.clone(), feed_secret.clone()).await?;
-    let partner_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| CliError::Internal(e.into()))?;
-    let partner_addr = partner_listener
-        .local_addr()
-        .map_err(|e| CliError::Internal(e.into()))?;
-    let partner_task = tokio::spawn(accord_partner::serve(
-        partner_listener,
-        accord_partner::router(accord_partner::AppState {
-            service: partner.clone(),
-            admin_token: TokenHash::of(admin_token.reveal()),
-        }),
-        until(stop_rx.clone()),
-    ));
-
-    let state = messenger_state(MessengerSetup {
-        location: &dir.display().to_string(),
-        verifier: Arc::new(DevVerifier),
-        clock: clock_dyn,
-        simulated: Some(clock.clone()),
-        admin_token: admin_token.reveal(),
-        profile: ConsentProfile::Strict,
-        keys: Some(keys),
-        nats: None,
+    let partner = accord_partner::Application::build(accord_partner::Settings {
+        location: data.location(),
+        admin_token: TokenHash::of(admin_token.reveal()),
+        clock: clock_dyn.clone(),
+        feed_secret: feed_secret.clone(),
+        oprf: None,
     })
     .await?;
+    let partner_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(internal)?;
+    let partner_addr = partner_listener.local_addr().map_err(internal)?;
+    tasks.extend(partner.start(partner_listener, &stop));
+
+    // The messenger: the server only; the story drives the feed itself.
+    let messenger = accord_messenger::Application::build(accord_messenger::Settings {
+        simulated_clock: Some(clock.clone()),
+        keys: Some(keys),
+        feed: Some(accord_messenger::feed::FeedConfig::new(
+            format!("http://{partner_addr}"),
+            feed_secret,
+        )),
+        ..accord_messenger::Settings::new(
+            dir.display().to_string(),
+            TokenHash::of(admin_token.reveal()),
+            Arc::new(DevVerifier),
+            clock_dyn,
+        )
+    })
+    .await
+    .map_err(|e| CliError::Internal(e.into()))?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
-        .map_err(|e| CliError::Internal(e.into()))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| CliError::Internal(e.into()))?;
-    let feed = accord_messenger::feed::Dispatcher::new(
-        state.messenger.clone(),
-        accord_messenger::feed::FeedConfig::new(format!("http://{partner_addr}"), feed_secret),
-    );
-    let server = tokio::spawn(accord_messenger::serve(
+        .map_err(internal)?;
+    let addr = listener.local_addr().map_err(internal)?;
+    let feed = messenger
+        .dispatcher()
+        .cloned()
+        .ok_or_else(|| CliError::Internal(anyhow::anyhow!("no feed dispatcher")))?;
+    tasks.push(accord_http::spawn_server(
         listener,
-        accord_messenger::router(state),
-        until(stop_rx.clone()),
+        messenger.router(),
+        stop.clone(),
     ));
     let base = format!("http://{addr}");
     println!(
@@ -225,13 +220,13 @@ pub async fn run(a: DemoArgs) -> CliResult {
         admin: Client::new(&base).with_token(admin_token.reveal()),
         step: 0,
         feed,
-        partner,
+        partner: partner.service().clone(),
     };
     let result = story(&mut d).await;
-    let _ = stop_tx.send(true);
-    let _ = server.await;
-    let _ = keyd_task.await;
-    let _ = partner_task.await;
+    stopper.stop();
+    for t in tasks {
+        let _ = t.await;
+    }
     result?;
     println!(
         "\nDone. Inspect the database with: accord ledger verify --data-dir {}",

@@ -9,16 +9,16 @@ use crate::session::write_private;
 use accord_crypto::token::{BearerToken, TokenHash};
 use accord_domain::{Clock, ConsentProfile, SimulatedClock, SystemClock};
 use accord_keyd::{HttpOprf, KeyService, KeydConfig, SqlKeyStore};
+use accord_messenger::e2e::wake::NatsConfig;
 use accord_messenger::keys::{HttpCredentials, KeyAccess};
 use accord_messenger::verifier::{DevVerifier, Verifier, WebhookVerifier};
-use accord_messenger::{AppState, Messenger, MessengerConfig};
-use accord_storage::{Db, SqlMessengerStore};
+use accord_messenger::{Application, Settings, StartupError};
+use accord_storage::Db;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Service {
@@ -132,21 +132,6 @@ pub fn feed_secret_in(dir: &Path) -> CliResult<Vec<u8>> {
     Ok(t.reveal().as_bytes().to_vec())
 }
 
-/// Opens the partner service: its own database.
-pub async fn open_partner(
-    data: &DataArgs,
-    clock: Arc<dyn Clock>,
-    secret: Vec<u8>,
-) -> CliResult<accord_partner::PartnerService> {
-    let db = Db::open_service(&data.location(), "partner").await?;
-    let store = accord_storage::partner::SqlPartnerStore::new(db).await?;
-    Ok(accord_partner::PartnerService::new(
-        Arc::new(store),
-        clock,
-        secret,
-    ))
-}
-
 fn internal(e: impl std::fmt::Display) -> CliError {
     CliError::Internal(anyhow::anyhow!("{e}"))
 }
@@ -189,132 +174,11 @@ pub async fn in_process_keys(keyd: &KeyService, public_url: String) -> CliResult
         .map_err(internal)
 }
 
-/// What a messenger is built from.
-pub struct MessengerSetup<'a> {
-    /// Data directory or PostgreSQL URL.
-    pub location: &'a str,
-    pub verifier: Arc<dyn Verifier>,
-    pub clock: Arc<dyn Clock>,
-    /// The same clock when it is simulated (the admin clock endpoint).
-    pub simulated: Option<SimulatedClock>,
-    pub admin_token: &'a str,
-    pub profile: ConsentProfile,
-    pub keys: Option<KeyAccess>,
-    /// NATS, to wake connections held by other nodes.
-    pub nats: Option<accord_messenger::e2e::wake::NatsConfig>,
-}
-
-/// The messenger's state, as `serve` and `demo` build it.
-pub async fn messenger_state(setup: MessengerSetup<'_>) -> CliResult<AppState> {
-    let MessengerSetup {
-        location,
-        verifier,
-        clock,
-        simulated,
-        admin_token,
-        profile,
-        keys,
-        nats,
-    } = setup;
-    let db = Db::open_service(location, "messenger").await?;
-    let store = Arc::new(SqlMessengerStore::new(db.clone()).await?);
-    let mailboxes = accord_storage::SqlMailboxStore::new(db).await?;
-    let wake: Arc<dyn accord_messenger::e2e::wake::Wake> = match nats {
-        None => Arc::new(accord_messenger::e2e::wake::LocalWake::default()),
-        Some(config) => accord_messenger::e2e::wake::NatsWake::connect(&config)
-            .await
-            .map_err(|e| CliError::Input(format!("NATS at {}: {e}", config.url)))?,
-    };
-    let e2e = accord_messenger::e2e::Relay::start_with(
-        Arc::new(mailboxes),
-        store.clone(),
-        clock.clone(),
-        accord_messenger::e2e::E2eConfig::default(),
-        wake,
-    );
-    Ok(AppState {
-        e2e,
-        messenger: Messenger {
-            store,
-            clock,
-            verifier,
-            config: MessengerConfig::default(),
-            keys,
-            auth_cache: Default::default(),
-        },
-        admin_token: TokenHash::of(admin_token),
-        default_profile: profile,
-        simulated_clock: simulated,
-        feed: None,
-    })
-}
-
-/// A task of `serve`: it ends with `Ok` or a server's I/O error.
-type ServeTask = tokio::task::JoinHandle<std::io::Result<()>>;
-
-/// Runs `step` until `stop` changes: again at once while it reports
-/// more work, else after `every`.
-fn spawn_loop<F, Fut>(every: Duration, mut stop: watch::Receiver<bool>, mut step: F) -> ServeTask
-where
-    F: FnMut() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = bool> + Send,
-{
-    tokio::spawn(async move {
-        loop {
-            if step().await {
-                continue;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(every) => {}
-                _ = stop.changed() => return Ok(()),
-            }
-        }
-    })
-}
-
-/// Computes missing pseudonyms in the background (new users, key
-/// rotation), until `stop` changes.
-pub fn spawn_pseudonym_refresh(m: Messenger, stop: watch::Receiver<bool>) -> ServeTask {
-    spawn_loop(Duration::from_secs(5), stop, move || {
-        let m = m.clone();
-        async move {
-            match m.refresh_pseudonyms(1000).await {
-                Ok(r) => r.remaining,
-                Err(e) => {
-                    tracing::warn!(error = %e, "pseudonym refresh failed; will retry");
-                    false
-                }
-            }
-        }
-    })
-}
-
-/// Retries the key-service revocations of deleted devices' credentials
-/// that are still pending (the key service was unreachable when their
-/// accounts were deleted), until `stop` changes.
-pub fn spawn_revocation_retry(m: Messenger, stop: watch::Receiver<bool>) -> ServeTask {
-    spawn_loop(
-        accord_messenger::service::REVOCATION_RETRY_EVERY,
-        stop,
-        move || {
-            let m = m.clone();
-            async move {
-                match m.revoke_pending_credentials().await {
-                    // A full run may have left more behind it.
-                    Ok(run) => !run.failed && run.revoked > 0,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "pending credential revocations not read; will retry");
-                        false
-                    }
-                }
-            }
-        },
-    )
-}
-
-/// Resolves when `rx` changes (the stop signal of every server here).
-async fn until(mut rx: watch::Receiver<bool>) {
-    let _ = rx.changed().await;
+/// Binds `addr`, or says which address could not be had.
+async fn listen(addr: SocketAddr) -> CliResult<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| CliError::Input(format!("cannot listen on {addr}: {e}")))
 }
 
 pub async fn run(a: ServeArgs) -> CliResult {
@@ -344,16 +208,14 @@ pub async fn run(a: ServeArgs) -> CliResult {
         Some(_) => "PostgreSQL".to_owned(),
         None => format!("SQLite in {}", a.data.data_dir.display()),
     };
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let (stopper, stop) = accord_http::stop_signal();
     let mut tasks = Vec::new();
 
     let mut keyd = None;
     let mut keyd_url = a.keyd_public_url.clone();
     if run_keyd {
         let service = open_keyd(&a.data, clock.clone()).await?;
-        let listener = TcpListener::bind(a.keyd_listen)
-            .await
-            .map_err(|e| CliError::Input(format!("cannot listen on {}: {e}", a.keyd_listen)))?;
+        let listener = listen(a.keyd_listen).await?;
         let addr = listener.local_addr().map_err(internal)?;
         keyd_url.get_or_insert_with(|| format!("http://{addr}"));
         eprintln!("accord: key service listening on http://{addr} ({storage})");
@@ -361,11 +223,7 @@ pub async fn run(a: ServeArgs) -> CliResult {
             service: service.clone(),
             admin_token: TokenHash::of(&admin_token),
         });
-        tasks.push(tokio::spawn(accord_keyd::serve(
-            listener,
-            app,
-            until(stop_rx.clone()),
-        )));
+        tasks.push(accord_http::spawn_server(listener, app, stop.clone()));
         keyd = Some(service);
     }
 
@@ -375,32 +233,33 @@ pub async fn run(a: ServeArgs) -> CliResult {
     };
     let mut partner_url = a.partner_url.clone();
     if a.services.contains(&Service::Partner) {
-        let mut service = open_partner(&a.data, clock.clone(), feed_secret.clone()).await?;
-        match (&keyd, &a.keyd_url, &a.keyd_token) {
+        let oprf: Option<Arc<dyn accord_keyd::Oprf>> = match (&keyd, &a.keyd_url, &a.keyd_token) {
             (Some(k), _, _) => {
                 let id = keyd_client(k, "partner", accord_keyd::ClientKind::Partner).await?;
-                service = service.with_oprf(Arc::new(accord_keyd::InProcessOprf::new(k.clone(), id)));
+                Some(Arc::new(accord_keyd::InProcessOprf::new(k.clone(), id)))
             }
-            (None, Some(url), Some(token)) => {
-                service = service.with_oprf(Arc::new(HttpOprf::new(url.clone(), secrecy::SecretString::from(token.clone()))));
+            (None, Some(url), Some(token)) => Some(Arc::new(HttpOprf::new(
+                url.clone(),
+                secrecy::SecretString::from(token.clone()),
+            ))),
+            _ => {
+                eprintln!("accord: warning: the partner has no key service; its users cannot compute pseudonyms");
+                None
             }
-            _ => eprintln!("accord: warning: the partner has no key service; its users cannot compute pseudonyms"),
-        }
-        let listener = TcpListener::bind(a.partner_listen)
-            .await
-            .map_err(|e| CliError::Input(format!("cannot listen on {}: {e}", a.partner_listen)))?;
+        };
+        let partner = accord_partner::Application::build(accord_partner::Settings {
+            location: a.data.location(),
+            admin_token: TokenHash::of(&admin_token),
+            clock: clock.clone(),
+            feed_secret: feed_secret.clone(),
+            oprf,
+        })
+        .await?;
+        let listener = listen(a.partner_listen).await?;
         let addr = listener.local_addr().map_err(internal)?;
         partner_url.get_or_insert_with(|| format!("http://{addr}"));
         eprintln!("accord: partner listening on http://{addr} ({storage})");
-        let app = accord_partner::router(accord_partner::AppState {
-            service,
-            admin_token: TokenHash::of(&admin_token),
-        });
-        tasks.push(tokio::spawn(accord_partner::serve(
-            listener,
-            app,
-            until(stop_rx.clone()),
-        )));
+        tasks.extend(partner.start(listener, &stop));
     }
 
     if run_messenger {
@@ -432,27 +291,39 @@ pub async fn run(a: ServeArgs) -> CliResult {
                 None
             }
         };
-        let mut state = messenger_state(MessengerSetup {
-            location: &a.data.location(),
-            verifier,
-            clock: clock.clone(),
-            simulated: simulated.clone(),
-            admin_token: &admin_token,
+        let feed = match &partner_url {
+            Some(url) => Some(accord_messenger::feed::FeedConfig::new(
+                url.clone(),
+                feed_secret.clone(),
+            )),
+            None => {
+                eprintln!("accord: warning: no partner service; the coordination feed is off");
+                None
+            }
+        };
+        let messenger = Application::build(Settings {
+            simulated_clock: simulated.clone(),
             profile: a.profile,
             keys,
-            nats: a
-                .nats_url
-                .as_deref()
-                .map(|url| accord_messenger::e2e::wake::NatsConfig {
-                    prefix: a.nats_prefix.clone(),
-                    resync: std::time::Duration::from_secs(a.nats_resync_s),
-                    ..accord_messenger::e2e::wake::NatsConfig::new(url)
-                }),
+            feed,
+            nats: a.nats_url.as_deref().map(|url| NatsConfig {
+                prefix: a.nats_prefix.clone(),
+                resync: Duration::from_secs(a.nats_resync_s),
+                ..NatsConfig::new(url)
+            }),
+            ..Settings::new(
+                a.data.location(),
+                TokenHash::of(&admin_token),
+                verifier,
+                clock.clone(),
+            )
         })
-        .await?;
-        let listener = TcpListener::bind(a.listen)
-            .await
-            .map_err(|e| CliError::Input(format!("cannot listen on {}: {e}", a.listen)))?;
+        .await
+        .map_err(|e| match e {
+            StartupError::Store(e) => CliError::from(e),
+            other => CliError::Input(other.to_string()),
+        })?;
+        let listener = listen(a.listen).await?;
         let addr = listener.local_addr().map_err(internal)?;
         eprintln!(
             "accord: messenger listening on http://{addr} ({storage}; profile {}{}{})",
@@ -464,34 +335,7 @@ pub async fn run(a: ServeArgs) -> CliResult {
                 ""
             }
         );
-        match &partner_url {
-            Some(url) => {
-                let cfg = accord_messenger::feed::FeedConfig::new(url.clone(), feed_secret.clone());
-                state.feed = Some(cfg.clone());
-                let d = accord_messenger::feed::Dispatcher::new(state.messenger.clone(), cfg);
-                let h = d.spawn(Duration::from_secs(1), stop_rx.clone());
-                tasks.push(tokio::spawn(async move {
-                    let _ = h.await;
-                    Ok(())
-                }));
-            }
-            None => eprintln!("accord: warning: no partner service; the coordination feed is off"),
-        }
-        if state.messenger.keys.is_some() {
-            tasks.push(spawn_pseudonym_refresh(
-                state.messenger.clone(),
-                stop_rx.clone(),
-            ));
-            tasks.push(spawn_revocation_retry(
-                state.messenger.clone(),
-                stop_rx.clone(),
-            ));
-        }
-        tasks.push(tokio::spawn(accord_messenger::serve(
-            listener,
-            accord_messenger::router(state),
-            until(stop_rx.clone()),
-        )));
+        tasks.extend(messenger.start(listener, &stop));
     }
     if tasks.is_empty() {
         return Err(CliError::Input("--services names nothing to run".into()));
@@ -504,7 +348,7 @@ pub async fn run(a: ServeArgs) -> CliResult {
     }
     shutdown_signal().await;
     eprintln!("accord: stopping");
-    let _ = stop_tx.send(true);
+    stopper.stop();
     for t in tasks {
         match t.await {
             Ok(Ok(())) => {}

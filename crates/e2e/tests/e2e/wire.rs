@@ -163,23 +163,20 @@ fn bad_values_get_clear_codes() {
         decode_envelope(b"{\"recipient_device\":")
             .unwrap_err()
             .code(),
-        "malformed_json"
+        "invalid_json"
     );
     assert_eq!(
         decode_envelope(b"{\"recipient_device\" 1}")
             .unwrap_err()
             .code(),
-        "malformed_json"
+        "invalid_json"
     );
-    assert_eq!(
-        decode_envelope(b"{,}").unwrap_err().code(),
-        "malformed_json"
-    );
+    assert_eq!(decode_envelope(b"{,}").unwrap_err().code(), "invalid_json");
     let mut trailing = bytes(&envelope_json(d));
     trailing.extend_from_slice(b" trailing");
     assert_eq!(
         decode_envelope(&trailing).unwrap_err().code(),
-        "malformed_json"
+        "invalid_json"
     );
     assert_eq!(decode_envelope(b"{}").unwrap_err().code(), "invalid_field");
 
@@ -194,11 +191,11 @@ fn bad_values_get_clear_codes() {
             limit: MAX_ENVELOPE_BYTES
         }
     );
-    assert_eq!(err.code(), "too_large");
+    assert_eq!(err.code(), "ciphertext_too_large");
     let req = json!({"client_message_id": "m", "envelopes": [v]});
     assert_eq!(
         decode_send_request(&bytes(&req)).unwrap_err().code(),
-        "too_large"
+        "ciphertext_too_large"
     );
     let exact = vodozemac::base64_encode(vec![0u8; MAX_ENVELOPE_BYTES]);
     let v = json!({"recipient_device": d, "message_type": 0, "ciphertext": exact});
@@ -213,7 +210,10 @@ fn bad_values_get_clear_codes() {
     ));
     let mut huge = b"{".to_vec();
     huge.resize(MAX_SEND_REQUEST_BYTES + 1, b' ');
-    assert_eq!(decode_send_request(&huge).unwrap_err().code(), "too_large");
+    assert_eq!(
+        decode_send_request(&huge).unwrap_err().code(),
+        "payload_too_large"
+    );
 
     // Keys that are not keys.
     let dk = json!({"device_id": d, "curve25519": "AAAA", "ed25519": "AAAA", "signature": "AAAA"});

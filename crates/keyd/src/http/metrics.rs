@@ -23,17 +23,13 @@ struct KindPurpose {
 /// The key service's registry: the shared request series and its own.
 pub fn build(service: &KeyService) -> Metrics {
     let mut b = MetricsBuilder::new("keyd");
-    let quota = Family::<KindPurpose, Gauge>::default();
-    let used = Family::<KindPurpose, Gauge>::default();
-    b.registry().register(
+    let quota: Family<KindPurpose, Gauge> = b.gauges(
         "keyd_quota_elements",
         "Sum of the daily quotas of the clients of a kind, per purpose",
-        quota.clone(),
     );
-    b.registry().register(
+    let used: Family<KindPurpose, Gauge> = b.gauges(
         "keyd_evaluated_elements_today",
         "Elements evaluated for the clients of a kind in the current UTC day, per purpose",
-        used.clone(),
     );
     let service = service.clone();
     b.on_scrape(move || {

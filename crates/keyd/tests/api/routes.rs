@@ -2,7 +2,7 @@
 //! (the shared layer's sweep), and the metrics show real traffic.
 
 use crate::helpers::{spawn_app, valid};
-use accord_http::testing::Sweep;
+use accord_http::testing::{scrape, Sweep};
 use serde_json::json;
 
 #[tokio::test]
@@ -18,6 +18,7 @@ async fn every_documented_route_answers_bad_requests_with_the_json_error_body() 
         admin: &app.admin_token,
         params: &[("purpose", "coordination"), ("client_id", &id)],
         signed: &[],
+        route_limits: &[],
         body_limit: accord_keyd::http::MAX_BODY,
     }
     .run()
@@ -41,23 +42,10 @@ async fn metrics_show_requests_and_quota_use_per_client_kind_to_the_operator_onl
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let scrape = |t: Option<String>| {
-        let mut req = app.http.get(format!("{}/metrics", app.base));
-        if let Some(t) = t {
-            req = req.bearer_auth(t);
-        }
-        req.send()
-    };
-    let denied = scrape(None).await.unwrap();
-    assert_eq!(denied.status(), 401);
-    let denied = scrape(Some(token.clone())).await.unwrap();
-    assert_eq!(denied.status(), 403);
-    let text = scrape(Some(app.admin_token.clone()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    assert_eq!(scrape(&app.base, None).await.0, 401);
+    assert_eq!(scrape(&app.base, Some(&token)).await.0, 403);
+    let (status, text) = scrape(&app.base, Some(&app.admin_token)).await;
+    assert_eq!(status, 200, "{text}");
     assert!(
         text.contains(r#"accord_http_requests_total{service="keyd",method="POST",route="/v1/oprf/{purpose}/evaluate",status="200"} 1"#),
         "{text}"

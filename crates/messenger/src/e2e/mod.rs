@@ -295,19 +295,8 @@ impl Relay {
                 writer,
             }),
         };
-        let weak = Arc::downgrade(&relay.inner);
-        tokio::spawn(async move {
-            loop {
-                let Some(inner) = weak.upgrade() else { return };
-                let now = inner.clock.now();
-                let before = Timestamp(now.0 - inner.config.envelope_ttl_ms);
-                if let Err(e) = inner.store.purge_expired(now, before).await {
-                    tracing::warn!(error = %e, "mailbox purge failed; will retry");
-                }
-                drop(inner);
-                tokio::time::sleep(Duration::from_secs(600)).await;
-            }
-        });
+        // Expired items are purged by the messenger's background work
+        // (`Application::background`), which stops with the service.
         relay
     }
 

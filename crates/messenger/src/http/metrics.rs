@@ -18,10 +18,11 @@
 //! No label here carries an account, device or number.
 
 use super::AppState;
+use accord_http::metrics::count;
 use accord_http::{Metrics, MetricsBuilder};
 use prometheus_client::metrics::gauge::Gauge;
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct Gauges {
     pending_events: Gauge,
     pending_accounts: Gauge,
@@ -35,39 +36,16 @@ struct Gauges {
 /// The messenger's registry: the shared request series and its own.
 pub fn build(state: &AppState) -> Metrics {
     let mut b = MetricsBuilder::new("messenger");
-    let g = Gauges::default();
+    let g = Gauges {
+        pending_events: b.gauge("feed_pending_events", "Coordination feed events not yet confirmed by the partner"),
+        pending_accounts: b.gauge("feed_pending_accounts", "Accounts with feed events not yet confirmed"),
+        failing_accounts: b.gauge("feed_failing_accounts", "Pending accounts whose delivery failed at least once"),
+        held_accounts: b.gauge("feed_held_accounts", "Accounts the partner holds something of"),
+        lag_seconds: b.gauge("feed_lag_seconds", "Age of the oldest feed event (share, withdrawal or deletion) the partner has not confirmed"),
+        revocations_pending: b.gauge("credential_revocations_pending", "Deleted devices whose key-service credential is not revoked yet (up to 10,000)"),
+        mailbox_pending: b.gauge("mailbox_pending_items", "Envelopes and receipts stored and not yet acked"),
+    };
     let r = b.registry();
-    r.register(
-        "feed_pending_events",
-        "Coordination feed events not yet confirmed by the partner",
-        g.pending_events.clone(),
-    );
-    r.register(
-        "feed_pending_accounts",
-        "Accounts with feed events not yet confirmed",
-        g.pending_accounts.clone(),
-    );
-    r.register(
-        "feed_failing_accounts",
-        "Pending accounts whose delivery failed at least once",
-        g.failing_accounts.clone(),
-    );
-    r.register(
-        "feed_held_accounts",
-        "Accounts the partner holds something of",
-        g.held_accounts.clone(),
-    );
-    r.register("feed_lag_seconds", "Age of the oldest feed event (share, withdrawal or deletion) the partner has not confirmed", g.lag_seconds.clone());
-    r.register(
-        "credential_revocations_pending",
-        "Deleted devices whose key-service credential is not revoked yet (up to 10,000)",
-        g.revocations_pending.clone(),
-    );
-    r.register(
-        "mailbox_pending_items",
-        "Envelopes and receipts stored and not yet acked",
-        g.mailbox_pending.clone(),
-    );
     let commits = state.e2e.commit_metrics();
     r.register(
         "mailbox_commit_batch_size",
@@ -89,10 +67,6 @@ pub fn build(state: &AppState) -> Metrics {
         }
     });
     b.build()
-}
-
-fn count(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 async fn refresh(s: &AppState, g: &Gauges) -> Result<(), Box<dyn std::error::Error>> {

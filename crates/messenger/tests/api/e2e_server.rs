@@ -341,7 +341,7 @@ async fn forged_and_foreign_keys_are_refused_and_nothing_is_stored() {
             },
         )
         .await;
-    assert_error(&r, 400, "malformed_json");
+    assert_error(&r, 400, "invalid_json");
     let r = w
         .app
         .send(

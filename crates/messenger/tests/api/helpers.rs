@@ -10,8 +10,8 @@ use accord_domain::{
     SystemClock, Timestamp,
 };
 use accord_messenger::verifier::DevVerifier;
-use accord_messenger::{router, serve, AppState, Messenger, MessengerConfig};
-use accord_storage::{Db, SqlMessengerStore};
+use accord_messenger::{Application, Messenger, Settings};
+use accord_storage::SqlMessengerStore;
 use reqwest::header::{HeaderMap, CONTENT_TYPE};
 use reqwest::Method;
 use serde_json::Value;
@@ -74,21 +74,12 @@ pub struct TestApp {
     /// The partner service and the feed's dispatcher (`with_partner`).
     pub partner: Option<accord_partner::PartnerService>,
     pub feed: Option<accord_messenger::feed::Dispatcher>,
-    /// Keeps the partner's HTTP server running while the app lives.
-    _partner_stop: Option<tokio::sync::watch::Sender<bool>>,
     /// The E2E mailbox store (same database as `store`).
     pub mailboxes: Arc<accord_storage::SqlMailboxStore>,
-    shutdown: Option<tokio::sync::watch::Sender<bool>>,
+    /// Stops every server of this app when it is dropped.
+    _stop: accord_http::Stopper,
     // Dropped last: the database lives here.
     _tempdir: TempDir,
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(true);
-        }
-    }
 }
 
 /// A device's view of itself after registering.
@@ -148,27 +139,14 @@ pub fn grants(purposes: &[Purpose]) -> AcceptChoice {
 
 pub async fn spawn_app(opts: AppOptions) -> TestApp {
     let tempdir = tempfile::tempdir().expect("temporary directory");
-    let db = Db::open_service(
-        tempdir.path().to_str().expect("utf-8 temp path"),
-        "messenger",
-    )
-    .await
-    .expect("open the messenger database");
-    let store = Arc::new(
-        SqlMessengerStore::new(db)
-            .await
-            .expect("migrate the messenger database"),
-    );
+    let location = tempdir.path().to_str().expect("utf-8 temp path").to_owned();
     let sim = opts.simulated_clock.then(|| SimulatedClock::frozen_at(T0));
     let clock: Arc<dyn Clock> = match &sim {
         Some(c) => Arc::new(c.clone()),
         None => Arc::new(SystemClock),
     };
     let admin_token = BearerToken::generate().reveal().to_owned();
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.changed().await;
-    };
+    let (stopper, stop) = accord_http::stop_signal();
     let (keyd, keys) = if opts.with_keyd {
         let keyd = accord_keyd::KeyService::open_data_dir(
             tempdir.path(),
@@ -186,7 +164,7 @@ pub async fn spawn_app(opts: AppOptions) -> TestApp {
             service: keyd.clone(),
             admin_token: TokenHash::of(&admin_token),
         });
-        tokio::spawn(accord_keyd::serve(listener, app, stopped(rx.clone())));
+        accord_http::spawn_server(listener, app, stop.clone());
         let mut keys = accord_messenger::keys::KeyAccess::in_process(&keyd, url)
             .await
             .expect("messenger client at the key service");
@@ -200,64 +178,39 @@ pub async fn spawn_app(opts: AppOptions) -> TestApp {
     } else {
         (None, None)
     };
-    let mailboxes = Arc::new(
-        accord_storage::SqlMailboxStore::new(store.db().clone())
-            .await
-            .expect("migrate the mailbox tables"),
-    );
-    let e2e = accord_messenger::e2e::Relay::start(
-        mailboxes.clone(),
-        store.clone(),
-        clock.clone(),
-        opts.e2e,
-    );
-    let messenger = Messenger {
-        store: store.clone(),
-        clock: clock.clone(),
-        verifier: Arc::new(DevVerifier),
-        config: MessengerConfig::default(),
-        keys: keys.clone(),
-        auth_cache: Default::default(),
-    };
-    let (partner, feed, partner_stop) = if opts.with_partner {
-        let (p, d, stop) = start_partner(
-            tempdir.path(),
-            clock.clone(),
-            &admin_token,
-            messenger.clone(),
-            None,
-        )
-        .await;
-        (Some(p), Some(d), Some(stop))
+    let partner = if opts.with_partner {
+        Some(start_partner(tempdir.path(), clock.clone(), &admin_token, None, &stop).await)
     } else {
-        (None, None, None)
+        None
     };
-    let state = AppState {
-        e2e,
-        messenger: messenger.clone(),
-        admin_token: TokenHash::of(&admin_token),
-        default_profile: opts.default_profile,
+    let built = Application::build(Settings {
         simulated_clock: sim.clone(),
-        feed: feed
-            .as_ref()
-            .map(|d: &accord_messenger::feed::Dispatcher| d.config.clone()),
-    };
+        profile: opts.default_profile,
+        keys,
+        feed: partner.as_ref().map(|(_, feed)| feed.clone()),
+        e2e: opts.e2e,
+        ..Settings::new(
+            location,
+            TokenHash::of(&admin_token),
+            Arc::new(DevVerifier),
+            clock,
+        )
+    })
+    .await
+    .expect("the messenger builds");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind 127.0.0.1:0");
     let base_url = format!("http://{}", listener.local_addr().expect("local address"));
-    tokio::spawn(async move {
-        serve(listener, router(state), stopped(rx))
-            .await
-            .expect("server runs");
-    });
+    // The server only: tests drive the background work themselves.
+    accord_http::spawn_server(listener, built.router(), stop);
     TestApp {
-        messenger,
+        messenger: built.messenger().clone(),
         admin: Client::new(&base_url).with_token(&admin_token),
         base_url,
         admin_token,
         clock: sim,
-        store,
+        store: built.store().clone(),
         // No pooled connections: after a refused oversized body the server
         // closes the connection, and a reused one would fail the next request.
         http: reqwest::Client::builder()
@@ -266,54 +219,45 @@ pub async fn spawn_app(opts: AppOptions) -> TestApp {
             .expect("reqwest client builds"),
         keyd,
         data_dir: tempdir.path().to_path_buf(),
-        partner,
-        feed,
-        _partner_stop: partner_stop,
-        mailboxes,
-        shutdown: Some(tx),
+        partner: partner.map(|(p, _)| p),
+        feed: built.dispatcher().cloned(),
+        mailboxes: built.mailboxes().clone(),
+        _stop: stopper,
         _tempdir: tempdir,
     }
 }
 
 /// Starts the partner service (its own database in `dir`) on a loopback
-/// port (or `port`), and a dispatcher that feeds it.
+/// port (or `port`) until `stop`; returns it and the feed's settings.
 pub async fn start_partner(
     dir: &std::path::Path,
     clock: Arc<dyn Clock>,
     admin_token: &str,
-    messenger: Messenger,
     port: Option<u16>,
+    stop: &accord_http::Stop,
 ) -> (
     accord_partner::PartnerService,
-    accord_messenger::feed::Dispatcher,
-    tokio::sync::watch::Sender<bool>,
+    accord_messenger::feed::FeedConfig,
 ) {
     let secret = b"feed secret of this test".to_vec();
-    let db = Db::open_service(dir.to_str().unwrap(), "partner")
-        .await
-        .expect("partner database");
-    let store = accord_storage::partner::SqlPartnerStore::new(db)
-        .await
-        .expect("partner migrations");
-    let service = accord_partner::PartnerService::new(Arc::new(store), clock, secret.clone());
+    let partner = accord_partner::Application::build(accord_partner::Settings {
+        location: dir.to_str().expect("utf-8 path").to_owned(),
+        admin_token: TokenHash::of(admin_token),
+        clock,
+        feed_secret: secret.clone(),
+        oprf: None,
+    })
+    .await
+    .expect("the partner builds");
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port.unwrap_or(0)))
         .await
         .expect("bind");
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let app = accord_partner::router(accord_partner::AppState {
-        service: service.clone(),
-        admin_token: TokenHash::of(admin_token),
-    });
-    tokio::spawn(accord_partner::serve(listener, app, async move {
-        let mut rx = rx;
-        let _ = rx.changed().await;
-    }));
-    let feed = accord_messenger::feed::Dispatcher::new(
-        messenger,
+    partner.start(listener, stop);
+    (
+        partner.service().clone(),
         accord_messenger::feed::FeedConfig::new(url, secret),
-    );
-    (service, feed, tx)
+    )
 }
 
 /// Asserts the error shape (`code`, `message`) and the status and code.

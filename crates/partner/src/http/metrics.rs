@@ -4,6 +4,7 @@
 //! purpose. Labels are purposes only.
 
 use crate::service::PartnerService;
+use accord_http::metrics::count;
 use accord_http::{Metrics, MetricsBuilder};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
@@ -14,7 +15,7 @@ struct ByPurpose {
     purpose: String,
 }
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct Gauges {
     subjects: Gauge,
     users: Gauge,
@@ -24,41 +25,32 @@ struct Gauges {
     denied_reads: Family<ByPurpose, Gauge>,
 }
 
-fn count(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
 /// The partner's registry: the shared request series and its own.
 pub fn build(service: &PartnerService) -> Metrics {
     let mut b = MetricsBuilder::new("partner");
-    let g = Gauges::default();
-    let r = b.registry();
-    r.register(
-        "partner_subjects",
-        "Pseudonyms the partner holds something of",
-        g.subjects.clone(),
-    );
-    r.register(
-        "partner_records",
-        "Records held from the coordination feed, per purpose",
-        g.records.clone(),
-    );
-    r.register("partner_users", "Partner users", g.users.clone());
-    r.register(
-        "partner_links",
-        "Partner users linked to a messenger pseudonym",
-        g.links.clone(),
-    );
-    r.register(
-        "partner_contact_edges",
-        "Contact edges kept (matched pseudonyms)",
-        g.contact_edges.clone(),
-    );
-    r.register(
-        "partner_denied_reads",
-        "Reads refused for want of a grant, per purpose",
-        g.denied_reads.clone(),
-    );
+    let g = Gauges {
+        subjects: b.gauge(
+            "partner_subjects",
+            "Pseudonyms the partner holds something of",
+        ),
+        records: b.gauges(
+            "partner_records",
+            "Records held from the coordination feed, per purpose",
+        ),
+        users: b.gauge("partner_users", "Partner users"),
+        links: b.gauge(
+            "partner_links",
+            "Partner users linked to a messenger pseudonym",
+        ),
+        contact_edges: b.gauge(
+            "partner_contact_edges",
+            "Contact edges kept (matched pseudonyms)",
+        ),
+        denied_reads: b.gauges(
+            "partner_denied_reads",
+            "Reads refused for want of a grant, per purpose",
+        ),
+    };
     let service = service.clone();
     b.on_scrape(move || {
         let (service, g) = (service.clone(), g.clone());

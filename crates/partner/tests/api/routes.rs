@@ -2,7 +2,7 @@
 //! (the shared layer's sweep), and the metrics show real traffic.
 
 use crate::helpers::spawn_app;
-use accord_http::testing::Sweep;
+use accord_http::testing::{scrape, Sweep};
 use reqwest::Method;
 use serde_json::json;
 
@@ -21,6 +21,7 @@ async fn every_documented_route_answers_bad_requests_with_the_json_error_body() 
             "/v1/feed/reconcile/digests",
             "/v1/feed/reconcile/bucket",
         ],
+        route_limits: &[],
         body_limit: accord_partner::http::MAX_BODY,
     }
     .run()
@@ -74,21 +75,10 @@ async fn metrics_show_requests_and_holdings_to_the_operator_only() {
         )
         .await;
     assert_eq!(r.status, 204, "{}", r.body);
-    let scrape = |t: Option<&str>| {
-        let mut req = app.http.get(format!("{}/metrics", app.base_url));
-        if let Some(t) = t {
-            req = req.bearer_auth(t);
-        }
-        req.send()
-    };
-    assert_eq!(scrape(None).await.unwrap().status(), 401);
-    assert_eq!(scrape(Some(&token)).await.unwrap().status(), 403);
-    let text = scrape(Some(&app.admin_token))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    assert_eq!(scrape(&app.base_url, None).await.0, 401);
+    assert_eq!(scrape(&app.base_url, Some(&token)).await.0, 403);
+    let (status, text) = scrape(&app.base_url, Some(&app.admin_token)).await;
+    assert_eq!(status, 200, "{text}");
     for series in [
         r#"accord_http_requests_total{service="partner",method="POST",route="/v1/partner/users",status="201"} 1"#,
         r#"accord_http_requests_total{service="partner",method="GET",route="/v1/partner/me",status="200"} 1"#,

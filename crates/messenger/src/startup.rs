@@ -1,0 +1,245 @@
+//! The messenger's composition root: [`Application::build`] turns
+//! [`Settings`] into the running parts (database, stores, relay, use
+//! cases, feed dispatcher, router), and [`Application::start`] serves the
+//! router and runs the background work until a stop signal. `accord
+//! serve`, `accord demo`, the benches and every test helper build the
+//! messenger here, so tests start exactly what production starts.
+
+use crate::e2e::wake::{LocalWake, NatsConfig, NatsWake, Wake};
+use crate::e2e::{E2eConfig, Relay};
+use crate::feed::{Dispatcher, FeedConfig};
+use crate::keys::KeyAccess;
+use crate::service::{Messenger, MessengerConfig, REVOCATION_RETRY_EVERY};
+use crate::verifier::Verifier;
+use crate::AppState;
+use accord_crypto::token::TokenHash;
+use accord_domain::{Clock, ConsentProfile, SimulatedClock};
+use accord_http::{spawn_loop, spawn_server, Stop, Task};
+use accord_storage::{Db, SqlMailboxStore, SqlMessengerStore, StoreError};
+use axum::Router;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Everything the messenger is built from.
+pub struct Settings {
+    /// A data directory (SQLite, `<dir>/messenger.db`) or a PostgreSQL URL.
+    pub location: String,
+    /// Hash of the operator's admin token.
+    pub admin_token: TokenHash,
+    pub verifier: Arc<dyn Verifier>,
+    pub clock: Arc<dyn Clock>,
+    /// The same clock when it is simulated: then the admin clock endpoint
+    /// exists.
+    pub simulated_clock: Option<SimulatedClock>,
+    /// Profile for policies published without one.
+    pub profile: ConsentProfile,
+    /// The key service (pseudonyms, device credentials), if any.
+    pub keys: Option<KeyAccess>,
+    /// NATS, to wake connections held by other nodes; `None`: one node.
+    pub nats: Option<NatsConfig>,
+    /// The partner's coordination feed, if any.
+    pub feed: Option<FeedConfig>,
+    pub config: MessengerConfig,
+    pub e2e: E2eConfig,
+}
+
+impl Settings {
+    /// One node on `location`, strict profile, no key service, no partner,
+    /// default tunables.
+    pub fn new(
+        location: impl Into<String>,
+        admin_token: TokenHash,
+        verifier: Arc<dyn Verifier>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Settings {
+            location: location.into(),
+            admin_token,
+            verifier,
+            clock,
+            simulated_clock: None,
+            profile: ConsentProfile::Strict,
+            keys: None,
+            nats: None,
+            feed: None,
+            config: MessengerConfig::default(),
+            e2e: E2eConfig::default(),
+        }
+    }
+}
+
+/// Why the messenger could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartupError {
+    #[error("messenger database: {0}")]
+    Store(#[from] StoreError),
+    #[error("NATS at {url}: {message}")]
+    Nats { url: String, message: String },
+}
+
+/// The built messenger: its state and the stores behind it.
+pub struct Application {
+    state: AppState,
+    store: Arc<SqlMessengerStore>,
+    mailboxes: Arc<SqlMailboxStore>,
+    dispatcher: Option<Dispatcher>,
+}
+
+/// Passes of the feed dispatcher between reconciliations (one pass a
+/// second: about every ten minutes).
+const PASSES_PER_RECONCILIATION: u64 = 600;
+/// How often expired mailbox items are purged.
+const PURGE_EVERY: Duration = Duration::from_secs(600);
+/// How often missing pseudonyms are computed (new users, key rotation).
+const PSEUDONYM_REFRESH_EVERY: Duration = Duration::from_secs(5);
+
+impl Application {
+    /// Opens (and migrates) the database, starts the relay's writer and
+    /// wake-ups, and assembles the use cases and the router's state.
+    pub async fn build(s: Settings) -> Result<Self, StartupError> {
+        let db = Db::open_service(&s.location, "messenger").await?;
+        let store = Arc::new(SqlMessengerStore::new(db.clone()).await?);
+        let mailboxes = Arc::new(SqlMailboxStore::new(db).await?);
+        let wake: Arc<dyn Wake> = match &s.nats {
+            None => Arc::new(LocalWake::default()),
+            Some(config) => {
+                NatsWake::connect(config)
+                    .await
+                    .map_err(|message| StartupError::Nats {
+                        url: config.url.clone(),
+                        message,
+                    })?
+            }
+        };
+        let relay = Relay::start_with(
+            mailboxes.clone(),
+            store.clone(),
+            s.clock.clone(),
+            s.e2e,
+            wake,
+        );
+        let messenger = Messenger::new(store.clone(), s.clock, s.verifier, s.config, s.keys);
+        let dispatcher = s
+            .feed
+            .clone()
+            .map(|cfg| Dispatcher::new(messenger.clone(), cfg));
+        let state = AppState {
+            messenger,
+            admin_token: s.admin_token,
+            default_profile: s.profile,
+            simulated_clock: s.simulated_clock,
+            feed: s.feed,
+            e2e: relay,
+        };
+        Ok(Application {
+            state,
+            store,
+            mailboxes,
+            dispatcher,
+        })
+    }
+
+    /// The whole HTTP API.
+    pub fn router(&self) -> Router {
+        crate::http::router(self.state.clone())
+    }
+
+    /// The use cases (for background work a test drives itself).
+    pub fn messenger(&self) -> &Messenger {
+        &self.state.messenger
+    }
+
+    pub fn relay(&self) -> &Relay {
+        &self.state.e2e
+    }
+
+    /// The coordination feed's dispatcher, when a partner is configured.
+    pub fn dispatcher(&self) -> Option<&Dispatcher> {
+        self.dispatcher.as_ref()
+    }
+
+    pub fn store(&self) -> &Arc<SqlMessengerStore> {
+        &self.store
+    }
+
+    pub fn mailboxes(&self) -> &Arc<SqlMailboxStore> {
+        &self.mailboxes
+    }
+
+    /// The background work, until `stop`: the feed dispatcher (with a
+    /// partner), pseudonym refresh and credential revocations (with a key
+    /// service), and the purge of expired mailbox items.
+    pub fn background(&self, stop: &Stop) -> Vec<Task> {
+        let mut tasks = Vec::new();
+        if let Some(d) = self.dispatcher.clone() {
+            let mut pass: u64 = 0;
+            tasks.push(spawn_loop(
+                Duration::from_secs(1),
+                stop.clone(),
+                move || {
+                    pass += 1;
+                    let d = d.clone();
+                    let reconcile = pass % PASSES_PER_RECONCILIATION == 1;
+                    async move {
+                        d.tick(reconcile).await;
+                        false
+                    }
+                },
+            ));
+        }
+        let m = self.state.messenger.clone();
+        if m.keys.is_some() {
+            let refresh = m.clone();
+            tasks.push(spawn_loop(
+                PSEUDONYM_REFRESH_EVERY,
+                stop.clone(),
+                move || {
+                    let m = refresh.clone();
+                    async move {
+                        match m.refresh_pseudonyms(1000).await {
+                            Ok(r) => r.remaining,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "pseudonym refresh failed; will retry");
+                                false
+                            }
+                        }
+                    }
+                },
+            ));
+            tasks.push(spawn_loop(REVOCATION_RETRY_EVERY, stop.clone(), move || {
+                let m = m.clone();
+                async move {
+                    match m.revoke_pending_credentials().await {
+                        // A full run may have left more behind it.
+                        Ok(run) => !run.failed && run.revoked > 0,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "pending credential revocations not read; will retry");
+                            false
+                        }
+                    }
+                }
+            }));
+        }
+        let relay = self.state.e2e.clone();
+        tasks.push(spawn_loop(PURGE_EVERY, stop.clone(), move || {
+            let relay = relay.clone();
+            async move {
+                if let Err(e) = relay.purge().await {
+                    tracing::warn!(error = %e, "mailbox purge failed; will retry");
+                }
+                false
+            }
+        }));
+        tasks
+    }
+
+    /// Serves the API on `listener` and runs the background work, until
+    /// `stop`.
+    pub fn start(&self, listener: TcpListener, stop: &Stop) -> Vec<Task> {
+        let mut tasks = self.background(stop);
+        tasks.push(spawn_server(listener, self.router(), stop.clone()));
+        tasks
+    }
+}
