@@ -29,8 +29,9 @@
 //!   quota charge.
 //! - [`master_key`]: the master key that seals the OPRF keys at rest,
 //!   read from (or created 0600 in) `<data-dir>/keyd.master.key`.
-//! - [`bench`](mod@bench): [`bench_oprf`], single-core cost against end-to-end HTTP
-//!   throughput, for `accord bench oprf`.
+//!
+//! The load generator of `accord bench oprf` lives in the CLI
+//! (`crates/cli/src/bench/oprf.rs`), outside the service.
 //!
 //! **Architecture invariants:** no OPRF key or master key is ever logged,
 //! returned by an endpoint, or stored unsealed; no blinded or evaluated
@@ -39,7 +40,6 @@
 //! of blinded elements, which mirrors `voprf`'s decoding so that a batch
 //! can be refused before it is charged.
 
-pub mod bench;
 pub mod error;
 pub(crate) mod eval;
 pub mod http;
@@ -51,7 +51,6 @@ pub use accord_keyd_client::{pseudonym, wire};
 
 pub use accord_crypto::oprf::{KeyVersion, OprfPurpose};
 pub use accord_storage::keyd::{Client, ClientId, ClientKind, DailyUsage, KeyStore, SqlKeyStore};
-pub use bench::{bench_oprf, BenchError, BenchOptions, BenchReport};
 pub use error::KeydError;
 pub use http::{router, serve, AppState};
 pub use oprf::{HttpOprf, InProcessOprf, Oprf, OprfClientError};
