@@ -16,9 +16,8 @@
 //!   [`HttpOprf`] over HTTP, and [`OprfClientError`]. The server's
 //!   `accord_keyd::InProcessOprf` implements the same trait, so both take
 //!   the same code path.
-//! - [`pseudonym`]: [`Pseudonym`], 32 bytes plus a
-//!   [`KeyVersion`](accord_crypto::oprf::KeyVersion), which only
-//!   [`Oprf::pseudonyms`] can construct.
+//! - [`pseudonym`]: [`Pseudonym`], 32 bytes plus a [`KeyVersion`], which
+//!   only [`Oprf::pseudonyms`] can construct.
 //! - [`wire`]: the JSON bodies of the public endpoints, shared by the
 //!   server and [`HttpOprf`] (`utoipa` schemas behind the `openapi`
 //!   feature).
