@@ -1,8 +1,10 @@
-//! `accord`: the binary is glue. Each command lives in `cmd/`; this file
-//! parses arguments, sets up logging and maps failures to exit codes:
-//! 0 success, 2 usage or input error (one clear line), 1 internal failure
-//! (and a tampered ledger).
+//! `accord`: the binary is glue. Each command lives in `cmd/`; the load
+//! generator of `accord bench oprf` in `bench/` (the relay's is still
+//! `accord_messenger::bench_relay`); this file parses arguments, sets up
+//! logging and maps failures to exit codes: 0 success, 2 usage or input
+//! error (one clear line), 1 internal failure (and a tampered ledger).
 
+mod bench;
 mod cmd;
 mod error;
 mod session;

@@ -12,7 +12,7 @@
 use crate::{Client, ClientError};
 use accord_crypto::oprf::{KeyVersion, OprfPurpose};
 use accord_domain::PhoneNumber;
-use accord_keyd::{HttpOprf, Oprf, OprfClientError};
+use accord_keyd_client::{HttpOprf, Oprf, OprfClientError};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use reqwest::Method;

@@ -18,6 +18,9 @@
 //!   the state at any past instant from the ledger alone.
 //! - [`coordination`]: the coordination feed's wire format (state-based,
 //!   idempotent, ordered per user).
+//! - [`keyd`]: the key service's rules: its client ids and kinds, and the
+//!   quota window (a rolling day of 24 hourly buckets, when to retry),
+//!   shared by the key service and its store.
 //! - [`ledger`]: the hash chain over ledger entries, and its verifier.
 //! - [`receipt`]: consent receipts in the spirit of the Kantara Consent
 //!   Receipt specification.
@@ -27,6 +30,7 @@ pub mod coordination;
 pub mod device;
 pub mod identity;
 pub mod ids;
+pub mod keyd;
 pub mod ledger;
 pub mod policy;
 pub mod receipt;

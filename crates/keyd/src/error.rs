@@ -2,7 +2,7 @@
 //! a token.
 
 use accord_crypto::oprf::{KeyVersion, OprfError, OprfPurpose};
-use accord_storage::keyd::QuotaExceeded;
+use accord_domain::keyd::QuotaExceeded;
 use accord_storage::StoreError;
 
 #[derive(Debug, thiserror::Error)]

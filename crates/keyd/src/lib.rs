@@ -14,20 +14,24 @@
 //!   evaluated. No HTTP here.
 //! - [`http`]: the axum router (one module per endpoint family), the error
 //!   type with stable codes, the caller extractors and the OpenAPI document.
-//! - [`oprf`]: the client side, as the [`Oprf`] trait (blind, evaluate in
-//!   chunks of [`MAX_BATCH`](accord_crypto::oprf::MAX_BATCH), finalize)
-//!   with two implementations: [`HttpOprf`] over HTTP and [`InProcessOprf`]
-//!   for all-in-one deployments. Both share the trait's provided
+//! - [`oprf`]: [`InProcessOprf`], the [`Oprf`] implementation for
+//!   all-in-one deployments, which calls [`KeyService`] through the same
+//!   quota charge as the HTTP handler.
+//! - The client half lives in its own crate, `accord-keyd-client`, so that
+//!   the SDK and the partner need neither axum nor sqlx: the [`Oprf`] trait
+//!   (blind, evaluate in chunks of
+//!   [`MAX_BATCH`](accord_crypto::oprf::MAX_BATCH), finalize), [`HttpOprf`],
+//!   [`OprfClientError`], [`Pseudonym`] and the [`wire`] types. They are
+//!   re-exported here under their old paths (`accord_keyd::wire`,
+//!   `accord_keyd::pseudonym`, `accord_keyd::oprf::HttpOprf`, ...).
+//!   [`InProcessOprf`] and [`HttpOprf`] share the trait's provided
 //!   [`Oprf::pseudonyms`], so both take the same code path and the same
 //!   quota charge.
-//! - [`pseudonym`]: [`Pseudonym`], 32 bytes plus a [`KeyVersion`], which
-//!   only the OPRF finalize path can construct. (It belongs in
-//!   `accord-domain` eventually; it lives here until then.)
 //! - [`master_key`]: the master key that seals the OPRF keys at rest,
 //!   read from (or created 0600 in) `<data-dir>/keyd.master.key`.
-//! - [`wire`]: the JSON bodies shared by the server and [`HttpOprf`].
-//! - [`bench`](mod@bench): [`bench_oprf`], single-core cost against end-to-end HTTP
-//!   throughput, for `accord bench oprf`.
+//!
+//! The load generator of `accord bench oprf` lives in the CLI
+//! (`crates/cli/src/bench/oprf.rs`), outside the service.
 //!
 //! **Architecture invariants:** no OPRF key or master key is ever logged,
 //! returned by an endpoint, or stored unsealed; no blinded or evaluated
@@ -36,19 +40,17 @@
 //! of blinded elements, which mirrors `voprf`'s decoding so that a batch
 //! can be refused before it is charged.
 
-pub mod bench;
 pub mod error;
 pub(crate) mod eval;
 pub mod http;
 pub mod master_key;
 pub mod oprf;
-pub mod pseudonym;
 pub mod service;
-pub mod wire;
+
+pub use accord_keyd_client::{pseudonym, wire};
 
 pub use accord_crypto::oprf::{KeyVersion, OprfPurpose};
 pub use accord_storage::keyd::{Client, ClientId, ClientKind, DailyUsage, KeyStore, SqlKeyStore};
-pub use bench::{bench_oprf, BenchError, BenchOptions, BenchReport};
 pub use error::KeydError;
 pub use http::{router, serve, AppState};
 pub use oprf::{HttpOprf, InProcessOprf, Oprf, OprfClientError};

@@ -8,9 +8,7 @@
 use crate::error::KeydError;
 use crate::eval::Pool;
 use crate::master_key::load_or_create_master_key;
-use accord_crypto::oprf::{
-    BlindedElementBytes, EvaluatedElementBytes, KeyVersion, OprfPurpose, OprfSecretKey, MAX_BATCH,
-};
+use accord_crypto::oprf::{BlindedElementBytes, KeyVersion, OprfPurpose, OprfSecretKey, MAX_BATCH};
 use accord_crypto::sealed::MasterKey;
 use accord_crypto::token::{BearerToken, TokenHash};
 use accord_domain::{Clock, Timestamp};
@@ -56,25 +54,7 @@ impl Default for KeydConfig {
     }
 }
 
-/// The answer to one batch.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Evaluated {
-    pub key_version: KeyVersion,
-    pub elements: Vec<EvaluatedElementBytes>,
-}
-
-/// A purpose's key versions: public information.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub struct KeyVersions {
-    #[schema(value_type = String, example = "contacts")]
-    pub purpose: OprfPurpose,
-    /// Used when a request names no version.
-    #[schema(value_type = u32)]
-    pub active: KeyVersion,
-    /// Every version that can still be evaluated, ascending.
-    #[schema(value_type = Vec<u32>)]
-    pub versions: Vec<KeyVersion>,
-}
+pub use accord_keyd_client::{Evaluated, KeyVersions};
 
 #[derive(Default)]
 struct KeyRing {

@@ -41,7 +41,7 @@ pub struct PartnerService {
     pub clock: Arc<dyn Clock>,
     /// The partner's client at the key service: it forwards its users'
     /// blinded elements (it never sees their numbers) under its own quota.
-    pub oprf: Option<Arc<dyn accord_keyd::Oprf>>,
+    pub oprf: Option<Arc<dyn accord_keyd_client::Oprf>>,
     /// Shared with the messenger; authenticates the feed.
     feed_secret: Arc<SecretSlice<u8>>,
 }
@@ -217,7 +217,7 @@ impl PartnerService {
     }
 
     /// With a key-service client, for the blinded-evaluation proxy.
-    pub fn with_oprf(mut self, oprf: Arc<dyn accord_keyd::Oprf>) -> Self {
+    pub fn with_oprf(mut self, oprf: Arc<dyn accord_keyd_client::Oprf>) -> Self {
         self.oprf = Some(oprf);
         self
     }

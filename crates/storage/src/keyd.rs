@@ -9,14 +9,11 @@
 //! **Usage** is one counter per (client, purpose, UTC hour). The same rows
 //! serve two purposes:
 //!
-//! - the **quota window**: the "rolling day" is the sum of the last
-//!   [`WINDOW_HOURS`] hourly buckets, the current (partial) hour included.
-//!   An element charged at time `t` therefore counts until the end of the
-//!   hour 23 hours after `t`'s hour: for between 23 and 24 hours, never
-//!   longer, so that a client that used its quota at `t` can always evaluate
-//!   again at `t + 24 h`. The price of hourly granularity is that a client
-//!   timing its bursts at hour edges gets at most one quota per 23 hours
-//!   (about 4% more than one per 24 h); never more than that.
+//! - the **quota window**, the rolling day of [`WINDOW_HOURS`] hourly
+//!   buckets. Its rules ([`check_charge`], [`retry_after_s`]) are pure and
+//!   live in [`accord_domain::keyd`], with [`ClientId`] and [`ClientKind`];
+//!   they are re-exported here. This module only reads and writes the
+//!   buckets.
 //! - the **audit log**: per client and UTC day, how many elements were
 //!   evaluated ([`KeyStore::usage_by_day`]). Counts only: no element,
 //!   blinded or not, is ever stored.
@@ -33,7 +30,7 @@ use crate::error::{Result, StoreError};
 use crate::sql::conflict_on_unique;
 use accord_crypto::oprf::{KeyVersion, OprfPurpose};
 use accord_crypto::token::TokenHash;
-use accord_domain::time::{DAY_MS, HOUR_MS, SECOND_MS};
+use accord_domain::time::DAY_MS;
 use accord_domain::Timestamp;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -41,11 +38,10 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::str::FromStr;
-use uuid::Uuid;
 
-/// How many hourly buckets make the rolling day (see the module docs).
-pub const WINDOW_HOURS: i64 = 24;
+pub use accord_domain::keyd::{
+    check_charge, hour_of, retry_after_s, ClientId, ClientKind, QuotaExceeded, WINDOW_HOURS,
+};
 
 /// The largest quota that can be stored (quotas are `BIGINT`).
 pub const MAX_QUOTA: u64 = i64::MAX as u64;
@@ -102,65 +98,6 @@ impl fmt::Debug for StoredKey {
 // Clients
 // ---------------------------------------------------------------------------
 
-/// An API client of the key service.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ClientId(pub Uuid);
-
-impl ClientId {
-    pub fn random() -> Self {
-        ClientId(Uuid::new_v4())
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        Uuid::parse_str(s).ok().map(ClientId)
-    }
-}
-
-impl fmt::Display for ClientId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.hyphenated().fmt(f)
-    }
-}
-
-/// Who a client is, which decides its default quotas.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ClientKind {
-    Messenger,
-    Partner,
-    Business,
-    /// A user's device (contact discovery).
-    Device,
-}
-
-impl ClientKind {
-    pub const ALL: [ClientKind; 4] = [
-        ClientKind::Messenger,
-        ClientKind::Partner,
-        ClientKind::Business,
-        ClientKind::Device,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ClientKind::Messenger => "messenger",
-            ClientKind::Partner => "partner",
-            ClientKind::Business => "business",
-            ClientKind::Device => "device",
-        }
-    }
-}
-
-impl FromStr for ClientKind {
-    type Err = StoreError;
-    fn from_str(s: &str) -> Result<Self> {
-        ClientKind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| StoreError::Corrupt("client kind".into()))
-    }
-}
-
 /// A client to add. The token itself is never given to the store.
 #[derive(Clone, Debug)]
 pub struct NewClient {
@@ -195,18 +132,6 @@ impl Client {
 // Usage
 // ---------------------------------------------------------------------------
 
-/// A charge that would take the client over its quota. Nothing was charged.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("quota exceeded: {used} of {quota} used in the last 24 hours, {requested} requested; retry after {retry_after_s} s")]
-pub struct QuotaExceeded {
-    /// Seconds until enough of the window has expired for this request to
-    /// pass; a full day when the request alone exceeds the quota.
-    pub retry_after_s: u64,
-    pub quota: u64,
-    pub used: u64,
-    pub requested: u64,
-}
-
 /// Why [`KeyStore::charge`] did not charge.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -232,35 +157,6 @@ pub struct DailyUsage {
     /// Midnight UTC starting the day.
     pub day: Timestamp,
     pub elements: u64,
-}
-
-/// The hour bucket of an instant.
-pub fn hour_of(t: Timestamp) -> i64 {
-    t.0.div_euclid(HOUR_MS)
-}
-
-/// Given the buckets of the window (`(hour, elements)`, any order), what
-/// [`KeyStore::charge`] answers when `requested` more elements do not fit
-/// into `quota`: the earliest instant at which enough buckets have left the
-/// window, as seconds from `now` (at least 1).
-pub fn retry_after_s(buckets: &[(i64, u64)], quota: u64, requested: u64, now: Timestamp) -> u64 {
-    let used: u64 = buckets.iter().map(|b| b.1).sum();
-    if requested > quota {
-        return (DAY_MS / SECOND_MS) as u64;
-    }
-    let mut sorted = buckets.to_vec();
-    sorted.sort_unstable();
-    let mut left = used;
-    for (hour, elements) in sorted {
-        left = left.saturating_sub(elements);
-        if left.saturating_add(requested) <= quota {
-            // Bucket `hour` leaves the window when hour `hour + WINDOW_HOURS` starts.
-            let at = (hour + WINDOW_HOURS) * HOUR_MS;
-            let ms = (at - now.0).max(1);
-            return ms.div_euclid(SECOND_MS) as u64 + u64::from(ms % SECOND_MS != 0);
-        }
-    }
-    (DAY_MS / SECOND_MS) as u64
 }
 
 // ---------------------------------------------------------------------------
@@ -421,7 +317,10 @@ fn client_row(r: &AnyRow) -> Result<Client> {
     Ok(Client {
         id: ClientId::parse(&id).ok_or_else(|| StoreError::Corrupt("client id".into()))?,
         name: r.try_get("name")?,
-        kind: r.try_get::<String, _>("kind")?.parse()?,
+        kind: r
+            .try_get::<String, _>("kind")?
+            .parse()
+            .map_err(|_| StoreError::Corrupt("client kind".into()))?,
         created_at: Timestamp(r.try_get("created_at")?),
         quotas: BTreeMap::new(),
     })
@@ -622,17 +521,8 @@ impl KeyStore for SqlKeyStore {
             .iter()
             .map(|r| Ok((r.try_get::<i64, _>(0)?, non_negative(r.try_get(1)?)?)))
             .collect::<Result<Vec<_>>>()?;
-        let used: u64 = buckets.iter().map(|b| b.1).sum();
-        if used.saturating_add(n) > quota {
-            // Dropping `tx` rolls back: nothing is charged.
-            return Err(QuotaExceeded {
-                retry_after_s: retry_after_s(&buckets, quota, n, now),
-                quota,
-                used,
-                requested: n,
-            }
-            .into());
-        }
+        // Dropping `tx` on refusal rolls back: nothing is charged.
+        check_charge(&buckets, quota, n, now)?;
         sqlx::query(
             "INSERT INTO usage_hourly (client_id, purpose, hour, elements) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (client_id, purpose, hour) DO UPDATE SET elements = usage_hourly.elements + excluded.elements",
@@ -695,48 +585,5 @@ impl KeyStore for SqlKeyStore {
             .collect::<Result<Vec<_>>>()?;
         out.sort_by_key(|u| (u.client, u.purpose, u.day));
         Ok(out)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const T: Timestamp = Timestamp(1_800_000_000_000);
-
-    #[test]
-    fn retry_after_waits_for_the_oldest_buckets_needed() {
-        let h = hour_of(T);
-        // 600 used 20 hours ago, 400 used this hour, quota 1000.
-        let buckets = [(h, 400), (h - 20, 600)];
-        // One more element needs the older bucket to leave: at hour h - 20 + 24.
-        let expect = ((h + 4) * HOUR_MS - T.0) / 1000;
-        assert_eq!(retry_after_s(&buckets, 1000, 1, T), expect as u64);
-        // 700 more need both buckets gone: the current hour's, 24 h from its start.
-        let expect = ((h + 24) * HOUR_MS - T.0) / 1000;
-        assert_eq!(retry_after_s(&buckets, 1000, 700, T), expect as u64);
-        // More than the quota can ever pass: a full day.
-        assert_eq!(retry_after_s(&buckets, 1000, 1001, T), 86_400);
-    }
-
-    #[test]
-    fn retry_after_rounds_up_and_is_at_least_one_second() {
-        let h = hour_of(T);
-        let just_before = Timestamp((h + 1) * HOUR_MS - 1);
-        assert_eq!(retry_after_s(&[(h - 23, 5)], 5, 1, just_before), 1);
-        let mid = Timestamp(h * HOUR_MS + 1_500);
-        assert_eq!(retry_after_s(&[(h - 23, 5)], 5, 1, mid), 3599);
-    }
-
-    #[test]
-    fn client_kinds_round_trip() {
-        for k in ClientKind::ALL {
-            assert_eq!(k.as_str().parse::<ClientKind>().unwrap(), k);
-            assert_eq!(
-                serde_json::to_string(&k).unwrap(),
-                format!("\"{}\"", k.as_str())
-            );
-        }
-        assert!("admin".parse::<ClientKind>().is_err());
     }
 }

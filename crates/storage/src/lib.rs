@@ -17,6 +17,8 @@
 //! - [`db`]: opening a database by URL, pragmas, migrations.
 //! - [`keyd`]: [`KeyStore`](keyd::KeyStore), the key service's sealed
 //!   OPRF keys, API clients, quotas and usage (quota window and audit).
+//!   SQL only: the quota window's rules and the client kinds are
+//!   `accord_domain::keyd`'s (re-exported there).
 //! - [`messenger`]: [`MessengerStore`](messenger::MessengerStore), the
 //!   messenger's accounts, devices, policies and consent ledger; one file
 //!   per concern under `messenger/` (listed in its docs).

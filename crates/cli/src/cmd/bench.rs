@@ -55,11 +55,11 @@ pub async fn run(b: BenchCmd) -> CliResult {
             if cfg!(debug_assertions) {
                 eprintln!("warning: debug build; run `cargo run --release -- bench oprf` for real figures");
             }
-            let opts = accord_keyd::BenchOptions {
+            let opts = crate::bench::oprf::BenchOptions {
                 duration: std::time::Duration::from_secs(seconds.clamp(1, 60)),
                 ..Default::default()
             };
-            let report = accord_keyd::bench_oprf(opts)
+            let report = crate::bench::oprf::bench_oprf(opts)
                 .await
                 .map_err(|e| CliError::Internal(anyhow::anyhow!("{e}")))?;
             print!("{report}");

@@ -97,8 +97,11 @@ async fn in_process_oprf_takes_the_same_path_and_the_same_quota() {
         .unwrap_err();
     assert!(
         matches!(
-            err,
-            OprfClientError::Service(accord_keyd::KeydError::PurposeNotAllowed { .. })
+            &err,
+            OprfClientError::Service(e) if matches!(
+                e.downcast_ref::<accord_keyd::KeydError>(),
+                Some(accord_keyd::KeydError::PurposeNotAllowed { .. })
+            )
         ),
         "{err:?}"
     );

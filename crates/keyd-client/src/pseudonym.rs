@@ -11,7 +11,9 @@ use std::fmt;
 /// nothing can pass a plain hash off as one. `Debug` prints the version
 /// only: a pseudonym is still personal data.
 ///
-/// Lives in `accord-keyd` until `accord-domain` takes it over.
+/// Lives in `accord-keyd-client`, next to the only code that makes one;
+/// `accord-domain` cannot hold it while the OPRF types are
+/// `accord-crypto`'s, which depends on `accord-domain`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Pseudonym {
     bytes: [u8; PSEUDONYM_LEN],

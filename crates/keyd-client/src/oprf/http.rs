@@ -1,9 +1,8 @@
 //! [`Oprf`] over HTTP: what a device, a business tool, the partner or a
 //! messenger in another process uses.
 
-use super::{Oprf, OprfClientError};
-use crate::service::{Evaluated, KeyVersions};
-use crate::wire::{EvaluateRequestRef, EvaluateResponse};
+use super::{Evaluated, Oprf, OprfClientError};
+use crate::wire::{EvaluateRequestRef, EvaluateResponse, KeyVersions};
 use accord_crypto::oprf::{BlindedElementBytes, KeyVersion, OprfPurpose};
 use async_trait::async_trait;
 use reqwest::header::RETRY_AFTER;

@@ -13,16 +13,18 @@
 //!    is at least 0.85.
 //!
 //! A measurement, not a test: nothing here asserts a speed.
+//!
+//! It lives in the CLI, not in `accord-keyd`: it is a load generator (an
+//! HTTP client and a temporary data directory) around the service, not
+//! part of it.
 
-use crate::error::KeydError;
-use crate::http::{router, serve, AppState};
-use crate::service::{KeyService, KeydConfig};
-use crate::wire::{EvaluateRequestRef, EvaluateResponse};
 use accord_crypto::oprf::{blind_many, measure_blind_evaluate_ns, OprfPurpose, MAX_BATCH};
 use accord_crypto::token::BearerToken;
 use accord_domain::SystemClock;
-use accord_storage::keyd::{ClientKind, MAX_QUOTA};
-use axum::body::Bytes;
+use accord_keyd::wire::{EvaluateRequestRef, EvaluateResponse};
+use accord_keyd::{router, serve, AppState, ClientKind, KeyService, KeydConfig, KeydError};
+use accord_storage::keyd::MAX_QUOTA;
+use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;

@@ -1,25 +1,22 @@
-//! The client side of the OPRF, as one trait with two implementations.
+//! The client side of the OPRF, as one trait.
 //!
 //! [`Oprf::pseudonyms`] is the whole client path: blind every input (on
 //! all cores), have the key service evaluate the blinded elements in
 //! chunks of [`MAX_BATCH`], finalize (on all cores). Implementations only
 //! supply the evaluation step, [`Oprf::evaluate_blinded`]:
 //!
-//! - [`HttpOprf`] posts to a key service over HTTP;
-//! - [`InProcessOprf`] calls a [`KeyService`](crate::KeyService) in the
-//!   same process, through the same quota charge as the HTTP handler.
+//! - [`HttpOprf`] (here) posts to a key service over HTTP;
+//! - `accord_keyd::InProcessOprf` (in the server crate, since it needs the
+//!   server's `KeyService`) calls a key service in the same process,
+//!   through the same quota charge as the HTTP handler.
 //!
 //! So both take the same code path, and neither can produce a
 //! [`Pseudonym`] any other way.
 
 mod http;
-mod in_process;
 
 pub use http::HttpOprf;
-pub use in_process::InProcessOprf;
 
-use crate::error::KeydError;
-use crate::service::Evaluated;
 use crate::Pseudonym;
 use accord_crypto::oprf::{
     blind_many, finalize_many, input_for_phone, BlindedElementBytes, Blinding,
@@ -54,22 +51,19 @@ pub enum OprfClientError {
     /// The answer does not fit the request (count, encoding, version).
     #[error("malformed answer from the key service: {0}")]
     Protocol(&'static str),
-    /// The in-process service failed.
+    /// The in-process service failed (for `accord_keyd::InProcessOprf`, a
+    /// `KeydError`, which `downcast_ref` recovers).
     #[error(transparent)]
-    Service(KeydError),
+    Service(Box<dyn std::error::Error + Send + Sync + 'static>),
     #[error("internal error: {0}")]
     Internal(&'static str),
 }
 
-impl From<KeydError> for OprfClientError {
-    fn from(e: KeydError) -> Self {
-        match e {
-            KeydError::QuotaExceeded(q) => OprfClientError::QuotaExceeded {
-                retry_after_s: q.retry_after_s,
-            },
-            other => OprfClientError::Service(other),
-        }
-    }
+/// The answer to one batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Evaluated {
+    pub key_version: KeyVersion,
+    pub elements: Vec<EvaluatedElementBytes>,
 }
 
 /// Turns identifiers into [`Pseudonym`]s through the key service.
