@@ -29,6 +29,9 @@
 //!   quota charge.
 //! - [`master_key`]: the master key that seals the OPRF keys at rest,
 //!   read from (or created 0600 in) `<data-dir>/keyd.master.key`.
+//! - [`startup`]: the composition root, [`Application::build`] from
+//!   [`Settings`] ([`KeyService::open_at`] is the one way a key service
+//!   is opened from configuration).
 //!
 //! The load generator of `accord bench oprf` lives in the CLI
 //! (`crates/cli/src/bench/oprf.rs`), outside the service.
@@ -46,6 +49,7 @@ pub mod http;
 pub mod master_key;
 pub mod oprf;
 pub mod service;
+pub mod startup;
 
 pub use accord_keyd_client::{pseudonym, wire};
 
@@ -56,3 +60,4 @@ pub use http::{router, serve, AppState};
 pub use oprf::{HttpOprf, InProcessOprf, Oprf, OprfClientError};
 pub use pseudonym::Pseudonym;
 pub use service::{Evaluated, KeyService, KeyVersions, KeydConfig};
+pub use startup::{Application, Settings};

@@ -122,25 +122,55 @@ impl KeyService {
         Ok(svc)
     }
 
-    /// The embedded default: SQLite in `<data_dir>/keyd.db`, sealed under
-    /// the master key of `<data_dir>/keyd.master.key` (created on first
-    /// start), or under `master` when given.
-    pub async fn open_data_dir(
-        data_dir: &Path,
+    /// Opens the key service's own database at `location` (a data
+    /// directory, SQLite `<dir>/keyd.db`, or a PostgreSQL URL), its keys
+    /// sealed under `master`, or else under the master key of
+    /// `<key_dir>/keyd.master.key` (created 0600 on first start). The one
+    /// way a key service is opened from configuration (`Application`,
+    /// `accord serve`, the benches and the tests all come here).
+    pub async fn open_at(
+        location: &str,
+        key_dir: &Path,
         master: Option<MasterKey>,
         clock: Arc<dyn Clock>,
         config: KeydConfig,
     ) -> Result<Self, KeydError> {
         let master = match master {
             Some(m) => m,
-            None => load_or_create_master_key(data_dir)?,
+            None => load_or_create_master_key(key_dir)?,
         };
-        let location = data_dir
-            .to_str()
-            .ok_or(KeydError::Internal("data directory is not UTF-8"))?;
         let db = Db::open_service(location, "keyd").await?;
         let store = SqlKeyStore::new(db).await?;
         Self::open(Arc::new(store), master, clock, config).await
+    }
+
+    /// [`KeyService::open_at`] for the embedded default: SQLite and the
+    /// master key file both in `data_dir`.
+    pub async fn open_data_dir(
+        data_dir: &Path,
+        master: Option<MasterKey>,
+        clock: Arc<dyn Clock>,
+        config: KeydConfig,
+    ) -> Result<Self, KeydError> {
+        let location = data_dir
+            .to_str()
+            .ok_or(KeydError::Internal("data directory is not UTF-8"))?;
+        Self::open_at(location, data_dir, master, clock, config).await
+    }
+
+    /// The id of the client named `name` of `kind`, created (with the
+    /// kind's default quotas) on first use: how a service in the same
+    /// process gets its credential.
+    pub async fn client_named(&self, name: &str, kind: ClientKind) -> Result<ClientId, KeydError> {
+        if let Some(c) = self
+            .clients()
+            .await?
+            .into_iter()
+            .find(|c| c.kind == kind && c.name == name)
+        {
+            return Ok(c.id);
+        }
+        Ok(self.create_client(name, kind, &BTreeMap::new()).await?.0.id)
     }
 
     pub fn store(&self) -> &Arc<dyn KeyStore> {

@@ -42,21 +42,10 @@ impl KeyAccess {
         keyd: &KeyService,
         public_url: String,
     ) -> Result<Self, CredentialError> {
-        let err = |e: accord_keyd::KeydError| CredentialError(e.to_string());
-        let clients = keyd.clients().await.map_err(err)?;
-        let id = match clients
-            .iter()
-            .find(|c| c.kind == ClientKind::Messenger && c.name == "messenger")
-        {
-            Some(c) => c.id,
-            None => {
-                keyd.create_client("messenger", ClientKind::Messenger, &BTreeMap::new())
-                    .await
-                    .map_err(err)?
-                    .0
-                    .id
-            }
-        };
+        let id = keyd
+            .client_named("messenger", ClientKind::Messenger)
+            .await
+            .map_err(|e| CredentialError(e.to_string()))?;
         Ok(KeyAccess {
             oprf: Arc::new(InProcessOprf::new(keyd.clone(), id)),
             devices: Arc::new(InProcessCredentials(keyd.clone())),

@@ -15,18 +15,12 @@
 //! - [`startup`]: the composition root, [`Application::build`].
 //!
 //! The key service is reached through `accord-keyd-client` only (the
-//! `Oprf` trait and the wire types of `POST /v1/partner/oprf/evaluate`),
+//! `Oprf` trait and the wire types of `POST /v1/oprf/coordination/evaluate`),
 //! never the key service's server crate: an `Oprf` is injected with
 //! [`PartnerService::with_oprf`].
 //!
 //! **Architecture invariant:** every read of messenger-derived data names
 //! its purpose, and is refused unless the pseudonym is held for it.
-
-// Transitional: `http/routes/users.rs` still names the wire types as
-// `accord_keyd::wire::*`; this alias points that path at the client crate
-// (the partner does not depend on `accord-keyd`). Remove it once that
-// file says `accord_keyd_client::wire`.
-extern crate accord_keyd_client as accord_keyd;
 
 pub mod http;
 pub mod service;

@@ -23,7 +23,7 @@ pub struct Settings {
     /// The HMAC secret the messenger signs the feed with.
     pub feed_secret: Vec<u8>,
     /// The key service, for the blinded evaluations of partner users.
-    pub oprf: Option<Arc<dyn accord_keyd::Oprf>>,
+    pub oprf: Option<Arc<dyn accord_keyd_client::Oprf>>,
 }
 
 /// The built partner.

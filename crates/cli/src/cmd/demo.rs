@@ -3,7 +3,7 @@
 //! SQLite in `<data-dir>/demo` and a simulated clock. Every step goes
 //! through the HTTP API, as a device or the operator would.
 
-use super::serve::{in_process_keys, open_keyd};
+use super::serve::in_process_keys;
 use super::DataArgs;
 use crate::error::{CliError, CliResult};
 use accord_client::{AcceptChoice, Client, ConsentView};
@@ -148,21 +148,22 @@ pub async fn run(a: DemoArgs) -> CliResult {
     let internal = |e: std::io::Error| CliError::Internal(e.into());
 
     // The key service, on its own port, as in `accord serve`.
-    let keyd = open_keyd(&data, clock_dyn.clone()).await?;
+    let keyd = accord_keyd::Application::build(accord_keyd::Settings {
+        location: data.location(),
+        key_dir: dir.clone(),
+        master: None,
+        admin_token: TokenHash::of(admin_token.reveal()),
+        clock: clock_dyn.clone(),
+        config: accord_keyd::KeydConfig::default(),
+    })
+    .await
+    .map_err(|e| CliError::Internal(e.into()))?;
     let keyd_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(internal)?;
     let keyd_addr = keyd_listener.local_addr().map_err(internal)?;
-    let keyd_app = accord_keyd::router(accord_keyd::AppState {
-        service: keyd.clone(),
-        admin_token: TokenHash::of(admin_token.reveal()),
-    });
-    let mut tasks = vec![accord_http::spawn_server(
-        keyd_listener,
-        keyd_app,
-        stop.clone(),
-    )];
-    let keys = in_process_keys(&keyd, format!("http://{keyd_addr}")).await?;
+    let mut tasks = keyd.start(keyd_listener, &stop);
+    let keys = in_process_keys(keyd.service(), format!("http://{keyd_addr}")).await?;
 
     // The partner, on its own port and database, fed by the messenger.
     let feed_secret = BearerToken::generate().reveal().as_bytes().to_vec();

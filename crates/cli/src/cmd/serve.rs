@@ -8,12 +8,11 @@ use crate::error::{CliError, CliResult};
 use crate::session::write_private;
 use accord_crypto::token::{BearerToken, TokenHash};
 use accord_domain::{Clock, ConsentProfile, SimulatedClock, SystemClock};
-use accord_keyd::{HttpOprf, KeyService, KeydConfig, SqlKeyStore};
+use accord_keyd::{HttpOprf, KeyService, KeydConfig};
 use accord_messenger::e2e::wake::NatsConfig;
 use accord_messenger::keys::{HttpCredentials, KeyAccess};
 use accord_messenger::verifier::{DevVerifier, Verifier, WebhookVerifier};
 use accord_messenger::{Application, Settings, StartupError};
-use accord_storage::Db;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -136,37 +135,6 @@ fn internal(e: impl std::fmt::Display) -> CliError {
     CliError::Internal(anyhow::anyhow!("{e}"))
 }
 
-/// Opens the key service: its own database, keys sealed under
-/// `<data-dir>/keyd.master.key`.
-pub async fn open_keyd(data: &DataArgs, clock: Arc<dyn Clock>) -> CliResult<KeyService> {
-    std::fs::create_dir_all(&data.data_dir)
-        .map_err(|e| CliError::Input(format!("cannot create {}: {e}", data.data_dir.display())))?;
-    let master =
-        accord_keyd::master_key::load_or_create_master_key(&data.data_dir).map_err(internal)?;
-    let db = Db::open_service(&data.location(), "keyd").await?;
-    let store = SqlKeyStore::new(db).await?;
-    KeyService::open(Arc::new(store), master, clock, KeydConfig::default())
-        .await
-        .map_err(internal)
-}
-
-/// A named client at an in-process key service, created on first start.
-pub async fn keyd_client(
-    keyd: &KeyService,
-    name: &str,
-    kind: accord_keyd::ClientKind,
-) -> CliResult<accord_keyd::ClientId> {
-    let clients = keyd.clients().await.map_err(internal)?;
-    if let Some(c) = clients.iter().find(|c| c.kind == kind && c.name == name) {
-        return Ok(c.id);
-    }
-    let (c, _) = keyd
-        .create_client(name, kind, &std::collections::BTreeMap::new())
-        .await
-        .map_err(internal)?;
-    Ok(c.id)
-}
-
 /// Key-service access for a messenger in the same process.
 pub async fn in_process_keys(keyd: &KeyService, public_url: String) -> CliResult<KeyAccess> {
     KeyAccess::in_process(keyd, public_url)
@@ -214,17 +182,22 @@ pub async fn run(a: ServeArgs) -> CliResult {
     let mut keyd = None;
     let mut keyd_url = a.keyd_public_url.clone();
     if run_keyd {
-        let service = open_keyd(&a.data, clock.clone()).await?;
+        let app = accord_keyd::Application::build(accord_keyd::Settings {
+            location: a.data.location(),
+            key_dir: a.data.data_dir.clone(),
+            master: None,
+            admin_token: TokenHash::of(&admin_token),
+            clock: clock.clone(),
+            config: KeydConfig::default(),
+        })
+        .await
+        .map_err(internal)?;
         let listener = listen(a.keyd_listen).await?;
         let addr = listener.local_addr().map_err(internal)?;
         keyd_url.get_or_insert_with(|| format!("http://{addr}"));
         eprintln!("accord: key service listening on http://{addr} ({storage})");
-        let app = accord_keyd::router(accord_keyd::AppState {
-            service: service.clone(),
-            admin_token: TokenHash::of(&admin_token),
-        });
-        tasks.push(accord_http::spawn_server(listener, app, stop.clone()));
-        keyd = Some(service);
+        tasks.extend(app.start(listener, &stop));
+        keyd = Some(app.service().clone());
     }
 
     let feed_secret = match &a.feed_secret {
@@ -235,7 +208,10 @@ pub async fn run(a: ServeArgs) -> CliResult {
     if a.services.contains(&Service::Partner) {
         let oprf: Option<Arc<dyn accord_keyd::Oprf>> = match (&keyd, &a.keyd_url, &a.keyd_token) {
             (Some(k), _, _) => {
-                let id = keyd_client(k, "partner", accord_keyd::ClientKind::Partner).await?;
+                let id = k
+                    .client_named("partner", accord_keyd::ClientKind::Partner)
+                    .await
+                    .map_err(internal)?;
                 Some(Arc::new(accord_keyd::InProcessOprf::new(k.clone(), id)))
             }
             (None, Some(url), Some(token)) => Some(Arc::new(HttpOprf::new(

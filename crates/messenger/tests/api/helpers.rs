@@ -148,23 +148,22 @@ pub async fn spawn_app(opts: AppOptions) -> TestApp {
     let admin_token = BearerToken::generate().reveal().to_owned();
     let (stopper, stop) = accord_http::stop_signal();
     let (keyd, keys) = if opts.with_keyd {
-        let keyd = accord_keyd::KeyService::open_data_dir(
-            tempdir.path(),
-            None,
-            clock.clone(),
-            accord_keyd::KeydConfig::default(),
-        )
+        let keyd = accord_keyd::Application::build(accord_keyd::Settings {
+            location: location.clone(),
+            key_dir: tempdir.path().to_path_buf(),
+            master: None,
+            admin_token: TokenHash::of(&admin_token),
+            clock: clock.clone(),
+            config: accord_keyd::KeydConfig::default(),
+        })
         .await
-        .expect("open the key service");
+        .expect("the key service builds");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0");
         let url = format!("http://{}", listener.local_addr().expect("local address"));
-        let app = accord_keyd::router(accord_keyd::AppState {
-            service: keyd.clone(),
-            admin_token: TokenHash::of(&admin_token),
-        });
-        accord_http::spawn_server(listener, app, stop.clone());
+        keyd.start(listener, &stop);
+        let keyd = keyd.service().clone();
         let mut keys = accord_messenger::keys::KeyAccess::in_process(&keyd, url)
             .await
             .expect("messenger client at the key service");

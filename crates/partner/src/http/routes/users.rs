@@ -167,8 +167,8 @@ pub async fn set_phone(
 pub async fn evaluate(
     State(s): State<AppState>,
     _: User,
-    Json(b): Json<accord_keyd::wire::EvaluateRequest>,
-) -> ApiResult<Json<accord_keyd::wire::EvaluateResponse>> {
+    Json(b): Json<accord_keyd_client::wire::EvaluateRequest>,
+) -> ApiResult<Json<accord_keyd_client::wire::EvaluateResponse>> {
     let oprf = s.service.oprf.clone().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -205,7 +205,7 @@ pub async fn evaluate(
         )
         .await
         .map_err(|e| crate::PartnerError::KeyService(e.to_string()))?;
-    Ok(Json(accord_keyd::wire::EvaluateResponse {
+    Ok(Json(accord_keyd_client::wire::EvaluateResponse {
         key_version: r.key_version,
         elements: r.elements,
     }))
