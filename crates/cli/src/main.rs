@@ -1,6 +1,6 @@
 //! `accord`: the binary is glue. Each command lives in `cmd/`; the load
-//! generator of `accord bench oprf` in `bench/` (the relay's is still
-//! `accord_messenger::bench_relay`); this file parses arguments, sets up
+//! generators of `accord bench oprf` and `accord bench relay` in `bench/`;
+//! this file parses arguments, sets up
 //! logging and maps failures to exit codes: 0 success, 2 usage or input
 //! error (one clear line), 1 internal failure (and a tampered ledger).
 

@@ -23,7 +23,6 @@
 //! - [`e2e`]: the E2E relay: key directory, per-device mailboxes with a
 //!   group-commit writer, WebSocket and long-poll delivery, receipts,
 //!   blocks and reports. Ciphertext only.
-//! - [`bench_relay`]: `accord bench relay`.
 //!
 //! - [`startup`]: the composition root, [`Application::build`] from
 //!   [`Settings`]: what `accord serve`, `accord demo`, the benches and the
@@ -36,7 +35,6 @@
 //! template only.
 
 pub mod auth_cache;
-pub mod bench_relay;
 pub mod e2e;
 pub mod feed;
 pub mod http;

@@ -75,7 +75,7 @@ pub async fn run(b: BenchCmd) -> CliResult {
             if cfg!(debug_assertions) {
                 eprintln!("warning: debug build; run `cargo run --release -- bench relay` for real figures");
             }
-            let opts = accord_messenger::bench_relay::RelayBenchOptions {
+            let opts = crate::bench::relay::RelayBenchOptions {
                 duration: std::time::Duration::from_secs(seconds.clamp(1, 60)),
                 latency_rate: latency_rate.max(1),
                 idle_connections,
@@ -88,13 +88,13 @@ pub async fn run(b: BenchCmd) -> CliResult {
                 },
                 ..Default::default()
             };
-            let report = accord_messenger::bench_relay::bench_relay(opts)
+            let report = crate::bench::relay::bench_relay(opts)
                 .await
                 .map_err(|e| CliError::Internal(anyhow::anyhow!("{e}")))?;
             print!("{report}");
         }
         BenchCmd::RelayIdleClient { url, count } => {
-            accord_messenger::bench_relay::idle_client(&url, count)
+            crate::bench::relay::idle_client(&url, count)
                 .await
                 .map_err(|e| CliError::Internal(anyhow::anyhow!("{e}")))?;
         }

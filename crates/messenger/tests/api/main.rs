@@ -6,7 +6,6 @@
 mod account;
 mod auth;
 mod bad_input;
-mod bench_relay;
 mod consent;
 mod contacts;
 mod coordination;

@@ -1,5 +1,6 @@
-//! `accord bench relay`: the real messenger (router, `serve`, SQLite in a
-//! temporary directory, durable group commits) on `127.0.0.1:0`, driven
+//! `accord bench relay`: the real messenger (built by its
+//! `Application`, as `accord serve` builds it: SQLite in a temporary
+//! directory, durable group commits) on `127.0.0.1:0`, driven
 //! over loopback HTTP (sends) and WebSocket (deliveries and acks).
 //!
 //! Three phases, each bounded in time, in this order:
@@ -20,14 +21,14 @@
 //! has its own open-file limit; without it both ends are in this process
 //! and the figure counts both.
 
-use crate::e2e::E2eConfig;
-use crate::service::MessengerConfig;
-use crate::verifier::DevVerifier;
 use accord_crypto::token::{BearerToken, TokenHash};
 use accord_domain::{AccountId, DeviceId, SystemClock};
 use accord_e2e::{
     Ciphertext, ClientMessageId, E2eMachine, Envelope, OlmMessageType, SendRequest, ServerFrame,
 };
+use accord_messenger::e2e::E2eConfig;
+use accord_messenger::verifier::DevVerifier;
+use accord_messenger::{Application, MessengerConfig, Settings};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use std::fmt;
@@ -393,7 +394,7 @@ pub async fn idle_client(base: &str, count: usize) -> BenchResult<()> {
 pub async fn bench_relay(opts: RelayBenchOptions) -> BenchResult<RelayBenchReport> {
     let nofile = raise_nofile();
     let dir = tempfile::tempdir().map_err(err)?;
-    let app = crate::Application::build(crate::Settings {
+    let app = Application::build(Settings {
         config: MessengerConfig {
             codes_per_hour: 1_000,
             ..MessengerConfig::default()
@@ -405,7 +406,7 @@ pub async fn bench_relay(opts: RelayBenchOptions) -> BenchResult<RelayBenchRepor
             unknown_send_burst: 1e9,
             ..E2eConfig::default()
         },
-        ..crate::Settings::new(
+        ..Settings::new(
             dir.path().to_str().ok_or("temp path")?,
             TokenHash::of(BearerToken::generate().reveal()),
             Arc::new(DevVerifier),
@@ -640,4 +641,50 @@ pub async fn bench_relay(opts: RelayBenchOptions) -> BenchResult<RelayBenchRepor
         idle_connections,
         rss_mb,
     })
+}
+
+/// `accord bench relay` end to end, scaled down: the figures it prints
+/// must come from envelopes that really went through the server. Checks
+/// what the report is made of, never how fast it was.
+#[cfg(test)]
+mod tests {
+    use super::{bench_relay, RelayBenchOptions};
+    use std::time::Duration;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_small_relay_bench_reports_what_it_delivered() {
+        let opts = RelayBenchOptions {
+            duration: Duration::from_millis(700),
+            latency_rate: 400,
+            senders: 4,
+            recipients: 2,
+            devices_per_recipient: 2,
+            idle_connections: 30,
+            ciphertext_bytes: 64,
+            idle_client_exe: None,
+        };
+        let report = bench_relay(opts).await.expect("the bench runs");
+        assert!(report.envelopes_per_s > 0.0, "{report}");
+        assert!(
+            report.p50_ms > 0.0 && report.p50_ms <= report.p99_ms,
+            "{report}"
+        );
+        assert_eq!(report.idle_connections, 30, "{report}");
+        assert!(report.rss_mb > 0.0, "{report}");
+        let text = report.to_string();
+        for name in [
+            "envelopes_per_s",
+            "p50_ms",
+            "p99_ms",
+            "idle_connections",
+            "rss_mb",
+        ] {
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(&format!("{name}: ")))
+                .unwrap_or_else(|| panic!("no {name} line in:\n{text}"));
+            let value = line.split_once(": ").map(|(_, v)| v).unwrap_or_default();
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+        }
+    }
 }
