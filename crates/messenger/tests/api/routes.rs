@@ -78,3 +78,22 @@ async fn metrics_show_requests_feed_mailboxes_and_group_commits_to_the_operator_
         assert!(!text.contains(secret), "`{secret}` in the metrics");
     }
 }
+
+#[tokio::test]
+async fn a_stream_request_without_a_websocket_upgrade_gets_the_json_error_body() {
+    let app = spawn_app(AppOptions::default()).await;
+    let user = app.register_device(&phone(20), None).await;
+    let r = app
+        .http
+        .get(format!("{}/v1/stream", app.base_url))
+        .bearer_auth(&user.reg.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(ct.starts_with("application/json"), "{ct}");
+    let body: accord_http::ErrorBody = r.json().await.unwrap();
+    assert_eq!(body.code, "bad_request");
+    assert!(!body.message.is_empty());
+}
