@@ -75,6 +75,19 @@ impl PhoneNumber {
         Ok(p)
     }
 
+    /// The number's range: its country calling code and the first three
+    /// digits of its national number (`+62-812`), which name the carrier
+    /// range in most numbering plans. What SMS-pumping fraud varies last,
+    /// so the messenger limits code requests per range too.
+    pub fn range_prefix(&self) -> String {
+        let national = &self.0[1..];
+        let code = phonenumber::parse(None, &self.0)
+            .map(|p| p.code().value().to_string())
+            .unwrap_or_default();
+        let rest = national.strip_prefix(code.as_str()).unwrap_or(national);
+        format!("+{code}-{}", &rest[..rest.len().min(3)])
+    }
+
     /// The E.164 form. Handle with care: this is personal data.
     pub fn e164(&self) -> &str {
         &self.0
@@ -169,6 +182,14 @@ impl fmt::Debug for Email {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_range_prefix_is_the_country_code_and_three_digits() {
+        let p = |raw: &str| PhoneNumber::parse(raw, None).unwrap().range_prefix();
+        assert_eq!(p("+6281234567890"), "+62-812");
+        assert_eq!(p("+49 30 901820"), "+49-309");
+        assert_eq!(p("+1 650-253-0000"), "+1-650");
+    }
 
     #[test]
     fn national_format_needs_region() {

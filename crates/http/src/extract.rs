@@ -113,3 +113,86 @@ impl<S: AdminAuth> FromRequestParts<S> for Admin {
         }
     }
 }
+
+/// The proxies whose `X-Forwarded-For` is believed (`HttpSpec::trusted_proxies`).
+#[derive(Clone, Debug, Default)]
+pub struct TrustedProxies(pub std::sync::Arc<Vec<std::net::IpAddr>>);
+
+/// The caller's address, for limits per client: the TCP peer, unless the
+/// peer is a trusted proxy; then the right-most address in
+/// `X-Forwarded-For` that is not itself a trusted proxy (the one the
+/// first trusted proxy saw). Anyone can write `X-Forwarded-For`, so it
+/// is read only from a trusted peer. `None` when the server was not
+/// started by [`serve`](crate::serve) (no peer address).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientAddr(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        let trusted = parts
+            .extensions
+            .get::<TrustedProxies>()
+            .cloned()
+            .unwrap_or_default();
+        Ok(ClientAddr(peer.map(|p| {
+            client_of(
+                p,
+                &trusted.0,
+                parts.headers.get_all("x-forwarded-for").iter(),
+            )
+        })))
+    }
+}
+
+fn client_of<'a>(
+    peer: std::net::IpAddr,
+    trusted: &[std::net::IpAddr],
+    forwarded: impl DoubleEndedIterator<Item = &'a axum::http::HeaderValue>,
+) -> std::net::IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let hops: Vec<std::net::IpAddr> = forwarded
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse().ok())
+        .collect();
+    hops.iter()
+        .rev()
+        .find(|a| !trusted.contains(a))
+        .or(hops.first())
+        .copied()
+        .unwrap_or(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_of;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_a_trusted_proxy() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let proxy = ip("10.0.0.2");
+        let xff = [HeaderValue::from_static("203.0.113.9, 198.51.100.1")];
+        // An untrusted peer is the client, whatever it claims.
+        assert_eq!(
+            client_of(ip("192.0.2.1"), &[proxy], xff.iter()),
+            ip("192.0.2.1")
+        );
+        // Through the proxy: the right-most address it did not add itself.
+        assert_eq!(client_of(proxy, &[proxy], xff.iter()), ip("198.51.100.1"));
+        let chain = [HeaderValue::from_static("203.0.113.9, 10.0.0.3")];
+        assert_eq!(
+            client_of(proxy, &[proxy, ip("10.0.0.3")], chain.iter()),
+            ip("203.0.113.9")
+        );
+        // A trusted peer without the header is the client.
+        assert_eq!(client_of(proxy, &[proxy], [].iter()), proxy);
+    }
+}

@@ -40,7 +40,9 @@ pub mod tasks;
 pub mod testing;
 
 pub use error::{ApiError, ApiResult, ErrorBody};
-pub use extract::{bearer, Admin, AdminAuth, Json, OptionalJson, Path, Query};
+pub use extract::{
+    bearer, Admin, AdminAuth, ClientAddr, Json, OptionalJson, Path, Query, TrustedProxies,
+};
 pub use metrics::{Metrics, MetricsBuilder};
 pub use tasks::{spawn_loop, spawn_server, stop_signal, Stop, Stopper, Task};
 
@@ -67,6 +69,8 @@ pub struct HttpSpec {
     /// The service's OpenAPI document, served at `/openapi.json`.
     pub openapi: utoipa::openapi::OpenApi,
     pub metrics: Metrics,
+    /// Peers whose `X-Forwarded-For` names the client ([`ClientAddr`]).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl HttpSpec {
@@ -81,6 +85,7 @@ impl HttpSpec {
             timeout: Duration::from_secs(30),
             openapi,
             metrics: Metrics::new(service),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -118,6 +123,9 @@ where
             spec.timeout,
         ))
         .layer(Extension(doc))
+        .layer(Extension(TrustedProxies(std::sync::Arc::new(
+            spec.trusted_proxies,
+        ))))
         .layer(Extension(spec.metrics.clone()))
         .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
             // The payload may quote request data: it is not logged.
@@ -206,7 +214,11 @@ pub async fn serve(
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    // With each connection's peer address, for [`ClientAddr`].
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

@@ -18,8 +18,12 @@ use accord_domain::time::MINUTE_MS;
 use accord_domain::{
     AccountId, Clock, DeviceId, DeviceInfo, DeviceInfoError, PhoneError, PhoneNumber, Timestamp,
 };
-use accord_storage::{Account, Device, MessengerStore, NewDevice, PendingVerification, StoreError};
+use accord_storage::{
+    Account, AttemptClaim, CodeRequest, Device, MessengerStore, NewDevice, PendingVerification,
+    StoreError,
+};
 use serde::Serialize;
+use std::net::IpAddr;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -32,6 +36,13 @@ pub struct MessengerConfig {
     pub max_code_attempts: u32,
     /// Codes a number may request per hour.
     pub codes_per_hour: u32,
+    /// Codes one client address may request per hour, for any numbers.
+    pub codes_per_client_per_hour: u32,
+    /// Codes one number range (country code and carrier range, see
+    /// `PhoneNumber::range_prefix`) may be sent per hour.
+    pub codes_per_range_per_hour: u32,
+    /// Codes sent per hour in all: the operator's SMS budget.
+    pub codes_per_hour_total: u32,
     /// Who runs this messenger (the data controller), for receipts.
     pub controller_name: String,
     /// Who receives coordinated data, for receipts.
@@ -44,6 +55,9 @@ impl Default for MessengerConfig {
             code_ttl_ms: 10 * MINUTE_MS,
             max_code_attempts: 5,
             codes_per_hour: 5,
+            codes_per_client_per_hour: 10,
+            codes_per_range_per_hour: 1_000,
+            codes_per_hour_total: 10_000,
             controller_name: "Accord Messenger".into(),
             partner_name: "Accord Partner (social and ads)".into(),
         }
@@ -277,6 +291,7 @@ impl Messenger {
         &self,
         raw_phone: &str,
         region: Option<&str>,
+        client: Option<IpAddr>,
     ) -> Result<RegistrationStarted, ServiceError> {
         let phone = PhoneNumber::parse(raw_phone, region)?;
         let now = self.now();
@@ -284,12 +299,31 @@ impl Messenger {
             .purge_verifications(now, now.plus_millis(-24 * 60 * MINUTE_MS))
             .await?;
         // Counted per request, not per stored code: using or burning a code
-        // never frees a slot.
-        let recent = self
+        // never frees a slot; a refused request counts too.
+        let client = client.map(|a| a.to_string());
+        let counts = self
             .store
-            .count_code_request(&phone, now, now.plus_millis(-60 * MINUTE_MS))
+            .record_code_request(
+                &CodeRequest {
+                    phone: &phone,
+                    client: client.as_deref(),
+                    prefix: &phone.range_prefix(),
+                    at: now,
+                },
+                now.plus_millis(-60 * MINUTE_MS),
+            )
             .await?;
-        if recent > self.config.codes_per_hour {
+        let c = &self.config;
+        let refused = [
+            (counts.number, c.codes_per_hour, "number"),
+            (counts.client, c.codes_per_client_per_hour, "client"),
+            (counts.prefix, c.codes_per_range_per_hour, "range"),
+            (counts.all, c.codes_per_hour_total, "total"),
+        ]
+        .into_iter()
+        .find(|(n, limit, _)| n > limit);
+        if let Some((_, _, limit)) = refused {
+            tracing::warn!(limit, "verification code refused: hourly limit reached");
             return Err(ServiceError::RateLimited {
                 retry_after_s: 3600,
             });
@@ -324,8 +358,25 @@ impl Messenger {
         req: VerifyRequest,
     ) -> Result<Registered, ServiceError> {
         let device_info = req.device.validated()?;
+        let v = self.use_code(id, &req.code).await?;
+        match self.register_device(&v, device_info, req.accept).await {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                self.restore_code(&v).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// A device for the number of a used verification: a new account, or
+    /// another device of the existing one.
+    async fn register_device(
+        &self,
+        v: &PendingVerification,
+        device_info: DeviceInfo,
+        accept: Option<(u32, SharingChoice)>,
+    ) -> Result<Registered, ServiceError> {
         let now = self.now();
-        let v = self.check_code(id, &req.code).await?;
         // The device's own key-service credential first: if the key service
         // cannot issue one, nothing is stored.
         let device_id = DeviceId::random();
@@ -353,7 +404,7 @@ impl Messenger {
             None => {
                 let policies = self.store.policies().await?;
                 let events = ConsentState::default().decide(
-                    &ConsentCommand::Register { accept: req.accept },
+                    &ConsentCommand::Register { accept },
                     &policies,
                     now,
                 )?;
@@ -369,8 +420,6 @@ impl Messenger {
                 (id, true)
             }
         };
-        // A code is good for one device only.
-        self.store.delete_verification(id).await?;
         tracing::info!(account = %account_id, device = %device.id, new_account, "device registered");
         if new_account && self.keys.is_some() {
             // Best effort: the background refresh catches up if this fails.
@@ -388,30 +437,45 @@ impl Messenger {
         })
     }
 
-    /// Checks a code against a pending verification: expiry, attempts,
-    /// constant-time comparison. A wrong code counts; the fifth voids it.
-    async fn check_code(&self, id: Uuid, code: &str) -> Result<PendingVerification, ServiceError> {
-        let now = self.now();
-        let v = self
-            .store
-            .verification(id)
-            .await?
-            .filter(|v| v.expires_at > now)
-            .ok_or(ServiceError::VerificationExpired)?;
-        if v.attempts >= self.config.max_code_attempts {
-            return Err(ServiceError::TooManyAttempts);
-        }
-        if !token::code_matches(&v.salt, code, &v.code_digest) {
-            let n = self.store.count_failed_attempt(id).await?;
-            if n >= self.config.max_code_attempts {
+    /// Checks a code against a pending verification and uses it up. The
+    /// attempt is counted before the comparison, in one statement with
+    /// the expiry and attempt checks, so that concurrent guesses compare
+    /// at most `max_code_attempts` codes; a right code is then consumed by
+    /// exactly one caller, so that one code registers one device. The
+    /// caller puts it back ([`Self::restore_code`]) if what it verifies
+    /// then fails.
+    async fn use_code(&self, id: Uuid, code: &str) -> Result<PendingVerification, ServiceError> {
+        let max = self.config.max_code_attempts;
+        let v = match self.store.claim_attempt(id, self.now(), max).await? {
+            AttemptClaim::Counted(v) => v,
+            AttemptClaim::Exhausted => return Err(ServiceError::TooManyAttempts),
+            AttemptClaim::Gone => return Err(ServiceError::VerificationExpired),
+        };
+        let matched = token::code_matches(&v.salt, code, &v.code_digest);
+        tracing::info!(registration = %id, attempt = v.attempts, matched, "verification code compared");
+        if !matched {
+            if v.attempts >= max {
                 self.store.delete_verification(id).await?;
                 return Err(ServiceError::TooManyAttempts);
             }
             return Err(ServiceError::WrongCode {
-                attempts_left: self.config.max_code_attempts - n,
+                attempts_left: max - v.attempts,
             });
         }
+        if !self.store.consume_verification(id).await? {
+            // Another request used the same code a moment ago.
+            return Err(ServiceError::VerificationExpired);
+        }
         Ok(v)
+    }
+
+    /// Puts a used code back after what it verified failed (a key service
+    /// that could not issue a credential, a store error), so that the user
+    /// can retry with the same code. Best effort.
+    async fn restore_code(&self, v: &PendingVerification) {
+        if let Err(e) = self.store.put_verification(v).await {
+            tracing::warn!(error = %e, "a used verification code was not restored");
+        }
     }
 
     /// Moves `account` to the number verified by `id`: its pseudonyms are
@@ -423,19 +487,24 @@ impl Messenger {
         id: Uuid,
         code: &str,
     ) -> Result<(), ServiceError> {
-        let v = self.check_code(id, code).await?;
-        if self.store.account_by_phone(&v.phone).await?.is_some() {
-            return Err(ServiceError::PhoneTaken);
+        let v = self.use_code(id, code).await?;
+        let changed = async {
+            if self.store.account_by_phone(&v.phone).await?.is_some() {
+                return Err(ServiceError::PhoneTaken);
+            }
+            self.store
+                .change_phone(account, &v.phone, self.now())
+                .await
+                .map_err(|e| match e {
+                    StoreError::Conflict("phone") => ServiceError::PhoneTaken,
+                    other => other.into(),
+                })
+        };
+        if let Err(e) = changed.await {
+            self.restore_code(&v).await;
+            return Err(e);
         }
-        self.store
-            .change_phone(account, &v.phone, self.now())
-            .await
-            .map_err(|e| match e {
-                StoreError::Conflict("phone") => ServiceError::PhoneTaken,
-                other => other.into(),
-            })?;
         self.auth_cache.invalidate();
-        self.store.delete_verification(id).await?;
         tracing::info!(account = %account, "number changed");
         if self.keys.is_some() {
             if let Err(e) = self.refresh_pseudonyms(100).await {

@@ -42,6 +42,8 @@ pub struct Settings {
     pub feed: Option<FeedConfig>,
     pub config: MessengerConfig,
     pub e2e: E2eConfig,
+    /// Reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Settings {
@@ -65,6 +67,7 @@ impl Settings {
             feed: None,
             config: MessengerConfig::default(),
             e2e: E2eConfig::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -132,6 +135,7 @@ impl Application {
             simulated_clock: s.simulated_clock,
             feed: s.feed,
             e2e: relay,
+            trusted_proxies: s.trusted_proxies,
         };
         Ok(Application {
             state,

@@ -11,7 +11,8 @@ use accord_domain::ledger::{ChainVerifier, LedgerRecord};
 use accord_domain::policy::{ConsentProfile, PolicyDraft, Purpose};
 use accord_domain::{AccountId, DeviceId, DeviceInfo, PhoneNumber, Timestamp};
 use accord_storage::{
-    MessengerStore, NewDevice, PendingVerification, SqlMessengerStore, StoreError,
+    AttemptClaim, CodeRequest, MessengerStore, NewDevice, PendingVerification, RequestCounts,
+    SqlMessengerStore, StoreError,
 };
 use std::future::Future;
 use std::sync::Arc;
@@ -261,7 +262,7 @@ async fn deletion_erases_and_leaves_a_ledger_entry() {
 }
 
 #[tokio::test]
-async fn verifications_count_attempts_and_expire() {
+async fn verifications_count_attempts_before_comparing_and_are_used_once() {
     on_each_backend(|s| async move {
         let v = PendingVerification {
             id: uuid::Uuid::new_v4(),
@@ -274,8 +275,35 @@ async fn verifications_count_attempts_and_expire() {
         };
         s.put_verification(&v).await.unwrap();
         assert_eq!(s.verification(v.id).await.unwrap().unwrap(), v);
-        assert_eq!(s.count_failed_attempt(v.id).await.unwrap(), 1);
-        assert_eq!(s.count_failed_attempt(v.id).await.unwrap(), 2);
+        for n in 1..=3 {
+            match s.claim_attempt(v.id, T0, 3).await.unwrap() {
+                AttemptClaim::Counted(c) => assert_eq!(c.attempts, n),
+                other => panic!("attempt {n}: {other:?}"),
+            }
+        }
+        assert_eq!(
+            s.claim_attempt(v.id, T0, 3).await.unwrap(),
+            AttemptClaim::Exhausted
+        );
+        // Expired: gone, whatever the count.
+        let w = PendingVerification {
+            id: uuid::Uuid::new_v4(),
+            ..v.clone()
+        };
+        s.put_verification(&w).await.unwrap();
+        assert_eq!(
+            s.claim_attempt(w.id, T0.plus_millis(600_000), 3)
+                .await
+                .unwrap(),
+            AttemptClaim::Gone
+        );
+        // Used once: only the first consumer gets it.
+        assert!(s.consume_verification(w.id).await.unwrap());
+        assert!(!s.consume_verification(w.id).await.unwrap());
+        assert_eq!(
+            s.claim_attempt(w.id, T0, 3).await.unwrap(),
+            AttemptClaim::Gone
+        );
         assert_eq!(s.purge_verifications(T0, T0).await.unwrap(), 0);
         assert_eq!(
             s.purge_verifications(T0.plus_millis(600_000), T0)
@@ -284,52 +312,150 @@ async fn verifications_count_attempts_and_expire() {
             1
         );
         assert!(s.verification(v.id).await.unwrap().is_none());
-        assert!(matches!(
-            s.count_failed_attempt(v.id).await,
-            Err(StoreError::NotFound(_))
-        ));
     })
     .await;
 }
 
 #[tokio::test]
-async fn code_requests_are_counted_whatever_happens_to_the_codes() {
+async fn concurrent_attempts_never_exceed_the_limit() {
+    on_each_backend(|s| async move {
+        let v = PendingVerification {
+            id: uuid::Uuid::new_v4(),
+            phone: phone(7),
+            salt: vec![1; 16],
+            code_digest: vec![2; 32],
+            created_at: T0,
+            expires_at: T0.plus_millis(600_000),
+            attempts: 0,
+        };
+        s.put_verification(&v).await.unwrap();
+        let tries = (0..40).map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.claim_attempt(v.id, T0, 5).await.unwrap() })
+        });
+        let mut counted = 0;
+        for t in tries {
+            if matches!(t.await.unwrap(), AttemptClaim::Counted(_)) {
+                counted += 1;
+            }
+        }
+        assert_eq!(counted, 5);
+        let consumers = (0..10).map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.consume_verification(v.id).await.unwrap() })
+        });
+        let mut won = 0;
+        for c in consumers {
+            won += usize::from(c.await.unwrap());
+        }
+        assert_eq!(won, 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn code_requests_are_counted_by_number_client_prefix_and_in_all() {
     on_each_backend(|s| async move {
         let hour_ago = |t: Timestamp| t.plus_millis(-3_600_000);
+        let p5 = phone(5);
+        let mut last = RequestCounts::default();
         for i in 0..3 {
             let t = T0.plus_millis(i * 60_000);
-            assert_eq!(
-                s.count_code_request(&phone(5), t, hour_ago(t))
-                    .await
-                    .unwrap(),
-                i as u32 + 1
-            );
+            last = s
+                .record_code_request(
+                    &CodeRequest {
+                        phone: &p5,
+                        client: Some("198.51.100.7"),
+                        prefix: "+62-812",
+                        at: t,
+                    },
+                    hour_ago(t),
+                )
+                .await
+                .unwrap();
+            assert_eq!(last.number, i as u32 + 1);
         }
+        assert_eq!(
+            last,
+            RequestCounts {
+                number: 3,
+                client: 3,
+                prefix: 3,
+                all: 3
+            }
+        );
         // Purging expired verifications leaves the requests of the last hour.
         let later = T0.plus_millis(30 * 60_000);
         s.purge_verifications(later, hour_ago(later)).await.unwrap();
+        // Another number from the same client and prefix; unknown client.
+        let p6 = phone(6);
+        let c = s
+            .record_code_request(
+                &CodeRequest {
+                    phone: &p6,
+                    client: Some("198.51.100.7"),
+                    prefix: "+62-812",
+                    at: later,
+                },
+                hour_ago(later),
+            )
+            .await
+            .unwrap();
         assert_eq!(
-            s.count_code_request(&phone(5), later, hour_ago(later))
-                .await
-                .unwrap(),
-            4
+            c,
+            RequestCounts {
+                number: 1,
+                client: 4,
+                prefix: 4,
+                all: 4
+            }
         );
-        // Another number has its own count; an hour later the window has moved on.
+        let c = s
+            .record_code_request(
+                &CodeRequest {
+                    phone: &p6,
+                    client: None,
+                    prefix: "+49-30",
+                    at: later,
+                },
+                hour_ago(later),
+            )
+            .await
+            .unwrap();
         assert_eq!(
-            s.count_code_request(&phone(6), later, hour_ago(later))
-                .await
-                .unwrap(),
-            1
+            c,
+            RequestCounts {
+                number: 2,
+                client: 0,
+                prefix: 1,
+                all: 5
+            }
         );
+        // Two hours on, the window has moved on.
         let much_later = T0.plus_millis(2 * 3_600_000);
         s.purge_verifications(much_later, hour_ago(much_later))
             .await
             .unwrap();
+        let c = s
+            .record_code_request(
+                &CodeRequest {
+                    phone: &p5,
+                    client: Some("198.51.100.7"),
+                    prefix: "+62-812",
+                    at: much_later,
+                },
+                hour_ago(much_later),
+            )
+            .await
+            .unwrap();
         assert_eq!(
-            s.count_code_request(&phone(5), much_later, hour_ago(much_later))
-                .await
-                .unwrap(),
-            1
+            c,
+            RequestCounts {
+                number: 1,
+                client: 1,
+                prefix: 1,
+                all: 1
+            }
         );
     })
     .await;

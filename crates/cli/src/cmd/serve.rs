@@ -64,6 +64,29 @@ pub struct ServeArgs {
     /// instead of being sent by SMS.
     #[arg(long)]
     pub dev: bool,
+    /// Verification codes one number may request per hour.
+    #[arg(long, env = "ACCORD_CODES_PER_NUMBER", default_value_t = 5)]
+    pub codes_per_number: u32,
+    /// Verification codes one client address may request per hour, for
+    /// any numbers (SMS pumping sends to many numbers from one client).
+    #[arg(long, env = "ACCORD_CODES_PER_CLIENT", default_value_t = 10)]
+    pub codes_per_client: u32,
+    /// Verification codes one number range (country code and the first
+    /// three national digits, e.g. +62-812) may be sent per hour.
+    #[arg(long, env = "ACCORD_CODES_PER_RANGE", default_value_t = 1_000)]
+    pub codes_per_range: u32,
+    /// Verification codes sent per hour in all: the SMS budget.
+    #[arg(long, env = "ACCORD_CODES_PER_HOUR", default_value_t = 10_000)]
+    pub codes_per_hour: u32,
+    /// A reverse proxy in front of the messenger (repeatable): requests
+    /// from it name the client in `X-Forwarded-For`, and limits per client
+    /// address use that. Requests from anywhere else are never believed.
+    #[arg(
+        long = "trusted-proxy",
+        env = "ACCORD_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// SMS gateway webhook that receives {"to", "text"} for each code.
     #[arg(long, env = "ACCORD_SMS_WEBHOOK")]
     pub sms_webhook: Option<String>,
@@ -282,6 +305,14 @@ pub async fn run(a: ServeArgs) -> CliResult {
             profile: a.profile,
             keys,
             feed,
+            trusted_proxies: a.trusted_proxies.clone(),
+            config: accord_messenger::MessengerConfig {
+                codes_per_hour: a.codes_per_number,
+                codes_per_client_per_hour: a.codes_per_client,
+                codes_per_range_per_hour: a.codes_per_range,
+                codes_per_hour_total: a.codes_per_hour,
+                ..Default::default()
+            },
             nats: a.nats_url.as_deref().map(|url| NatsConfig {
                 prefix: a.nats_prefix.clone(),
                 resync: Duration::from_secs(a.nats_resync_s),

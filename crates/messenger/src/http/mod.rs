@@ -39,6 +39,9 @@ pub struct AppState {
     pub feed: Option<crate::feed::FeedConfig>,
     /// The E2E relay (key directory, mailboxes, delivery).
     pub e2e: crate::e2e::Relay,
+    /// Reverse proxies whose `X-Forwarded-For` names the client
+    /// (`accord_http::ClientAddr`), for limits per client address.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// Largest request body (a send has its own, smaller limit).
@@ -48,6 +51,7 @@ pub const MAX_BODY: usize = 2 * 1024 * 1024;
 pub fn router(state: AppState) -> Router {
     let spec = accord_http::HttpSpec {
         metrics: metrics::build(&state),
+        trusted_proxies: state.trusted_proxies.clone(),
         ..accord_http::HttpSpec::new("messenger", MAX_BODY, openapi::document(&state))
     };
     accord_http::finish(routes::router(&state), state, spec)

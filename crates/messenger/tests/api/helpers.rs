@@ -39,6 +39,12 @@ pub struct AppOptions {
     /// With `with_keyd`: while this is true, the messenger cannot reach
     /// the key service to issue or revoke device credentials.
     pub keyd_down: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// The messenger's tunables. The default lets one client (every test
+    /// client is 127.0.0.1) request codes for many numbers; the abuse
+    /// tests set the production defaults.
+    pub messenger: accord_messenger::MessengerConfig,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for AppOptions {
@@ -50,6 +56,11 @@ impl Default for AppOptions {
             with_partner: false,
             e2e: Default::default(),
             keyd_down: None,
+            messenger: accord_messenger::MessengerConfig {
+                codes_per_client_per_hour: 100_000,
+                ..Default::default()
+            },
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -188,6 +199,8 @@ pub async fn spawn_app(opts: AppOptions) -> TestApp {
         keys,
         feed: partner.as_ref().map(|(_, feed)| feed.clone()),
         e2e: opts.e2e,
+        config: opts.messenger,
+        trusted_proxies: opts.trusted_proxies,
         ..Settings::new(
             location,
             TokenHash::of(&admin_token),

@@ -3,6 +3,7 @@
 //! simulated clock, and talks HTTP to it through `accord-client` (or raw
 //! requests, where the test is about bad input).
 
+mod abuse;
 mod account;
 mod auth;
 mod bad_input;

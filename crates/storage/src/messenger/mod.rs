@@ -38,7 +38,9 @@ mod verifications;
 pub use accounts::{Account, Device, NewDevice};
 pub use feed::{FeedDue, FeedStats, PartnerHolding};
 pub use pseudonyms::prefix_of;
-pub use verifications::PendingVerification;
+pub use verifications::{
+    AttemptClaim, CodeRequest, PendingVerification, RequestCounts, CODE_REQUEST_LOCK,
+};
 
 use crate::db::{Backend, Db};
 use crate::error::Result;
@@ -61,19 +63,24 @@ pub trait MessengerStore: Send + Sync + std::fmt::Debug + 'static {
     // --- verifications ---
     async fn put_verification(&self, v: &PendingVerification) -> Result<()>;
     async fn verification(&self, id: Uuid) -> Result<Option<PendingVerification>>;
-    /// Counts one failed attempt; returns the new count.
-    async fn count_failed_attempt(&self, id: Uuid) -> Result<u32>;
+    /// Counts an attempt on verification `id` before its code is
+    /// compared, atomically: only while it is unexpired at `now` and has
+    /// fewer than `max` attempts.
+    async fn claim_attempt(&self, id: Uuid, now: Timestamp, max: u32) -> Result<AttemptClaim>;
+    /// Removes verification `id`; `true` for the one caller that did, so
+    /// that a code is used by exactly one successful verify.
+    async fn consume_verification(&self, id: Uuid) -> Result<bool>;
     async fn delete_verification(&self, id: Uuid) -> Result<()>;
-    /// Records that a code was requested for `phone` at `at`, and returns
-    /// how many were requested since `since` (this one included). Records
-    /// outlive the codes themselves, so using or burning a code never
-    /// resets the count.
-    async fn count_code_request(
+    /// Records a request for a code, and returns how many were requested
+    /// since `since` (this one included) for the same number, from the
+    /// same client address, for the same prefix, and in all. Concurrent
+    /// requests count each other. Records outlive the codes themselves,
+    /// so using or burning a code never resets a count.
+    async fn record_code_request(
         &self,
-        phone: &PhoneNumber,
-        at: Timestamp,
+        request: &CodeRequest<'_>,
         since: Timestamp,
-    ) -> Result<u32>;
+    ) -> Result<RequestCounts>;
     /// Removes expired verifications and code requests older than
     /// `requests_before`; returns how many verifications went.
     async fn purge_verifications(&self, now: Timestamp, requests_before: Timestamp) -> Result<u64>;
@@ -263,21 +270,24 @@ impl MessengerStore for SqlMessengerStore {
         verifications::verification(&self.db, id).await
     }
 
-    async fn count_failed_attempt(&self, id: Uuid) -> Result<u32> {
-        verifications::count_failed_attempt(&self.db, id).await
+    async fn claim_attempt(&self, id: Uuid, now: Timestamp, max: u32) -> Result<AttemptClaim> {
+        verifications::claim_attempt(&self.db, id, now, max).await
+    }
+
+    async fn consume_verification(&self, id: Uuid) -> Result<bool> {
+        verifications::consume_verification(&self.db, id).await
     }
 
     async fn delete_verification(&self, id: Uuid) -> Result<()> {
         verifications::delete_verification(&self.db, id).await
     }
 
-    async fn count_code_request(
+    async fn record_code_request(
         &self,
-        phone: &PhoneNumber,
-        at: Timestamp,
+        request: &CodeRequest<'_>,
         since: Timestamp,
-    ) -> Result<u32> {
-        verifications::count_code_request(&self.db, phone, at, since).await
+    ) -> Result<RequestCounts> {
+        verifications::record_code_request(&self.db, request, since).await
     }
 
     async fn purge_verifications(&self, now: Timestamp, requests_before: Timestamp) -> Result<u64> {

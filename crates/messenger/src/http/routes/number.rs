@@ -6,6 +6,7 @@ use crate::http::error::{ApiResult, ErrorBody, Json, Path};
 use crate::http::extract::User;
 use crate::http::AppState;
 use crate::service::RegistrationStarted;
+use accord_http::ClientAddr;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
@@ -30,11 +31,12 @@ pub struct NumberCode {
 pub async fn start(
     State(s): State<AppState>,
     _: User,
+    ClientAddr(client): ClientAddr,
     Json(b): Json<NewNumber>,
 ) -> ApiResult<(StatusCode, Json<RegistrationStarted>)> {
     let r = s
         .messenger
-        .start_registration(&b.phone, b.region.as_deref())
+        .start_registration(&b.phone, b.region.as_deref(), client)
         .await?;
     Ok((StatusCode::ACCEPTED, Json(r)))
 }

@@ -7,6 +7,7 @@ use crate::http::AppState;
 use crate::service::{Registered, RegistrationStarted, VerifyRequest};
 use accord_domain::consent::SharingChoice;
 use accord_domain::{DeviceInfo, Purpose};
+use accord_http::ClientAddr;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
@@ -64,11 +65,12 @@ pub struct VerifyRegistration {
     responses((status = 202, body = RegistrationStarted), (status = 400, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn start(
     State(s): State<AppState>,
+    ClientAddr(client): ClientAddr,
     Json(body): Json<StartRegistration>,
 ) -> ApiResult<(StatusCode, Json<RegistrationStarted>)> {
     let r = s
         .messenger
-        .start_registration(&body.phone, body.region.as_deref())
+        .start_registration(&body.phone, body.region.as_deref(), client)
         .await?;
     Ok((StatusCode::ACCEPTED, Json(r)))
 }
