@@ -51,6 +51,9 @@ use accord_e2e::{
     ClientFrame, DeliveredEnvelope, DeviceKeys, E2eError, E2eMachine, PickleError, SendRequest,
     ServerFrame, SignedOneTimeKey, WireError,
 };
+use accord_messenger_wire::{
+    AckRequest, AckResponse, ClaimRequest, Claimed, OneTimeKeysUpload, SendMessage, SendOutcome,
+};
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use base64::Engine;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
@@ -58,18 +61,19 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 use tokio::time::Instant;
 use zeroize::Zeroizing;
 
-use crate::{Client, ClientError};
+use crate::{to_json, Client, ClientError};
 
 /// The end-to-end types a caller of this module names.
 pub use accord_e2e::payload::MAX_RECEIPT_IDS;
 pub use accord_e2e::{ClientMessageId, EnvelopeId, PeerDevice, Plaintext, PlaintextKind};
+/// How many one-time keys the server holds for this device.
+pub use accord_messenger_wire::KeyCount;
 
 /// Replenish one-time keys when the directory holds fewer than this.
-pub const REPLENISH_BELOW: usize = 20;
+pub const REPLENISH_BELOW: u32 = 20;
 /// The state file's format name and version.
 const STATE_FORMAT: &str = "accord-device-state/1";
 /// Associated data of the sealed directory (the machine's pickle has its own).
@@ -595,38 +599,17 @@ fn open_directory(b64: &str, key: &[u8; 32]) -> Result<Directory> {
 }
 
 // ---------------------------------------------------------------------------
-// Server answers
+// Claims
 // ---------------------------------------------------------------------------
-
-/// How many one-time keys the server holds for this device.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-pub struct KeyCount {
-    pub remaining: usize,
-    pub has_fallback: bool,
-}
-
-#[derive(Deserialize)]
-struct ClaimResponse {
-    account_id: AccountId,
-    devices: Vec<ClaimedDevice>,
-}
-
-#[derive(Deserialize)]
-struct ClaimedDevice {
-    device_id: DeviceId,
-    device_keys: DeviceKeys,
-    #[serde(default)]
-    one_time_key: Option<SignedOneTimeKey>,
-}
 
 /// One claim: the account's devices and a key to start a session with each.
 struct Claim {
     account: AccountId,
-    devices: Vec<(DeviceKeys, Option<SignedOneTimeKey>)>,
+    devices: Vec<(DeviceKeys, SignedOneTimeKey)>,
 }
 
 impl Claim {
-    fn from_response(r: ClaimResponse) -> Result<Self> {
+    fn from_response(r: Claimed) -> Result<Self> {
         let mut devices = Vec::with_capacity(r.devices.len());
         for d in r.devices {
             if d.device_keys.device_id != d.device_id {
@@ -646,7 +629,7 @@ impl Claim {
         self.devices
             .iter()
             .find(|(k, _)| k.device_id == device)
-            .and_then(|(_, otk)| otk.as_ref())
+            .map(|(_, otk)| otk)
     }
 }
 
@@ -941,12 +924,12 @@ impl Device {
             };
             (otks, fb)
         })?;
+        let upload = OneTimeKeysUpload {
+            one_time_keys: otks,
+            fallback: fb,
+        };
         let count: KeyCount = client
-            .request(
-                Method::POST,
-                "/v1/keys/one-time",
-                Some(&json!({ "one_time_keys": otks, "fallback": fb })),
-            )
+            .request(Method::POST, "/v1/keys/one-time", Some(&to_json(&upload)))
             .await?;
         self.locked(|m, _| m.mark_published())?;
         Ok(count)
@@ -963,11 +946,12 @@ impl Device {
     pub async fn replenish(&mut self, client: &Client) -> Result<KeyCount> {
         let count = self.setup(client).await?;
         let target = self.one_time_key_target();
-        let threshold = REPLENISH_BELOW.min(target);
-        if count.remaining >= threshold && count.has_fallback {
+        let threshold = usize::try_from(REPLENISH_BELOW).map_or(target, |r| r.min(target));
+        let remaining = usize::try_from(count.remaining).unwrap_or(usize::MAX);
+        if remaining >= threshold && count.has_fallback {
             return Ok(count);
         }
-        let wanted = target.saturating_sub(count.remaining).max(1);
+        let wanted = target.saturating_sub(remaining).max(1);
         self.upload_keys(client, wanted, !count.has_fallback).await
     }
 
@@ -1038,7 +1022,7 @@ impl Device {
                 Recipient::Phone(p) => match self.dir.phones.get(p.e164()) {
                     Some(a) if !fresh => *a,
                     _ => {
-                        let claim = self.claim(client, json!({ "phone": p.e164() })).await?;
+                        let claim = self.claim(client, &ClaimRequest::phone(p.e164())).await?;
                         let account = claim.account;
                         claims.push(claim);
                         let e164 = p.e164().to_owned();
@@ -1055,7 +1039,7 @@ impl Device {
                     continue;
                 }
                 if fresh || self.needs_claim(account) {
-                    claims.push(self.claim(client, json!({ "account_id": account })).await?);
+                    claims.push(self.claim(client, &ClaimRequest::account(account)).await?);
                 }
             }
 
@@ -1090,17 +1074,20 @@ impl Device {
             let devices = envelopes.len();
             let request = SendRequest::new(plaintext.client_message_id.clone(), envelopes)
                 .map_err(|e: WireError| MessagingError::Protocol(e.to_string()))?;
-            let body = json!({ "to_account": to_account, "send": request });
+            let body = SendMessage {
+                to_account,
+                send: request,
+            };
             match client
-                .request_raw(Method::POST, "/v1/messages", Some(&body))
+                .request::<SendOutcome>(Method::POST, "/v1/messages", Some(&to_json(&body)))
                 .await
             {
-                Ok(v) => {
+                Ok(outcome) => {
                     return Ok(Sent {
                         client_message_id: plaintext.client_message_id.clone(),
                         to_account,
                         devices,
-                        duplicate: v["duplicate"].as_bool().unwrap_or(false),
+                        duplicate: outcome.duplicate,
                     })
                 }
                 Err(e) if e.code() == Some("stale_devices") => {
@@ -1130,9 +1117,9 @@ impl Device {
         }
     }
 
-    async fn claim(&self, client: &Client, body: Value) -> Result<Claim> {
-        let r: ClaimResponse = client
-            .request(Method::POST, "/v1/keys/claim", Some(&body))
+    async fn claim(&self, client: &Client, body: &ClaimRequest) -> Result<Claim> {
+        let r: Claimed = client
+            .request(Method::POST, "/v1/keys/claim", Some(&to_json(body)))
             .await?;
         Claim::from_response(r)
     }
@@ -1389,10 +1376,10 @@ impl Device {
             .map_err(Failure::Fatal)?;
         if !acks.is_empty() {
             client
-                .request_raw(
+                .request::<AckResponse>(
                     Method::POST,
                     "/v1/messages/ack",
-                    Some(&json!({ "ids": acks })),
+                    Some(&to_json(&AckRequest { ids: acks })),
                 )
                 .await
                 .map_err(|_| Failure::Retry)?;
@@ -1493,7 +1480,7 @@ impl Device {
         if self.dir.keys_of(&from).is_none() {
             // A device we have not seen: learn its keys from the directory.
             match self
-                .claim(client, json!({ "account_id": from.account }))
+                .claim(client, &ClaimRequest::account(from.account))
                 .await
             {
                 Ok(claim) => {
