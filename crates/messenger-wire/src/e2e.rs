@@ -140,7 +140,7 @@ pub struct AckRequest {
 pub struct AckResponse {
     /// Items this ack took (ids already acked, or not this device's, are
     /// not counted).
-    pub deleted: u64,
+    pub acked: u64,
 }
 
 /// `POST /v1/reports`: an envelope this device received, and its
@@ -187,8 +187,8 @@ mod tests {
             serde_json::from_value(json!({"remaining": 7, "has_fallback": true})).unwrap();
         assert_eq!(c.remaining, 7);
         assert_eq!(
-            serde_json::to_value(AckResponse { deleted: 2 }).unwrap(),
-            json!({"deleted": 2})
+            serde_json::to_value(AckResponse { acked: 2 }).unwrap(),
+            json!({"acked": 2})
         );
         assert!(serde_json::from_value::<AckRequest>(json!({"ids": [1], "x": 0})).is_err());
     }

@@ -760,7 +760,7 @@ async fn invalid_frames_get_error_frames_and_the_stream_stays_up() {
             Body::Json(json!({"ids": ids})),
         )
         .await;
-    assert_eq!(r.body, json!({"deleted": 1}));
+    assert_eq!(r.body, json!({"acked": 1}));
     let s = build_send(app, &mut w.a1, w.b1.account, "lp", "poll").await;
     let (poll, sent) = tokio::join!(
         app.send(

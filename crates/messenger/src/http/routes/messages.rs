@@ -94,5 +94,5 @@ pub async fn ack_messages(
     }
     let ids: BTreeSet<EnvelopeId> = a.ids.into_iter().collect();
     let n = s.e2e.ack(caller.device, ids.into_iter().collect()).await?;
-    Ok(Json(AckResponse { deleted: n }))
+    Ok(Json(AckResponse { acked: n }))
 }
