@@ -13,10 +13,10 @@ use crate::{Client, ClientError};
 use accord_crypto::oprf::{KeyVersion, OprfPurpose};
 use accord_domain::PhoneNumber;
 use accord_keyd_client::{HttpOprf, Oprf, OprfClientError};
+use accord_messenger_wire::{Bucket, DiscoveryConfig};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use reqwest::Method;
-use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 
 #[derive(Debug, thiserror::Error)]
@@ -29,17 +29,6 @@ pub enum DiscoveryError {
     NoCredential,
     #[error("the messenger sent a malformed bucket")]
     BadBucket,
-}
-
-#[derive(Debug, Deserialize)]
-struct DiscoveryConfig {
-    key_version: u32,
-    keyd_url: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct Bucket {
-    pseudonyms: Vec<String>,
 }
 
 /// Which of `numbers` belong to registered users, in order.

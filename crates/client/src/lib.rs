@@ -13,20 +13,27 @@
 //!   [`messaging::Device`] (Olm state sealed at rest under a passphrase or
 //!   key file), key publication and replenishment, fan-out sending,
 //!   receiving over the WebSocket or long-poll.
-//! - Wire types ([`Registered`], [`RegistrationStarted`], [`ConsentView`])
-//!   mirror the server's responses.
+//! - [`wire`]: the messenger API's request and response bodies, the very
+//!   types the server reads and writes (`accord-messenger-wire`); the
+//!   ones a caller names most ([`Registered`], [`RegistrationStarted`],
+//!   [`ConsentView`], [`AcceptChoice`], [`ClockView`]) are re-exported here.
 
 pub mod discovery;
 pub mod messaging;
 
-use accord_domain::consent::{Access, ConsentState};
 use accord_domain::ledger::{ChainReport, LedgerEntry};
-use accord_domain::{DeviceInfo, PolicyVersion, Purpose, Timestamp};
+use accord_domain::{AccountId, DeviceInfo, PolicyVersion, Purpose, Timestamp};
+use accord_messenger_wire::{Acceptance, AdvanceClock, StartRegistration, VerifyRegistration};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
+
+pub use accord_messenger_wire as wire;
+pub use accord_messenger_wire::{
+    AcceptChoice, ClockView, ConsentView, Registered, RegistrationStarted,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -60,51 +67,6 @@ impl ClientError {
 }
 
 pub type Result<T> = std::result::Result<T, ClientError>;
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct RegistrationStarted {
-    pub registration_id: Uuid,
-    pub expires_at: Timestamp,
-    pub dev_code: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Registered {
-    pub account_id: Uuid,
-    pub device_id: Uuid,
-    pub token: String,
-    pub new_account: bool,
-    /// This device's key-service credential, when the messenger has a key service.
-    #[serde(default)]
-    pub keyd_token: Option<String>,
-    #[serde(default)]
-    pub keyd_url: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct ConsentView {
-    pub account_id: Uuid,
-    pub at: Timestamp,
-    pub state: ConsentState,
-    pub granted_now: Vec<Purpose>,
-    pub access: Access,
-    pub pending_policy: Option<u32>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct ClockView {
-    pub now: Timestamp,
-    pub now_rfc3339: String,
-}
-
-/// The choice on the acceptance screen.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct AcceptChoice {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub share: Option<bool>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub grants: Vec<Purpose>,
-}
 
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -195,12 +157,12 @@ impl Client {
         phone: &str,
         region: Option<&str>,
     ) -> Result<RegistrationStarted> {
-        self.request(
-            Method::POST,
-            "/v1/registrations",
-            Some(&json!({ "phone": phone, "region": region })),
-        )
-        .await
+        let body = StartRegistration {
+            phone: phone.to_owned(),
+            region: region.map(str::to_owned),
+        };
+        self.request(Method::POST, "/v1/registrations", Some(&to_json(&body)))
+            .await
     }
 
     pub async fn verify_registration(
@@ -210,16 +172,18 @@ impl Client {
         device: &DeviceInfo,
         accept: Option<(u32, &AcceptChoice)>,
     ) -> Result<Registered> {
-        let mut body = json!({ "code": code, "device": device });
-        if let Some((version, choice)) = accept {
-            let mut a = serde_json::to_value(choice).expect("choice serialises");
-            a["version"] = json!(version);
-            body["accept"] = a;
-        }
+        let body = VerifyRegistration {
+            code: code.to_owned(),
+            device: device.clone(),
+            accept: accept.map(|(version, choice)| Acceptance {
+                version,
+                choice: choice.clone(),
+            }),
+        };
         self.request(
             Method::POST,
             &format!("/v1/registrations/{id}/verify"),
-            Some(&body),
+            Some(&to_json(&body)),
         )
         .await
     }
@@ -238,11 +202,10 @@ impl Client {
     // ---- a device -----------------------------------------------------
 
     pub async fn accept_policy(&self, version: u32, choice: &AcceptChoice) -> Result<ConsentView> {
-        let body = serde_json::to_value(choice).expect("choice serialises");
         self.request(
             Method::POST,
             &format!("/v1/policies/{version}/accept"),
-            Some(&body),
+            Some(&to_json(choice)),
         )
         .await
     }
@@ -297,6 +260,9 @@ impl Client {
         purposes: &[Purpose],
         profile: Option<&str>,
     ) -> Result<PolicyVersion> {
+        // The profile goes as the caller's string (not a parsed
+        // `ConsentProfile`, as in `wire::PublishPolicy`): an unknown one
+        // is the server's 400, with its message.
         self.request(
             Method::POST,
             "/v1/admin/policies",
@@ -319,7 +285,7 @@ impl Client {
         self.request(Method::GET, "/v1/admin/ledger/verify", None)
             .await
     }
-    pub async fn admin_consent_at(&self, account: Uuid, at: Timestamp) -> Result<ConsentView> {
+    pub async fn admin_consent_at(&self, account: AccountId, at: Timestamp) -> Result<ConsentView> {
         self.request(
             Method::GET,
             &format!("/v1/admin/accounts/{account}/consent?at={}", at.0),
@@ -331,11 +297,17 @@ impl Client {
         self.request(Method::GET, "/v1/admin/clock", None).await
     }
     pub async fn advance_clock(&self, days: i64, hours: i64, seconds: i64) -> Result<ClockView> {
-        self.request(
-            Method::POST,
-            "/v1/admin/clock",
-            Some(&json!({ "days": days, "hours": hours, "seconds": seconds })),
-        )
-        .await
+        let body = AdvanceClock {
+            days,
+            hours,
+            seconds,
+        };
+        self.request(Method::POST, "/v1/admin/clock", Some(&to_json(&body)))
+            .await
     }
+}
+
+/// A request body as JSON (the wire types always serialise).
+pub(crate) fn to_json(body: &impl Serialize) -> Value {
+    serde_json::to_value(body).expect("wire types serialise")
 }

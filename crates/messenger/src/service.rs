@@ -12,11 +12,15 @@ use accord_domain::ledger::{
     consent_state_at, policies_at, ChainError, ChainReport, ChainVerifier, LedgerEntry,
     LedgerRecord,
 };
-use accord_domain::policy::{PolicyDraft, PolicyHistory, PolicyVersion, Purpose};
+use accord_domain::policy::{PolicyDraft, PolicyHistory, PolicyVersion};
 use accord_domain::receipt::{ConsentReceipt, ReceiptContext};
 use accord_domain::time::MINUTE_MS;
 use accord_domain::{
     AccountId, Clock, DeviceId, DeviceInfo, DeviceInfoError, PhoneError, PhoneNumber, Timestamp,
+};
+/// The answers of the use cases that cross the wire as they are.
+pub use accord_messenger_wire::{
+    ConsentView, DiscoveryConfig, PseudonymRefresh, Registered, RegistrationStarted,
 };
 use accord_storage::{
     Account, AttemptClaim, CodeRequest, Device, MessengerStore, NewDevice, PendingVerification,
@@ -102,34 +106,6 @@ pub enum ServiceError {
     Store(#[from] StoreError),
 }
 
-/// A started registration, as answered to the client.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct RegistrationStarted {
-    pub registration_id: Uuid,
-    #[schema(value_type = i64)]
-    pub expires_at: Timestamp,
-    /// Only when the server runs with the dev verifier.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dev_code: Option<String>,
-}
-
-/// A verified registration: the device's bearer token, shown once.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Registered {
-    #[schema(value_type = String)]
-    pub account_id: AccountId,
-    #[schema(value_type = String)]
-    pub device_id: DeviceId,
-    pub token: String,
-    /// False when the number already had an account and this adds a device.
-    pub new_account: bool,
-    /// This device's own key-service token (contact discovery), shown once.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub keyd_token: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub keyd_url: Option<String>,
-}
-
 /// What a device presents to verify a code.
 #[derive(Debug, Clone)]
 pub struct VerifyRequest {
@@ -145,22 +121,6 @@ pub struct Caller {
     pub account: Account,
     pub device: DeviceId,
     pub access: Access,
-}
-
-/// A user's consent, as shown to them.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct ConsentView {
-    #[schema(value_type = String)]
-    pub account_id: AccountId,
-    #[schema(value_type = i64)]
-    pub at: Timestamp,
-    pub state: ConsentState,
-    /// Purposes with an active grant at `at`: what may be shared.
-    pub granted_now: Vec<Purpose>,
-    #[schema(value_type = Object)]
-    pub access: Access,
-    /// A newer policy the user has not accepted yet.
-    pub pending_policy: Option<u32>,
 }
 
 /// Everything the messenger holds about a user.
@@ -209,28 +169,6 @@ pub struct Messenger {
     pub(crate) keys: Option<KeyAccess>,
     /// Who recent tokens are (see [`crate::auth_cache`]).
     pub(crate) auth_cache: Arc<AuthCache>,
-}
-
-/// What one pass of pseudonym computation did.
-#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
-pub struct PseudonymRefresh {
-    /// Pseudonyms computed, per purpose.
-    pub computed: std::collections::BTreeMap<String, u64>,
-    /// Pseudonyms of superseded key versions dropped, per purpose.
-    pub dropped: std::collections::BTreeMap<String, u64>,
-    /// Accounts still waiting (the pass is bounded).
-    pub remaining: bool,
-}
-
-/// What a device needs for contact discovery.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct DiscoveryConfig {
-    /// Evaluate contacts under this `contacts` key version.
-    pub key_version: u32,
-    /// Where the key service is.
-    pub keyd_url: String,
-    /// Buckets are keyed by this many leading bits of a pseudonym.
-    pub prefix_bits: u32,
 }
 
 const CONSENT_RETRIES: usize = 5;

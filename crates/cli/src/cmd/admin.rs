@@ -148,7 +148,7 @@ pub async fn run(a: Admin) -> CliResult {
                     .map(|v| v.now)
                     .unwrap_or_else(|_| accord_domain::Clock::now(&accord_domain::SystemClock)),
             };
-            let v = c.admin_consent_at(id.0, at).await?;
+            let v = c.admin_consent_at(id, at).await?;
             println!(
                 "consent of {} at {} (from the ledger alone):",
                 id,

@@ -7,11 +7,10 @@ use super::SessionArgs;
 use crate::error::CliResult;
 use crate::session::Session;
 use accord_client::messaging::Recipient;
+use accord_client::wire::{ClaimRequest, Claimed};
 use accord_client::Client;
 use accord_domain::AccountId;
 use reqwest::Method;
-use serde::Deserialize;
-use serde_json::json;
 
 #[derive(clap::Args, Debug)]
 pub struct BlockArgs {
@@ -25,11 +24,6 @@ pub struct BlockArgs {
     pub region: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct Claimed {
-    account_id: AccountId,
-}
-
 /// The account of `who`. A phone number is resolved through the key
 /// directory (the only lookup by number the messenger offers).
 async fn resolve(client: &Client, a: &BlockArgs) -> CliResult<AccountId> {
@@ -40,7 +34,7 @@ async fn resolve(client: &Client, a: &BlockArgs) -> CliResult<AccountId> {
                 .request(
                     Method::POST,
                     "/v1/keys/claim",
-                    Some(&json!({ "phone": p.e164() })),
+                    Some(&serde_json::json!(ClaimRequest::phone(p.e164()))),
                 )
                 .await?;
             c.account_id

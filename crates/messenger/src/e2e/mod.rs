@@ -42,12 +42,13 @@ use accord_e2e::{
 };
 use accord_storage::mailbox::{Ack, MailItem, NewEnvelope, NewReport, NewSend, PutDeviceKeys};
 use accord_storage::{MailboxStore, MessengerStore, StoreError};
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The relay's answers, as they cross the wire.
+pub use accord_messenger_wire::{Claimed, ClaimedDevice, KeyCount, SendOutcome};
 pub use wake::Wake as WakeTrait;
 
 const DAY_MS: i64 = 86_400_000;
@@ -123,40 +124,11 @@ pub enum RelayError {
     Store(#[from] StoreError),
 }
 
-/// `{"remaining", "has_fallback"}`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct KeyCount {
-    pub remaining: u32,
-    pub has_fallback: bool,
-}
-
-/// One device of a claimed account.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ClaimedDevice {
-    pub device_id: DeviceId,
-    pub device_keys: DeviceKeys,
-    pub one_time_key: SignedOneTimeKey,
-}
-
-/// The answer to a claim.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Claimed {
-    pub account_id: AccountId,
-    pub devices: Vec<ClaimedDevice>,
-}
-
 /// Whom to claim keys of.
 #[derive(Clone, Debug)]
 pub enum ClaimTarget {
     Phone(PhoneNumber),
     Account(AccountId),
-}
-
-/// `{"accepted", "duplicate"}`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct SendOutcome {
-    pub accepted: u32,
-    pub duplicate: bool,
 }
 
 /// A small map whose entries live `ttl`.

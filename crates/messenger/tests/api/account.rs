@@ -1,7 +1,7 @@
 //! Export and deletion.
 
 use crate::helpers::{assert_api_error, phone, share, spawn_app, AppOptions, Body};
-use accord_domain::{AccountId, ConsentProfile, Purpose};
+use accord_domain::{ConsentProfile, Purpose};
 use accord_storage::MessengerStore;
 use reqwest::Method;
 use serde_json::json;
@@ -75,13 +75,13 @@ async fn export_holds_the_users_data_and_delete_erases_the_account_but_not_the_l
     // Erased from the live tables: no account, no devices.
     assert!(app
         .store
-        .account(AccountId(user.reg.account_id))
+        .account(user.reg.account_id)
         .await
         .unwrap()
         .is_none());
     assert!(app
         .store
-        .devices(AccountId(user.reg.account_id))
+        .devices(user.reg.account_id)
         .await
         .unwrap()
         .is_empty());
@@ -99,7 +99,7 @@ async fn export_holds_the_users_data_and_delete_erases_the_account_but_not_the_l
         .filter(|e| e.kind == "account_deleted")
         .collect();
     assert_eq!(deleted.len(), 1);
-    assert_eq!(deleted[0].account.map(|a| a.0), Some(user.reg.account_id));
+    assert_eq!(deleted[0].account, Some(user.reg.account_id));
     assert!(
         !serde_json::to_string(&ledger).unwrap().contains(&number),
         "the ledger never holds a phone number"

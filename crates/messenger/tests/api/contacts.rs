@@ -209,7 +209,7 @@ async fn key_rotation_re_pseudonymises_and_discovery_follows() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let id = accord_domain::AccountId(me.reg.account_id);
+    let id = me.reg.account_id;
     let (v1, v2) = (KeyVersion(1), KeyVersion(2));
     assert!(
         app.store

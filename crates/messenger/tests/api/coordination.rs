@@ -30,7 +30,7 @@ fn n(i: u16) -> String {
 }
 
 async fn account_of(c: &Client) -> AccountId {
-    AccountId(c.consent().await.unwrap().account_id)
+    c.consent().await.unwrap().account_id
 }
 
 async fn pseudonym(app: &TestApp, a: AccountId) -> [u8; 32] {
@@ -592,7 +592,7 @@ async fn a_number_change_revokes_the_old_pseudonym_and_shares_the_new_one() {
     let user = app
         .register_device(&n(50), Some((v1.version, share(Some(true)))))
         .await;
-    let a = AccountId(user.reg.account_id);
+    let a = user.reg.account_id;
     drain(&app).await;
     let old = pseudonym(&app, a).await;
     assert_eq!(held(&app, &old).await.len(), 2);

@@ -105,7 +105,7 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                     .await;
                 tokens.insert(u, dev.reg.token.clone());
                 let c = dev.api;
-                let id = AccountId(c.consent().await.unwrap().account_id);
+                let id = c.consent().await.unwrap().account_id;
                 ever.push(id);
                 users.insert(u, (c, id));
             }

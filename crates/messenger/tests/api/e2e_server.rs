@@ -31,7 +31,7 @@ pub struct Dev {
 /// fallback key.
 pub async fn device(app: &TestApp, phone: &str, otks: usize) -> Dev {
     let u = app.register_device(phone, None).await;
-    let device = DeviceId(u.reg.device_id);
+    let device = u.reg.device_id;
     let mut m = E2eMachine::new(device);
     let token = u.reg.token.clone();
     let r = app
@@ -59,7 +59,7 @@ pub async fn device(app: &TestApp, phone: &str, otks: usize) -> Dev {
     m.mark_published();
     Dev {
         token,
-        account: AccountId(u.reg.account_id),
+        account: u.reg.account_id,
         device,
         m,
     }
@@ -268,8 +268,8 @@ async fn forged_and_foreign_keys_are_refused_and_nothing_is_stored() {
         .await;
     assert_error(&r, 400, "device_mismatch");
     let fresh = w.app.register_device(&phone(3), None).await;
-    let mut keys = E2eMachine::new(DeviceId(fresh.reg.device_id)).device_keys();
-    keys.ed25519 = E2eMachine::new(DeviceId(fresh.reg.device_id)).ed25519_key();
+    let mut keys = E2eMachine::new(fresh.reg.device_id).device_keys();
+    keys.ed25519 = E2eMachine::new(fresh.reg.device_id).ed25519_key();
     let r = w
         .app
         .send(
@@ -760,7 +760,7 @@ async fn invalid_frames_get_error_frames_and_the_stream_stays_up() {
             Body::Json(json!({"ids": ids})),
         )
         .await;
-    assert_eq!(r.body, json!({"deleted": 1}));
+    assert_eq!(r.body, json!({"acked": 1}));
     let s = build_send(app, &mut w.a1, w.b1.account, "lp", "poll").await;
     let (poll, sent) = tokio::join!(
         app.send(

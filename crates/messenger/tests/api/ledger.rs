@@ -22,7 +22,7 @@ async fn snapshot(user: &TestUser) -> Snapshot {
         .await
         .expect("/v1/me/consent");
     Snapshot {
-        account: user.reg.account_id,
+        account: user.reg.account_id.0,
         token: user.reg.token.clone(),
         at: Timestamp(view["at"].as_i64().expect("view.at")),
         view,
@@ -89,7 +89,7 @@ async fn every_past_view_is_reconstructed_from_the_ledger() {
     assert_eq!(report.entries, 15);
     assert_eq!(report.head_hash.len(), 64);
     let kinds = ledger_kinds(&app).await;
-    let (ida, idb) = (Some(a.reg.account_id), Some(b.reg.account_id));
+    let (ida, idb) = (Some(a.reg.account_id.0), Some(b.reg.account_id.0));
     let expected = [
         ("registered", ida),
         ("policy_published", None),

@@ -3,18 +3,10 @@
 use crate::http::error::{ApiResult, ErrorBody, Json};
 use crate::http::extract::{AnyUser, User};
 use crate::http::AppState;
-use crate::service::{ConsentView, Export};
+use crate::service::Export;
+use accord_messenger_wire::Me;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Serialize;
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct Me {
-    pub account_id: String,
-    pub device_id: String,
-    pub devices: usize,
-    pub consent: ConsentView,
-}
 
 /// The caller's account.
 #[utoipa::path(get, path = "/v1/me", tag = "account", security(("bearer" = [])),
@@ -27,9 +19,9 @@ pub async fn me(State(s): State<AppState>, User(c): User) -> ApiResult<Json<Me>>
         .await
         .map_err(crate::service::ServiceError::from)?;
     Ok(Json(Me {
-        account_id: c.account.id.to_string(),
-        device_id: c.device.to_string(),
-        devices: devices.len(),
+        account_id: c.account.id,
+        device_id: c.device,
+        devices: u32::try_from(devices.len()).unwrap_or(u32::MAX),
         consent: s.messenger.consent_view(&c.account).await?,
     }))
 }

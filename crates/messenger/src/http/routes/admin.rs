@@ -1,26 +1,18 @@
 //! Operator endpoints: publish policies, read and verify the ledger,
 //! reconstruct consent at an instant, and (simulated clock only) move time.
 
-use super::consent::{parse_at, AtQuery};
+use super::consent::parse_at;
 use crate::http::error::{policy_error, ApiError, ApiResult, ErrorBody, Json, Path, Query};
 use crate::http::extract::Admin;
 use crate::http::AppState;
 use crate::service::ConsentView;
 use accord_domain::ledger::{ChainReport, LedgerEntry};
 use accord_domain::time::{DAY_MS, HOUR_MS, SECOND_MS};
-use accord_domain::{AccountId, ConsentProfile, PolicyDraft, PolicyVersion, Purpose, Timestamp};
+use accord_domain::{AccountId, PolicyDraft, PolicyVersion, Timestamp};
+use accord_messenger_wire::{AdvanceClock, AtQuery, ClockView, LedgerQuery, PublishPolicy};
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PublishPolicy {
-    pub text: String,
-    pub purposes: Vec<Purpose>,
-    /// Defaults to the server's `--profile`.
-    pub profile: Option<ConsentProfile>,
-}
+use serde::Serialize;
 
 /// Publishes a new policy version; every user must accept it within 30 days.
 #[utoipa::path(post, path = "/v1/admin/policies", tag = "admin", request_body = PublishPolicy, security(("admin" = [])),
@@ -46,14 +38,6 @@ pub async fn list_policies(
     _: Admin,
 ) -> ApiResult<Json<Vec<PolicyVersion>>> {
     Ok(Json(s.messenger.policies().await?.versions().to_vec()))
-}
-
-#[derive(Deserialize, utoipa::IntoParams)]
-pub struct LedgerQuery {
-    /// Entries after this sequence number (default 0).
-    pub after: Option<u64>,
-    /// At most this many (default 100, max 1000).
-    pub limit: Option<u32>,
 }
 
 /// A page of ledger entries.
@@ -95,24 +79,6 @@ pub async fn consent_at(
         )
     })?;
     Ok(Json(s.messenger.consent_at(id, parse_at(&q.at)?).await?))
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct ClockView {
-    #[schema(value_type = i64)]
-    pub now: Timestamp,
-    pub now_rfc3339: String,
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AdvanceClock {
-    #[serde(default)]
-    pub days: i64,
-    #[serde(default)]
-    pub hours: i64,
-    #[serde(default)]
-    pub seconds: i64,
 }
 
 fn clock_view(t: Timestamp) -> ClockView {

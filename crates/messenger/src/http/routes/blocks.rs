@@ -7,11 +7,10 @@ use crate::http::extract::User;
 use crate::http::routes::keys::wire_body;
 use crate::http::AppState;
 use accord_domain::AccountId;
-use accord_e2e::EnvelopeId;
+use accord_messenger_wire::{ReportAccepted, ReportRequest};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
 
 /// Blocks an account: its messages are accepted but never delivered.
 #[utoipa::path(post, path = "/v1/blocks/{account_id}", tag = "e2e", security(("bearer" = [])),
@@ -37,29 +36,16 @@ pub async fn unblock_account(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ReportBody {
-    envelope_id: EnvelopeId,
-    #[serde(default)]
-    plaintext: Option<String>,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct ReportAccepted {
-    pub reported: bool,
-}
-
 /// Reports an envelope this device received.
 #[utoipa::path(post, path = "/v1/reports", tag = "e2e", security(("bearer" = [])),
-    request_body(content = Object, description = "{envelope_id, plaintext?}"),
+    request_body = ReportRequest,
     responses((status = 202, body = ReportAccepted), (status = 404, body = ErrorBody)))]
 pub async fn report_message(
     State(s): State<AppState>,
     User(caller): User,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<ReportAccepted>)> {
-    let r: ReportBody = wire_body(&body, 128 * 1024)?;
+    let r: ReportRequest = wire_body(&body, 128 * 1024)?;
     s.e2e
         .report(caller.device, r.envelope_id, r.plaintext)
         .await?;

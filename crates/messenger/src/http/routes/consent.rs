@@ -7,21 +7,15 @@ use crate::service::ConsentView;
 use accord_domain::consent::{ConsentChannel, ConsentCommand};
 use accord_domain::receipt::ConsentReceipt;
 use accord_domain::{Purpose, Timestamp};
+use accord_messenger_wire::AtQuery;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
 
 /// The caller's consent now.
 #[utoipa::path(get, path = "/v1/me/consent", tag = "consent", security(("bearer" = [])),
     responses((status = 200, body = ConsentView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn my_consent(State(s): State<AppState>, User(c): User) -> ApiResult<Json<ConsentView>> {
     Ok(Json(s.messenger.consent_view(&c.account).await?))
-}
-
-#[derive(Deserialize, utoipa::IntoParams)]
-pub struct AtQuery {
-    /// RFC 3339 UTC instant (`2026-11-29T12:00:00Z`) or Unix milliseconds.
-    pub at: String,
 }
 
 pub(crate) fn parse_at(raw: &str) -> Result<Timestamp, ApiError> {

@@ -8,32 +8,17 @@ use crate::http::extract::{Admin, User};
 use crate::http::AppState;
 use crate::service::{DiscoveryConfig, PseudonymRefresh};
 use accord_crypto::oprf::KeyVersion;
+use accord_messenger_wire::{Bucket, BucketQuery};
 use axum::extract::State;
 use axum::http::StatusCode;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use serde::{Deserialize, Serialize};
 
 /// Which key version and key service to use for discovery.
 #[utoipa::path(get, path = "/v1/contacts/discovery", tag = "contacts", security(("bearer" = [])),
     responses((status = 200, body = DiscoveryConfig), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn discovery(State(s): State<AppState>, _: User) -> ApiResult<Json<DiscoveryConfig>> {
     Ok(Json(s.messenger.discovery_config().await?))
-}
-
-#[derive(Deserialize, utoipa::IntoParams)]
-pub struct BucketQuery {
-    /// The `contacts` key version the device evaluated under.
-    pub key_version: u32,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct Bucket {
-    pub key_version: u32,
-    /// Four hex digits: the first 16 bits of every pseudonym in the bucket.
-    pub prefix: String,
-    /// Pseudonyms (32 bytes, unpadded URL-safe base64), sorted.
-    pub pseudonyms: Vec<String>,
 }
 
 /// The registered users' `contacts` pseudonyms with a 16-bit prefix.

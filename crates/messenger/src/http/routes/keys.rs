@@ -6,15 +6,15 @@ use crate::e2e::{ClaimTarget, Claimed, KeyCount, RelayError};
 use crate::http::error::{ApiError, ApiResult, ErrorBody, Json};
 use crate::http::extract::User;
 use crate::http::AppState;
-use accord_domain::{AccountId, PhoneNumber};
+use accord_domain::PhoneNumber;
 use accord_e2e::wire::{MAX_KEY_JSON_BYTES, MAX_ONE_TIME_KEYS_JSON_BYTES};
-use accord_e2e::{DeviceKeys, SignedOneTimeKey, WireError};
+use accord_e2e::{DeviceKeys, WireError};
+use accord_messenger_wire::{ClaimRequest, OneTimeKeysUpload};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 use serde_json::json;
 
 impl From<RelayError> for ApiError {
@@ -115,18 +115,9 @@ pub async fn put_device_keys(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct OneTimeKeysUpload {
-    #[serde(default)]
-    one_time_keys: Vec<SignedOneTimeKey>,
-    #[serde(default)]
-    fallback: Option<SignedOneTimeKey>,
-}
-
 /// Publishes signed one-time keys and, optionally, a new fallback key.
 #[utoipa::path(post, path = "/v1/keys/one-time", tag = "e2e", security(("bearer" = [])),
-    request_body(content = Object, description = "{one_time_keys: [SignedOneTimeKey], fallback?: SignedOneTimeKey}"),
+    request_body = OneTimeKeysUpload,
     responses((status = 200, body = KeyCount), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn upload_one_time_keys(
     State(s): State<AppState>,
@@ -151,23 +142,16 @@ pub async fn one_time_key_count(
     Ok(Json(s.e2e.key_count(caller.device).await?))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ClaimBody {
-    phone: Option<String>,
-    account_id: Option<AccountId>,
-}
-
 /// One one-time key (or the fallback key) per device of an account.
 #[utoipa::path(post, path = "/v1/keys/claim", tag = "e2e", security(("bearer" = [])),
-    request_body(content = Object, description = "{phone} or {account_id}"),
-    responses((status = 200, body = Object), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    request_body = ClaimRequest,
+    responses((status = 200, body = Claimed), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn claim_keys(
     State(s): State<AppState>,
     User(caller): User,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let c: ClaimBody = wire_body(&body, 1024)?;
+    let c: ClaimRequest = wire_body(&body, 1024)?;
     let target = match (c.phone, c.account_id) {
         (Some(p), None) => ClaimTarget::Phone(
             PhoneNumber::parse(&p, None).map_err(crate::service::ServiceError::from)?,

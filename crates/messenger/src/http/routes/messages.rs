@@ -7,49 +7,34 @@ use crate::http::error::{ApiError, ApiResult, ErrorBody, Json, Query};
 use crate::http::extract::User;
 use crate::http::routes::keys::wire_body;
 use crate::http::AppState;
-use accord_domain::AccountId;
 use accord_e2e::wire::MAX_SEND_REQUEST_BYTES;
-use accord_e2e::{EnvelopeId, SendRequest, ServerFrame, MAX_ACK_IDS};
+use accord_e2e::{EnvelopeId, ServerFrame, MAX_ACK_IDS};
+use accord_messenger_wire::{AckRequest, AckResponse, FetchQuery, SendMessage};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// Largest body of `POST /v1/messages`.
 pub const MAX_SEND_BODY_BYTES: usize = MAX_SEND_REQUEST_BYTES + 1024;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SendBody {
-    to_account: AccountId,
-    send: SendRequest,
-}
-
 /// Sends one message: an envelope for every device of `to_account` and
 /// every other device of the sender's account.
 #[utoipa::path(post, path = "/v1/messages", tag = "e2e", security(("bearer" = [])),
-    request_body(content = Object, description = "{to_account, send: SendRequest}"),
+    request_body = SendMessage,
     responses((status = 202, body = SendOutcome), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn send_message(
     State(s): State<AppState>,
     User(caller): User,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<SendOutcome>)> {
-    let b: SendBody = wire_body(&body, MAX_SEND_BODY_BYTES)?;
+    let b: SendMessage = wire_body(&body, MAX_SEND_BODY_BYTES)?;
     let out = s
         .e2e
         .send(caller.account.id, caller.device, b.to_account, b.send)
         .await?;
     Ok((StatusCode::ACCEPTED, Json(out)))
-}
-
-#[derive(Deserialize, utoipa::IntoParams)]
-pub struct FetchQuery {
-    /// Seconds to wait for something to arrive when the mailbox is empty (0 to 30).
-    #[serde(default)]
-    pub wait_s: u64,
 }
 
 /// Most frames one fetch returns.
@@ -89,22 +74,17 @@ pub async fn fetch_messages(
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AckBody {
-    ids: Vec<EnvelopeId>,
-}
-
-/// Deletes the acked envelopes and receipts of this device.
+/// Acks envelopes and receipts of this device: they are never delivered
+/// again (an envelope's ciphertext is dropped, a receipt deleted).
 #[utoipa::path(post, path = "/v1/messages/ack", tag = "e2e", security(("bearer" = [])),
-    request_body(content = Object, description = "{ids: [u64]}"),
-    responses((status = 200, body = Object), (status = 400, body = ErrorBody)))]
+    request_body = AckRequest,
+    responses((status = 200, body = AckResponse), (status = 400, body = ErrorBody)))]
 pub async fn ack_messages(
     State(s): State<AppState>,
     User(caller): User,
     body: Bytes,
-) -> ApiResult<Json<serde_json::Value>> {
-    let a: AckBody = wire_body(&body, accord_e2e::wire::MAX_CLIENT_FRAME_BYTES)?;
+) -> ApiResult<Json<AckResponse>> {
+    let a: AckRequest = wire_body(&body, accord_e2e::wire::MAX_CLIENT_FRAME_BYTES)?;
     if a.ids.is_empty() || a.ids.len() > MAX_ACK_IDS {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -114,5 +94,5 @@ pub async fn ack_messages(
     }
     let ids: BTreeSet<EnvelopeId> = a.ids.into_iter().collect();
     let n = s.e2e.ack(caller.device, ids.into_iter().collect()).await?;
-    Ok(Json(serde_json::json!({ "deleted": n })))
+    Ok(Json(AckResponse { acked: n }))
 }

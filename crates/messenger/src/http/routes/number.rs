@@ -7,23 +7,10 @@ use crate::http::extract::User;
 use crate::http::AppState;
 use crate::service::RegistrationStarted;
 use accord_http::ClientAddr;
+use accord_messenger_wire::{NewNumber, NumberCode};
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
 use uuid::Uuid;
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewNumber {
-    pub phone: String,
-    pub region: Option<String>,
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NumberCode {
-    pub code: String,
-}
 
 /// Sends a verification code to the new number.
 #[utoipa::path(post, path = "/v1/me/number", tag = "account", request_body = NewNumber, security(("bearer" = [])),

@@ -1,11 +1,11 @@
 //! Reading and accepting the policy in force.
 
-use super::registration::AcceptChoice;
 use crate::http::error::{ApiError, ApiResult, ErrorBody, Json, OptionalJson, Path};
 use crate::http::extract::AnyUser;
 use crate::http::AppState;
 use crate::service::ConsentView;
 use accord_domain::PolicyVersion;
+use accord_messenger_wire::AcceptChoice;
 use axum::extract::State;
 
 /// The policy version in force: text, hash, purposes, profile, deadline.

@@ -5,60 +5,11 @@
 use crate::http::error::{ApiResult, ErrorBody, Json, Path};
 use crate::http::AppState;
 use crate::service::{Registered, RegistrationStarted, VerifyRequest};
-use accord_domain::consent::SharingChoice;
-use accord_domain::{DeviceInfo, Purpose};
 use accord_http::ClientAddr;
+use accord_messenger_wire::{StartRegistration, VerifyRegistration};
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
 use uuid::Uuid;
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StartRegistration {
-    /// International (`+62 812-3456-7890`) or national with `region`.
-    pub phone: String,
-    /// ISO 3166-1 alpha-2 region for national formats, e.g. `ID`.
-    pub region: Option<String>,
-}
-
-/// The user's choice on the acceptance screen.
-#[derive(Deserialize, utoipa::ToSchema, Default)]
-#[serde(deny_unknown_fields)]
-pub struct AcceptChoice {
-    /// The sharing box. Omitted: left as presented (ticked under
-    /// `whatsapp-2016`, nothing granted under `strict`).
-    pub share: Option<bool>,
-    /// `strict` only: purposes granted one by one.
-    #[serde(default)]
-    pub grants: Vec<Purpose>,
-}
-
-impl From<AcceptChoice> for SharingChoice {
-    fn from(c: AcceptChoice) -> Self {
-        SharingChoice {
-            share: c.share,
-            grants: c.grants.into_iter().collect(),
-        }
-    }
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Acceptance {
-    pub version: u32,
-    #[serde(flatten)]
-    pub choice: AcceptChoice,
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct VerifyRegistration {
-    pub code: String,
-    pub device: DeviceInfo,
-    /// Required for a new account when a policy is in force.
-    pub accept: Option<Acceptance>,
-}
 
 /// Sends a verification code to a phone number.
 #[utoipa::path(post, path = "/v1/registrations", tag = "registration", request_body = StartRegistration,

@@ -1,7 +1,9 @@
 //! `GET /v1/stream`: the device's WebSocket. On connect it pushes every
 //! queued envelope and receipt in mailbox order, then new ones as they
 //! are committed (handed over in memory by `e2e::wake`). The client acks
-//! with `{"type":"ack","envelope_ids":[..]}`; acked items are deleted. A bad frame gets an error frame and the
+//! with `{"type":"ack","envelope_ids":[..]}`; acked items are never sent
+//! again (an envelope keeps its row without its ciphertext until it
+//! expires; a receipt is deleted). A bad frame gets an error frame and the
 //! connection stays up, until too many bad frames in a row.
 
 use crate::e2e::wake::Pending;
