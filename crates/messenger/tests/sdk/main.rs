@@ -1,10 +1,12 @@
-//! `accord_client::messaging` against the real messenger (router, relay,
+//! The device SDK, `accord_client::messaging`, against the real messenger (router, relay,
 //! SQLite mailboxes) on a loopback port: key publication, claiming,
 //! fan-out, the stale-device retry, WebSocket and long-poll delivery, acks,
 //! delivery receipts, idempotent retries and the fallback key. The layer
-//! in front of the server (see `server/mod.rs`) only counts requests and
+//! in front of the server (see `server.rs`) only counts requests and
 //! injects two faults (no WebSocket; lost acks). The CLI's `tests/msg.rs`
-//! runs the same flows through the `accord` binary.
+//! runs the same flows through the `accord` binary. These tests live here,
+//! not in `accord-client`, so that the SDK has no dependency, not even a
+//! dev-dependency, on the server's axum and sqlx.
 
 mod server;
 
