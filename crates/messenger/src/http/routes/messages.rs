@@ -2,11 +2,11 @@
 //! message id), and the long-poll fetch and ack for clients without a
 //! WebSocket. Frames are the same JSON as on `/v1/stream`.
 
-use crate::e2e::SendOutcome;
 use crate::http::error::{ApiError, ApiResult, ErrorBody, Json, Query};
 use crate::http::extract::User;
 use crate::http::routes::keys::wire_body;
 use crate::http::AppState;
+use crate::relay::SendOutcome;
 use accord_domain::AccountId;
 use accord_e2e::wire::MAX_SEND_REQUEST_BYTES;
 use accord_e2e::{EnvelopeId, SendRequest, ServerFrame, MAX_ACK_IDS};
