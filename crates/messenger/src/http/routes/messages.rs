@@ -95,7 +95,11 @@ struct AckBody {
     ids: Vec<EnvelopeId>,
 }
 
-/// Deletes the acked envelopes and receipts of this device.
+/// Acks envelopes and receipts of this device's mailbox: an acked
+/// envelope loses its ciphertext and is marked acked (the row stays as
+/// the delivered record, which reports are checked against, until its
+/// expiry); an acked receipt is deleted. Answers how many items were
+/// acked.
 #[utoipa::path(post, path = "/v1/messages/ack", tag = "e2e", security(("bearer" = [])),
     request_body(content = Object, description = "{ids: [u64]}"),
     responses((status = 200, body = Object), (status = 400, body = ErrorBody)))]

@@ -1,8 +1,11 @@
 //! `GET /v1/stream`: the device's WebSocket. On connect it pushes every
 //! queued envelope and receipt in mailbox order, then new ones as they
 //! are committed (handed over in memory by `relay::wake`). The client acks
-//! with `{"type":"ack","envelope_ids":[..]}`; acked items are deleted. A bad frame gets an error frame and the
-//! connection stays up, until too many bad frames in a row.
+//! with `{"type":"ack","envelope_ids":[..]}`: an acked envelope loses
+//! its ciphertext and is marked acked (the row stays as the delivered
+//! record until its expiry), an acked receipt is deleted. A bad frame gets
+//! an error frame and the connection stays up, until too many bad frames
+//! in a row.
 
 use crate::http::error::ErrorBody;
 use crate::http::extract::User;
