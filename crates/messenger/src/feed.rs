@@ -317,7 +317,7 @@ impl Dispatcher {
             match id {
                 None => Ok(None),
                 Some(id) => results.get(&id).map(Some).ok_or_else(|| {
-                    ServiceError::KeyService(format!("the partner did not answer event {id}"))
+                    ServiceError::Partner(format!("the partner did not answer event {id}"))
                 }),
             }
         };
@@ -468,7 +468,7 @@ impl Dispatcher {
                 .collect(),
         };
         let fail = |e: String| {
-            ServiceError::KeyService(format!("reconciliation with the partner failed: {e}"))
+            ServiceError::Partner(format!("reconciliation with the partner failed: {e}"))
         };
         let mismatches: Mismatches = self
             .post_signed("/v1/feed/reconcile/digests", &digests)
