@@ -16,6 +16,14 @@ use std::collections::BTreeSet;
 /// The name the messenger's ledger gives the partner as a recipient.
 pub const PARTNER: &str = "partner";
 
+/// [`FeedEvent::reason`] of an event that gives the purposes the partner
+/// may hold under the account's current pseudonym.
+pub const REASON_SHARE: &str = "share";
+/// [`FeedEvent::reason`] of an event that takes everything back from a
+/// pseudonym: nothing is granted any more (a withdrawal, a lapsed grant,
+/// a deleted account), or a new pseudonym replaces it (a number change).
+pub const REASON_REVOKE: &str = "revoke";
+
 /// A batch, as posted to the partner's ingest endpoint.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,8 +52,11 @@ pub struct FeedEvent {
     /// Device information of the user's devices (empty when `purposes` is).
     pub devices: Vec<DeviceInfo>,
     pub ledger_ref: Option<LedgerRef>,
-    /// Why: `registered`, `consent_changed`, `device_added`,
-    /// `account_deleted`, `deadline`, `resync`, `rekey`.
+    /// What the event does, for the partner's logs: [`REASON_SHARE`] or
+    /// [`REASON_REVOKE`]. The partner does not act on it (`purposes` alone
+    /// says what it may hold) and accepts any string. Why the messenger
+    /// sent it (a consent change, a new device, ...) stays in the
+    /// messenger's outbox.
     pub reason: String,
 }
 

@@ -20,7 +20,7 @@ use accord_crypto::mac;
 use accord_crypto::oprf::{KeyVersion, OprfPurpose};
 use accord_domain::coordination::{
     digests_of, pseudonym_hex, BucketList, BucketOutcome, Digests, EventResult, FeedAck, FeedBatch,
-    FeedEvent, LedgerRef, Mismatches, PARTNER,
+    FeedEvent, LedgerRef, Mismatches, PARTNER, REASON_REVOKE, REASON_SHARE,
 };
 use accord_domain::ledger::LedgerRecord;
 use accord_domain::time::{HOUR_MS, SECOND_MS};
@@ -228,7 +228,7 @@ impl Dispatcher {
                         purposes: BTreeSet::new(),
                         devices: vec![],
                         ledger_ref: None,
-                        reason: "revoke".into(),
+                        reason: REASON_REVOKE.into(),
                     });
                 }
             }
@@ -257,7 +257,7 @@ impl Dispatcher {
                     purposes: purposes.clone(),
                     devices,
                     ledger_ref,
-                    reason: "share".into(),
+                    reason: REASON_SHARE.into(),
                 });
             }
             plans.push(p);
