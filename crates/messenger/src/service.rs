@@ -219,7 +219,8 @@ pub struct DiscoveryConfig {
     pub key_version: u32,
     /// Where the key service is.
     pub keyd_url: String,
-    /// Buckets are keyed by this many leading bits of a pseudonym.
+    /// Contact-discovery prefix buckets are keyed by this many leading
+    /// bits of a pseudonym.
     pub prefix_bits: u32,
 }
 
