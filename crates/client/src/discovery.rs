@@ -5,8 +5,8 @@
 //! 2. Blind every contact's number, have the key service evaluate them
 //!    under this device's own credential (and quota), finalize: the
 //!    pseudonyms. The key service sees only blinded elements.
-//! 3. For each distinct 16-bit prefix, download the messenger's bucket of
-//!    registered users' pseudonyms, and test membership locally. The
+//! 3. For each distinct 16-bit prefix, download the messenger's prefix
+//!    bucket of registered users' pseudonyms, and test membership locally. The
 //!    messenger sees 16-bit prefixes, never a number or a pseudonym.
 
 use crate::{Client, ClientError};

@@ -16,6 +16,14 @@ use std::collections::BTreeSet;
 /// The name the messenger's ledger gives the partner as a recipient.
 pub const PARTNER: &str = "partner";
 
+/// [`FeedEvent::reason`] of an event that gives the purposes the partner
+/// may hold under the account's current pseudonym.
+pub const REASON_SHARE: &str = "share";
+/// [`FeedEvent::reason`] of an event that takes everything back from a
+/// pseudonym: nothing is granted any more (a withdrawal, a lapsed grant,
+/// a deleted account), or a new pseudonym replaces it (a number change).
+pub const REASON_REVOKE: &str = "revoke";
+
 /// A batch, as posted to the partner's ingest endpoint.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,8 +52,11 @@ pub struct FeedEvent {
     /// Device information of the user's devices (empty when `purposes` is).
     pub devices: Vec<DeviceInfo>,
     pub ledger_ref: Option<LedgerRef>,
-    /// Why: `registered`, `consent_changed`, `device_added`,
-    /// `account_deleted`, `deadline`, `resync`, `rekey`.
+    /// What the event does, for the partner's logs: [`REASON_SHARE`] or
+    /// [`REASON_REVOKE`]. The partner does not act on it (`purposes` alone
+    /// says what it may hold) and accepts any string. Why the messenger
+    /// sent it (a consent change, a new device, ...) stays in the
+    /// messenger's outbox.
     pub reason: String,
 }
 
@@ -79,44 +90,53 @@ pub fn parse_pseudonym_hex(s: &str) -> Option<[u8; 32]> {
     hex::decode(s).ok()?.try_into().ok()
 }
 
-/// Reconciliation, step 1: per purpose, a digest of every bucket (first
-/// byte of the pseudonym) of what the messenger believes the partner
-/// holds.
+/// A reconciliation bucket: the pseudonyms whose first byte is this
+/// number. (Not the 16-bit prefix buckets of contact discovery.)
+pub type ReconcileBucket = u8;
+
+/// How many reconciliation buckets there are per purpose.
+pub const RECONCILE_BUCKETS: usize = 256;
+
+/// Reconciliation, step 1: per purpose, a digest of every reconciliation
+/// bucket of what the messenger believes the partner holds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Digests {
-    /// purpose → 256 lowercase-hex SHA-256 digests, bucket 0 first.
+    /// purpose → [`RECONCILE_BUCKETS`] lowercase-hex SHA-256 digests,
+    /// bucket 0 first.
     pub digests: std::collections::BTreeMap<Purpose, Vec<String>>,
 }
 
-/// The buckets whose digests differ at the partner.
+/// The reconciliation buckets whose digests differ at the partner.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Mismatches {
-    pub buckets: Vec<(Purpose, u8)>,
+    pub buckets: Vec<(Purpose, ReconcileBucket)>,
 }
 
-/// Reconciliation, step 2: the full list of one mismatched bucket.
+/// Reconciliation, step 2: the full list of one mismatched
+/// reconciliation bucket.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct BucketList {
+pub struct ReconcileBucketList {
     pub purpose: Purpose,
-    pub bucket: u8,
+    pub bucket: ReconcileBucket,
     pub pseudonyms: Vec<String>,
 }
 
-/// What the partner did with a bucket list.
+/// What the partner did with a [`ReconcileBucketList`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct BucketOutcome {
+pub struct ReconcileBucketOutcome {
     /// Held but not listed: deleted (with derived data).
     pub deleted: u64,
     /// Listed but not held: the messenger should resync these.
     pub missing: Vec<String>,
 }
 
-/// The digest of one bucket: SHA-256 over the sorted pseudonyms.
-pub fn bucket_digest(sorted: &[[u8; 32]]) -> String {
+/// The digest of one reconciliation bucket: SHA-256 over its sorted
+/// pseudonyms.
+pub fn reconcile_bucket_digest(sorted: &[[u8; 32]]) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     h.update(b"accord-reconcile-v1\0");
@@ -126,9 +146,10 @@ pub fn bucket_digest(sorted: &[[u8; 32]]) -> String {
     hex::encode(h.finalize())
 }
 
-/// Per-bucket digests of a set of pseudonyms.
+/// The digest of every reconciliation bucket of a set of pseudonyms,
+/// bucket 0 first.
 pub fn digests_of(pseudonyms: &[[u8; 32]]) -> Vec<String> {
-    let mut buckets: Vec<Vec<[u8; 32]>> = vec![Vec::new(); 256];
+    let mut buckets: Vec<Vec<[u8; 32]>> = vec![Vec::new(); RECONCILE_BUCKETS];
     for p in pseudonyms {
         buckets[p[0] as usize].push(*p);
     }
@@ -137,7 +158,7 @@ pub fn digests_of(pseudonyms: &[[u8; 32]]) -> Vec<String> {
         .map(|b| {
             b.sort_unstable();
             b.dedup();
-            bucket_digest(b)
+            reconcile_bucket_digest(b)
         })
         .collect()
 }

@@ -14,8 +14,8 @@
 //! - [`ClientId`], [`ClientKind`]: an API client of the key service and
 //!   what it is (which decides its default quotas).
 //! - The **quota window**: the "rolling day" is the sum of the last
-//!   [`WINDOW_HOURS`] hourly buckets ([`hour_of`]), the current (partial)
-//!   hour included. An element charged at time `t` therefore counts until
+//!   [`WINDOW_HOURS`] usage hours ([`UsageHour`], [`hour_of`]), the
+//!   current (partial) hour included. An element charged at time `t` therefore counts until
 //!   the end of the hour 23 hours after `t`'s hour: for between 23 and 24
 //!   hours, never longer, so that a client that used its quota at `t` can
 //!   always evaluate again at `t + 24 h`. The price of hourly granularity
@@ -31,7 +31,7 @@ use std::fmt;
 use std::str::FromStr;
 use uuid::Uuid;
 
-/// How many hourly buckets make the rolling day (see the module docs).
+/// How many usage hours make the rolling day (see the module docs).
 pub const WINDOW_HOURS: i64 = 24;
 
 // ---------------------------------------------------------------------------
@@ -118,24 +118,29 @@ pub struct QuotaExceeded {
     pub requested: u64,
 }
 
-/// The hour bucket of an instant.
+/// One usage hour of a client and purpose: `(hour, elements)`, the hour
+/// as hours since the epoch ([`hour_of`]) and the elements charged in it.
+/// (Not a token bucket of a rate limit.)
+pub type UsageHour = (i64, u64);
+
+/// The usage hour of an instant (hours since the epoch).
 pub fn hour_of(t: Timestamp) -> i64 {
     t.0.div_euclid(HOUR_MS)
 }
 
-/// Whether `requested` more elements fit into `quota`, given the buckets
-/// of the window ending at `now` (`(hour, elements)`, any order, every
-/// bucket after hour `hour_of(now) - WINDOW_HOURS`).
+/// Whether `requested` more elements fit into `quota`, given the usage
+/// hours of the window ending at `now` (any order, every usage hour after
+/// hour `hour_of(now) - WINDOW_HOURS`).
 pub fn check_charge(
-    buckets: &[(i64, u64)],
+    usage: &[UsageHour],
     quota: u64,
     requested: u64,
     now: Timestamp,
 ) -> Result<(), QuotaExceeded> {
-    let used: u64 = buckets.iter().map(|b| b.1).sum();
+    let used: u64 = usage.iter().map(|u| u.1).sum();
     if used.saturating_add(requested) > quota {
         return Err(QuotaExceeded {
-            retry_after_s: retry_after_s(buckets, quota, requested, now),
+            retry_after_s: retry_after_s(usage, quota, requested, now),
             quota,
             used,
             requested,
@@ -144,22 +149,22 @@ pub fn check_charge(
     Ok(())
 }
 
-/// Given the buckets of the window (`(hour, elements)`, any order), what a
-/// charge answers when `requested` more elements do not fit into `quota`:
-/// the earliest instant at which enough buckets have left the window, as
-/// seconds from `now` (at least 1).
-pub fn retry_after_s(buckets: &[(i64, u64)], quota: u64, requested: u64, now: Timestamp) -> u64 {
-    let used: u64 = buckets.iter().map(|b| b.1).sum();
+/// Given the usage hours of the window (any order), what a charge answers
+/// when `requested` more elements do not fit into `quota`: the earliest
+/// instant at which enough usage hours have left the window, as seconds
+/// from `now` (at least 1).
+pub fn retry_after_s(usage: &[UsageHour], quota: u64, requested: u64, now: Timestamp) -> u64 {
+    let used: u64 = usage.iter().map(|u| u.1).sum();
     if requested > quota {
         return (DAY_MS / SECOND_MS) as u64;
     }
-    let mut sorted = buckets.to_vec();
+    let mut sorted = usage.to_vec();
     sorted.sort_unstable();
     let mut left = used;
     for (hour, elements) in sorted {
         left = left.saturating_sub(elements);
         if left.saturating_add(requested) <= quota {
-            // Bucket `hour` leaves the window when hour `hour + WINDOW_HOURS` starts.
+            // Usage hour `hour` leaves the window when hour `hour + WINDOW_HOURS` starts.
             let at = (hour + WINDOW_HOURS) * HOUR_MS;
             let ms = (at - now.0).max(1);
             return ms.div_euclid(SECOND_MS) as u64 + u64::from(ms % SECOND_MS != 0);
@@ -175,18 +180,18 @@ mod tests {
     const T: Timestamp = Timestamp(1_800_000_000_000);
 
     #[test]
-    fn retry_after_waits_for_the_oldest_buckets_needed() {
+    fn retry_after_waits_for_the_oldest_usage_hours_needed() {
         let h = hour_of(T);
         // 600 used 20 hours ago, 400 used this hour, quota 1000.
-        let buckets = [(h, 400), (h - 20, 600)];
-        // One more element needs the older bucket to leave: at hour h - 20 + 24.
+        let usage = [(h, 400), (h - 20, 600)];
+        // One more element needs the older usage hour to leave: at hour h - 20 + 24.
         let expect = ((h + 4) * HOUR_MS - T.0) / 1000;
-        assert_eq!(retry_after_s(&buckets, 1000, 1, T), expect as u64);
-        // 700 more need both buckets gone: the current hour's, 24 h from its start.
+        assert_eq!(retry_after_s(&usage, 1000, 1, T), expect as u64);
+        // 700 more need both usage hours gone: the current hour's, 24 h from its start.
         let expect = ((h + 24) * HOUR_MS - T.0) / 1000;
-        assert_eq!(retry_after_s(&buckets, 1000, 700, T), expect as u64);
+        assert_eq!(retry_after_s(&usage, 1000, 700, T), expect as u64);
         // More than the quota can ever pass: a full day.
-        assert_eq!(retry_after_s(&buckets, 1000, 1001, T), 86_400);
+        assert_eq!(retry_after_s(&usage, 1000, 1001, T), 86_400);
     }
 
     #[test]
@@ -201,13 +206,13 @@ mod tests {
     #[test]
     fn check_charge_admits_up_to_the_quota_and_reports_the_rest() {
         let h = hour_of(T);
-        let buckets = [(h, 400), (h - 20, 600)];
-        assert_eq!(check_charge(&buckets, 1000, 0, T), Ok(()));
-        assert_eq!(check_charge(&buckets, 1001, 1, T), Ok(()));
-        let q = check_charge(&buckets, 1000, 1, T).unwrap_err();
+        let usage = [(h, 400), (h - 20, 600)];
+        assert_eq!(check_charge(&usage, 1000, 0, T), Ok(()));
+        assert_eq!(check_charge(&usage, 1001, 1, T), Ok(()));
+        let q = check_charge(&usage, 1000, 1, T).unwrap_err();
         assert_eq!(
             (q.used, q.quota, q.requested, q.retry_after_s),
-            (1000, 1000, 1, retry_after_s(&buckets, 1000, 1, T))
+            (1000, 1000, 1, retry_after_s(&usage, 1000, 1, T))
         );
     }
 

@@ -2,8 +2,8 @@
 //!
 //! Text messages and read receipts are both [`Plaintext`]s, serialised as
 //! JSON and padded with spaces to a multiple of [`PADDING_BLOCK`] bytes before
-//! encryption, so the server sees ciphertexts of the same shape and size
-//! bucket for both and cannot tell a read receipt from a short message.
+//! encryption, so the server sees ciphertexts of the same shape and padded
+//! size for both and cannot tell a read receipt from a short message.
 
 use std::fmt;
 

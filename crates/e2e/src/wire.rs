@@ -642,7 +642,9 @@ fn check_list_len(field: &'static str, len: usize, limit: usize) -> Result<(), W
 #[serde(tag = "type", rename_all = "snake_case")]
 #[serde(try_from = "ObjectOnly<ClientFrameUnchecked>")]
 pub enum ClientFrame {
-    /// These envelopes are stored on the device; the server deletes them.
+    /// These items are stored on the device: the server drops an
+    /// envelope's ciphertext and marks it acked (it stays as the delivered
+    /// record until expiry), and deletes an acked receipt.
     /// 1 to [`MAX_ACK_IDS`] distinct ids.
     Ack {
         envelope_ids: Vec<EnvelopeId>,

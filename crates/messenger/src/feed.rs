@@ -19,8 +19,9 @@ use crate::service::{Messenger, ServiceError};
 use accord_crypto::mac;
 use accord_crypto::oprf::{KeyVersion, OprfPurpose};
 use accord_domain::coordination::{
-    digests_of, pseudonym_hex, BucketList, BucketOutcome, Digests, EventResult, FeedAck, FeedBatch,
-    FeedEvent, LedgerRef, Mismatches, PARTNER,
+    digests_of, pseudonym_hex, Digests, EventResult, FeedAck, FeedBatch, FeedEvent, LedgerRef,
+    Mismatches, ReconcileBucketList, ReconcileBucketOutcome, PARTNER, REASON_REVOKE, REASON_SHARE,
+    RECONCILE_BUCKETS,
 };
 use accord_domain::ledger::LedgerRecord;
 use accord_domain::time::{HOUR_MS, SECOND_MS};
@@ -77,10 +78,13 @@ impl FeedConfig {
     }
 }
 
-/// What a reconciliation found and did.
+/// What a reconciliation found and did. The buckets are reconciliation
+/// buckets (pseudonyms by first byte, per purpose).
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ReconcileReport {
+    /// Reconciliation buckets compared.
     pub buckets_checked: usize,
+    /// Reconciliation buckets whose digests differed.
     pub mismatched_buckets: usize,
     /// Records the partner held without a grant, now deleted.
     pub deleted_at_partner: u64,
@@ -228,7 +232,7 @@ impl Dispatcher {
                         purposes: BTreeSet::new(),
                         devices: vec![],
                         ledger_ref: None,
-                        reason: "revoke".into(),
+                        reason: REASON_REVOKE.into(),
                     });
                 }
             }
@@ -257,7 +261,7 @@ impl Dispatcher {
                     purposes: purposes.clone(),
                     devices,
                     ledger_ref,
-                    reason: "share".into(),
+                    reason: REASON_SHARE.into(),
                 });
             }
             plans.push(p);
@@ -317,7 +321,7 @@ impl Dispatcher {
             match id {
                 None => Ok(None),
                 Some(id) => results.get(&id).map(Some).ok_or_else(|| {
-                    ServiceError::KeyService(format!("the partner did not answer event {id}"))
+                    ServiceError::Partner(format!("the partner did not answer event {id}"))
                 }),
             }
         };
@@ -437,8 +441,9 @@ impl Dispatcher {
         r.json().await.map_err(|e| e.to_string())
     }
 
-    /// Reconciliation: compares per-bucket digests of what the partner
-    /// should hold with what it holds; the partner deletes what it should
+    /// Reconciliation: compares the digests of every reconciliation
+    /// bucket (pseudonyms by first byte) of what the partner should hold
+    /// with what it holds; the partner deletes what it should
     /// not hold, and what it lacks is queued for resync.
     pub async fn reconcile(&self) -> Result<ReconcileReport, ServiceError> {
         let store = &self.messenger.store;
@@ -468,14 +473,14 @@ impl Dispatcher {
                 .collect(),
         };
         let fail = |e: String| {
-            ServiceError::KeyService(format!("reconciliation with the partner failed: {e}"))
+            ServiceError::Partner(format!("reconciliation with the partner failed: {e}"))
         };
         let mismatches: Mismatches = self
             .post_signed("/v1/feed/reconcile/digests", &digests)
             .await
             .map_err(fail)?;
         let mut report = ReconcileReport {
-            buckets_checked: 256 * Purpose::ALL.len(),
+            buckets_checked: RECONCILE_BUCKETS * Purpose::ALL.len(),
             mismatched_buckets: mismatches.buckets.len(),
             ..Default::default()
         };
@@ -485,12 +490,12 @@ impl Dispatcher {
                 .get(&purpose)
                 .map(|v| v.iter().filter(|(p, _)| p[0] == bucket).collect())
                 .unwrap_or_default();
-            let list = BucketList {
+            let list = ReconcileBucketList {
                 purpose,
                 bucket,
                 pseudonyms: members.iter().map(|(p, _)| pseudonym_hex(p)).collect(),
             };
-            let out: BucketOutcome = self
+            let out: ReconcileBucketOutcome = self
                 .post_signed("/v1/feed/reconcile/bucket", &list)
                 .await
                 .map_err(fail)?;

@@ -20,9 +20,10 @@
 //!   (codes returned in the API response, only with `--dev`) or a webhook
 //!   to an SMS gateway.
 //!
-//! - [`e2e`]: the E2E relay: key directory, per-device mailboxes with a
+//! - [`relay`]: the E2E relay: key directory, per-device mailboxes with a
 //!   group-commit writer, WebSocket and long-poll delivery, receipts,
-//!   blocks and reports. Ciphertext only.
+//!   blocks and reports. Ciphertext only. ([`accord_e2e`], re-exported,
+//!   is the E2E crate itself: wire types and the client's sessions.)
 //!
 //! - [`startup`]: the composition root, [`Application::build`] from
 //!   [`Settings`]: what `accord serve`, `accord demo`, the benches and the
@@ -35,12 +36,13 @@
 //! template only.
 
 pub mod auth_cache;
-pub mod e2e;
 pub mod feed;
 pub mod http;
 pub mod keys;
+pub mod relay;
 pub mod service;
 pub mod startup;
+pub(crate) mod ttl_cache;
 pub mod verifier;
 
 pub use accord_e2e;

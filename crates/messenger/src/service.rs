@@ -98,6 +98,10 @@ pub enum ServiceError {
     LedgerTampered(ChainError),
     #[error("the key service failed: {0}")]
     KeyService(String),
+    /// The partner did not answer the coordination feed or a
+    /// reconciliation as it must.
+    #[error("the partner failed: {0}")]
+    Partner(String),
     #[error("contact discovery is not available: this messenger runs without a key service")]
     NoKeyService,
     #[error("that number already has an account")]

@@ -5,10 +5,10 @@
 //! serve`, `accord demo`, the benches and every test helper build the
 //! messenger here, so tests start exactly what production starts.
 
-use crate::e2e::wake::{LocalWake, NatsConfig, NatsWake, Wake};
-use crate::e2e::{E2eConfig, Relay};
 use crate::feed::{Dispatcher, FeedConfig};
 use crate::keys::KeyAccess;
+use crate::relay::wake::{LocalWake, NatsConfig, NatsWake, Wake};
+use crate::relay::{E2eConfig, Relay};
 use crate::service::{Messenger, MessengerConfig, REVOCATION_RETRY_EVERY};
 use crate::verifier::Verifier;
 use crate::AppState;

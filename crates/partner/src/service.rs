@@ -3,8 +3,8 @@
 use accord_crypto::mac;
 use accord_crypto::token::{BearerToken, TokenHash};
 use accord_domain::coordination::{
-    digests_of, parse_pseudonym_hex, pseudonym_hex, BucketList, BucketOutcome, Digests, FeedAck,
-    FeedBatch, Mismatches,
+    digests_of, parse_pseudonym_hex, pseudonym_hex, Digests, FeedAck, FeedBatch, Mismatches,
+    ReconcileBucketList, ReconcileBucketOutcome, RECONCILE_BUCKETS,
 };
 use accord_domain::{Clock, Purpose, Timestamp};
 use accord_storage::partner::{IncomingEvent, PartnerStats, PartnerStore, PartnerUser, Record};
@@ -131,7 +131,8 @@ impl PartnerService {
         Ok(FeedAck { results })
     }
 
-    /// Reconciliation step 1: which buckets differ from the messenger's.
+    /// Reconciliation step 1: which reconciliation buckets (pseudonyms by
+    /// first byte) differ from the messenger's.
     pub async fn compare_digests(
         &self,
         timestamp_ms: i64,
@@ -149,10 +150,10 @@ impl PartnerService {
             serde_json::from_slice(body).map_err(|e| PartnerError::BadBatch(e.to_string()))?;
         let mut buckets = Vec::new();
         for (purpose, theirs) in &d.digests {
-            if theirs.len() != 256 {
-                return Err(PartnerError::BadBatch(
-                    "256 digests per purpose expected".into(),
-                ));
+            if theirs.len() != RECONCILE_BUCKETS {
+                return Err(PartnerError::BadBatch(format!(
+                    "{RECONCILE_BUCKETS} digests per purpose expected"
+                )));
             }
             let ours = digests_of(&self.store.pseudonyms(*purpose).await?);
             for (i, (a, b)) in ours.iter().zip(theirs).enumerate() {
@@ -164,14 +165,15 @@ impl PartnerService {
         Ok(Mismatches { buckets })
     }
 
-    /// Reconciliation step 2: deletes what the messenger does not list,
-    /// and names what it lists that is not held.
+    /// Reconciliation step 2, for one reconciliation bucket: deletes what
+    /// the messenger does not list, and names what it lists that is not
+    /// held.
     pub async fn reconcile_bucket(
         &self,
         timestamp_ms: i64,
         signature: &str,
         body: &[u8],
-    ) -> Result<BucketOutcome, PartnerError> {
+    ) -> Result<ReconcileBucketOutcome, PartnerError> {
         mac::verify(
             self.feed_secret.expose_secret(),
             timestamp_ms,
@@ -179,7 +181,7 @@ impl PartnerService {
             body,
             signature,
         )?;
-        let l: BucketList =
+        let l: ReconcileBucketList =
             serde_json::from_slice(body).map_err(|e| PartnerError::BadBatch(e.to_string()))?;
         let listed: std::collections::BTreeSet<[u8; 32]> = l
             .pseudonyms
@@ -210,7 +212,7 @@ impl PartnerService {
                 "reconciliation deleted records the messenger does not share"
             );
         }
-        Ok(BucketOutcome {
+        Ok(ReconcileBucketOutcome {
             deleted,
             missing: listed.difference(&held).map(pseudonym_hex).collect(),
         })

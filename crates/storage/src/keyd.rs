@@ -9,11 +9,11 @@
 //! **Usage** is one counter per (client, purpose, UTC hour). The same rows
 //! serve two purposes:
 //!
-//! - the **quota window**, the rolling day of [`WINDOW_HOURS`] hourly
-//!   buckets. Its rules ([`check_charge`], [`retry_after_s`]) are pure and
+//! - the **quota window**, the rolling day of [`WINDOW_HOURS`] usage
+//!   hours. Its rules ([`check_charge`], [`retry_after_s`]) are pure and
 //!   live in [`accord_domain::keyd`], with [`ClientId`] and [`ClientKind`];
 //!   they are re-exported here. This module only reads and writes the
-//!   buckets.
+//!   usage hours (`usage_hourly`).
 //! - the **audit log**: per client and UTC day, how many elements were
 //!   evaluated ([`KeyStore::usage_by_day`]). Counts only: no element,
 //!   blinded or not, is ever stored.
@@ -556,7 +556,7 @@ impl KeyStore for SqlKeyStore {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Vec<DailyUsage>> {
-        // Whole UTC days overlapping [from, to), as hour buckets.
+        // Whole UTC days overlapping [from, to), as usage hours.
         let first_hour = from.0.div_euclid(DAY_MS) * 24;
         let end_day = to.0.div_euclid(DAY_MS) + i64::from(to.0.rem_euclid(DAY_MS) != 0);
         let end_hour = end_day * 24;

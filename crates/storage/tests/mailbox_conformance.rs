@@ -4,6 +4,7 @@
 
 mod common;
 
+use accord_domain::time::DAY_MS;
 use accord_domain::{AccountId, DeviceId, Timestamp};
 use accord_storage::mailbox::{
     Ack, MailItem, NewEnvelope, NewReport, NewSend, PutDeviceKeys, WriteBatch,
@@ -15,7 +16,6 @@ use std::future::Future;
 use std::sync::Arc;
 
 const T0: Timestamp = Timestamp(1_800_000_000_000);
-const DAY: i64 = 86_400_000;
 
 async fn on_each_backend<F, Fut>(body: F)
 where
@@ -49,7 +49,7 @@ fn send(
             })
             .collect(),
         at,
-        expires_at: Timestamp(at.0 + 30 * DAY),
+        expires_at: Timestamp(at.0 + 30 * DAY_MS),
     }
 }
 
@@ -209,13 +209,13 @@ async fn sends_are_idempotent_ordered_and_acks_delete_and_emit_receipts() {
                         device: b1,
                         ids: vec![items[0].id()],
                         at: T0,
-                        expires_at: Timestamp(T0.0 + DAY),
+                        expires_at: Timestamp(T0.0 + DAY_MS),
                     },
                     Ack {
                         device: b2,
                         ids: vec![items[1].id()],
                         at: T0,
-                        expires_at: Timestamp(T0.0 + DAY),
+                        expires_at: Timestamp(T0.0 + DAY_MS),
                     },
                 ],
             })
@@ -270,9 +270,9 @@ async fn expired_items_are_never_fetched_and_are_purged() {
         let (a, d) = (AccountId::random(), DeviceId::random());
         let (b, r) = (AccountId::random(), DeviceId::random());
         commit(&*s, vec![send((a, d), b, "old", &[r], T0)], vec![]).await;
-        let later = Timestamp(T0.0 + 10 * DAY);
+        let later = Timestamp(T0.0 + 10 * DAY_MS);
         commit(&*s, vec![send((a, d), b, "new", &[r], later)], vec![]).await;
-        let at_expiry = Timestamp(T0.0 + 30 * DAY);
+        let at_expiry = Timestamp(T0.0 + 30 * DAY_MS);
         let items = s.fetch(r, 0, at_expiry, 10).await.unwrap();
         assert_eq!(items.len(), 1);
         assert_eq!(s.purge_expired(at_expiry, at_expiry).await.unwrap(), 1);
@@ -324,7 +324,7 @@ async fn an_ack_leaves_no_ciphertext_behind() {
             device: b1,
             ids,
             at: T0,
-            expires_at: Timestamp(T0.0 + DAY),
+            expires_at: Timestamp(T0.0 + DAY_MS),
         };
         let out = s
             .commit_batch(&WriteBatch {
@@ -367,7 +367,7 @@ async fn a_mixed_batch_reports_the_items_a_read_finds() {
             device,
             ids,
             at: T0,
-            expires_at: Timestamp(T0.0 + DAY),
+            expires_at: Timestamp(T0.0 + DAY_MS),
         };
         // First: m0 from alice; bob's b1 acks it, so alice's devices get receipts.
         commit(

@@ -26,7 +26,7 @@ use accord_domain::{AccountId, DeviceId, SystemClock};
 use accord_e2e::{
     Ciphertext, ClientMessageId, E2eMachine, Envelope, OlmMessageType, SendRequest, ServerFrame,
 };
-use accord_messenger::e2e::E2eConfig;
+use accord_messenger::relay::E2eConfig;
 use accord_messenger::verifier::DevVerifier;
 use accord_messenger::{Application, MessengerConfig, Settings};
 use futures_util::{SinkExt, StreamExt};

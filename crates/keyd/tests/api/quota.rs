@@ -37,7 +37,7 @@ async fn a_quota_stops_an_enumeration_attempt() {
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
     assert_eq!(r.code(), "quota_exceeded");
     assert!(r.body.get("elements").is_none());
-    // T0 is 10:30; the 1,000 were charged in the 10:00 bucket, which
+    // T0 is 10:30; the 1,000 were charged in the 10:00 usage hour, which
     // leaves the window at 10:00 the next day: 23.5 hours from now.
     let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert_eq!(retry, 23 * 3600 + 1800);

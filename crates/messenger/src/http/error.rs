@@ -66,6 +66,10 @@ impl From<ServiceError> for ApiError {
                 tracing::warn!(error = %m, "key service failed");
                 ApiError::new(StatusCode::BAD_GATEWAY, "key_service_unavailable", "the key service is not available; try again later")
             }
+            S::Partner(m) => {
+                tracing::warn!(error = %m, "partner failed");
+                ApiError::new(StatusCode::BAD_GATEWAY, "partner_unavailable", "the partner is not available; try again later")
+            }
             S::PhoneTaken => ApiError::new(StatusCode::CONFLICT, "phone_taken", e.to_string()),
             S::NoKeyService => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "contact_discovery_unavailable", e.to_string()),
             S::Store(StoreError::Conflict(what)) => ApiError::conflict(what),

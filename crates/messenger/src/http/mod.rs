@@ -38,7 +38,7 @@ pub struct AppState {
     /// The coordination feed to the partner, when one is configured.
     pub feed: Option<crate::feed::FeedConfig>,
     /// The E2E relay (key directory, mailboxes, delivery).
-    pub e2e: crate::e2e::Relay,
+    pub e2e: crate::relay::Relay,
     /// Reverse proxies whose `X-Forwarded-For` names the client
     /// (`accord_http::ClientAddr`), for limits per client address.
     pub trusted_proxies: Vec<std::net::IpAddr>,

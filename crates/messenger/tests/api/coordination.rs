@@ -678,3 +678,42 @@ async fn a_number_change_revokes_the_old_pseudonym_and_shares_the_new_one() {
         (409, Some("phone_taken"))
     );
 }
+
+#[tokio::test]
+async fn a_reconciliation_against_a_partner_that_is_down_answers_502_partner_unavailable() {
+    // The messenger of an app, served a second time with a feed to a port
+    // nothing listens on.
+    let app = spawn_app(AppOptions::default()).await;
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let second = accord_messenger::Application::build(accord_messenger::Settings {
+        feed: Some(accord_messenger::feed::FeedConfig::new(
+            dead,
+            b"feed secret of this test".to_vec(),
+        )),
+        ..accord_messenger::Settings::new(
+            app.data_dir.to_str().unwrap(),
+            accord_crypto::token::TokenHash::of(&app.admin_token),
+            std::sync::Arc::new(accord_messenger::verifier::DevVerifier),
+            std::sync::Arc::new(accord_domain::SystemClock),
+        )
+    })
+    .await
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (_stopper, stop) = accord_http::stop_signal();
+    accord_http::spawn_server(listener, second.router(), stop);
+    let r = app
+        .http
+        .post(format!("{url}/v1/admin/feed/reconcile"))
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "partner_unavailable", "{body}");
+}

@@ -1012,7 +1012,7 @@ async fn undelivered_envelopes_expire_after_30_days() {
 /// connections of another (NATS on 127.0.0.1:4222, unique subjects).
 #[tokio::test]
 async fn nats_wakes_a_device_on_another_node() {
-    use accord_messenger::e2e::wake::{NatsConfig, NatsWake, Pending, Wake};
+    use accord_messenger::relay::wake::{NatsConfig, NatsWake, Pending, Wake};
     use accord_storage::mailbox::MailItem;
     if std::env::var("ACCORD_SKIP_NATS").as_deref() == Ok("1") {
         return;

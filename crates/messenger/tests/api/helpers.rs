@@ -35,7 +35,7 @@ pub struct AppOptions {
     /// coordination feed's dispatcher (driven by the test: `app.drain()`).
     pub with_partner: bool,
     /// The E2E relay's tunables.
-    pub e2e: accord_messenger::e2e::E2eConfig,
+    pub e2e: accord_messenger::relay::E2eConfig,
     /// With `with_keyd`: while this is true, the messenger cannot reach
     /// the key service to issue or revoke device credentials.
     pub keyd_down: Option<Arc<std::sync::atomic::AtomicBool>>,

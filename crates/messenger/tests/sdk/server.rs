@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use accord_client::{Client, Registered};
 use accord_crypto::token::{BearerToken, TokenHash};
 use accord_domain::{DeviceInfo, SystemClock};
-use accord_messenger::e2e::E2eConfig;
+use accord_messenger::relay::E2eConfig;
 use accord_messenger::verifier::DevVerifier;
 use accord_messenger::{serve, Application, Settings};
 use accord_messenger_wire::AckResponse;

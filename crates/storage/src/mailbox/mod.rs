@@ -113,7 +113,8 @@ pub struct WriteBatch {
 pub struct BatchOutcome {
     /// Per send, in order: `true` if it was a duplicate (nothing stored).
     pub duplicate: Vec<bool>,
-    /// Per ack, in order: how many items were deleted.
+    /// Per ack, in order: how many items it acked (envelopes marked,
+    /// receipts deleted).
     pub acked: Vec<u64>,
     /// The items stored, with their mailbox, in id order: what the relay
     /// pushes to connected devices without reading them back.

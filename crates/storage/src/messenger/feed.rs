@@ -55,6 +55,11 @@ fn holding_row(r: &AnyRow) -> Result<PartnerHolding> {
 }
 
 /// Queues feed work for `account` inside `tx` (transactional outbox).
+/// `reason` stays with the row for operators and is never sent: the
+/// changes write `registered`, `consent_changed`, `device_added`,
+/// `number_changed` or `account_deleted`, the dispatcher `deadline` (a
+/// lapsed grant) or `resync` (reconciliation). Each event sent says only
+/// `share` or `revoke` (`accord_domain::coordination::REASON_SHARE`).
 pub(super) async fn enqueue_feed(
     tx: &mut Transaction<'_, Any>,
     account: AccountId,

@@ -22,7 +22,7 @@
 //!   file that writes ledger entries), the head, pages, an account's
 //!   entries.
 //! - `pseudonyms.rs`: pseudonyms by purpose and key version, the
-//!   contact-discovery buckets ([`prefix_of`]).
+//!   contact-discovery prefix buckets ([`PrefixBucket`], [`prefix_of`]).
 //! - `feed.rs`: the coordination feed's transactional outbox (queued by
 //!   the other files' writes), what the partner holds ([`PartnerHolding`],
 //!   [`FeedDue`], [`FeedStats`]), and the credential revocations still
@@ -37,7 +37,7 @@ mod verifications;
 
 pub use accounts::{Account, Device, NewDevice};
 pub use feed::{FeedDue, FeedStats, PartnerHolding};
-pub use pseudonyms::prefix_of;
+pub use pseudonyms::{prefix_of, PrefixBucket};
 pub use verifications::{
     AttemptClaim, CodeRequest, PendingVerification, RequestCounts, CODE_REQUEST_LOCK,
 };
@@ -155,12 +155,12 @@ pub trait MessengerStore: Send + Sync + std::fmt::Debug + 'static {
         limit: u32,
     ) -> Result<Vec<(AccountId, PhoneNumber)>>;
     /// The pseudonyms under (`purpose`, `version`) whose first two bytes
-    /// are `prefix` (big-endian): one contact-discovery bucket.
+    /// are `prefix` (big-endian): one contact-discovery prefix bucket.
     async fn pseudonym_bucket(
         &self,
         purpose: OprfPurpose,
         version: KeyVersion,
-        prefix: u16,
+        prefix: PrefixBucket,
     ) -> Result<Vec<[u8; 32]>>;
     /// The account's pseudonym under (`purpose`, `version`), if computed.
     async fn pseudonym_of(
@@ -380,7 +380,7 @@ impl MessengerStore for SqlMessengerStore {
         &self,
         purpose: OprfPurpose,
         version: KeyVersion,
-        prefix: u16,
+        prefix: PrefixBucket,
     ) -> Result<Vec<[u8; 32]>> {
         pseudonyms::pseudonym_bucket(&self.db, purpose, version, prefix).await
     }

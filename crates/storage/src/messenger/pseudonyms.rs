@@ -1,5 +1,6 @@
 //! Pseudonyms by (purpose, key version): storing, finding the accounts
-//! still missing one, contact-discovery buckets, dropping old versions.
+//! still missing one, contact-discovery prefix buckets, dropping old
+//! versions.
 
 use crate::db::Db;
 use crate::error::{Result, StoreError};
@@ -8,8 +9,14 @@ use accord_crypto::oprf::{KeyVersion, OprfPurpose};
 use accord_domain::{AccountId, PhoneNumber};
 use sqlx::Row;
 
-/// The contact-discovery bucket of a pseudonym: its first two bytes.
-pub fn prefix_of(p: &[u8; 32]) -> u16 {
+/// A contact-discovery prefix bucket: the pseudonyms whose first two
+/// bytes (big-endian) are this number. (Not a token bucket of a rate
+/// limit, nor a reconciliation bucket of the coordination feed.)
+pub type PrefixBucket = u16;
+
+/// The contact-discovery prefix bucket of a pseudonym: its first two
+/// bytes.
+pub fn prefix_of(p: &[u8; 32]) -> PrefixBucket {
     u16::from_be_bytes([p[0], p[1]])
 }
 
@@ -82,7 +89,7 @@ pub(super) async fn pseudonym_bucket(
     db: &Db,
     purpose: OprfPurpose,
     version: KeyVersion,
-    prefix: u16,
+    prefix: PrefixBucket,
 ) -> Result<Vec<[u8; 32]>> {
     let rows: Vec<Vec<u8>> = sqlx::query_scalar(
         "SELECT pseudonym FROM pseudonyms WHERE purpose = $1 AND key_version = $2 AND prefix = $3 ORDER BY pseudonym",

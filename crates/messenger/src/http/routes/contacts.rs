@@ -1,7 +1,7 @@
 //! Private contact discovery: the device evaluates its contacts'
 //! pseudonyms at the key service (blinded, under its own quota), then
-//! downloads buckets of registered users' pseudonyms by 16-bit prefix and
-//! tests membership locally. Nothing here ever sees a contact's number.
+//! downloads prefix buckets (registered users' pseudonyms by 16-bit
+//! prefix) and tests membership locally. Nothing here ever sees a contact's number.
 
 use crate::http::error::{ApiError, ApiResult, ErrorBody, Json, Path, Query};
 use crate::http::extract::{Admin, User};
@@ -21,7 +21,10 @@ pub async fn discovery(State(s): State<AppState>, _: User) -> ApiResult<Json<Dis
     Ok(Json(s.messenger.discovery_config().await?))
 }
 
-/// The registered users' `contacts` pseudonyms with a 16-bit prefix.
+/// The registered users' `contacts` pseudonyms with a 16-bit prefix. The
+/// path's `buckets` are contact-discovery prefix buckets (see
+/// `accord_storage::messenger::PrefixBucket`), not rate limits or the
+/// coordination feed's reconciliation buckets.
 #[utoipa::path(get, path = "/v1/contacts/buckets/{prefix}", tag = "contacts", params(("prefix" = String, Path, description = "4 hex digits"), BucketQuery), security(("bearer" = [])),
     responses((status = 200, body = Bucket), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn bucket(

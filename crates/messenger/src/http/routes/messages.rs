@@ -2,14 +2,13 @@
 //! message id), and the long-poll fetch and ack for clients without a
 //! WebSocket. Frames are the same JSON as on `/v1/stream`.
 
-use crate::e2e::SendOutcome;
 use crate::http::error::{ApiError, ApiResult, ErrorBody, Json, Query};
 use crate::http::extract::User;
 use crate::http::routes::keys::wire_body;
 use crate::http::AppState;
 use accord_e2e::wire::MAX_SEND_REQUEST_BYTES;
 use accord_e2e::{EnvelopeId, ServerFrame, MAX_ACK_IDS};
-use accord_messenger_wire::{AckRequest, AckResponse, FetchQuery, SendMessage};
+use accord_messenger_wire::{AckRequest, AckResponse, FetchQuery, SendMessage, SendOutcome};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -74,8 +73,11 @@ pub async fn fetch_messages(
     }
 }
 
-/// Acks envelopes and receipts of this device: they are never delivered
-/// again (an envelope's ciphertext is dropped, a receipt deleted).
+/// Acks envelopes and receipts of this device's mailbox: an acked
+/// envelope loses its ciphertext and is marked acked (the row stays as
+/// the delivered record, which reports are checked against, until its
+/// expiry); an acked receipt is deleted. Answers how many items were
+/// acked.
 #[utoipa::path(post, path = "/v1/messages/ack", tag = "e2e", security(("bearer" = [])),
     request_body = AckRequest,
     responses((status = 200, body = AckResponse), (status = 400, body = ErrorBody)))]

@@ -1,16 +1,17 @@
 //! `GET /v1/stream`: the device's WebSocket. On connect it pushes every
 //! queued envelope and receipt in mailbox order, then new ones as they
-//! are committed (handed over in memory by `e2e::wake`). The client acks
-//! with `{"type":"ack","envelope_ids":[..]}`; acked items are never sent
-//! again (an envelope keeps its row without its ciphertext until it
-//! expires; a receipt is deleted). A bad frame gets an error frame and the
-//! connection stays up, until too many bad frames in a row.
+//! are committed (handed over in memory by `relay::wake`). The client acks
+//! with `{"type":"ack","envelope_ids":[..]}`: an acked envelope loses
+//! its ciphertext and is marked acked (the row stays as the delivered
+//! record until its expiry), an acked receipt is deleted. A bad frame gets
+//! an error frame and the connection stays up, until too many bad frames
+//! in a row.
 
-use crate::e2e::wake::Pending;
-use crate::e2e::{frame_of, Relay, RelayError};
 use crate::http::error::ErrorBody;
 use crate::http::extract::User;
 use crate::http::AppState;
+use crate::relay::wake::Pending;
+use crate::relay::{frame_of, Relay, RelayError};
 use accord_domain::DeviceId;
 use accord_e2e::wire::MAX_CLIENT_FRAME_BYTES;
 use accord_e2e::{decode_client_frame, encode, ClientFrame, ServerFrame};
@@ -59,7 +60,7 @@ fn text(frame: &ServerFrame) -> Message {
 const MAX_ACKS_IN_FLIGHT: usize = 64;
 
 async fn run(relay: Relay, device: DeviceId, mut ws: WebSocket) -> Result<(), axum::Error> {
-    // Subscribe before the first read: see `e2e::wake`.
+    // Subscribe before the first read: see `relay::wake`.
     let mut sub = relay.wake().subscribe(device);
     let mut last = 0u64;
     let mut bad = 0u32;

@@ -1,4 +1,5 @@
-//! Token buckets, in memory, per key (a device or an account).
+//! Rate limits: token buckets, in memory, per key (a device or an
+//! account).
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -7,15 +8,15 @@ use std::time::Instant;
 
 /// A token bucket per key: `burst` tokens, refilled at `per_s` a second.
 #[derive(Debug)]
-pub struct Buckets<K> {
+pub struct TokenBuckets<K> {
     per_s: f64,
     burst: f64,
     map: Mutex<HashMap<K, (f64, Instant)>>,
 }
 
-impl<K: Hash + Eq + Clone> Buckets<K> {
+impl<K: Hash + Eq + Clone> TokenBuckets<K> {
     pub fn new(per_s: f64, burst: f64) -> Self {
-        Buckets {
+        TokenBuckets {
             per_s,
             burst: burst.max(1.0),
             map: Mutex::new(HashMap::new()),

@@ -124,7 +124,7 @@ impl Writer {
             .map_err(|_| RelayError::Unavailable)
     }
 
-    /// Applies an ack; how many items went. Returns after commit.
+    /// Applies an ack; how many items it acked. Returns after commit.
     pub async fn ack(&self, a: Ack) -> Result<u64, RelayError> {
         let (tx, rx) = oneshot::channel();
         self.tx

@@ -1,0 +1,198 @@
+//! The key directory: each device's identity keys, its one-time and
+//! fallback keys, and claims (one one-time key of every device of an
+//! account, to start sessions with).
+
+use super::{Relay, RelayError};
+use accord_domain::{AccountId, DeviceId, PhoneNumber};
+use accord_e2e::{
+    decode_device_keys, decode_one_time_key, DeviceKeys, SignedOneTimeKey, WireError,
+};
+use accord_storage::mailbox::PutDeviceKeys;
+use accord_storage::StoreError;
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+
+/// The key directory's answers, as they cross the wire.
+pub use accord_messenger_wire::{Claimed, ClaimedDevice, KeyCount};
+
+/// Whom to claim keys of.
+#[derive(Clone, Debug)]
+pub enum ClaimTarget {
+    Phone(PhoneNumber),
+    Account(AccountId),
+}
+
+impl Relay {
+    pub async fn put_device_keys(
+        &self,
+        account: AccountId,
+        device: DeviceId,
+        keys: DeviceKeys,
+    ) -> Result<(), RelayError> {
+        if keys.device_id != device {
+            return Err(RelayError::DeviceMismatch);
+        }
+        keys.verify().map_err(|_| RelayError::InvalidSignature)?;
+        let json = String::from_utf8(accord_e2e::encode(&keys)).expect("JSON is UTF-8");
+        match self
+            .inner
+            .store
+            .put_device_keys(account, device, &json, self.now())
+            .await?
+        {
+            PutDeviceKeys::Stored | PutDeviceKeys::Identical => {
+                self.inner.devices.remove(&account);
+                Ok(())
+            }
+            PutDeviceKeys::Conflict => Err(RelayError::DeviceKeysExist),
+        }
+    }
+
+    async fn stored_keys(&self, device: DeviceId) -> Result<Option<DeviceKeys>, RelayError> {
+        match self.inner.store.device_keys(device).await? {
+            None => Ok(None),
+            Some(json) => {
+                Ok(Some(decode_device_keys(json.as_bytes()).map_err(|_| {
+                    StoreError::Corrupt("stored device keys".into())
+                })?))
+            }
+        }
+    }
+
+    pub async fn upload_one_time_keys(
+        &self,
+        device: DeviceId,
+        keys: Vec<SignedOneTimeKey>,
+        fallback: Option<SignedOneTimeKey>,
+    ) -> Result<KeyCount, RelayError> {
+        if keys.len() > accord_e2e::wire::MAX_ONE_TIME_KEYS_PER_UPLOAD {
+            return Err(WireError::TooMany {
+                field: "one_time_keys",
+                limit: accord_e2e::wire::MAX_ONE_TIME_KEYS_PER_UPLOAD,
+                actual: keys.len(),
+            }
+            .into());
+        }
+        let mut ids = BTreeSet::new();
+        if !keys.iter().all(|k| ids.insert(k.key_id.clone())) {
+            return Err(WireError::Duplicate {
+                field: "one_time_keys",
+            }
+            .into());
+        }
+        if keys.iter().any(|k| k.fallback) || fallback.as_ref().is_some_and(|f| !f.fallback) {
+            return Err(RelayError::BadRequest(
+                "one_time_keys must have `fallback: false` and the fallback key `fallback: true`"
+                    .into(),
+            ));
+        }
+        let own = self
+            .stored_keys(device)
+            .await?
+            .ok_or(RelayError::NoDeviceKeys)?;
+        for k in keys.iter().chain(fallback.iter()) {
+            k.verify(device, &own.ed25519)
+                .map_err(|_| RelayError::InvalidSignature)?;
+        }
+        let enc = |k: &SignedOneTimeKey| String::from_utf8(accord_e2e::encode(k)).expect("UTF-8");
+        let rows: Vec<(String, String)> = keys
+            .iter()
+            .map(|k| (k.key_id.as_str().to_owned(), enc(k)))
+            .collect();
+        let fb = fallback.as_ref().map(enc);
+        let (remaining, has_fallback) = self
+            .inner
+            .store
+            .add_one_time_keys(
+                device,
+                &rows,
+                fb.as_deref(),
+                self.inner.config.max_one_time_keys,
+            )
+            .await?;
+        Ok(KeyCount {
+            remaining,
+            has_fallback,
+        })
+    }
+
+    pub async fn key_count(&self, device: DeviceId) -> Result<KeyCount, RelayError> {
+        let (remaining, has_fallback) = self.inner.store.one_time_key_count(device).await?;
+        Ok(KeyCount {
+            remaining,
+            has_fallback,
+        })
+    }
+
+    /// The devices with keys of `account` that still exist, cached
+    /// briefly; `None` if there is no such account.
+    pub(super) async fn devices_of(
+        &self,
+        account: AccountId,
+    ) -> Result<Option<Arc<Vec<DeviceId>>>, RelayError> {
+        if let Some(d) = self.inner.devices.get(&account) {
+            return Ok(d);
+        }
+        if self.inner.accounts.account(account).await?.is_none() {
+            self.inner.devices.put(account, None);
+            return Ok(None);
+        }
+        let live: HashSet<DeviceId> = self
+            .inner
+            .accounts
+            .devices(account)
+            .await?
+            .into_iter()
+            .map(|d| d.id)
+            .collect();
+        let with_keys: Vec<DeviceId> = self
+            .inner
+            .store
+            .account_device_keys(account)
+            .await?
+            .into_iter()
+            .map(|(d, _)| d)
+            .filter(|d| live.contains(d))
+            .collect();
+        let v = Some(Arc::new(with_keys));
+        self.inner.devices.put(account, v.clone());
+        Ok(v)
+    }
+
+    pub async fn claim(
+        &self,
+        requester: DeviceId,
+        target: ClaimTarget,
+    ) -> Result<Claimed, RelayError> {
+        self.inner
+            .claim_limits
+            .take(&requester)
+            .map_err(|retry_after_s| RelayError::RateLimited { retry_after_s })?;
+        let account = match target {
+            ClaimTarget::Account(a) => self.inner.accounts.account(a).await?,
+            ClaimTarget::Phone(p) => self.inner.accounts.account_by_phone(&p).await?,
+        }
+        .ok_or(RelayError::NotFound)?;
+        let mut devices = Vec::new();
+        let devices_of = self.devices_of(account.id).await?.unwrap_or_default();
+        for d in devices_of.iter() {
+            let Some(keys) = self.stored_keys(*d).await? else {
+                continue;
+            };
+            let Some((json, _)) = self.inner.store.claim_one_time_key(*d).await? else {
+                continue;
+            };
+            let otk = decode_one_time_key(json.as_bytes())
+                .map_err(|_| StoreError::Corrupt("stored one-time key".into()))?;
+            devices.push(ClaimedDevice {
+                device_id: *d,
+                device_keys: keys,
+                one_time_key: otk,
+            });
+        }
+        Ok(Claimed {
+            account_id: account.id,
+            devices,
+        })
+    }
+}
