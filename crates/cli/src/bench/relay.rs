@@ -395,8 +395,12 @@ pub async fn bench_relay(opts: RelayBenchOptions) -> BenchResult<RelayBenchRepor
     let nofile = raise_nofile();
     let dir = tempfile::tempdir().map_err(err)?;
     let app = Application::build(Settings {
+        // The generator registers every device from this one address.
         config: MessengerConfig {
             codes_per_hour: 1_000,
+            codes_per_client_per_hour: u32::MAX,
+            codes_per_range_per_hour: u32::MAX,
+            codes_per_hour_total: u32::MAX,
             ..MessengerConfig::default()
         },
         e2e: E2eConfig {

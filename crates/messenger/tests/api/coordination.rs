@@ -717,3 +717,54 @@ async fn a_reconciliation_against_a_partner_that_is_down_answers_502_partner_una
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["code"], "partner_unavailable", "{body}");
 }
+
+#[tokio::test]
+async fn a_restricted_user_withdraws_and_the_partner_confirms_the_deletion() {
+    let app = spawn_app(opts(ConsentProfile::Strict)).await;
+    app.publish(ConsentProfile::Strict, &[Purpose::Ads, Purpose::Product])
+        .await;
+    let user = app
+        .register(&n(900), Some((1, crate::helpers::grants(&[Purpose::Ads]))))
+        .await;
+    let a = account_of(&user).await;
+    app.messenger.refresh_pseudonyms(100).await.unwrap();
+    drain(&app).await;
+    let p = pseudonym(&app, a).await;
+    assert_eq!(held(&app, &p).await, BTreeSet::from([Purpose::Ads]));
+
+    // A new version the user never accepts: after its deadline the user is
+    // restricted, before the feed has run again.
+    app.publish(ConsentProfile::Strict, &[Purpose::Ads, Purpose::Product])
+        .await;
+    app.advance_days(30).await;
+    crate::helpers::assert_api_error(
+        user.grant(Purpose::Product).await,
+        403,
+        "policy_acceptance_required",
+    );
+    // Never blocked: the state, its history, the receipt, and withdrawal.
+    user.consent()
+        .await
+        .expect("consent state while restricted");
+    user.consent_at(app.now().await)
+        .await
+        .expect("history while restricted");
+    user.receipt().await.expect("receipt while restricted");
+    user.withdraw(Purpose::Ads)
+        .await
+        .expect("withdrawal while restricted");
+    let kinds = ledger_kinds(&app, a).await;
+    assert!(
+        kinds
+            .iter()
+            .any(|(k, v)| k == "withdrawn" && v["event"]["purpose"] == "ads"),
+        "{kinds:?}"
+    );
+    let r = drain(&app).await;
+    assert!(r.deletions_confirmed >= 1, "{r:?}");
+    assert!(held(&app, &p).await.is_empty());
+    assert!(ledger_kinds(&app, a)
+        .await
+        .iter()
+        .any(|(k, _)| k == "deletion_confirmed"));
+}

@@ -6,7 +6,8 @@ use reqwest::Method;
 use serde_json::json;
 
 #[tokio::test]
-async fn a_user_who_has_not_accepted_by_the_deadline_can_only_read_accept_export_or_delete() {
+async fn a_user_who_has_not_accepted_by_the_deadline_can_only_read_accept_withdraw_export_or_delete(
+) {
     let app = spawn_app(AppOptions::default()).await;
     let late = app.register_device(&crate::helpers::phone(201), None).await;
     let leaver = app.register_device(&crate::helpers::phone(202), None).await;
@@ -34,8 +35,6 @@ async fn a_user_who_has_not_accepted_by_the_deadline_can_only_read_accept_export
     let token = late.reg.token.as_str();
     for (method, path) in [
         (Method::GET, "/v1/me"),
-        (Method::GET, "/v1/me/consent"),
-        (Method::GET, "/v1/me/consent/receipt"),
         (Method::POST, "/v1/me/consent/ads/grant"),
         (Method::POST, "/v1/me/consent/product/grant"),
     ] {
@@ -54,6 +53,33 @@ async fn a_user_who_has_not_accepted_by_the_deadline_can_only_read_accept_export
     // Who accepted in time keeps full access and their grants.
     let c = prompt.api.consent().await.expect("accepted in time");
     assert_eq!(c.granted_now, vec![Purpose::Ads, Purpose::Product]);
+
+    // Never blocked: the consent state, its history, the receipt and
+    // withdrawal (GDPR Art. 7(3)). (This user never accepted a policy, so
+    // there is no receipt to give: 400, but not the restriction's 403.)
+    let r = app
+        .send(
+            Method::GET,
+            "/v1/me/consent/receipt",
+            Some(token),
+            Body::None,
+        )
+        .await;
+    assert_error(&r, 400, "bad_request");
+    for (method, path) in [
+        (Method::GET, "/v1/me/consent"),
+        (
+            Method::GET,
+            "/v1/me/consent/history?at=2026-01-01T00:00:00Z",
+        ),
+        (Method::POST, "/v1/me/consent/ads/withdraw"),
+        (Method::DELETE, "/v1/me/consent/product"),
+    ] {
+        let r = app
+            .send(method.clone(), path, Some(token), Body::None)
+            .await;
+        assert_eq!(r.status, 200, "{method} {path}: {}", r.body);
+    }
 
     // Still open: the policy text, export, acceptance, deletion.
     let current = app

@@ -1,7 +1,12 @@
 //! The privacy centre: consent state, grants, withdrawals, history, receipts.
+//!
+//! Withdrawal, the consent state, its history and the receipt are open to
+//! a restricted user too (`AnyUser`): taking consent back, and seeing what
+//! was given, are never blocked (GDPR Art. 7(3)); only a grant needs the
+//! policy in force to be accepted.
 
 use crate::http::error::{policy_error, ApiError, ApiResult, ErrorBody, Json, Path, Query};
-use crate::http::extract::User;
+use crate::http::extract::{AnyUser, User};
 use crate::http::AppState;
 use crate::service::ConsentView;
 use accord_domain::consent::{ConsentChannel, ConsentCommand};
@@ -14,7 +19,10 @@ use axum::http::StatusCode;
 /// The caller's consent now.
 #[utoipa::path(get, path = "/v1/me/consent", tag = "consent", security(("bearer" = [])),
     responses((status = 200, body = ConsentView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn my_consent(State(s): State<AppState>, User(c): User) -> ApiResult<Json<ConsentView>> {
+pub async fn my_consent(
+    State(s): State<AppState>,
+    AnyUser(c): AnyUser,
+) -> ApiResult<Json<ConsentView>> {
     Ok(Json(s.messenger.consent_view(&c.account).await?))
 }
 
@@ -33,7 +41,7 @@ pub(crate) fn parse_at(raw: &str) -> Result<Timestamp, ApiError> {
     responses((status = 200, body = ConsentView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn my_consent_at(
     State(s): State<AppState>,
-    User(c): User,
+    AnyUser(c): AnyUser,
     Query(q): Query<AtQuery>,
 ) -> ApiResult<Json<ConsentView>> {
     Ok(Json(
@@ -46,7 +54,10 @@ pub async fn my_consent_at(
 /// A consent receipt (Kantara Consent Receipt v1.1 shape).
 #[utoipa::path(get, path = "/v1/me/consent/receipt", tag = "consent", security(("bearer" = [])),
     responses((status = 200, body = ConsentReceipt), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
-pub async fn receipt(State(s): State<AppState>, User(c): User) -> ApiResult<Json<ConsentReceipt>> {
+pub async fn receipt(
+    State(s): State<AppState>,
+    AnyUser(c): AnyUser,
+) -> ApiResult<Json<ConsentReceipt>> {
     Ok(Json(s.messenger.receipt(&c.account).await?))
 }
 
@@ -74,7 +85,7 @@ pub async fn grant(
     responses((status = 200, body = ConsentView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn withdraw(
     State(s): State<AppState>,
-    User(c): User,
+    AnyUser(c): AnyUser,
     Path(p): Path<String>,
 ) -> ApiResult<Json<ConsentView>> {
     let cmd = ConsentCommand::Withdraw {
