@@ -172,177 +172,56 @@ async fn listen(addr: SocketAddr) -> CliResult<TcpListener> {
         .map_err(|e| CliError::Input(format!("cannot listen on {addr}: {e}")))
 }
 
+/// What every service of this process shares.
+struct Shared {
+    admin_token: String,
+    clock: Arc<dyn Clock>,
+    simulated: Option<SimulatedClock>,
+    /// Where the data lives, for the start-up lines.
+    storage: String,
+    feed_secret: Vec<u8>,
+    stop: accord_http::Stop,
+}
+
 pub async fn run(a: ServeArgs) -> CliResult {
-    let run_messenger = a.services.contains(&Service::Messenger);
-    let run_keyd = a.services.contains(&Service::Keyd);
-    let verifier: Arc<dyn Verifier> = match (a.dev, &a.sms_webhook, run_messenger) {
-        (_, _, false) => Arc::new(DevVerifier),
-        (true, None, _) => Arc::new(DevVerifier),
-        (false, Some(url), _) => Arc::new(WebhookVerifier::new(url.clone())),
-        (true, Some(_), _) => return Err(CliError::Input("--dev and --sms-webhook exclude each other".into())),
-        (false, None, _) => {
-            return Err(CliError::Input(
-                "no way to send verification codes: pass --dev for local use (codes come back in the API response) or --sms-webhook URL".into(),
-            ))
-        }
-    };
-    let admin_token = match &a.admin_token {
-        Some(t) => t.clone(),
-        None => admin_token_in(&a.data.data_dir)?,
-    };
+    let verifier = verifier(&a)?;
     let simulated = a.simulated_clock.then(SimulatedClock::following_wall_clock);
-    let clock: Arc<dyn Clock> = match &simulated {
-        Some(c) => Arc::new(c.clone()),
-        None => Arc::new(SystemClock),
-    };
-    let storage = match &a.data.database_url {
-        Some(_) => "PostgreSQL".to_owned(),
-        None => format!("SQLite in {}", a.data.data_dir.display()),
-    };
     let (stopper, stop) = accord_http::stop_signal();
+    let shared = Shared {
+        admin_token: match &a.admin_token {
+            Some(t) => t.clone(),
+            None => admin_token_in(&a.data.data_dir)?,
+        },
+        clock: match &simulated {
+            Some(c) => Arc::new(c.clone()),
+            None => Arc::new(SystemClock),
+        },
+        simulated,
+        storage: match &a.data.database_url {
+            Some(_) => "PostgreSQL".to_owned(),
+            None => format!("SQLite in {}", a.data.data_dir.display()),
+        },
+        feed_secret: match &a.feed_secret {
+            Some(s) => s.as_bytes().to_vec(),
+            None => feed_secret_in(&a.data.data_dir)?,
+        },
+        stop,
+    };
     let mut tasks = Vec::new();
-
-    let mut keyd = None;
-    let mut keyd_url = a.keyd_public_url.clone();
-    if run_keyd {
-        let app = accord_keyd::Application::build(accord_keyd::Settings {
-            location: a.data.location(),
-            key_dir: a.data.data_dir.clone(),
-            master: None,
-            admin_token: TokenHash::of(&admin_token),
-            clock: clock.clone(),
-            config: KeydConfig::default(),
-        })
-        .await
-        .map_err(internal)?;
-        let listener = listen(a.keyd_listen).await?;
-        let addr = listener.local_addr().map_err(internal)?;
-        keyd_url.get_or_insert_with(|| format!("http://{addr}"));
-        eprintln!("accord: key service listening on http://{addr} ({storage})");
-        tasks.extend(app.start(listener, &stop));
-        keyd = Some(app.service().clone());
-    }
-
-    let feed_secret = match &a.feed_secret {
-        Some(s) => s.as_bytes().to_vec(),
-        None => feed_secret_in(&a.data.data_dir)?,
+    let (keyd, keyd_url) = if a.services.contains(&Service::Keyd) {
+        let (keyd, url) = start_keyd(&a, &shared, &mut tasks).await?;
+        (Some(keyd), a.keyd_public_url.clone().or(Some(url)))
+    } else {
+        (None, a.keyd_public_url.clone())
     };
     let mut partner_url = a.partner_url.clone();
     if a.services.contains(&Service::Partner) {
-        let oprf: Option<Arc<dyn accord_keyd::Oprf>> = match (&keyd, &a.keyd_url, &a.keyd_token) {
-            (Some(k), _, _) => {
-                let id = k
-                    .client_named("partner", accord_keyd::ClientKind::Partner)
-                    .await
-                    .map_err(internal)?;
-                Some(Arc::new(accord_keyd::InProcessOprf::new(k.clone(), id)))
-            }
-            (None, Some(url), Some(token)) => Some(Arc::new(HttpOprf::new(
-                url.clone(),
-                secrecy::SecretString::from(token.clone()),
-            ))),
-            _ => {
-                eprintln!("accord: warning: the partner has no key service; its users cannot compute pseudonyms");
-                None
-            }
-        };
-        let partner = accord_partner::Application::build(accord_partner::Settings {
-            location: a.data.location(),
-            admin_token: TokenHash::of(&admin_token),
-            clock: clock.clone(),
-            feed_secret: feed_secret.clone(),
-            oprf,
-        })
-        .await?;
-        let listener = listen(a.partner_listen).await?;
-        let addr = listener.local_addr().map_err(internal)?;
-        partner_url.get_or_insert_with(|| format!("http://{addr}"));
-        eprintln!("accord: partner listening on http://{addr} ({storage})");
-        tasks.extend(partner.start(listener, &stop));
+        let url = start_partner(&a, &shared, keyd.as_ref(), &mut tasks).await?;
+        partner_url.get_or_insert(url);
     }
-
-    if run_messenger {
-        let keys = match (&keyd, &a.keyd_url) {
-            (Some(k), _) => Some(in_process_keys(k, keyd_url.clone().unwrap_or_default()).await?),
-            (None, Some(url)) => {
-                let (Some(token), Some(admin)) = (&a.keyd_token, &a.keyd_admin_token) else {
-                    return Err(CliError::Input(
-                        "--keyd-url needs --keyd-token and --keyd-admin-token".into(),
-                    ));
-                };
-                Some(KeyAccess {
-                    oprf: Arc::new(HttpOprf::new(
-                        url.clone(),
-                        secrecy::SecretString::from(token.clone()),
-                    )),
-                    devices: Arc::new(HttpCredentials {
-                        url: url.clone(),
-                        admin_token: secrecy::SecretString::from(admin.clone()),
-                        http: reqwest_client(),
-                    }),
-                    public_url: a.keyd_public_url.clone().unwrap_or_else(|| url.clone()),
-                })
-            }
-            (None, None) => {
-                eprintln!(
-                    "accord: warning: no key service; pseudonyms and contact discovery are off"
-                );
-                None
-            }
-        };
-        let feed = match &partner_url {
-            Some(url) => Some(accord_messenger::feed::FeedConfig::new(
-                url.clone(),
-                feed_secret.clone(),
-            )),
-            None => {
-                eprintln!("accord: warning: no partner service; the coordination feed is off");
-                None
-            }
-        };
-        let messenger = Application::build(Settings {
-            simulated_clock: simulated.clone(),
-            profile: a.profile,
-            keys,
-            feed,
-            trusted_proxies: a.trusted_proxies.clone(),
-            config: accord_messenger::MessengerConfig {
-                codes_per_hour: a.codes_per_number,
-                codes_per_client_per_hour: a.codes_per_client,
-                codes_per_range_per_hour: a.codes_per_range,
-                codes_per_hour_total: a.codes_per_hour,
-                ..Default::default()
-            },
-            nats: a.nats_url.as_deref().map(|url| NatsConfig {
-                prefix: a.nats_prefix.clone(),
-                resync: Duration::from_secs(a.nats_resync_s),
-                ..NatsConfig::new(url)
-            }),
-            ..Settings::new(
-                a.data.location(),
-                TokenHash::of(&admin_token),
-                verifier,
-                clock.clone(),
-            )
-        })
-        .await
-        .map_err(|e| match e {
-            StartupError::Store(e) => CliError::from(e),
-            other => CliError::Input(other.to_string()),
-        })?;
-        let listener = listen(a.listen).await?;
-        let addr = listener.local_addr().map_err(internal)?;
-        eprintln!(
-            "accord: messenger listening on http://{addr} ({storage}; profile {}{}{})",
-            a.profile,
-            if a.dev { "; dev verifier" } else { "" },
-            if a.simulated_clock {
-                "; simulated clock"
-            } else {
-                ""
-            }
-        );
-        tasks.extend(messenger.start(listener, &stop));
+    if a.services.contains(&Service::Messenger) {
+        let keys = messenger_keys(&a, keyd.as_ref(), keyd_url).await?;
+        start_messenger(&a, &shared, verifier, keys, partner_url, &mut tasks).await?;
     }
     if tasks.is_empty() {
         return Err(CliError::Input("--services names nothing to run".into()));
@@ -364,6 +243,192 @@ pub async fn run(a: ServeArgs) -> CliResult {
         }
     }
     eprintln!("accord: stopped");
+    Ok(())
+}
+
+/// How verification codes reach a phone: `--dev` or `--sms-webhook`.
+fn verifier(a: &ServeArgs) -> CliResult<Arc<dyn Verifier>> {
+    let run_messenger = a.services.contains(&Service::Messenger);
+    Ok(match (a.dev, &a.sms_webhook, run_messenger) {
+        (_, _, false) | (true, None, _) => Arc::new(DevVerifier),
+        (false, Some(url), _) => Arc::new(WebhookVerifier::new(url.clone())),
+        (true, Some(_), _) => {
+            return Err(CliError::Input(
+                "--dev and --sms-webhook exclude each other".into(),
+            ))
+        }
+        (false, None, _) => {
+            return Err(CliError::Input(
+                "no way to send verification codes: pass --dev for local use (codes come back in the API response) or --sms-webhook URL".into(),
+            ))
+        }
+    })
+}
+
+/// The key service on `--keyd-listen`; returns it and its URL.
+async fn start_keyd(
+    a: &ServeArgs,
+    s: &Shared,
+    tasks: &mut Vec<accord_http::Task>,
+) -> CliResult<(KeyService, String)> {
+    let app = accord_keyd::Application::build(accord_keyd::Settings {
+        location: a.data.location(),
+        key_dir: a.data.data_dir.clone(),
+        master: None,
+        admin_token: TokenHash::of(&s.admin_token),
+        clock: s.clock.clone(),
+        config: KeydConfig::default(),
+    })
+    .await
+    .map_err(internal)?;
+    let listener = listen(a.keyd_listen).await?;
+    let addr = listener.local_addr().map_err(internal)?;
+    eprintln!(
+        "accord: key service listening on http://{addr} ({})",
+        s.storage
+    );
+    tasks.extend(app.start(listener, &s.stop));
+    Ok((app.service().clone(), format!("http://{addr}")))
+}
+
+/// The partner on `--partner-listen`, with the key service of this
+/// process or `--keyd-url`; returns its URL.
+async fn start_partner(
+    a: &ServeArgs,
+    s: &Shared,
+    keyd: Option<&KeyService>,
+    tasks: &mut Vec<accord_http::Task>,
+) -> CliResult<String> {
+    let oprf: Option<Arc<dyn accord_keyd::Oprf>> = match (keyd, &a.keyd_url, &a.keyd_token) {
+        (Some(k), _, _) => {
+            let id = k
+                .client_named("partner", accord_keyd::ClientKind::Partner)
+                .await
+                .map_err(internal)?;
+            Some(Arc::new(accord_keyd::InProcessOprf::new(k.clone(), id)))
+        }
+        (None, Some(url), Some(token)) => Some(Arc::new(HttpOprf::new(
+            url.clone(),
+            secrecy::SecretString::from(token.clone()),
+        ))),
+        _ => {
+            eprintln!("accord: warning: the partner has no key service; its users cannot compute pseudonyms");
+            None
+        }
+    };
+    let partner = accord_partner::Application::build(accord_partner::Settings {
+        location: a.data.location(),
+        admin_token: TokenHash::of(&s.admin_token),
+        clock: s.clock.clone(),
+        feed_secret: s.feed_secret.clone(),
+        oprf,
+    })
+    .await?;
+    let listener = listen(a.partner_listen).await?;
+    let addr = listener.local_addr().map_err(internal)?;
+    eprintln!("accord: partner listening on http://{addr} ({})", s.storage);
+    tasks.extend(partner.start(listener, &s.stop));
+    Ok(format!("http://{addr}"))
+}
+
+/// The messenger's access to the key service: in process, over HTTP with
+/// `--keyd-url`, or none.
+async fn messenger_keys(
+    a: &ServeArgs,
+    keyd: Option<&KeyService>,
+    keyd_url: Option<String>,
+) -> CliResult<Option<KeyAccess>> {
+    Ok(match (keyd, &a.keyd_url) {
+        (Some(k), _) => Some(in_process_keys(k, keyd_url.unwrap_or_default()).await?),
+        (None, Some(url)) => {
+            let (Some(token), Some(admin)) = (&a.keyd_token, &a.keyd_admin_token) else {
+                return Err(CliError::Input(
+                    "--keyd-url needs --keyd-token and --keyd-admin-token".into(),
+                ));
+            };
+            Some(KeyAccess {
+                oprf: Arc::new(HttpOprf::new(
+                    url.clone(),
+                    secrecy::SecretString::from(token.clone()),
+                )),
+                devices: Arc::new(HttpCredentials {
+                    url: url.clone(),
+                    admin_token: secrecy::SecretString::from(admin.clone()),
+                    http: reqwest_client(),
+                }),
+                public_url: a.keyd_public_url.clone().unwrap_or_else(|| url.clone()),
+            })
+        }
+        (None, None) => {
+            eprintln!("accord: warning: no key service; pseudonyms and contact discovery are off");
+            None
+        }
+    })
+}
+
+/// The messenger on `--listen`, feeding the partner at `partner_url`.
+async fn start_messenger(
+    a: &ServeArgs,
+    s: &Shared,
+    verifier: Arc<dyn Verifier>,
+    keys: Option<KeyAccess>,
+    partner_url: Option<String>,
+    tasks: &mut Vec<accord_http::Task>,
+) -> CliResult {
+    let feed = match partner_url {
+        Some(url) => Some(accord_messenger::feed::FeedConfig::new(
+            url,
+            s.feed_secret.clone(),
+        )),
+        None => {
+            eprintln!("accord: warning: no partner service; the coordination feed is off");
+            None
+        }
+    };
+    let messenger = Application::build(Settings {
+        simulated_clock: s.simulated.clone(),
+        profile: a.profile,
+        keys,
+        feed,
+        trusted_proxies: a.trusted_proxies.clone(),
+        config: accord_messenger::MessengerConfig {
+            codes_per_hour: a.codes_per_number,
+            codes_per_client_per_hour: a.codes_per_client,
+            codes_per_range_per_hour: a.codes_per_range,
+            codes_per_hour_total: a.codes_per_hour,
+            ..Default::default()
+        },
+        nats: a.nats_url.as_deref().map(|url| NatsConfig {
+            prefix: a.nats_prefix.clone(),
+            resync: Duration::from_secs(a.nats_resync_s),
+            ..NatsConfig::new(url)
+        }),
+        ..Settings::new(
+            a.data.location(),
+            TokenHash::of(&s.admin_token),
+            verifier,
+            s.clock.clone(),
+        )
+    })
+    .await
+    .map_err(|e| match e {
+        StartupError::Store(e) => CliError::from(e),
+        other => CliError::Input(other.to_string()),
+    })?;
+    let listener = listen(a.listen).await?;
+    let addr = listener.local_addr().map_err(internal)?;
+    eprintln!(
+        "accord: messenger listening on http://{addr} ({}; profile {}{}{})",
+        s.storage,
+        a.profile,
+        if a.dev { "; dev verifier" } else { "" },
+        if a.simulated_clock {
+            "; simulated clock"
+        } else {
+            ""
+        }
+    );
+    tasks.extend(messenger.start(listener, &s.stop));
     Ok(())
 }
 

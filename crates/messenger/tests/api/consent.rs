@@ -229,7 +229,10 @@ async fn a_new_policy_version_never_inherits_consent() {
         .await
         .unwrap();
     assert!(after.granted_now.is_empty(), "{:?}", after.granted_now);
-    assert_api_error(slow.api.consent().await, 403, "policy_acceptance_required");
+    // Restricted, the user still sees their consent: nothing shared now.
+    let restricted = slow.api.consent().await.unwrap();
+    assert!(restricted.granted_now.is_empty());
+    assert_eq!(restricted.pending_policy, Some(2));
 
     let v = slow
         .api
