@@ -29,7 +29,8 @@ pub struct RegisterArgs {
     pub code: Option<String>,
     #[command(flatten)]
     pub choice: ChoiceArgs,
-    #[arg(long, default_value = std::env::consts::OS)]
+    /// android, ios, web or desktop.
+    #[arg(long, default_value = "desktop")]
     pub os: String,
     #[arg(long, default_value = "unknown")]
     pub os_version: String,

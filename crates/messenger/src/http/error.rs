@@ -30,7 +30,7 @@ impl From<ServiceError> for ApiError {
         use ServiceError as S;
         match e {
             S::Phone(p) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_phone", p.to_string()),
-            S::DeviceInfo(d) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_device_info", d.to_string()),
+            S::DeviceInfo(d) => ApiError::new(StatusCode::BAD_REQUEST, d.code(), d.to_string()),
             S::Consent(c) => {
                 let details = match &c {
                     ConsentError::OptOutWindowClosed(t) => Some(json!({ "closed_at": t.to_rfc3339() })),

@@ -78,6 +78,12 @@ async fn bad_input_is_answered_in_the_error_shape_and_changes_nothing() {
     bad_dev["carrier"] = json!("telkomsel");
     let mut empty_model = dev.clone();
     empty_model["model"] = json!("  ");
+    let mut number_model = dev.clone();
+    number_model["model"] = json!("+62 812-3456-7890");
+    let mut email_version = dev.clone();
+    email_version["os_version"] = json!("alice@example.com");
+    let mut unknown_os = dev.clone();
+    unknown_os["os"] = json!("symbian");
 
     let case = |what, method, path: &str, token: &Option<String>, body, status, code| Case {
         what,
@@ -198,6 +204,33 @@ async fn bad_input_is_answered_in_the_error_shape_and_changes_nothing() {
             &verify,
             &None,
             Body::Json(json!({ "code": code, "device": empty_model })),
+            400,
+            "invalid_device_info",
+        ),
+        case(
+            "a phone number as the model",
+            Method::POST,
+            &verify,
+            &None,
+            Body::Json(json!({ "code": code, "device": number_model })),
+            400,
+            "device_info_contains_identifier",
+        ),
+        case(
+            "an e-mail address as the OS version",
+            Method::POST,
+            &verify,
+            &None,
+            Body::Json(json!({ "code": code, "device": email_version })),
+            400,
+            "device_info_contains_identifier",
+        ),
+        case(
+            "an unknown OS",
+            Method::POST,
+            &verify,
+            &None,
+            Body::Json(json!({ "code": code, "device": unknown_os })),
             400,
             "invalid_device_info",
         ),
