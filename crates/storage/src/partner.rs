@@ -2,14 +2,23 @@
 //! pseudonym and purpose), the partner's own users, links between the two,
 //! and the contact edges behind friend suggestions.
 //!
+//! Sign-up with a verified number (`partner_registrations`: the code as a
+//! salted HMAC), several tokens per user (`partner_tokens`), and meters:
+//! rolling-day counts (hourly buckets, `accord_domain::keyd`'s window and
+//! rules) checked and charged in one transaction per charge, for each
+//! user's OPRF quota and the sign-up limits.
+//!
 //! **Architecture invariant:** nothing here holds a phone number: the
 //! partner's users give theirs as a `coordination` pseudonym obtained by
-//! blinded evaluation, and the feed delivers pseudonyms only.
+//! blinded evaluation, the feed delivers pseudonyms only, and a number
+//! being verified is known only by its `number_tag` (an HMAC under a key
+//! kept outside this database).
 
 use crate::db::{Backend, Db};
 use crate::error::{Result, StoreError};
 use crate::sql::{bytes32, parse_uuid, uuid_text};
 use accord_domain::coordination::{EventResult, LedgerRef};
+use accord_domain::keyd::{check_charge, hour_of, WINDOW_HOURS};
 use accord_domain::{DeviceInfo, Purpose, Timestamp};
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
@@ -46,6 +55,21 @@ pub struct PartnerUser {
     pub phone_pseudonym: Option<[u8; 32]>,
     pub ads_personalisation: bool,
     pub created_at: Timestamp,
+}
+
+pub use crate::keyd::ChargeError;
+
+/// A sign-up waiting for its code. The number is not here: only its tag.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingRegistration {
+    pub id: Uuid,
+    /// HMAC-SHA256 of the number under the partner's number key.
+    pub number_tag: [u8; 32],
+    pub salt: Vec<u8>,
+    pub code_digest: Vec<u8>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub attempts: u32,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -93,6 +117,57 @@ pub trait PartnerStore: Send + Sync + std::fmt::Debug + 'static {
     /// pseudonym is held for `product` (they granted it).
     async fn suggestions(&self, uploader: Uuid) -> Result<Vec<PartnerUser>>;
     async fn stats(&self) -> Result<PartnerStats>;
+
+    async fn put_registration(&self, r: &PendingRegistration) -> Result<()>;
+    async fn registration(&self, id: Uuid) -> Result<Option<PendingRegistration>>;
+    /// Counts one attempt at the code of `id`, atomically, if fewer than
+    /// `max` were made: the attempt's number (1-based), or `None` when
+    /// the registration is unknown or its attempts are spent.
+    async fn count_attempt(&self, id: Uuid, max: u32) -> Result<Option<u32>>;
+    /// Deletes a registration; true for the one caller that deleted it.
+    async fn take_registration(&self, id: Uuid) -> Result<bool>;
+    /// The user of the number `number_tag` (created from `user` when the
+    /// number has none yet), with one more token; true when created.
+    async fn sign_up(
+        &self,
+        user: &PartnerUser,
+        number_tag: &[u8; 32],
+        token_hash: &[u8; 32],
+    ) -> Result<(PartnerUser, bool)>;
+    /// Charges `n` to the meter (`kind`, `subject`) if its rolling day's
+    /// count plus `n` stays within `limit`; otherwise charges nothing and
+    /// says when it would fit. Charges of one meter are serialised: N
+    /// parallel charges never get more than `limit`.
+    async fn charge_meter(
+        &self,
+        kind: &str,
+        subject: &[u8],
+        n: u64,
+        limit: u64,
+        now: Timestamp,
+    ) -> std::result::Result<(), ChargeError>;
+    /// A meter's count in the rolling day ending at `now`.
+    async fn meter_used(&self, kind: &str, subject: &[u8], now: Timestamp) -> Result<u64>;
+    /// The count of every meter of `kind` in the rolling day ending at `now`.
+    async fn meter_total(&self, kind: &str, now: Timestamp) -> Result<u64>;
+    /// Removes expired registrations and meter buckets out of the window.
+    async fn purge_signups(&self, now: Timestamp) -> Result<u64>;
+}
+
+fn registration_row(r: &AnyRow) -> Result<PendingRegistration> {
+    Ok(PendingRegistration {
+        id: parse_uuid(&r.try_get::<String, _>("id")?)?,
+        number_tag: bytes32(r.try_get("number_tag")?, "number tag")?,
+        salt: r.try_get("salt")?,
+        code_digest: r.try_get("code_digest")?,
+        created_at: Timestamp(r.try_get("created_at")?),
+        expires_at: Timestamp(r.try_get("expires_at")?),
+        attempts: r.try_get::<i64, _>("attempts")?.clamp(0, u32::MAX as i64) as u32,
+    })
+}
+
+fn count_of(v: i64) -> u64 {
+    v.max(0) as u64
 }
 
 #[derive(Clone, Debug)]
@@ -331,6 +406,12 @@ impl PartnerStore for SqlPartnerStore {
         .bind(u.created_at.0)
         .execute(&mut *tx)
         .await?;
+        sqlx::query("INSERT INTO partner_tokens (token_hash, user_id, created_at) VALUES ($1, $2, $3)")
+            .bind(token_hash.to_vec())
+            .bind(uuid_text(u.id))
+            .bind(u.created_at.0)
+            .execute(&mut *tx)
+            .await?;
         if let Some(p) = u.phone_pseudonym {
             sqlx::query(
                 "INSERT INTO links (partner_user_id, pseudonym, linked_at) \
@@ -347,7 +428,9 @@ impl PartnerStore for SqlPartnerStore {
     }
 
     async fn user_by_token(&self, token_hash: &[u8; 32]) -> Result<Option<PartnerUser>> {
-        sqlx::query("SELECT * FROM partner_users WHERE token_hash = $1")
+        sqlx::query(
+            "SELECT u.* FROM partner_tokens t JOIN partner_users u ON u.id = t.user_id WHERE t.token_hash = $1",
+        )
             .bind(token_hash.to_vec())
             .fetch_optional(&self.db.pool)
             .await?
@@ -480,5 +563,178 @@ impl PartnerStore for SqlPartnerStore {
             contact_edges: count("SELECT COUNT(*) FROM contact_edges").await?,
             denied_reads,
         })
+    }
+
+    async fn put_registration(&self, r: &PendingRegistration) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO partner_registrations (id, number_tag, salt, code_digest, created_at, expires_at, attempts) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(uuid_text(r.id))
+        .bind(r.number_tag.to_vec())
+        .bind(r.salt.clone())
+        .bind(r.code_digest.clone())
+        .bind(r.created_at.0)
+        .bind(r.expires_at.0)
+        .bind(r.attempts as i64)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn registration(&self, id: Uuid) -> Result<Option<PendingRegistration>> {
+        sqlx::query("SELECT * FROM partner_registrations WHERE id = $1")
+            .bind(uuid_text(id))
+            .fetch_optional(&self.db.pool)
+            .await?
+            .as_ref()
+            .map(registration_row)
+            .transpose()
+    }
+
+    async fn count_attempt(&self, id: Uuid, max: u32) -> Result<Option<u32>> {
+        // One statement: the check and the count cannot be separated.
+        let n: Option<i64> = sqlx::query_scalar(
+            "UPDATE partner_registrations SET attempts = attempts + 1 \
+             WHERE id = $1 AND attempts < $2 RETURNING attempts",
+        )
+        .bind(uuid_text(id))
+        .bind(max as i64)
+        .fetch_optional(&self.db.pool)
+        .await?;
+        Ok(n.map(|n| n.clamp(0, u32::MAX as i64) as u32))
+    }
+
+    async fn take_registration(&self, id: Uuid) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM partner_registrations WHERE id = $1")
+            .bind(uuid_text(id))
+            .execute(&self.db.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn sign_up(
+        &self,
+        u: &PartnerUser,
+        number_tag: &[u8; 32],
+        token_hash: &[u8; 32],
+    ) -> Result<(PartnerUser, bool)> {
+        let mut tx = self.db.pool.begin().await?;
+        let created = sqlx::query(
+            "INSERT INTO partner_users (id, name, token_hash, phone_pseudonym, ads_personalisation, created_at, number_tag) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (number_tag) DO NOTHING",
+        )
+        .bind(uuid_text(u.id))
+        .bind(&u.name)
+        .bind(token_hash.to_vec())
+        .bind(u.phone_pseudonym.map(|p| p.to_vec()))
+        .bind(u.ads_personalisation as i64)
+        .bind(u.created_at.0)
+        .bind(number_tag.to_vec())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        let user = sqlx::query("SELECT * FROM partner_users WHERE number_tag = $1")
+            .bind(number_tag.to_vec())
+            .fetch_one(&mut *tx)
+            .await?;
+        let user = user_row(&user)?;
+        sqlx::query("INSERT INTO partner_tokens (token_hash, user_id, created_at) VALUES ($1, $2, $3)")
+            .bind(token_hash.to_vec())
+            .bind(uuid_text(user.id))
+            .bind(u.created_at.0)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok((user, created))
+    }
+
+    async fn charge_meter(
+        &self,
+        kind: &str,
+        subject: &[u8],
+        n: u64,
+        limit: u64,
+        now: Timestamp,
+    ) -> std::result::Result<(), ChargeError> {
+        let mut tx = self.db.pool.begin().await?;
+        // First a write to the meter's own row: serialises its charges.
+        sqlx::query(
+            "INSERT INTO meters (kind, subject, charged_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (kind, subject) DO UPDATE SET charged_at = excluded.charged_at",
+        )
+        .bind(kind)
+        .bind(subject.to_vec())
+        .bind(now.0)
+        .execute(&mut *tx)
+        .await?;
+        let hour = hour_of(now);
+        let rows = sqlx::query(
+            "SELECT hour, n FROM meter_hourly WHERE kind = $1 AND subject = $2 AND hour > $3",
+        )
+        .bind(kind)
+        .bind(subject.to_vec())
+        .bind(hour - WINDOW_HOURS)
+        .fetch_all(&mut *tx)
+        .await?;
+        let buckets = rows
+            .iter()
+            .map(|r| Ok((r.try_get::<i64, _>(0)?, count_of(r.try_get(1)?))))
+            .collect::<Result<Vec<_>>>()?;
+        // Dropping `tx` on refusal rolls back: nothing is charged.
+        check_charge(&buckets, limit, n, now)?;
+        sqlx::query(
+            "INSERT INTO meter_hourly (kind, subject, hour, n) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (kind, subject, hour) DO UPDATE SET n = meter_hourly.n + excluded.n",
+        )
+        .bind(kind)
+        .bind(subject.to_vec())
+        .bind(hour)
+        .bind(n.min(i64::MAX as u64) as i64)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn meter_used(&self, kind: &str, subject: &[u8], now: Timestamp) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM meter_hourly \
+             WHERE kind = $1 AND subject = $2 AND hour > $3",
+        )
+        .bind(kind)
+        .bind(subject.to_vec())
+        .bind(hour_of(now) - WINDOW_HOURS)
+        .fetch_one(&self.db.pool)
+        .await?;
+        Ok(count_of(n))
+    }
+
+    async fn meter_total(&self, kind: &str, now: Timestamp) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM meter_hourly WHERE kind = $1 AND hour > $2",
+        )
+        .bind(kind)
+        .bind(hour_of(now) - WINDOW_HOURS)
+        .fetch_one(&self.db.pool)
+        .await?;
+        Ok(count_of(n))
+    }
+
+    async fn purge_signups(&self, now: Timestamp) -> Result<u64> {
+        let r = sqlx::query("DELETE FROM partner_registrations WHERE expires_at <= $1")
+            .bind(now.0)
+            .execute(&self.db.pool)
+            .await?;
+        sqlx::query("DELETE FROM meter_hourly WHERE hour <= $1")
+            .bind(hour_of(now) - WINDOW_HOURS)
+            .execute(&self.db.pool)
+            .await?;
+        sqlx::query("DELETE FROM meters WHERE charged_at < $1")
+            .bind(now.0 - WINDOW_HOURS * accord_domain::time::HOUR_MS)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(r.rows_affected())
     }
 }

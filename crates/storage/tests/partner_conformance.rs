@@ -148,3 +148,125 @@ async fn reads_users_and_reconciliation_deletes() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_code_allows_max_attempts_even_in_parallel_and_is_taken_once() {
+    use accord_storage::partner::PendingRegistration;
+    on_each_backend(|s| async move {
+        let r = PendingRegistration {
+            id: uuid::Uuid::new_v4(),
+            number_tag: [5; 32],
+            salt: vec![1; 16],
+            code_digest: vec![2; 32],
+            created_at: T0,
+            expires_at: T0.plus_millis(600_000),
+            attempts: 0,
+        };
+        s.put_registration(&r).await.unwrap();
+        assert_eq!(s.registration(r.id).await.unwrap(), Some(r.clone()));
+        let tries: Vec<_> = (0..12)
+            .map(|_| {
+                let s = s.clone();
+                tokio::spawn(async move { s.count_attempt(r.id, 5).await.unwrap() })
+            })
+            .collect();
+        let mut counted = Vec::new();
+        for t in tries {
+            if let Some(n) = t.await.unwrap() {
+                counted.push(n);
+            }
+        }
+        counted.sort_unstable();
+        assert_eq!(counted, vec![1, 2, 3, 4, 5], "exactly five attempts counted");
+        assert_eq!(s.count_attempt(uuid::Uuid::new_v4(), 5).await.unwrap(), None);
+        let takes: Vec<_> = (0..4)
+            .map(|_| {
+                let s = s.clone();
+                tokio::spawn(async move { s.take_registration(r.id).await.unwrap() })
+            })
+            .collect();
+        let mut taken = 0;
+        for t in takes {
+            taken += usize::from(t.await.unwrap());
+        }
+        assert_eq!(taken, 1, "a registration is taken once");
+        // Expired ones are purged.
+        let old = PendingRegistration {
+            id: uuid::Uuid::new_v4(),
+            ..r
+        };
+        s.put_registration(&old).await.unwrap();
+        assert_eq!(
+            s.purge_signups(T0.plus_millis(600_000)).await.unwrap(),
+            1
+        );
+        assert_eq!(s.registration(old.id).await.unwrap(), None);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn one_number_is_one_user_with_several_tokens() {
+    on_each_backend(|s| async move {
+        let first = user("alice", None);
+        let (u, created) = s.sign_up(&first, &[3; 32], &[30; 32]).await.unwrap();
+        assert!(created);
+        assert_eq!(u.id, first.id);
+        let (again, created) = s
+            .sign_up(&user("alice on a tablet", None), &[3; 32], &[31; 32])
+            .await
+            .unwrap();
+        assert!(!created);
+        assert_eq!(again.id, first.id);
+        assert_eq!(again.name, "alice");
+        for t in [[30; 32], [31; 32]] {
+            assert_eq!(s.user_by_token(&t).await.unwrap().unwrap().id, first.id);
+        }
+        let (other, created) = s.sign_up(&user("bob", None), &[4; 32], &[32; 32]).await.unwrap();
+        assert!(created && other.id != first.id);
+        // Users made before sign-up needed a number keep working.
+        let legacy = user("legacy", None);
+        s.create_user(&legacy, &[33; 32]).await.unwrap();
+        assert_eq!(s.user_by_token(&[33; 32]).await.unwrap().unwrap().id, legacy.id);
+        assert_eq!(s.stats().await.unwrap().users, 3);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn meters_never_charge_past_their_limit_even_in_parallel() {
+    use accord_storage::partner::ChargeError;
+    on_each_backend(|s| async move {
+        let charges: Vec<_> = (0..20)
+            .map(|_| {
+                let s = s.clone();
+                tokio::spawn(async move { s.charge_meter("oprf", b"user-a", 1, 7, T0).await })
+            })
+            .collect();
+        let mut ok = 0;
+        for c in charges {
+            match c.await.unwrap() {
+                Ok(()) => ok += 1,
+                Err(ChargeError::QuotaExceeded(q)) => {
+                    assert_eq!(q.quota, 7);
+                    assert!(q.retry_after_s > 0);
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(ok, 7, "exactly the limit was granted");
+        assert_eq!(s.meter_used("oprf", b"user-a", T0).await.unwrap(), 7);
+        // A refused charge charges nothing; other subjects and kinds are apart.
+        assert!(s.charge_meter("oprf", b"user-a", 3, 9, T0).await.is_err());
+        s.charge_meter("oprf", b"user-b", 5, 7, T0).await.unwrap();
+        s.charge_meter("signup", b"", 1, 7, T0).await.unwrap();
+        assert_eq!(s.meter_used("oprf", b"user-a", T0).await.unwrap(), 7);
+        assert_eq!(s.meter_total("oprf", T0).await.unwrap(), 12);
+        // A day later the window is empty again.
+        let later = T0.plus_millis(24 * 3_600_000);
+        assert_eq!(s.meter_total("oprf", later).await.unwrap(), 0);
+        s.purge_signups(later).await.unwrap();
+        s.charge_meter("oprf", b"user-a", 7, 7, later).await.unwrap();
+    })
+    .await;
+}
