@@ -13,6 +13,14 @@
 //!   `/v1/partner/*` for partner users, `/v1/admin/partner/*` for the
 //!   operator.
 //! - [`startup`]: the composition root, [`Application::build`].
+//! - [`verifier`]: the partner's own sign-up codes (dev, webhook).
+//!
+//! **Not an open pseudonym oracle.** A partner user exists only after
+//! verifying a phone number (one user per number), sign-ups are limited
+//! per client address, per number and in all per rolling day, and each
+//! user's blinded evaluations are charged to its own rolling-day quota
+//! before they are forwarded; the partner's key-service quota is sized
+//! from its user count and alerts at 80%.
 //!
 //! The key service is reached through `accord-keyd-client` only (the
 //! `Oprf` trait and the wire types of `POST /v1/oprf/coordination/evaluate`),
@@ -25,7 +33,8 @@
 pub mod http;
 pub mod service;
 pub mod startup;
+pub mod verifier;
 
 pub use http::{router, serve, AppState};
-pub use service::{PartnerError, PartnerService};
+pub use service::{KeydBudget, KeydQuota, PartnerConfig, PartnerError, PartnerService};
 pub use startup::{Application, Settings};

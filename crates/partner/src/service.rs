@@ -1,20 +1,117 @@
 //! The partner's use cases, independent of HTTP.
 
+use crate::verifier::{Verifier, VerifierError};
 use accord_crypto::mac;
-use accord_crypto::token::{BearerToken, TokenHash};
+use accord_crypto::token::{self, BearerToken, TokenHash, VerificationCode};
 use accord_domain::coordination::{
     digests_of, parse_pseudonym_hex, pseudonym_hex, Digests, FeedAck, FeedBatch, Mismatches,
     ReconcileBucketList, ReconcileBucketOutcome, RECONCILE_BUCKETS,
 };
-use accord_domain::{Clock, Purpose, Timestamp};
-use accord_storage::partner::{IncomingEvent, PartnerStats, PartnerStore, PartnerUser, Record};
+use accord_domain::time::MINUTE_MS;
+use accord_domain::{Clock, PhoneError, PhoneNumber, Purpose, Timestamp};
+use accord_storage::partner::{
+    ChargeError, IncomingEvent, PartnerStats, PartnerStore, PartnerUser, PendingRegistration,
+    Record,
+};
 use accord_storage::StoreError;
 use secrecy::{ExposeSecret, SecretSlice};
+use serde::Serialize;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use uuid::Uuid;
 
 /// At most this many events per ingest batch.
 pub const MAX_BATCH: usize = 1000;
+
+/// At most this many blinded elements per evaluation request.
+pub const MAX_EVALUATE: usize = 1000;
+
+/// Meter kinds (`accord_storage::partner` meters).
+const OPRF_METER: &str = "oprf";
+const ADDRESS_METER: &str = "signup_address";
+const GLOBAL_METER: &str = "signup_global";
+const NUMBER_METER: &str = "signup_number";
+
+/// The partner's limits. Every count is per rolling day (the last 24
+/// hourly buckets, as the key service's quotas).
+#[derive(Clone, Debug)]
+pub struct PartnerConfig {
+    /// Blinded evaluations a partner user (a person: all its tokens) may
+    /// have per rolling day: its own number and an address book.
+    pub user_oprf_quota: u64,
+    /// Sign-ups (codes requested) per client address.
+    pub signups_per_address: u64,
+    /// Sign-ups (codes requested) in all.
+    pub signups_per_day: u64,
+    /// Codes requested per phone number.
+    pub codes_per_number: u64,
+    /// How long a code is valid.
+    pub code_ttl_ms: i64,
+    /// Attempts at a code (the right one included).
+    pub max_code_attempts: u32,
+    /// Alert when the partner's key-service usage reaches this share of
+    /// its key-service quota, in percent.
+    pub keyd_alert_percent: u64,
+}
+
+impl Default for PartnerConfig {
+    fn default() -> Self {
+        PartnerConfig {
+            user_oprf_quota: 1 + 2_000,
+            signups_per_address: 10,
+            signups_per_day: 10_000,
+            codes_per_number: 10,
+            code_ttl_ms: 10 * MINUTE_MS,
+            max_code_attempts: 5,
+            keyd_alert_percent: 80,
+        }
+    }
+}
+
+impl PartnerConfig {
+    /// The key-service quota the partner needs with `users` users: every
+    /// user's quota, and a full day of new sign-ups' (the most that can
+    /// join before the next sizing), with a quarter more as headroom.
+    pub fn keyd_quota_for(&self, users: u64) -> u64 {
+        users
+            .saturating_add(self.signups_per_day)
+            .saturating_mul(self.user_oprf_quota)
+            .saturating_mul(5)
+            / 4
+    }
+}
+
+/// Sets the partner's daily `coordination` quota at the key service
+/// (the operator's side of the key service; in `accord serve`, in process).
+#[async_trait::async_trait]
+pub trait KeydQuota: Send + Sync + std::fmt::Debug {
+    async fn set_daily(&self, daily: u64) -> Result<(), String>;
+}
+
+/// A started sign-up, as answered to the client.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RegistrationStarted {
+    pub registration_id: Uuid,
+    #[schema(value_type = i64)]
+    pub expires_at: Timestamp,
+    /// Only when the partner runs with the dev verifier.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dev_code: Option<String>,
+}
+
+/// The partner's use of its key-service quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct KeydBudget {
+    /// The daily quota the partner has (last sized) at the key service.
+    pub quota: u64,
+    /// What its users' evaluations took in the rolling day.
+    pub used: u64,
+    /// What it needs for its current users (see [`PartnerConfig::keyd_quota_for`]).
+    pub needed: u64,
+    /// `used` reached the alert share of `quota`.
+    pub alert: bool,
+}
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -32,6 +129,25 @@ pub enum PartnerError {
     #[error("the key service is not available: {0}")]
     KeyService(String),
     #[error(transparent)]
+    Phone(#[from] PhoneError),
+    #[error("the verification is unknown or has expired; request a new code")]
+    VerificationExpired,
+    #[error("the code is wrong")]
+    WrongCode { attempts_left: u32 },
+    #[error("too many wrong codes; request a new code")]
+    TooManyAttempts,
+    #[error("too many sign-ups {0}; try again later")]
+    RateLimited(&'static str, u64),
+    #[error("your daily quota of evaluations is spent: {used} of {quota} used in the last 24 hours, {requested} requested")]
+    QuotaExceeded {
+        retry_after_s: u64,
+        quota: u64,
+        used: u64,
+        requested: u64,
+    },
+    #[error("could not send the code")]
+    Verifier(#[from] VerifierError),
+    #[error(transparent)]
     Store(#[from] StoreError),
 }
 
@@ -44,6 +160,16 @@ pub struct PartnerService {
     pub oprf: Option<Arc<dyn accord_keyd_client::Oprf>>,
     /// Shared with the messenger; authenticates the feed.
     feed_secret: Arc<SecretSlice<u8>>,
+    pub config: PartnerConfig,
+    verifier: Arc<dyn Verifier>,
+    /// Keys the tags of numbers and addresses (HMAC-SHA256); kept outside
+    /// the database.
+    number_key: Arc<SecretSlice<u8>>,
+    keyd_quota: Option<Arc<dyn KeydQuota>>,
+    /// The key-service quota as last sized (or configured).
+    keyd_daily: Arc<AtomicU64>,
+    alerting: Arc<AtomicBool>,
+    refused_devices: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for PartnerService {
@@ -53,13 +179,54 @@ impl std::fmt::Debug for PartnerService {
 }
 
 impl PartnerService {
+    /// A partner with the dev verifier, default limits and a random
+    /// number key (see [`PartnerService::with_signup`]).
     pub fn new(store: Arc<dyn PartnerStore>, clock: Arc<dyn Clock>, feed_secret: Vec<u8>) -> Self {
         PartnerService {
             store,
             clock,
             oprf: None,
             feed_secret: Arc::new(SecretSlice::from(feed_secret)),
+            config: PartnerConfig::default(),
+            verifier: Arc::new(crate::verifier::DevVerifier),
+            number_key: Arc::new(SecretSlice::from(token::random_salt().repeat(2))),
+            keyd_quota: None,
+            keyd_daily: Arc::new(AtomicU64::new(0)),
+            alerting: Arc::new(AtomicBool::new(false)),
+            refused_devices: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Sign-up: the verifier, the limits, and the key that tags numbers
+    /// and addresses.
+    pub fn with_signup(
+        mut self,
+        verifier: Arc<dyn Verifier>,
+        config: PartnerConfig,
+        number_key: Vec<u8>,
+    ) -> Self {
+        self.verifier = verifier;
+        self.config = config;
+        self.number_key = Arc::new(SecretSlice::from(number_key));
+        self
+    }
+
+    /// Who sizes the partner's quota at the key service, and the quota it
+    /// has until the first sizing (0: unknown, sized at start).
+    pub fn with_keyd_quota(mut self, sizer: Option<Arc<dyn KeydQuota>>, daily: u64) -> Self {
+        self.keyd_quota = sizer;
+        self.keyd_daily.store(daily, Ordering::Relaxed);
+        self
+    }
+
+    fn tag(&self, what: &str) -> [u8; 32] {
+        token::code_digest(self.number_key.expose_secret(), what)
+    }
+
+    /// Device records refused at ingest (they held an identifier or broke
+    /// a format), since start.
+    pub fn refused_device_records(&self) -> u64 {
+        self.refused_devices.load(Ordering::Relaxed)
     }
 
     pub fn now(&self) -> Timestamp {
@@ -102,16 +269,31 @@ impl PartnerService {
                         "event {i}: a share carries device information"
                     )));
                 }
+                // Checked again here, as where it enters the messenger: a
+                // device record that breaks a format or holds a phone number
+                // or an e-mail address is refused (not stored); the event's
+                // purposes still apply.
+                let devices = if e.purposes.is_empty() {
+                    vec![]
+                } else {
+                    e.devices
+                        .iter()
+                        .filter_map(|d| match d.clone().validated() {
+                            Ok(d) => Some(d),
+                            Err(err) => {
+                                self.refused_devices.fetch_add(1, Ordering::Relaxed);
+                                tracing::warn!(event = e.event_id, code = err.code(), error = %err, "device record refused");
+                                None
+                            }
+                        })
+                        .collect()
+                };
                 Ok(IncomingEvent {
                     event_id: e.event_id,
                     pseudonym,
                     key_version: e.key_version,
                     purposes: e.purposes.clone(),
-                    devices: if e.purposes.is_empty() {
-                        vec![]
-                    } else {
-                        e.devices.clone()
-                    },
+                    devices,
                     ledger_ref: e.ledger_ref.clone(),
                 })
             })
@@ -243,30 +425,210 @@ impl PartnerService {
         }
     }
 
-    /// Registers a partner user. `phone_pseudonym` is the user's
-    /// `coordination` pseudonym, computed by their client through the key
-    /// service (blinded); the partner never sees the number.
-    pub async fn create_user(
+    /// Sign-up, step 1: a code to the number, through the partner's own
+    /// verifier. Limited per client address, per number and in all, per
+    /// rolling day, each counted atomically before anything is sent. The
+    /// number itself is handed to the verifier and forgotten: what is
+    /// stored is its tag (HMAC under the number key).
+    pub async fn start_registration(
         &self,
+        raw_phone: &str,
+        region: Option<&str>,
+        client: Option<IpAddr>,
+    ) -> Result<RegistrationStarted, PartnerError> {
+        let phone = PhoneNumber::parse(raw_phone, region)?;
+        let now = self.now();
+        self.store.purge_signups(now).await?;
+        let address = self.tag(&match client {
+            Some(ip) => format!("addr:{ip}"),
+            None => "addr:unknown".to_owned(),
+        });
+        let number_tag = self.tag(&format!("phone:{}", phone.e164()));
+        let c = &self.config;
+        for (kind, subject, limit, what) in [
+            (ADDRESS_METER, &address[..], c.signups_per_address, "from this address"),
+            (NUMBER_METER, &number_tag[..], c.codes_per_number, "for this number"),
+            (GLOBAL_METER, &[][..], c.signups_per_day, "today"),
+        ] {
+            match self.store.charge_meter(kind, subject, 1, limit, now).await {
+                Ok(()) => {}
+                Err(ChargeError::QuotaExceeded(q)) => {
+                    tracing::warn!(limit = kind, "sign-up refused: limit reached");
+                    return Err(PartnerError::RateLimited(what, q.retry_after_s));
+                }
+                Err(ChargeError::Store(e)) => return Err(e.into()),
+                Err(e) => return Err(PartnerError::Store(StoreError::Corrupt(e.to_string()))),
+            }
+        }
+        let code = VerificationCode::generate();
+        let salt = token::random_salt();
+        let r = PendingRegistration {
+            id: Uuid::new_v4(),
+            number_tag,
+            salt: salt.to_vec(),
+            code_digest: token::code_digest(&salt, code.reveal()).to_vec(),
+            created_at: now,
+            expires_at: now.plus_millis(self.config.code_ttl_ms),
+            attempts: 0,
+        };
+        self.verifier.send(&phone, &code).await?;
+        drop(phone);
+        self.store.put_registration(&r).await?;
+        tracing::info!(registration = %r.id, "partner sign-up code issued");
+        Ok(RegistrationStarted {
+            registration_id: r.id,
+            expires_at: r.expires_at,
+            dev_code: self
+                .verifier
+                .reveals_codes()
+                .then(|| code.reveal().to_owned()),
+        })
+    }
+
+    /// Sign-up, step 2: the code. Every attempt is counted atomically
+    /// before the comparison (the right code included), so N parallel
+    /// guesses never get more than `max_code_attempts`. A number that
+    /// already has a partner user gets a new token of that user (one
+    /// person, one user, one quota); otherwise a user named `name` is
+    /// made. Returns the user, its new token, and whether it is new.
+    pub async fn verify_registration(
+        &self,
+        id: Uuid,
+        code: &str,
         name: &str,
-        phone_pseudonym: Option<[u8; 32]>,
-    ) -> Result<(PartnerUser, String), PartnerError> {
+    ) -> Result<(PartnerUser, String, bool), PartnerError> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
             return Err(PartnerError::BadRequest(
                 "name must be 1 to 100 printable characters".into(),
             ));
         }
+        let now = self.now();
+        let r = self
+            .store
+            .registration(id)
+            .await?
+            .filter(|r| r.expires_at > now)
+            .ok_or(PartnerError::VerificationExpired)?;
+        let max = self.config.max_code_attempts;
+        let Some(n) = self.store.count_attempt(id, max).await? else {
+            self.store.take_registration(id).await?;
+            return Err(PartnerError::TooManyAttempts);
+        };
+        if !token::code_matches(&r.salt, code, &r.code_digest) {
+            if n >= max {
+                self.store.take_registration(id).await?;
+                return Err(PartnerError::TooManyAttempts);
+            }
+            return Err(PartnerError::WrongCode {
+                attempts_left: max - n,
+            });
+        }
+        // A code is good once.
+        if !self.store.take_registration(id).await? {
+            return Err(PartnerError::VerificationExpired);
+        }
         let token = BearerToken::generate();
         let user = PartnerUser {
             id: Uuid::new_v4(),
             name: name.to_owned(),
-            phone_pseudonym,
+            phone_pseudonym: None,
             ads_personalisation: false,
-            created_at: self.now(),
+            created_at: now,
         };
-        self.store.create_user(&user, &token.hash().0).await?;
-        Ok((user, token.reveal().to_owned()))
+        let (user, created) = self
+            .store
+            .sign_up(&user, &r.number_tag, &token.hash().0)
+            .await?;
+        tracing::info!(user = %user.id, created, "partner user verified");
+        Ok((user, token.reveal().to_owned(), created))
+    }
+
+    /// Blinded evaluation for a partner user, charged to its own quota
+    /// first (atomically; refused with nothing charged when it does not
+    /// fit), then forwarded under the partner's key-service client.
+    pub async fn evaluate(
+        &self,
+        user: &PartnerUser,
+        version: Option<accord_crypto::oprf::KeyVersion>,
+        elements: Vec<accord_crypto::oprf::BlindedElementBytes>,
+    ) -> Result<accord_keyd_client::Evaluated, PartnerError> {
+        let oprf = self.oprf.clone().ok_or_else(|| {
+            PartnerError::KeyService("this partner runs without a key service".into())
+        })?;
+        let n = elements.len() as u64;
+        let now = self.now();
+        match self
+            .store
+            .charge_meter(OPRF_METER, user.id.as_bytes(), n, self.config.user_oprf_quota, now)
+            .await
+        {
+            Ok(()) => {}
+            Err(ChargeError::QuotaExceeded(q)) => {
+                return Err(PartnerError::QuotaExceeded {
+                    retry_after_s: q.retry_after_s,
+                    quota: q.quota,
+                    used: q.used,
+                    requested: q.requested,
+                })
+            }
+            Err(ChargeError::Store(e)) => return Err(e.into()),
+            Err(e) => return Err(PartnerError::Store(StoreError::Corrupt(e.to_string()))),
+        }
+        let r = oprf
+            .evaluate_blinded(accord_crypto::oprf::OprfPurpose::Coordination, version, elements)
+            .await
+            .map_err(|e| PartnerError::KeyService(e.to_string()));
+        if let Err(e) = self.keyd_budget().await {
+            tracing::warn!(error = %e, "key-service budget not checked");
+        }
+        r
+    }
+
+    /// The partner's use of its key-service quota; logs an error when it
+    /// crosses the alert share (once, until it falls back below).
+    pub async fn keyd_budget(&self) -> Result<KeydBudget, PartnerError> {
+        let now = self.now();
+        let used = self.store.meter_total(OPRF_METER, now).await?;
+        let users = self.store.stats().await?.users;
+        let quota = self.keyd_daily.load(Ordering::Relaxed);
+        let alert = quota > 0
+            && used.saturating_mul(100) >= quota.saturating_mul(self.config.keyd_alert_percent);
+        if alert && !self.alerting.swap(true, Ordering::Relaxed) {
+            tracing::error!(
+                used,
+                quota,
+                percent = self.config.keyd_alert_percent,
+                "the partner's key-service quota is nearly spent"
+            );
+        } else if !alert {
+            self.alerting.store(false, Ordering::Relaxed);
+        }
+        Ok(KeydBudget {
+            quota,
+            used,
+            needed: self.config.keyd_quota_for(users),
+            alert,
+        })
+    }
+
+    /// Sizes the partner's key-service quota from its user count (with a
+    /// sizer; without one the operator sets it, and the `needed` gauge
+    /// says to what).
+    pub async fn size_keyd_quota(&self) -> Result<u64, PartnerError> {
+        let users = self.store.stats().await?.users;
+        let needed = self.config.keyd_quota_for(users);
+        if let Some(sizer) = &self.keyd_quota {
+            if self.keyd_daily.load(Ordering::Relaxed) != needed {
+                sizer
+                    .set_daily(needed)
+                    .await
+                    .map_err(PartnerError::KeyService)?;
+                self.keyd_daily.store(needed, Ordering::Relaxed);
+                tracing::info!(users, daily = needed, "partner key-service quota sized");
+            }
+        }
+        Ok(needed)
     }
 
     pub async fn authenticate(&self, token: &str) -> Result<Option<PartnerUser>, PartnerError> {

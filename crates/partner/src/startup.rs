@@ -3,14 +3,16 @@
 //! serve`, `accord demo` and the tests alike.
 
 use crate::http::AppState;
-use crate::service::PartnerService;
+use crate::service::{KeydQuota, PartnerConfig, PartnerService};
+use crate::verifier::Verifier;
 use accord_crypto::token::TokenHash;
 use accord_domain::Clock;
-use accord_http::{spawn_server, Stop, Task};
+use accord_http::{spawn_loop, spawn_server, Stop, Task};
 use accord_storage::partner::SqlPartnerStore;
 use accord_storage::{Db, StoreError};
 use axum::Router;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// Everything the partner is built from.
@@ -24,6 +26,42 @@ pub struct Settings {
     pub feed_secret: Vec<u8>,
     /// The key service, for the blinded evaluations of partner users.
     pub oprf: Option<Arc<dyn accord_keyd_client::Oprf>>,
+    /// Sends sign-up codes.
+    pub verifier: Arc<dyn Verifier>,
+    /// Limits: per-user OPRF quota, sign-ups per address and per day, ...
+    pub config: PartnerConfig,
+    /// Keys the tags of numbers and client addresses (HMAC-SHA256); kept
+    /// outside the database.
+    pub number_key: Vec<u8>,
+    /// Sizes the partner's quota at the key service from its user count
+    /// (in process in `accord serve`); without it, `keyd_daily` is the
+    /// quota the operator set, for the alert.
+    pub keyd_quota: Option<Arc<dyn KeydQuota>>,
+    pub keyd_daily: u64,
+}
+
+impl Settings {
+    /// Settings with the dev verifier, default limits, a random number
+    /// key and no key service.
+    pub fn new(
+        location: String,
+        admin_token: TokenHash,
+        clock: Arc<dyn Clock>,
+        feed_secret: Vec<u8>,
+    ) -> Self {
+        Settings {
+            location,
+            admin_token,
+            clock,
+            feed_secret,
+            oprf: None,
+            verifier: Arc::new(crate::verifier::DevVerifier),
+            config: PartnerConfig::default(),
+            number_key: accord_crypto::token::random_salt().repeat(2),
+            keyd_quota: None,
+            keyd_daily: 0,
+        }
+    }
 }
 
 /// The built partner.
@@ -36,7 +74,9 @@ impl Application {
     pub async fn build(s: Settings) -> Result<Self, StoreError> {
         let db = Db::open_service(&s.location, "partner").await?;
         let store = SqlPartnerStore::new(db).await?;
-        let mut service = PartnerService::new(Arc::new(store), s.clock, s.feed_secret);
+        let mut service = PartnerService::new(Arc::new(store), s.clock, s.feed_secret)
+            .with_signup(s.verifier, s.config, s.number_key)
+            .with_keyd_quota(s.keyd_quota, s.keyd_daily);
         if let Some(oprf) = s.oprf {
             service = service.with_oprf(oprf);
         }
@@ -57,8 +97,19 @@ impl Application {
         &self.state.service
     }
 
-    /// Serves the API on `listener` until `stop`.
+    /// Serves the API on `listener` until `stop`, and sizes the partner's
+    /// key-service quota from its user count every minute.
     pub fn start(&self, listener: TcpListener, stop: &Stop) -> Vec<Task> {
-        vec![spawn_server(listener, self.router(), stop.clone())]
+        let service = self.state.service.clone();
+        let sizing = spawn_loop(Duration::from_secs(60), stop.clone(), move || {
+            let service = service.clone();
+            async move {
+                if let Err(e) = service.size_keyd_quota().await {
+                    tracing::warn!(error = %e, "partner key-service quota not sized");
+                }
+                false
+            }
+        });
+        vec![spawn_server(listener, self.router(), stop.clone()), sizing]
     }
 }

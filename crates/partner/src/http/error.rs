@@ -5,6 +5,7 @@
 use crate::service::PartnerError;
 use accord_storage::StoreError;
 use axum::http::StatusCode;
+use serde_json::json;
 
 pub use accord_http::{ApiError, ApiResult, ErrorBody, Json, Path, Query};
 
@@ -28,6 +29,39 @@ impl From<PartnerError> for ApiError {
                     StatusCode::BAD_GATEWAY,
                     "key_service_unavailable",
                     "the key service is not available",
+                )
+            }
+            PartnerError::Phone(p) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_phone", p.to_string())
+            }
+            PartnerError::VerificationExpired => {
+                ApiError::new(StatusCode::GONE, "verification_expired", e.to_string())
+            }
+            PartnerError::WrongCode { attempts_left } => {
+                ApiError::new(StatusCode::BAD_REQUEST, "wrong_code", e.to_string())
+                    .with_details(json!({ "attempts_left": attempts_left }))
+            }
+            PartnerError::TooManyAttempts => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", e.to_string())
+            }
+            PartnerError::RateLimited(_, retry_after_s) => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", e.to_string())
+                    .with_retry_after(retry_after_s)
+            }
+            PartnerError::QuotaExceeded {
+                retry_after_s,
+                quota,
+                used,
+                requested,
+            } => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", e.to_string())
+                .with_retry_after(retry_after_s)
+                .with_details(json!({ "quota": quota, "used": used, "requested": requested })),
+            PartnerError::Verifier(v) => {
+                tracing::warn!(error = %v, "verifier failed");
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "verifier_unavailable",
+                    "could not send the code; try again later",
                 )
             }
             PartnerError::Store(StoreError::Conflict(w)) => ApiError::conflict(w),

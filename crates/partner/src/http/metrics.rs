@@ -1,7 +1,11 @@
 //! The partner's own series, read from its store before each scrape: the
 //! pseudonyms it holds something of, records per purpose, partner users,
 //! links, contact edges, and reads refused for want of a grant, per
-//! purpose. Labels are purposes only.
+//! purpose. Labels are purposes only. And the partner's use of its
+//! key-service quota: the quota, what its users' evaluations took in the
+//! rolling day, what its user count needs, and an alert gauge that is 1
+//! from 80% on (`PartnerConfig::keyd_alert_percent`; an error is logged
+//! too); device records refused at ingest.
 
 use crate::service::PartnerService;
 use accord_http::metrics::count;
@@ -23,6 +27,11 @@ struct Gauges {
     contact_edges: Gauge,
     records: Family<ByPurpose, Gauge>,
     denied_reads: Family<ByPurpose, Gauge>,
+    keyd_quota: Gauge,
+    keyd_used: Gauge,
+    keyd_needed: Gauge,
+    keyd_alert: Gauge,
+    refused_devices: Gauge,
 }
 
 /// The partner's registry: the shared request series and its own.
@@ -50,6 +59,26 @@ pub fn build(service: &PartnerService) -> Metrics {
             "partner_denied_reads",
             "Reads refused for want of a grant, per purpose",
         ),
+        keyd_quota: b.gauge(
+            "partner_keyd_quota_elements",
+            "The partner's daily coordination quota at the key service",
+        ),
+        keyd_used: b.gauge(
+            "partner_keyd_used_elements",
+            "Elements the partner's users had evaluated in the rolling day",
+        ),
+        keyd_needed: b.gauge(
+            "partner_keyd_needed_elements",
+            "The key-service quota the partner's user count needs",
+        ),
+        keyd_alert: b.gauge(
+            "partner_keyd_quota_alert",
+            "1 when the key-service usage reached the alert share of its quota",
+        ),
+        refused_devices: b.gauge(
+            "partner_refused_device_records",
+            "Device records refused at ingest since start (an identifier or a broken format)",
+        ),
     };
     let service = service.clone();
     b.on_scrape(move || {
@@ -74,6 +103,17 @@ pub fn build(service: &PartnerService) -> Metrics {
                 }
                 Err(e) => tracing::warn!(error = %e, "partner metrics not refreshed"),
             }
+            match service.keyd_budget().await {
+                Ok(k) => {
+                    g.keyd_quota.set(count(k.quota));
+                    g.keyd_used.set(count(k.used));
+                    g.keyd_needed.set(count(k.needed));
+                    g.keyd_alert.set(i64::from(k.alert));
+                }
+                Err(e) => tracing::warn!(error = %e, "partner key-service metrics not refreshed"),
+            }
+            g.refused_devices
+                .set(count(service.refused_device_records()));
         }
     });
     b.build()

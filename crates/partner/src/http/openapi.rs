@@ -9,7 +9,7 @@ use utoipa::OpenApi;
     info(title = "Accord partner", description = "The partner (social/ads) service: the coordination feed from the messenger, partner users, linking, contacts and friend suggestions."),
     paths(
         feed::ingest, feed::digests, feed::bucket,
-        users::create, users::me, users::set_ads, users::set_phone, users::evaluate,
+        users::start_registration, users::verify_registration, users::me, users::set_ads, users::set_phone, users::evaluate,
         users::upload_contacts, users::suggestions,
         admin::read, admin::stats,
     ),

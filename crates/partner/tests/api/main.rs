@@ -4,6 +4,7 @@
 //! operator would. (The coordination feed between the messenger and the
 //! partner is tested end to end in the messenger's API tests.)
 
+mod abuse;
 mod helpers;
 mod routes;
 mod users;

@@ -11,11 +11,12 @@ async fn every_documented_route_answers_bad_requests_with_the_json_error_body() 
     let app = spawn_app().await;
     let (_, token) = app.sign_up("alice", None).await;
     let pseudonym = "ab".repeat(32);
+    let registration = uuid::Uuid::new_v4().to_string();
     let report = Sweep {
         base_url: &app.base_url,
         bearer: &token,
         admin: &app.admin_token,
-        params: &[("pseudonym", &pseudonym)],
+        params: &[("pseudonym", &pseudonym), ("registration_id", &registration)],
         signed: &[
             "/v1/feed/ingest",
             "/v1/feed/reconcile/digests",
@@ -40,7 +41,8 @@ async fn the_document_lists_every_route_of_the_partner() {
         "/v1/feed/ingest",
         "/v1/feed/reconcile/digests",
         "/v1/feed/reconcile/bucket",
-        "/v1/partner/users",
+        "/v1/partner/registrations",
+        "/v1/partner/registrations/{registration_id}/verify",
         "/v1/partner/me",
         "/v1/partner/me/ads",
         "/v1/partner/me/phone",
@@ -55,7 +57,7 @@ async fn the_document_lists_every_route_of_the_partner() {
     ] {
         assert!(paths.contains_key(p), "{p} is not documented");
     }
-    assert_eq!(paths.len(), 15, "{:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(paths.len(), 16, "{:?}", paths.keys().collect::<Vec<_>>());
 }
 
 #[tokio::test]
@@ -80,7 +82,8 @@ async fn metrics_show_requests_and_holdings_to_the_operator_only() {
     let (status, text) = scrape(&app.base_url, Some(&app.admin_token)).await;
     assert_eq!(status, 200, "{text}");
     for series in [
-        r#"accord_http_requests_total{service="partner",method="POST",route="/v1/partner/users",status="201"} 1"#,
+        r#"accord_http_requests_total{service="partner",method="POST",route="/v1/partner/registrations",status="201"} 1"#,
+        r#"accord_http_requests_total{service="partner",method="POST",route="/v1/partner/registrations/{registration_id}/verify",status="201"} 1"#,
         r#"accord_http_requests_total{service="partner",method="GET",route="/v1/partner/me",status="200"} 1"#,
         r#"accord_partner_users{service="partner"} 1"#,
         r#"accord_partner_subjects{service="partner"} 0"#,

@@ -33,24 +33,46 @@ async fn a_user_signs_up_reads_itself_and_sets_ad_personalisation() {
 #[tokio::test]
 async fn bad_pseudonyms_unknown_fields_and_strangers_are_refused() {
     let app = spawn_app().await;
+    // Sign-up takes a number to verify, never a pseudonym or a name alone.
     let r = app
         .send(
             Method::POST,
-            "/v1/partner/users",
+            "/v1/partner/registrations",
             None,
-            Some(json!({ "name": "x", "phone_pseudonym": "+6281234567001" })),
-        )
-        .await;
-    assert_error(&r, 400, "invalid_pseudonym");
-    let r = app
-        .send(
-            Method::POST,
-            "/v1/partner/users",
-            None,
-            Some(json!({ "name": "x", "phone": "+6281234567001" })),
+            Some(json!({ "phone": "+6281234567001", "phone_pseudonym": "ab".repeat(32) })),
         )
         .await;
     assert_error(&r, 400, "invalid_json");
+    let r = app
+        .send(
+            Method::POST,
+            "/v1/partner/registrations",
+            None,
+            Some(json!({ "phone": "12" })),
+        )
+        .await;
+    assert_error(&r, 400, "invalid_phone");
+    let started = app.start_registration("+6281234567001").await;
+    let r = app.verify(&started.body, "12345", "").await;
+    assert_error(&r, 400, "bad_request");
+    let r = app
+        .send(
+            Method::POST,
+            "/v1/partner/registrations/not-a-uuid/verify",
+            None,
+            Some(json!({ "code": "123456", "name": "x" })),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = app
+        .send(
+            Method::POST,
+            &format!("/v1/partner/registrations/{}/verify", uuid::Uuid::new_v4()),
+            None,
+            Some(json!({ "code": "123456", "name": "x" })),
+        )
+        .await;
+    assert_error(&r, 410, "verification_expired");
     let (_, token) = app.sign_up("bob", None).await;
     let r = app
         .send(

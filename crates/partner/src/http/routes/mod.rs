@@ -15,7 +15,11 @@ pub fn router() -> Router<AppState> {
         .route("/v1/feed/ingest", post(feed::ingest))
         .route("/v1/feed/reconcile/digests", post(feed::digests))
         .route("/v1/feed/reconcile/bucket", post(feed::bucket))
-        .route("/v1/partner/users", post(users::create))
+        .route("/v1/partner/registrations", post(users::start_registration))
+        .route(
+            "/v1/partner/registrations/{registration_id}/verify",
+            post(users::verify_registration),
+        )
         .route("/v1/partner/me", get(users::me))
         .route("/v1/partner/me/ads", put(users::set_ads))
         .route("/v1/partner/me/phone", put(users::set_phone))

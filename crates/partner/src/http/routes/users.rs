@@ -1,53 +1,84 @@
-//! The partner's own users: sign-up (optionally with a phone pseudonym),
-//! their ad-personalisation setting, contact upload, suggestions.
+//! The partner's own users: sign-up with a verified phone number (two
+//! steps), their phone pseudonym, ad-personalisation setting, blinded
+//! evaluation under their own quota, contact upload, suggestions.
 
-use crate::http::error::{ApiError, ApiResult, ErrorBody, Json};
-use crate::http::extract::User;
+use crate::http::error::{ApiError, ApiResult, ErrorBody, Json, Path};
+use crate::http::extract::{ClientAddr, User};
 use crate::http::AppState;
 use accord_domain::coordination::parse_pseudonym_hex;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use uuid::Uuid;
+
+pub use crate::service::RegistrationStarted;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateUser {
+pub struct StartRegistration {
+    /// The number to verify, E.164 or national with `region`. It is sent
+    /// the code and not stored.
+    pub phone: String,
+    /// ISO 3166-1 alpha-2, for national formats.
+    pub region: Option<String>,
+}
+
+/// Signs up, step 1: a code to the phone number (the partner's own
+/// verifier; with a dev verifier the code is in the answer). Limited per
+/// client address, per number and in all, per rolling day.
+#[utoipa::path(post, path = "/v1/partner/registrations", tag = "partner", request_body = StartRegistration,
+    responses((status = 201, body = RegistrationStarted), (status = 400, body = ErrorBody, description = "invalid_phone, invalid_json"),
+        (status = 413, body = ErrorBody), (status = 429, body = ErrorBody, description = "rate_limited, with Retry-After"),
+        (status = 502, body = ErrorBody, description = "verifier_unavailable")))]
+pub async fn start_registration(
+    State(s): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    Json(b): Json<StartRegistration>,
+) -> ApiResult<(StatusCode, Json<RegistrationStarted>)> {
+    let r = s
+        .service
+        .start_registration(&b.phone, b.region.as_deref(), addr)
+        .await?;
+    Ok((StatusCode::CREATED, Json(r)))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRegistration {
+    pub code: String,
+    /// The display name of a new partner user (kept when the number
+    /// already has one).
     pub name: String,
-    /// The user's `coordination` pseudonym (64 hex digits), computed by
-    /// their client through the key service. Never a number.
-    pub phone_pseudonym: Option<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Created {
     pub user_id: String,
+    /// This device's bearer token, shown once.
     pub token: String,
+    /// False when the number already had a partner user (a new token of it).
+    pub new_user: bool,
 }
 
-/// Signs up a partner user, optionally with its phone pseudonym.
-#[utoipa::path(post, path = "/v1/partner/users", tag = "partner", request_body = CreateUser,
-    responses((status = 201, body = Created), (status = 400, body = ErrorBody, description = "invalid_pseudonym, invalid_json"), (status = 413, body = ErrorBody)))]
-pub async fn create(
+/// Signs up, step 2: the code; answers the partner user and a token.
+#[utoipa::path(post, path = "/v1/partner/registrations/{registration_id}/verify", tag = "partner", request_body = VerifyRegistration,
+    params(("registration_id" = String, Path, description = "from step 1")),
+    responses((status = 201, body = Created), (status = 400, body = ErrorBody, description = "wrong_code, bad_request, invalid_json, invalid_path"),
+        (status = 410, body = ErrorBody, description = "verification_expired"), (status = 413, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "too_many_attempts")))]
+pub async fn verify_registration(
     State(s): State<AppState>,
-    Json(b): Json<CreateUser>,
+    Path(id): Path<Uuid>,
+    Json(b): Json<VerifyRegistration>,
 ) -> ApiResult<(StatusCode, Json<Created>)> {
-    let p = match &b.phone_pseudonym {
-        Some(h) => Some(parse_pseudonym_hex(h).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_pseudonym",
-                "phone_pseudonym must be 64 hex digits",
-            )
-        })?),
-        None => None,
-    };
-    let (u, token) = s.service.create_user(&b.name, p).await?;
+    let (u, token, new_user) = s.service.verify_registration(id, &b.code, &b.name).await?;
     Ok((
         StatusCode::CREATED,
         Json(Created {
             user_id: u.id.to_string(),
             token,
+            new_user,
         }),
     ))
 }
@@ -158,25 +189,28 @@ pub async fn set_phone(
 
 /// Blinded evaluation for the partner's users, in the key service's wire
 /// format: the partner forwards blinded elements (it learns nothing of
-/// the numbers) under its own key-service client, at most 1,000 a request.
+/// the numbers) under its own key-service client, at most 1,000 a
+/// request, each charged first to the caller's own quota per rolling day
+/// (per person: all its tokens share it).
 #[utoipa::path(post, path = "/v1/oprf/coordination/evaluate", tag = "partner", security(("bearer" = [])),
     request_body(content = Object, description = "the key service's EvaluateRequest"),
     responses((status = 200, body = Object, description = "the key service's EvaluateResponse"),
         (status = 400, body = ErrorBody, description = "invalid_batch, invalid_element, invalid_json"), (status = 401, body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 502, body = ErrorBody), (status = 503, body = ErrorBody)))]
+        (status = 413, body = ErrorBody), (status = 429, body = ErrorBody, description = "quota_exceeded, with Retry-After"),
+        (status = 502, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn evaluate(
     State(s): State<AppState>,
-    _: User,
+    User(u): User,
     Json(b): Json<accord_keyd_client::wire::EvaluateRequest>,
 ) -> ApiResult<Json<accord_keyd_client::wire::EvaluateResponse>> {
-    let oprf = s.service.oprf.clone().ok_or_else(|| {
-        ApiError::new(
+    if s.service.oprf.is_none() {
+        return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "key_service_unavailable",
             "this partner runs without a key service",
-        )
-    })?;
-    if b.elements.is_empty() || b.elements.len() > 1000 {
+        ));
+    }
+    if b.elements.is_empty() || b.elements.len() > crate::service::MAX_EVALUATE {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_batch",
@@ -197,14 +231,7 @@ pub async fn evaluate(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let r = oprf
-        .evaluate_blinded(
-            accord_crypto::oprf::OprfPurpose::Coordination,
-            b.key_version,
-            elements,
-        )
-        .await
-        .map_err(|e| crate::PartnerError::KeyService(e.to_string()))?;
+    let r = s.service.evaluate(&u, b.key_version, elements).await?;
     Ok(Json(accord_keyd_client::wire::EvaluateResponse {
         key_version: r.key_version,
         elements: r.elements,
