@@ -74,6 +74,9 @@ fn register_share_link_suggest_opt_out_and_confirmed_deletion() {
             "127.0.0.1:0",
             "--partner-listen",
             "127.0.0.1:0",
+            // Room for the 5,000-number address book below.
+            "--partner-user-quota",
+            "6000",
         ])
         .env_remove("ACCORD_DATABASE_URL")
         .stdout(Stdio::null())
@@ -192,17 +195,51 @@ fn register_share_link_suggest_opt_out_and_confirmed_deletion() {
         out.contains("linked to the messenger: false"),
         "bob unticked the box: {out}"
     );
-    accord(
+    let (code, out, err) = accord(
         &[
             "partner",
             "signup",
             "--name",
             "eve",
+            "--phone",
+            "+62 812-3456-7892",
             "--partner-session",
             &p("pe.json"),
         ],
         &env,
     );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("created"), "{out}");
+    assert!(err.contains("dev server: using the code"), "{err}");
+    // The same number again signs in to the same partner user.
+    let (code, out, err) = accord(
+        &[
+            "partner",
+            "signup",
+            "--name",
+            "eve again",
+            "--phone",
+            "+62 812-3456-7892",
+            "--partner-session",
+            &p("pe2.json"),
+        ],
+        &env,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("signed in"), "{out}");
+    // No way in without a number.
+    let (code, _, err) = accord(
+        &[
+            "partner",
+            "signup",
+            "--name",
+            "x",
+            "--partner-session",
+            &p("px.json"),
+        ],
+        &env,
+    );
+    assert_eq!(code, 2, "{err}");
     std::fs::write(
         p("contacts.txt"),
         "0812-3456-7890\n0812-3456-7891\n0812-3456-7777\n",
@@ -234,6 +271,48 @@ fn register_share_link_suggest_opt_out_and_confirmed_deletion() {
             .collect::<Vec<_>>(),
         vec!["alice"]
     );
+
+    // An address book of 5,000 numbers: streamed in batches the partner
+    // accepts (at most 1,000 per evaluation), with progress on stderr.
+    let (code, _, err) = accord(
+        &[
+            "partner",
+            "signup",
+            "--name",
+            "dave",
+            "--phone",
+            "+62 812-3456-7893",
+            "--partner-session",
+            &p("pd.json"),
+        ],
+        &env,
+    );
+    assert_eq!(code, 0, "{err}");
+    let mut book: Vec<String> = (0..4_998)
+        .map(|i| format!("+62812{:08}", 20_000_000 + i))
+        .collect();
+    book.insert(1_234, "0812-3456-7890".into());
+    book.push("0812-3456-7891".into());
+    std::fs::write(p("book.txt"), book.join("\n")).unwrap();
+    let (code, out, err) = accord(
+        &[
+            "partner",
+            "contacts",
+            "--file",
+            &p("book.txt"),
+            "--region",
+            "ID",
+            "--partner-session",
+            &p("pd.json"),
+        ],
+        &env,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("uploaded 5000 contacts"), "{out}");
+    assert!(out.contains("kept 2"), "{out}");
+    for n in [1_000, 2_000, 3_000, 4_000, 5_000] {
+        assert!(err.contains(&format!("{n} contacts uploaded")), "{err}");
+    }
 
     // Day 29: Alice opts out; the partner deletes and confirms.
     accord(

@@ -110,7 +110,11 @@ impl DeviceInfo {
         format(&self.os_version, "os_version", version)?;
         field(&mut self.model, "model", 64)?;
         format(&self.model, "model", |c| {
-            c.is_alphanumeric() || matches!(c, ' ' | '-' | '_' | '.' | ',' | '(' | ')' | '+' | '/' | '\'' | '&')
+            c.is_alphanumeric()
+                || matches!(
+                    c,
+                    ' ' | '-' | '_' | '.' | ',' | '(' | ')' | '+' | '/' | '\'' | '&'
+                )
         })?;
         field(&mut self.app_version, "app_version", 32)?;
         format(&self.app_version, "app_version", version)?;
@@ -146,8 +150,7 @@ fn is_locale(s: &str) -> bool {
 /// that parses as a number valid in any region.
 pub fn holds_identifier(v: &str) -> bool {
     if v.contains('@')
-        && v
-            .split(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | '<' | '>' | '(' | ')'))
+        && v.split(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | '<' | '>' | '(' | ')'))
             .any(|w| Email::parse(w).is_ok())
     {
         return true;
@@ -158,7 +161,8 @@ pub fn holds_identifier(v: &str) -> bool {
         let mut out: Vec<String> = Vec::new();
         let mut run = String::new();
         for c in v.chars().chain(std::iter::once('#')) {
-            if c.is_ascii_digit() || matches!(c, '+' | '-' | '(' | ')' | ' ') || (dots && c == '.') {
+            if c.is_ascii_digit() || matches!(c, '+' | '-' | '(' | ')' | ' ') || (dots && c == '.')
+            {
                 run.push(c);
             } else {
                 out.push(std::mem::take(&mut run));
@@ -171,7 +175,10 @@ pub fn holds_identifier(v: &str) -> bool {
         .into_iter()
         .filter(|r| digits(r) >= 7)
         .chain(runs(true).into_iter().filter(|r| digits(r) >= 10))
-        .map(|r| r.trim_matches(|c: char| !c.is_ascii_digit() && c != '+').to_owned())
+        .map(|r| {
+            r.trim_matches(|c: char| !c.is_ascii_digit() && c != '+')
+                .to_owned()
+        })
         .any(|r| is_phone_anywhere(&r))
 }
 
@@ -244,7 +251,10 @@ mod tests {
             f(&mut d);
             d.validated()
         };
-        assert_eq!(with(|d| d.os = "linux".into()), Err(DeviceInfoError::UnknownOs));
+        assert_eq!(
+            with(|d| d.os = "linux".into()),
+            Err(DeviceInfoError::UnknownOs)
+        );
         assert_eq!(
             with(|d| d.os_version = "15; rm".into()),
             Err(DeviceInfoError::BadFormat("os_version"))
@@ -308,10 +318,16 @@ mod tests {
         }
         let mut d = info();
         d.model = "alice@example.com".into();
-        assert_eq!(d.validated(), Err(DeviceInfoError::ContainsIdentifier("model")));
+        assert_eq!(
+            d.validated(),
+            Err(DeviceInfoError::ContainsIdentifier("model"))
+        );
         let mut d = info();
         d.locale = "bob@example.org".into();
-        assert_eq!(d.validated(), Err(DeviceInfoError::ContainsIdentifier("locale")));
+        assert_eq!(
+            d.validated(),
+            Err(DeviceInfoError::ContainsIdentifier("locale"))
+        );
         let mut d = info();
         d.os_version = "6281234567890".into();
         assert_eq!(

@@ -71,14 +71,12 @@ impl Default for PartnerConfig {
 
 impl PartnerConfig {
     /// The key-service quota the partner needs with `users` users: every
-    /// user's quota, and a full day of new sign-ups' (the most that can
-    /// join before the next sizing), with a quarter more as headroom.
+    /// user's quota, and a quarter more (at least 100 users' worth) as
+    /// headroom for those who sign up before the next sizing (a minute).
     pub fn keyd_quota_for(&self, users: u64) -> u64 {
         users
-            .saturating_add(self.signups_per_day)
+            .saturating_add((users / 4).max(100))
             .saturating_mul(self.user_oprf_quota)
-            .saturating_mul(5)
-            / 4
     }
 }
 
@@ -446,8 +444,18 @@ impl PartnerService {
         let number_tag = self.tag(&format!("phone:{}", phone.e164()));
         let c = &self.config;
         for (kind, subject, limit, what) in [
-            (ADDRESS_METER, &address[..], c.signups_per_address, "from this address"),
-            (NUMBER_METER, &number_tag[..], c.codes_per_number, "for this number"),
+            (
+                ADDRESS_METER,
+                &address[..],
+                c.signups_per_address,
+                "from this address",
+            ),
+            (
+                NUMBER_METER,
+                &number_tag[..],
+                c.codes_per_number,
+                "for this number",
+            ),
             (GLOBAL_METER, &[][..], c.signups_per_day, "today"),
         ] {
             match self.store.charge_meter(kind, subject, 1, limit, now).await {
@@ -560,7 +568,13 @@ impl PartnerService {
         let now = self.now();
         match self
             .store
-            .charge_meter(OPRF_METER, user.id.as_bytes(), n, self.config.user_oprf_quota, now)
+            .charge_meter(
+                OPRF_METER,
+                user.id.as_bytes(),
+                n,
+                self.config.user_oprf_quota,
+                now,
+            )
             .await
         {
             Ok(()) => {}
@@ -576,7 +590,11 @@ impl PartnerService {
             Err(e) => return Err(PartnerError::Store(StoreError::Corrupt(e.to_string()))),
         }
         let r = oprf
-            .evaluate_blinded(accord_crypto::oprf::OprfPurpose::Coordination, version, elements)
+            .evaluate_blinded(
+                accord_crypto::oprf::OprfPurpose::Coordination,
+                version,
+                elements,
+            )
             .await
             .map_err(|e| PartnerError::KeyService(e.to_string()));
         if let Err(e) = self.keyd_budget().await {

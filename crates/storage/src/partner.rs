@@ -406,12 +406,14 @@ impl PartnerStore for SqlPartnerStore {
         .bind(u.created_at.0)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("INSERT INTO partner_tokens (token_hash, user_id, created_at) VALUES ($1, $2, $3)")
-            .bind(token_hash.to_vec())
-            .bind(uuid_text(u.id))
-            .bind(u.created_at.0)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO partner_tokens (token_hash, user_id, created_at) VALUES ($1, $2, $3)",
+        )
+        .bind(token_hash.to_vec())
+        .bind(uuid_text(u.id))
+        .bind(u.created_at.0)
+        .execute(&mut *tx)
+        .await?;
         if let Some(p) = u.phone_pseudonym {
             sqlx::query(
                 "INSERT INTO links (partner_user_id, pseudonym, linked_at) \
@@ -640,12 +642,14 @@ impl PartnerStore for SqlPartnerStore {
             .fetch_one(&mut *tx)
             .await?;
         let user = user_row(&user)?;
-        sqlx::query("INSERT INTO partner_tokens (token_hash, user_id, created_at) VALUES ($1, $2, $3)")
-            .bind(token_hash.to_vec())
-            .bind(uuid_text(user.id))
-            .bind(u.created_at.0)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO partner_tokens (token_hash, user_id, created_at) VALUES ($1, $2, $3)",
+        )
+        .bind(token_hash.to_vec())
+        .bind(uuid_text(user.id))
+        .bind(u.created_at.0)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok((user, created))
     }

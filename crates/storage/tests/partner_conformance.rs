@@ -177,8 +177,15 @@ async fn a_code_allows_max_attempts_even_in_parallel_and_is_taken_once() {
             }
         }
         counted.sort_unstable();
-        assert_eq!(counted, vec![1, 2, 3, 4, 5], "exactly five attempts counted");
-        assert_eq!(s.count_attempt(uuid::Uuid::new_v4(), 5).await.unwrap(), None);
+        assert_eq!(
+            counted,
+            vec![1, 2, 3, 4, 5],
+            "exactly five attempts counted"
+        );
+        assert_eq!(
+            s.count_attempt(uuid::Uuid::new_v4(), 5).await.unwrap(),
+            None
+        );
         let takes: Vec<_> = (0..4)
             .map(|_| {
                 let s = s.clone();
@@ -196,10 +203,7 @@ async fn a_code_allows_max_attempts_even_in_parallel_and_is_taken_once() {
             ..r
         };
         s.put_registration(&old).await.unwrap();
-        assert_eq!(
-            s.purge_signups(T0.plus_millis(600_000)).await.unwrap(),
-            1
-        );
+        assert_eq!(s.purge_signups(T0.plus_millis(600_000)).await.unwrap(), 1);
         assert_eq!(s.registration(old.id).await.unwrap(), None);
     })
     .await;
@@ -222,12 +226,18 @@ async fn one_number_is_one_user_with_several_tokens() {
         for t in [[30; 32], [31; 32]] {
             assert_eq!(s.user_by_token(&t).await.unwrap().unwrap().id, first.id);
         }
-        let (other, created) = s.sign_up(&user("bob", None), &[4; 32], &[32; 32]).await.unwrap();
+        let (other, created) = s
+            .sign_up(&user("bob", None), &[4; 32], &[32; 32])
+            .await
+            .unwrap();
         assert!(created && other.id != first.id);
         // Users made before sign-up needed a number keep working.
         let legacy = user("legacy", None);
         s.create_user(&legacy, &[33; 32]).await.unwrap();
-        assert_eq!(s.user_by_token(&[33; 32]).await.unwrap().unwrap().id, legacy.id);
+        assert_eq!(
+            s.user_by_token(&[33; 32]).await.unwrap().unwrap().id,
+            legacy.id
+        );
         assert_eq!(s.stats().await.unwrap().users, 3);
     })
     .await;
@@ -266,7 +276,9 @@ async fn meters_never_charge_past_their_limit_even_in_parallel() {
         let later = T0.plus_millis(24 * 3_600_000);
         assert_eq!(s.meter_total("oprf", later).await.unwrap(), 0);
         s.purge_signups(later).await.unwrap();
-        s.charge_meter("oprf", b"user-a", 7, 7, later).await.unwrap();
+        s.charge_meter("oprf", b"user-a", 7, 7, later)
+            .await
+            .unwrap();
     })
     .await;
 }

@@ -167,13 +167,12 @@ pub async fn run(a: DemoArgs) -> CliResult {
 
     // The partner, on its own port and database, fed by the messenger.
     let feed_secret = BearerToken::generate().reveal().as_bytes().to_vec();
-    let partner = accord_partner::Application::build(accord_partner::Settings {
-        location: data.location(),
-        admin_token: TokenHash::of(admin_token.reveal()),
-        clock: clock_dyn.clone(),
-        feed_secret: feed_secret.clone(),
-        oprf: None,
-    })
+    let partner = accord_partner::Application::build(accord_partner::Settings::new(
+        data.location(),
+        TokenHash::of(admin_token.reveal()),
+        clock_dyn.clone(),
+        feed_secret.clone(),
+    ))
     .await?;
     let partner_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

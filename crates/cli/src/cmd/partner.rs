@@ -5,15 +5,21 @@
 
 use crate::error::{CliError, CliResult};
 use crate::session::write_private;
+use accord_crypto::oprf::KeyVersion;
 use accord_crypto::oprf::OprfPurpose;
 use accord_domain::coordination::pseudonym_hex;
 use accord_domain::PhoneNumber;
-use accord_keyd::{HttpOprf, Oprf};
+use accord_keyd::{HttpOprf, Oprf, OprfClientError};
 use clap::Subcommand;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use std::io::BufRead;
 use std::path::PathBuf;
+
+/// Numbers per evaluation request and per upload: what the partner
+/// accepts in one evaluation (1,000 blinded elements).
+const BATCH: usize = 1_000;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct PartnerSessionArgs {
@@ -52,32 +58,55 @@ impl PartnerSession {
     fn client(&self) -> accord_client::Client {
         accord_client::Client::new(&self.server).with_token(&self.token)
     }
-    /// Pseudonyms of numbers, computed blind through the partner's proxy.
-    async fn pseudonyms(&self, phones: &[PhoneNumber]) -> CliResult<Vec<String>> {
+    /// Pseudonyms of numbers, computed blind through the partner's proxy
+    /// (one request: at most [`BATCH`] numbers), under `version` (the
+    /// active one if `None`).
+    async fn pseudonyms(
+        &self,
+        phones: &[PhoneNumber],
+        version: Option<KeyVersion>,
+    ) -> CliResult<(Vec<String>, Option<KeyVersion>)> {
         let oprf = HttpOprf::new(
             self.server.clone(),
             secrecy::SecretString::from(self.token.clone()),
         );
         let ps = oprf
-            .phone_pseudonyms(OprfPurpose::Coordination, None, phones)
+            .phone_pseudonyms(OprfPurpose::Coordination, version, phones)
             .await
-            .map_err(|e| CliError::Input(format!("pseudonyms: {e}")))?;
-        Ok(ps.iter().map(|p| pseudonym_hex(p.as_bytes())).collect())
+            .map_err(|e| match e {
+                OprfClientError::QuotaExceeded { retry_after_s } => CliError::Input(format!(
+                    "your daily quota of evaluations at the partner is spent; retry in {retry_after_s} s"
+                )),
+                OprfClientError::Rejected { status: 429, code, message } if code == "quota_exceeded" => {
+                    CliError::Input(format!("quota_exceeded: {message}"))
+                }
+                e => CliError::Input(format!("pseudonyms: {e}")),
+            })?;
+        let version = ps.first().map(|p| p.key_version());
+        Ok((
+            ps.iter().map(|p| pseudonym_hex(p.as_bytes())).collect(),
+            version,
+        ))
     }
 }
 
 #[derive(Subcommand, Debug)]
 pub enum PartnerCmd {
-    /// Create a partner account; with --phone, your number is kept only
-    /// as a pseudonym (and linked to your messenger account if you granted
-    /// `product` there).
+    /// Create a partner account with your phone number: the partner sends
+    /// a code to it (a `--dev` server returns it), keeps the number only
+    /// as a pseudonym, and links you to your messenger account if you
+    /// granted `product` there. A number that already has a partner
+    /// account signs in to it.
     Signup {
         #[arg(long)]
         name: String,
         #[arg(long)]
-        phone: Option<String>,
+        phone: String,
         #[arg(long)]
         region: Option<String>,
+        /// The code sent to your phone (asked for on stdin if needed and not given).
+        #[arg(long)]
+        code: Option<String>,
         /// Base URL of the partner service.
         #[arg(
             long,
@@ -129,15 +158,41 @@ pub async fn run(c: PartnerCmd) -> CliResult {
             name,
             phone,
             region,
+            code,
             server,
             s,
         } => {
-            let phone = phone.map(|p| parse(&p, region.as_deref())).transpose()?;
-            let created: Value = accord_client::Client::new(&server)
+            let phone = parse(&phone, region.as_deref())?;
+            let anon = accord_client::Client::new(&server);
+            let started: Value = anon
                 .request_raw(
                     Method::POST,
-                    "/v1/partner/users",
-                    Some(&json!({ "name": name })),
+                    "/v1/partner/registrations",
+                    Some(&json!({ "phone": phone.e164() })),
+                )
+                .await?;
+            let code = match (code, started["dev_code"].as_str()) {
+                (Some(c), _) => c,
+                (None, Some(c)) => {
+                    eprintln!("(dev server: using the code it returned)");
+                    c.to_owned()
+                }
+                (None, None) => {
+                    eprint!("Enter the code the partner sent to your phone: ");
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .lock()
+                        .read_line(&mut line)
+                        .map_err(|e| CliError::Internal(e.into()))?;
+                    line.trim().to_owned()
+                }
+            };
+            let id = started["registration_id"].as_str().unwrap_or_default();
+            let created: Value = anon
+                .request_raw(
+                    Method::POST,
+                    &format!("/v1/partner/registrations/{id}/verify"),
+                    Some(&json!({ "code": code, "name": name })),
                 )
                 .await?;
             let sess = PartnerSession {
@@ -155,23 +210,26 @@ pub async fn run(c: PartnerCmd) -> CliResult {
                     .expect("serialisable")
                     .as_bytes(),
             )?;
-            if let Some(p) = phone {
-                let ps = sess.pseudonyms(&[p]).await?;
-                sess.client()
-                    .request_raw(
-                        Method::PUT,
-                        "/v1/partner/me/phone",
-                        Some(&json!({ "phone_pseudonym": ps[0] })),
-                    )
-                    .await?;
-            }
+            let (ps, _) = sess.pseudonyms(&[phone], None).await?;
+            sess.client()
+                .request_raw(
+                    Method::PUT,
+                    "/v1/partner/me/phone",
+                    Some(&json!({ "phone_pseudonym": ps[0] })),
+                )
+                .await?;
             let me = sess
                 .client()
                 .request_raw(Method::GET, "/v1/partner/me", None)
                 .await?;
             println!(
-                "partner account {} created; linked to the messenger: {}; session in {}",
+                "partner account {} {}; linked to the messenger: {}; session in {}",
                 sess.user_id,
+                if created["new_user"] == json!(false) {
+                    "signed in (the number already had one)"
+                } else {
+                    "created"
+                },
                 me["linked_to_messenger"],
                 path.display()
             );
@@ -198,32 +256,52 @@ pub async fn run(c: PartnerCmd) -> CliResult {
             println!("ad personalisation {}", if on { "on" } else { "off" });
         }
         PartnerCmd::Contacts { file, region, s } => {
-            let text = std::fs::read_to_string(&file)
+            // Streamed: read, evaluate and upload one batch at a time, so
+            // an address book of any size fits in memory and in what the
+            // partner accepts per request.
+            let f = std::fs::File::open(&file)
                 .map_err(|e| CliError::Input(format!("cannot read {}: {e}", file.display())))?;
-            let mut phones = Vec::new();
-            for (i, line) in text.lines().enumerate() {
-                let line = line.trim();
-                if line.is_empty() || line.starts_with('#') {
-                    continue;
+            let sess = PartnerSession::load(&s)?;
+            let (mut version, mut read, mut sent, mut kept) = (None, 0usize, 0u64, 0u64);
+            let mut batch = Vec::with_capacity(BATCH);
+            let mut lines = std::io::BufReader::new(f).lines().enumerate();
+            loop {
+                let next = lines.next();
+                if let Some((i, line)) = &next {
+                    let line = line.as_ref().map_err(|e| {
+                        CliError::Input(format!("cannot read {}: {e}", file.display()))
+                    })?;
+                    let line = line.trim();
+                    if !line.is_empty() && !line.starts_with('#') {
+                        read += 1;
+                        match PhoneNumber::parse(line, region.as_deref()) {
+                            Ok(p) => batch.push(p),
+                            Err(e) => eprintln!("line {}: skipped: {e}", i + 1),
+                        }
+                    }
                 }
-                match PhoneNumber::parse(line, region.as_deref()) {
-                    Ok(p) => phones.push(p),
-                    Err(e) => eprintln!("line {}: skipped: {e}", i + 1),
+                if batch.len() == BATCH || (next.is_none() && !batch.is_empty()) {
+                    let (ps, v) = sess.pseudonyms(&batch, version).await?;
+                    version = version.or(v);
+                    let r = sess
+                        .client()
+                        .request_raw(
+                            Method::POST,
+                            "/v1/partner/me/contacts",
+                            Some(&json!({ "pseudonyms": ps })),
+                        )
+                        .await?;
+                    sent += batch.len() as u64;
+                    kept += r["kept"].as_u64().unwrap_or(0);
+                    eprintln!("{sent} contacts uploaded ({read} lines read)");
+                    batch.clear();
+                }
+                if next.is_none() {
+                    break;
                 }
             }
-            let sess = PartnerSession::load(&s)?;
-            let ps = sess.pseudonyms(&phones).await?;
-            let r = sess
-                .client()
-                .request_raw(
-                    Method::POST,
-                    "/v1/partner/me/contacts",
-                    Some(&json!({ "pseudonyms": ps })),
-                )
-                .await?;
             println!(
-                "uploaded {} contacts as pseudonyms; the partner kept {} that match someone",
-                r["received"], r["kept"]
+                "uploaded {sent} contacts as pseudonyms; the partner kept {kept} that match someone"
             );
         }
         PartnerCmd::Suggestions { s } => {

@@ -87,9 +87,25 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub trusted_proxies: Vec<std::net::IpAddr>,
-    /// SMS gateway webhook that receives {"to", "text"} for each code.
+    /// SMS gateway webhook that receives {"to", "text"} for each code
+    /// (the messenger's and the partner's sign-up codes).
     #[arg(long, env = "ACCORD_SMS_WEBHOOK")]
     pub sms_webhook: Option<String>,
+    /// Blinded evaluations each partner user may have per rolling day
+    /// (its own number and an address book).
+    #[arg(long, env = "ACCORD_PARTNER_USER_QUOTA", default_value_t = 2_001)]
+    pub partner_user_quota: u64,
+    /// Partner sign-ups per client address per rolling day.
+    #[arg(long, env = "ACCORD_PARTNER_SIGNUPS_PER_ADDRESS", default_value_t = 10)]
+    pub partner_signups_per_address: u64,
+    /// Partner sign-ups in all per rolling day.
+    #[arg(long, env = "ACCORD_PARTNER_SIGNUPS_PER_DAY", default_value_t = 10_000)]
+    pub partner_signups_per_day: u64,
+    /// The partner's daily quota at a key service in another process, as
+    /// its operator set it (for the partner's 80% alert); in process the
+    /// partner sizes its own from its user count.
+    #[arg(long, env = "ACCORD_PARTNER_KEYD_QUOTA", default_value_t = 10_000_000)]
+    pub partner_keyd_quota: u64,
     /// The operator's admin token for every service here (default:
     /// <data-dir>/admin.token, created on first start).
     #[arg(long, env = "ACCORD_ADMIN_TOKEN", hide_env_values = true)]
@@ -143,7 +159,12 @@ pub fn admin_token_in(dir: &Path) -> CliResult<String> {
 
 /// Reads the feed secret from the data directory, creating it on first start.
 pub fn feed_secret_in(dir: &Path) -> CliResult<Vec<u8>> {
-    let path = dir.join("feed.secret");
+    secret_in(dir, "feed.secret")
+}
+
+/// A secret in the data directory (0600), created on first start.
+fn secret_in(dir: &Path, name: &str) -> CliResult<Vec<u8>> {
+    let path = dir.join(name);
     if let Ok(t) = std::fs::read_to_string(&path) {
         return Ok(t.trim().as_bytes().to_vec());
     }
@@ -152,6 +173,28 @@ pub fn feed_secret_in(dir: &Path) -> CliResult<Vec<u8>> {
     let t = BearerToken::generate();
     write_private(&path, t.reveal().as_bytes())?;
     Ok(t.reveal().as_bytes().to_vec())
+}
+
+/// Sizes the partner's quota at a key service in the same process.
+#[derive(Debug)]
+struct InProcessQuota {
+    keyd: KeyService,
+    client: accord_keyd::ClientId,
+}
+
+#[async_trait::async_trait]
+impl accord_partner::KeydQuota for InProcessQuota {
+    async fn set_daily(&self, daily: u64) -> Result<(), String> {
+        self.keyd
+            .set_quota(
+                self.client,
+                accord_crypto::oprf::OprfPurpose::Coordination,
+                daily,
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> CliError {
@@ -265,6 +308,23 @@ fn verifier(a: &ServeArgs) -> CliResult<Arc<dyn Verifier>> {
     })
 }
 
+/// How the partner's sign-up codes reach a phone: `--dev` or `--sms-webhook`.
+fn partner_verifier(a: &ServeArgs) -> CliResult<Arc<dyn accord_partner::verifier::Verifier>> {
+    use accord_partner::verifier::{DevVerifier, WebhookVerifier};
+    Ok(match (a.dev, &a.sms_webhook) {
+        (false, Some(url)) => Arc::new(WebhookVerifier::new(url.clone())),
+        (true, None) => Arc::new(DevVerifier),
+        (true, Some(_)) => {
+            return Err(CliError::Input(
+                "--dev and --sms-webhook exclude each other".into(),
+            ))
+        }
+        (false, None) => return Err(CliError::Input(
+            "no way to send the partner's sign-up codes: pass --dev for local use (codes come back in the API response) or --sms-webhook URL".into(),
+        )),
+    })
+}
+
 /// The key service on `--keyd-listen`; returns it and its URL.
 async fn start_keyd(
     a: &ServeArgs,
@@ -299,12 +359,17 @@ async fn start_partner(
     keyd: Option<&KeyService>,
     tasks: &mut Vec<accord_http::Task>,
 ) -> CliResult<String> {
+    let mut keyd_quota: Option<Arc<dyn accord_partner::KeydQuota>> = None;
     let oprf: Option<Arc<dyn accord_keyd::Oprf>> = match (keyd, &a.keyd_url, &a.keyd_token) {
         (Some(k), _, _) => {
             let id = k
                 .client_named("partner", accord_keyd::ClientKind::Partner)
                 .await
                 .map_err(internal)?;
+            keyd_quota = Some(Arc::new(InProcessQuota {
+                keyd: k.clone(),
+                client: id,
+            }));
             Some(Arc::new(accord_keyd::InProcessOprf::new(k.clone(), id)))
         }
         (None, Some(url), Some(token)) => Some(Arc::new(HttpOprf::new(
@@ -317,11 +382,23 @@ async fn start_partner(
         }
     };
     let partner = accord_partner::Application::build(accord_partner::Settings {
-        location: a.data.location(),
-        admin_token: TokenHash::of(&s.admin_token),
-        clock: s.clock.clone(),
-        feed_secret: s.feed_secret.clone(),
         oprf,
+        verifier: partner_verifier(a)?,
+        config: accord_partner::PartnerConfig {
+            user_oprf_quota: a.partner_user_quota,
+            signups_per_address: a.partner_signups_per_address,
+            signups_per_day: a.partner_signups_per_day,
+            ..accord_partner::PartnerConfig::default()
+        },
+        number_key: secret_in(&a.data.data_dir, "partner.number.key")?,
+        keyd_quota,
+        keyd_daily: a.partner_keyd_quota,
+        ..accord_partner::Settings::new(
+            a.data.location(),
+            TokenHash::of(&s.admin_token),
+            s.clock.clone(),
+            s.feed_secret.clone(),
+        )
     })
     .await?;
     let listener = listen(a.partner_listen).await?;

@@ -252,13 +252,12 @@ pub async fn start_partner(
     accord_messenger::feed::FeedConfig,
 ) {
     let secret = b"feed secret of this test".to_vec();
-    let partner = accord_partner::Application::build(accord_partner::Settings {
-        location: dir.to_str().expect("utf-8 path").to_owned(),
-        admin_token: TokenHash::of(admin_token),
+    let partner = accord_partner::Application::build(accord_partner::Settings::new(
+        dir.to_str().expect("utf-8 path").to_owned(),
+        TokenHash::of(admin_token),
         clock,
-        feed_secret: secret.clone(),
-        oprf: None,
-    })
+        secret.clone(),
+    ))
     .await
     .expect("the partner builds");
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port.unwrap_or(0)))

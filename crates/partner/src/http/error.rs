@@ -41,9 +41,11 @@ impl From<PartnerError> for ApiError {
                 ApiError::new(StatusCode::BAD_REQUEST, "wrong_code", e.to_string())
                     .with_details(json!({ "attempts_left": attempts_left }))
             }
-            PartnerError::TooManyAttempts => {
-                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", e.to_string())
-            }
+            PartnerError::TooManyAttempts => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                e.to_string(),
+            ),
             PartnerError::RateLimited(_, retry_after_s) => {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", e.to_string())
                     .with_retry_after(retry_after_s)
@@ -53,9 +55,13 @@ impl From<PartnerError> for ApiError {
                 quota,
                 used,
                 requested,
-            } => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", e.to_string())
-                .with_retry_after(retry_after_s)
-                .with_details(json!({ "quota": quota, "used": used, "requested": requested })),
+            } => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "quota_exceeded",
+                e.to_string(),
+            )
+            .with_retry_after(retry_after_s)
+            .with_details(json!({ "quota": quota, "used": used, "requested": requested })),
             PartnerError::Verifier(v) => {
                 tracing::warn!(error = %v, "verifier failed");
                 ApiError::new(

@@ -128,7 +128,11 @@ async fn a_user_quota_holds_under_parallel_requests_and_is_shared_by_a_persons_t
         match r.status().as_u16() {
             200 => ok += 1,
             429 => {
-                let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+                let retry: u64 = r.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
                 assert!(retry > 0 && retry <= 86_400);
                 let body: serde_json::Value = r.json().await.unwrap();
                 assert_eq!(body["code"], "quota_exceeded", "{body}");
@@ -206,10 +210,17 @@ async fn codes_allow_few_attempts_even_in_parallel_and_sign_ups_have_a_daily_bud
     assert_error(&app.start_registration(&phone).await, 429, "rate_limited");
     // The global budget: 3 sign-ups a day were asked for (the number's
     // third was refused before it counted), one more is refused.
-    assert_eq!(app.start_registration(&app.fresh_number()).await.status, 201);
+    assert_eq!(
+        app.start_registration(&app.fresh_number()).await.status,
+        201
+    );
     let r = app.start_registration(&app.fresh_number()).await;
     assert_error(&r, 429, "rate_limited");
-    assert!(r.body["message"].as_str().unwrap().contains("today"), "{}", r.body);
+    assert!(
+        r.body["message"].as_str().unwrap().contains("today"),
+        "{}",
+        r.body
+    );
     // Bad numbers are refused before anything counts.
     assert_error(
         &app.start_registration("not a number").await,
@@ -232,10 +243,8 @@ async fn the_key_service_quota_is_sized_from_the_user_count_and_alerts_at_80_per
     .await;
     let (_, token) = app.sign_up("alice", None).await;
     let c = &app.service.config;
-    assert_eq!(
-        c.keyd_quota_for(1),
-        (1 + c.signups_per_day) * c.user_oprf_quota * 5 / 4
-    );
+    assert_eq!(c.keyd_quota_for(1), (1 + 100) * c.user_oprf_quota);
+    assert_eq!(c.keyd_quota_for(10_000), 12_500 * c.user_oprf_quota);
     let gauge = |text: &str, name: &str| {
         text.lines()
             .find(|l| l.starts_with(&format!("accord_{name}{{")))
@@ -254,16 +263,18 @@ async fn the_key_service_quota_is_sized_from_the_user_count_and_alerts_at_80_per
     );
     assert_eq!(app.evaluate(&token, 1).await.status, 200);
     let (_, text) = accord_http::testing::scrape(&app.base_url, Some(&app.admin_token)).await;
-    assert_eq!(gauge(&text, "partner_keyd_quota_alert"), "1", "8 of 10 is 80%");
+    assert_eq!(
+        gauge(&text, "partner_keyd_quota_alert"),
+        "1",
+        "8 of 10 is 80%"
+    );
     assert!(app.service.keyd_budget().await.unwrap().alert);
 }
 
 #[tokio::test]
 async fn a_feed_record_with_a_phone_number_as_device_information_is_refused() {
     let app = spawn_app().await;
-    let device = |model: &str| {
-        json!({ "os": "android", "os_version": "15", "model": model, "app_version": "2.26.1", "locale": "id-ID" })
-    };
+    let device = |model: &str| json!({ "os": "android", "os_version": "15", "model": model, "app_version": "2.26.1", "locale": "id-ID" });
     let p = |b: u8| hex::encode([b; 32]);
     let batch = json!({ "events": [
         { "event_id": 1, "pseudonym": p(1), "key_version": 1, "purposes": ["product"],
@@ -286,7 +297,8 @@ async fn a_feed_record_with_a_phone_number_as_device_information_is_refused() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    for (pseudonym, purpose, models) in [(p(1), "product", vec!["Pixel 8"]), (p(2), "ads", vec![])] {
+    for (pseudonym, purpose, models) in [(p(1), "product", vec!["Pixel 8"]), (p(2), "ads", vec![])]
+    {
         let r = app
             .send(
                 Method::GET,
@@ -306,5 +318,8 @@ async fn a_feed_record_with_a_phone_number_as_device_information_is_refused() {
     }
     assert_eq!(app.service.refused_device_records(), 2);
     let (_, text) = accord_http::testing::scrape(&app.base_url, Some(&app.admin_token)).await;
-    assert!(text.contains(r#"accord_partner_refused_device_records{service="partner"} 2"#), "{text}");
+    assert!(
+        text.contains(r#"accord_partner_refused_device_records{service="partner"} 2"#),
+        "{text}"
+    );
 }

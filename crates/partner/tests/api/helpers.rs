@@ -1,9 +1,7 @@
 //! Starts the real partner service (router, `serve`, SQLite in a
 //! temporary directory) on `127.0.0.1:0`.
 
-use accord_crypto::oprf::{
-    BlindedElementBytes, EvaluatedElementBytes, KeyVersion, OprfPurpose,
-};
+use accord_crypto::oprf::{BlindedElementBytes, EvaluatedElementBytes, KeyVersion, OprfPurpose};
 use accord_crypto::token::{BearerToken, TokenHash};
 use accord_domain::{SimulatedClock, Timestamp};
 use accord_keyd_client::{Evaluated, Oprf, OprfClientError};
@@ -179,7 +177,9 @@ impl TestApp {
 
     /// Sign-up, step 2.
     pub async fn verify(&self, registration: &Value, code: &str, name: &str) -> Resp {
-        let id = registration["registration_id"].as_str().expect("registration_id");
+        let id = registration["registration_id"]
+            .as_str()
+            .expect("registration_id");
         self.send(
             Method::POST,
             &format!("/v1/partner/registrations/{id}/verify"),
@@ -194,7 +194,10 @@ impl TestApp {
     pub async fn sign_up_with(&self, name: &str, phone: &str) -> (String, String) {
         let started = self.start_registration(phone).await;
         assert_eq!(started.status, 201, "{}", started.body);
-        let code = started.body["dev_code"].as_str().expect("dev_code").to_owned();
+        let code = started.body["dev_code"]
+            .as_str()
+            .expect("dev_code")
+            .to_owned();
         let r = self.verify(&started.body, &code, name).await;
         assert_eq!(r.status, 201, "{}", r.body);
         (

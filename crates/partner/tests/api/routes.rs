@@ -16,7 +16,10 @@ async fn every_documented_route_answers_bad_requests_with_the_json_error_body() 
         base_url: &app.base_url,
         bearer: &token,
         admin: &app.admin_token,
-        params: &[("pseudonym", &pseudonym), ("registration_id", &registration)],
+        params: &[
+            ("pseudonym", &pseudonym),
+            ("registration_id", &registration),
+        ],
         signed: &[
             "/v1/feed/ingest",
             "/v1/feed/reconcile/digests",
