@@ -282,9 +282,11 @@ mod tests {
         );
     }
 
+    type Setter = fn(&mut DeviceInfo, &str);
+
     #[test]
     fn phone_numbers_and_email_addresses_are_refused_in_any_field() {
-        let cases: [(&'static str, fn(&mut DeviceInfo, &str)); 4] = [
+        let cases: [(&'static str, Setter); 4] = [
             ("model", |d, v| d.model = v.into()),
             ("os_version", |d, v| d.os_version = v.into()),
             ("app_version", |d, v| d.app_version = v.into()),
