@@ -38,6 +38,8 @@ pub struct Settings {
     /// quota the operator set, for the alert.
     pub keyd_quota: Option<Arc<dyn KeydQuota>>,
     pub keyd_daily: u64,
+    /// Reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Settings {
@@ -60,6 +62,7 @@ impl Settings {
             number_key: accord_crypto::token::random_salt().repeat(2),
             keyd_quota: None,
             keyd_daily: 0,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -84,6 +87,7 @@ impl Application {
             state: AppState {
                 service,
                 admin_token: s.admin_token,
+                trusted_proxies: s.trusted_proxies,
             },
         })
     }

@@ -78,7 +78,7 @@ pub struct ServeArgs {
     /// Verification codes sent per hour in all: the SMS budget.
     #[arg(long, env = "ACCORD_CODES_PER_HOUR", default_value_t = 10_000)]
     pub codes_per_hour: u32,
-    /// A reverse proxy in front of the messenger (repeatable): requests
+    /// A reverse proxy in front of the messenger or the partner (repeatable): requests
     /// from it name the client in `X-Forwarded-For`, and limits per client
     /// address use that. Requests from anywhere else are never believed.
     #[arg(
@@ -393,6 +393,7 @@ async fn start_partner(
         number_key: secret_in(&a.data.data_dir, "partner.number.key")?,
         keyd_quota,
         keyd_daily: a.partner_keyd_quota,
+        trusted_proxies: a.trusted_proxies.clone(),
         ..accord_partner::Settings::new(
             a.data.location(),
             TokenHash::of(&s.admin_token),

@@ -8,12 +8,10 @@ use super::AppState;
 use accord_crypto::token::TokenHash;
 use accord_http::{bearer, AdminAuth};
 use accord_storage::partner::PartnerUser;
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
 
-pub use accord_http::Admin;
+pub use accord_http::{Admin, ClientAddr};
 
 /// A partner user.
 pub struct User(pub PartnerUser);
@@ -27,23 +25,6 @@ impl FromRequestParts<AppState> for User {
             .await?
             .map(User)
             .ok_or_else(ApiError::unauthorized)
-    }
-}
-
-/// The caller's address, as the connection shows it (`accord_http::serve`
-/// records it). Behind a reverse proxy every caller has the proxy's
-/// address: forwarded headers are not trusted.
-pub struct ClientAddr(pub Option<IpAddr>);
-
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
-    type Rejection = Infallible;
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
-        Ok(ClientAddr(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip()),
-        ))
     }
 }
 

@@ -26,6 +26,9 @@ pub struct AppState {
     pub service: PartnerService,
     /// Hash of the operator's admin token.
     pub admin_token: TokenHash,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (for the
+    /// sign-up limit per client address); no one else's is believed.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// Largest request body: a feed batch or a contact upload.
@@ -35,6 +38,7 @@ pub const MAX_BODY: usize = 4 * 1024 * 1024;
 pub fn router(state: AppState) -> Router {
     let spec = accord_http::HttpSpec {
         metrics: metrics::build(&state.service),
+        trusted_proxies: state.trusted_proxies.clone(),
         ..accord_http::HttpSpec::new("partner", MAX_BODY, openapi::document())
     };
     accord_http::finish(routes::router(), state, spec)

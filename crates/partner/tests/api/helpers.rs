@@ -104,6 +104,7 @@ pub async fn spawn_app_with(o: Options) -> TestApp {
     let app = router(AppState {
         service: service.clone(),
         admin_token: TokenHash::of(&admin_token),
+        trusted_proxies: Vec::new(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
