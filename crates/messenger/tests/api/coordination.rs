@@ -88,6 +88,44 @@ async fn partner_post(app: &TestApp, path: &str, token: &str, body: Value) -> Va
     v
 }
 
+/// Signs up at the partner with a verified number (its dev verifier
+/// returns the code) and, if given, sets the phone pseudonym; the token.
+async fn partner_sign_up(
+    app: &TestApp,
+    name: &str,
+    phone: &str,
+    pseudonym: Option<[u8; 32]>,
+) -> String {
+    let started = partner_post(
+        app,
+        "/v1/partner/registrations",
+        "",
+        json!({ "phone": phone }),
+    )
+    .await;
+    let id = started["registration_id"].as_str().unwrap();
+    let created = partner_post(
+        app,
+        &format!("/v1/partner/registrations/{id}/verify"),
+        "",
+        json!({ "code": started["dev_code"], "name": name }),
+    )
+    .await;
+    let token = created["token"].as_str().unwrap().to_owned();
+    if let Some(p) = pseudonym {
+        let r = app
+            .http
+            .put(format!("{}/v1/partner/me/phone", partner_url(app)))
+            .bearer_auth(&token)
+            .json(&json!({ "phone_pseudonym": pseudonym_hex(&p) }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 204);
+    }
+    token
+}
+
 async fn partner_get(app: &TestApp, path: &str, token: &str) -> (u16, Value) {
     let r = app
         .http
@@ -200,27 +238,11 @@ async fn whatsapp_2016_publish_accept_share_link_suggest_and_the_opt_out_window(
         alice_p, pa,
         "the partner side computes the same pseudonym through the key service"
     );
-    let created = partner_post(
-        &app,
-        "/v1/partner/users",
-        "",
-        json!({"name": "alice", "phone_pseudonym": pseudonym_hex(&alice_p)}),
-    )
-    .await;
-    let alice_partner = created["token"].as_str().unwrap().to_owned();
+    let alice_partner = partner_sign_up(&app, "alice", &n(1), Some(alice_p)).await;
     let (_, me) = partner_get(&app, "/v1/partner/me", &alice_partner).await;
     assert_eq!(me["linked_to_messenger"], true);
     let bob_p = partner_side_pseudonym(&app, &n(2)).await;
-    let bob_partner = partner_post(
-        &app,
-        "/v1/partner/users",
-        "",
-        json!({"name": "bob", "phone_pseudonym": pseudonym_hex(&bob_p)}),
-    )
-    .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let bob_partner = partner_sign_up(&app, "bob", &n(2), Some(bob_p)).await;
     let (_, me) = partner_get(&app, "/v1/partner/me", &bob_partner).await;
     assert_eq!(
         me["linked_to_messenger"], false,
@@ -228,10 +250,7 @@ async fn whatsapp_2016_publish_accept_share_link_suggest_and_the_opt_out_window(
     );
 
     // Suggestions: an uploader with alice, bob and a stranger as contacts.
-    let eve = partner_post(&app, "/v1/partner/users", "", json!({"name": "eve"})).await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let eve = partner_sign_up(&app, "eve", &n(5), None).await;
     let stranger = partner_side_pseudonym(&app, &n(99)).await;
     let up = partner_post(
         &app,
