@@ -24,6 +24,12 @@ pub const REASON_SHARE: &str = "share";
 /// a deleted account), or a new pseudonym replaces it (a number change).
 pub const REASON_REVOKE: &str = "revoke";
 
+/// The partner's feed endpoints, as the messenger signs them
+/// (`accord_crypto::mac::SignedRequest::path`).
+pub const INGEST_PATH: &str = "/v1/feed/ingest";
+pub const DIGESTS_PATH: &str = "/v1/feed/reconcile/digests";
+pub const RECONCILE_BUCKET_PATH: &str = "/v1/feed/reconcile/bucket";
+
 /// A batch, as posted to the partner's ingest endpoint.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

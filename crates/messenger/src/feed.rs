@@ -20,8 +20,8 @@ use accord_crypto::mac;
 use accord_crypto::oprf::{KeyVersion, OprfPurpose};
 use accord_domain::coordination::{
     digests_of, pseudonym_hex, Digests, EventResult, FeedAck, FeedBatch, FeedEvent, LedgerRef,
-    Mismatches, ReconcileBucketList, ReconcileBucketOutcome, PARTNER, REASON_REVOKE, REASON_SHARE,
-    RECONCILE_BUCKETS,
+    Mismatches, ReconcileBucketList, ReconcileBucketOutcome, DIGESTS_PATH, INGEST_PATH, PARTNER,
+    REASON_REVOKE, REASON_SHARE, RECONCILE_BUCKETS, RECONCILE_BUCKET_PATH,
 };
 use accord_domain::ledger::LedgerRecord;
 use accord_domain::time::{HOUR_MS, SECOND_MS};
@@ -44,16 +44,19 @@ pub struct FeedConfig {
     pub batch: u32,
     /// A deletion still unconfirmed after this raises an alert.
     pub deletion_deadline_ms: i64,
-    /// When set, every signed batch sent is also recorded here as
-    /// `(timestamp, signature, body)`: for audits, and for tests that
-    /// replay deliveries out of order.
+    /// When set, every signed request sent is also recorded here, exactly
+    /// as it went on the wire: for audits, and for tests that replay
+    /// deliveries out of order.
     pub tap: Option<Arc<std::sync::Mutex<Vec<SentBatch>>>>,
 }
 
-/// A batch exactly as it went on the wire.
+/// A signed request exactly as it went on the wire.
 #[derive(Clone, Debug)]
 pub struct SentBatch {
+    /// The partner's path (`accord_domain::coordination::INGEST_PATH`, …).
+    pub path: &'static str,
     pub timestamp_ms: i64,
+    pub nonce: String,
     pub signature: String,
     pub body: Vec<u8>,
 }
@@ -387,30 +390,7 @@ impl Dispatcher {
 
     async fn post(&self, batch: &FeedBatch, now: Timestamp) -> Result<FeedAck, String> {
         let body = serde_json::to_vec(batch).map_err(|e| e.to_string())?;
-        let sig = mac::sign(self.config.secret.expose_secret(), now.0, &body);
-        if let Some(tap) = &self.config.tap {
-            tap.lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push(SentBatch {
-                    timestamp_ms: now.0,
-                    signature: sig.clone(),
-                    body: body.clone(),
-                });
-        }
-        let r = self
-            .http
-            .post(format!("{}/v1/feed/ingest", self.config.partner_url))
-            .header(mac::SIGNATURE_HEADER, sig)
-            .header(mac::TIMESTAMP_HEADER, now.0.to_string())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| e.without_url().to_string())?;
-        if !r.status().is_success() {
-            return Err(format!("partner answered {}", r.status()));
-        }
-        let ack: FeedAck = r.json().await.map_err(|e| e.to_string())?;
+        let ack: FeedAck = self.send_signed(INGEST_PATH, body, now).await?;
         if ack.results.len() != batch.events.len() {
             return Err("the partner answered a different number of events".into());
         }
@@ -419,17 +399,48 @@ impl Dispatcher {
 
     async fn post_signed<T: serde::de::DeserializeOwned>(
         &self,
-        path: &str,
+        path: &'static str,
         body: &impl Serialize,
     ) -> Result<T, String> {
         let body = serde_json::to_vec(body).map_err(|e| e.to_string())?;
-        let now = self.messenger.now();
-        let sig = mac::sign(self.config.secret.expose_secret(), now.0, &body);
+        self.send_signed(path, body, self.messenger.now()).await
+    }
+
+    /// POSTs `body` to the partner's `path`, signed over the method, the
+    /// path, the time, a fresh nonce and the body: every call (a retry
+    /// too) is a new request, which the partner accepts once.
+    async fn send_signed<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &'static str,
+        body: Vec<u8>,
+        now: Timestamp,
+    ) -> Result<T, String> {
+        let nonce = mac::nonce();
+        let request = mac::SignedRequest {
+            method: "POST",
+            path,
+            timestamp_ms: now.0,
+            nonce: &nonce,
+            body: &body,
+        };
+        let sig = mac::sign(self.config.secret.expose_secret(), &request);
+        if let Some(tap) = &self.config.tap {
+            tap.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(SentBatch {
+                    path,
+                    timestamp_ms: now.0,
+                    nonce: nonce.clone(),
+                    signature: sig.clone(),
+                    body: body.clone(),
+                });
+        }
         let r = self
             .http
             .post(format!("{}{path}", self.config.partner_url))
             .header(mac::SIGNATURE_HEADER, sig)
             .header(mac::TIMESTAMP_HEADER, now.0.to_string())
+            .header(mac::NONCE_HEADER, nonce)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body)
             .send()
@@ -476,7 +487,7 @@ impl Dispatcher {
             ServiceError::Partner(format!("reconciliation with the partner failed: {e}"))
         };
         let mismatches: Mismatches = self
-            .post_signed("/v1/feed/reconcile/digests", &digests)
+            .post_signed(DIGESTS_PATH, &digests)
             .await
             .map_err(fail)?;
         let mut report = ReconcileReport {
@@ -496,7 +507,7 @@ impl Dispatcher {
                 pseudonyms: members.iter().map(|(p, _)| pseudonym_hex(p)).collect(),
             };
             let out: ReconcileBucketOutcome = self
-                .post_signed("/v1/feed/reconcile/bucket", &list)
+                .post_signed(RECONCILE_BUCKET_PATH, &list)
                 .await
                 .map_err(fail)?;
             report.deleted_at_partner += out.deleted;

@@ -5,7 +5,8 @@ use accord_crypto::mac;
 use accord_crypto::token::{self, BearerToken, TokenHash, VerificationCode};
 use accord_domain::coordination::{
     digests_of, parse_pseudonym_hex, pseudonym_hex, Digests, FeedAck, FeedBatch, Mismatches,
-    ReconcileBucketList, ReconcileBucketOutcome, RECONCILE_BUCKETS,
+    ReconcileBucketList, ReconcileBucketOutcome, DIGESTS_PATH, INGEST_PATH, RECONCILE_BUCKETS,
+    RECONCILE_BUCKET_PATH,
 };
 use accord_domain::time::MINUTE_MS;
 use accord_domain::{Clock, PhoneError, PhoneNumber, Purpose, Timestamp};
@@ -149,6 +150,14 @@ pub enum PartnerError {
     Store(#[from] StoreError),
 }
 
+/// The authentication headers of a feed request.
+#[derive(Clone, Debug)]
+pub struct FeedAuth {
+    pub timestamp_ms: i64,
+    pub nonce: String,
+    pub signature: String,
+}
+
 #[derive(Clone)]
 pub struct PartnerService {
     pub store: Arc<dyn PartnerStore>,
@@ -231,21 +240,46 @@ impl PartnerService {
         self.clock.now()
     }
 
-    /// Verifies and applies a signed batch, in order.
-    pub async fn ingest(
+    /// Checks a feed request: its signature over method, `path`,
+    /// timestamp, nonce and body, its freshness, and that its nonce was
+    /// not seen before (a replay within the window is refused). Only an
+    /// authentic request leaves its nonce behind.
+    async fn check_feed(
         &self,
-        timestamp_ms: i64,
-        signature: &str,
+        path: &str,
+        auth: &FeedAuth,
         body: &[u8],
-    ) -> Result<FeedAck, PartnerError> {
+    ) -> Result<(), PartnerError> {
         let now = self.now();
+        let request = mac::SignedRequest {
+            method: "POST",
+            path,
+            timestamp_ms: auth.timestamp_ms,
+            nonce: &auth.nonce,
+            body,
+        };
         mac::verify(
             self.feed_secret.expose_secret(),
-            timestamp_ms,
+            &request,
             now.0,
-            body,
-            signature,
+            &auth.signature,
         )?;
+        let forget_before = now.plus_millis(-2 * mac::MAX_SKEW_MS);
+        if !self
+            .store
+            .remember_nonce(&auth.nonce, now, forget_before)
+            .await?
+        {
+            tracing::warn!("a feed request was replayed; refused");
+            return Err(mac::MacError::Replayed.into());
+        }
+        Ok(())
+    }
+
+    /// Verifies and applies a signed batch, in order.
+    pub async fn ingest(&self, auth: &FeedAuth, body: &[u8]) -> Result<FeedAck, PartnerError> {
+        let now = self.now();
+        self.check_feed(INGEST_PATH, auth, body).await?;
         let batch: FeedBatch =
             serde_json::from_slice(body).map_err(|e| PartnerError::BadBatch(e.to_string()))?;
         if batch.events.len() > MAX_BATCH {
@@ -315,17 +349,10 @@ impl PartnerService {
     /// first byte) differ from the messenger's.
     pub async fn compare_digests(
         &self,
-        timestamp_ms: i64,
-        signature: &str,
+        auth: &FeedAuth,
         body: &[u8],
     ) -> Result<Mismatches, PartnerError> {
-        mac::verify(
-            self.feed_secret.expose_secret(),
-            timestamp_ms,
-            self.now().0,
-            body,
-            signature,
-        )?;
+        self.check_feed(DIGESTS_PATH, auth, body).await?;
         let d: Digests =
             serde_json::from_slice(body).map_err(|e| PartnerError::BadBatch(e.to_string()))?;
         let mut buckets = Vec::new();
@@ -350,17 +377,10 @@ impl PartnerService {
     /// held.
     pub async fn reconcile_bucket(
         &self,
-        timestamp_ms: i64,
-        signature: &str,
+        auth: &FeedAuth,
         body: &[u8],
     ) -> Result<ReconcileBucketOutcome, PartnerError> {
-        mac::verify(
-            self.feed_secret.expose_secret(),
-            timestamp_ms,
-            self.now().0,
-            body,
-            signature,
-        )?;
+        self.check_feed(RECONCILE_BUCKET_PATH, auth, body).await?;
         let l: ReconcileBucketList =
             serde_json::from_slice(body).map_err(|e| PartnerError::BadBatch(e.to_string()))?;
         let listed: std::collections::BTreeSet<[u8; 32]> = l

@@ -117,6 +117,15 @@ pub trait PartnerStore: Send + Sync + std::fmt::Debug + 'static {
     /// pseudonym is held for `product` (they granted it).
     async fn suggestions(&self, uploader: Uuid) -> Result<Vec<PartnerUser>>;
     async fn stats(&self) -> Result<PartnerStats>;
+    /// Remembers the nonce of a signed feed request seen at `at`, and
+    /// forgets those seen before `forget_before`: `false` if it was seen
+    /// already (a replay). Concurrent calls with one nonce: one `true`.
+    async fn remember_nonce(
+        &self,
+        nonce: &str,
+        at: Timestamp,
+        forget_before: Timestamp,
+    ) -> Result<bool>;
 
     async fn put_registration(&self, r: &PendingRegistration) -> Result<()>;
     async fn registration(&self, id: Uuid) -> Result<Option<PendingRegistration>>;
@@ -740,5 +749,27 @@ impl PartnerStore for SqlPartnerStore {
             .execute(&self.db.pool)
             .await?;
         Ok(r.rows_affected())
+    }
+
+    async fn remember_nonce(
+        &self,
+        nonce: &str,
+        at: Timestamp,
+        forget_before: Timestamp,
+    ) -> Result<bool> {
+        sqlx::query("DELETE FROM feed_nonces WHERE seen_at < $1")
+            .bind(forget_before.0)
+            .execute(&self.db.pool)
+            .await?;
+        match sqlx::query("INSERT INTO feed_nonces (nonce, seen_at) VALUES ($1, $2)")
+            .bind(nonce)
+            .bind(at.0)
+            .execute(&self.db.pool)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if crate::sql::is_unique_violation(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 }

@@ -282,3 +282,33 @@ async fn meters_never_charge_past_their_limit_even_in_parallel() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_feed_nonce_is_accepted_once_within_the_window() {
+    on_each_backend(|s| async move {
+        let t = Timestamp(1_800_000_000_000);
+        assert!(s.remember_nonce("00ff", t, Timestamp(0)).await.unwrap());
+        assert!(!s
+            .remember_nonce("00ff", t.plus_millis(1), Timestamp(0))
+            .await
+            .unwrap());
+        assert!(s.remember_nonce("00fe", t, Timestamp(0)).await.unwrap());
+        // Once forgotten (past the window), the store takes it again; the
+        // signature's own freshness check refuses such an old request.
+        assert!(s
+            .remember_nonce("00ff", t.plus_millis(700_000), t.plus_millis(1))
+            .await
+            .unwrap());
+        // Concurrent: one winner.
+        let tries = (0..8).map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.remember_nonce("abcd", t, Timestamp(0)).await.unwrap() })
+        });
+        let mut won = 0;
+        for t in tries {
+            won += usize::from(t.await.unwrap());
+        }
+        assert_eq!(won, 1);
+    })
+    .await;
+}

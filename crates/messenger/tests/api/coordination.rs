@@ -69,6 +69,27 @@ async fn ledger_kinds(app: &TestApp, a: AccountId) -> Vec<(String, Value)> {
         .collect()
 }
 
+/// A feed request to the partner's ingest endpoint, signed with `secret`
+/// at `now` with a fresh nonce.
+fn signed(secret: &[u8], now: i64, body: &[u8]) -> accord_partner::service::FeedAuth {
+    let nonce = accord_crypto::mac::nonce();
+    let signature = accord_crypto::mac::sign(
+        secret,
+        &accord_crypto::mac::SignedRequest {
+            method: "POST",
+            path: accord_domain::coordination::INGEST_PATH,
+            timestamp_ms: now,
+            nonce: &nonce,
+            body,
+        },
+    );
+    accord_partner::service::FeedAuth {
+        timestamp_ms: now,
+        nonce,
+        signature,
+    }
+}
+
 fn partner_url(app: &TestApp) -> String {
     app.feed.as_ref().unwrap().config.partner_url.clone()
 }
@@ -421,8 +442,10 @@ async fn duplicated_and_reordered_deliveries_change_nothing() {
         async move {
             let body = serde_json::to_vec(&batch).unwrap();
             let now = partner.now().0;
-            let sig = accord_crypto::mac::sign(secret, now, &body);
-            partner.ingest(now, &sig, &body).await.unwrap()
+            partner
+                .ingest(&signed(secret, now, &body), &body)
+                .await
+                .unwrap()
         }
     };
     let share_ads = post(FeedBatch {
@@ -475,15 +498,11 @@ async fn duplicated_and_reordered_deliveries_change_nothing() {
     .unwrap();
     let now = partner.now().0;
     assert!(partner
-        .ingest(now, &accord_crypto::mac::sign(b"wrong", now, &body), &body)
+        .ingest(&signed(b"wrong", now, &body), &body)
         .await
         .is_err());
     assert!(partner
-        .ingest(
-            now - 3_600_000,
-            &accord_crypto::mac::sign(secret, now - 3_600_000, &body),
-            &body
-        )
+        .ingest(&signed(secret, now - 3_600_000, &body), &body)
         .await
         .is_err());
     assert!(partner
@@ -786,4 +805,85 @@ async fn a_restricted_user_withdraws_and_the_partner_confirms_the_deletion() {
         .await
         .iter()
         .any(|(k, _)| k == "deletion_confirmed"));
+}
+
+#[tokio::test]
+async fn a_captured_feed_request_replayed_or_sent_elsewhere_is_refused() {
+    let app = spawn_app(opts(ConsentProfile::Strict)).await;
+    let v1 = app.publish(ConsentProfile::Strict, &Purpose::ALL).await;
+    let u = app
+        .register(&n(50), Some((v1.version, share(Some(true)))))
+        .await;
+    let a = account_of(&u).await;
+    drain(&app).await;
+    let p = pseudonym(&app, a).await;
+    let partner = app.partner.clone().unwrap();
+    // Drift, so that reconciliation sends a bucket call too.
+    assert!(partner.store.delete_held(&p, Purpose::Ads).await.unwrap());
+    let mut live = app.feed.clone().unwrap();
+    let tap = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    live.config.tap = Some(tap.clone());
+    live.reconcile().await.unwrap();
+    let sent = tap.lock().unwrap().clone();
+    let find = |path: &str| {
+        sent.iter()
+            .find(|b| b.path == path)
+            .unwrap_or_else(|| panic!("no {path} call in {sent:?}"))
+            .clone()
+    };
+    let bucket = find(accord_domain::coordination::RECONCILE_BUCKET_PATH);
+    let digests = find(accord_domain::coordination::DIGESTS_PATH);
+    let replay = |path: &'static str, b: accord_messenger::feed::SentBatch| {
+        let (http, url) = (app.http.clone(), format!("{}{path}", partner_url(&app)));
+        async move {
+            let r = http
+                .post(url)
+                .header(accord_crypto::mac::SIGNATURE_HEADER, b.signature)
+                .header(
+                    accord_crypto::mac::TIMESTAMP_HEADER,
+                    b.timestamp_ms.to_string(),
+                )
+                .header(accord_crypto::mac::NONCE_HEADER, b.nonce)
+                .header("content-type", "application/json")
+                .body(b.body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap();
+            (status, body["code"].as_str().unwrap_or("").to_owned())
+        }
+    };
+    // The same bucket call, verbatim, within the window: refused.
+    assert_eq!(
+        replay(
+            accord_domain::coordination::RECONCILE_BUCKET_PATH,
+            bucket.clone()
+        )
+        .await,
+        (401, "replayed_request".to_owned())
+    );
+    // A signature for one endpoint presented to another: refused (the path
+    // is signed), whatever the nonce.
+    let mut moved = digests.clone();
+    moved.nonce = accord_crypto::mac::nonce();
+    assert_eq!(
+        replay(accord_domain::coordination::RECONCILE_BUCKET_PATH, moved).await,
+        (401, "bad_signature".to_owned())
+    );
+    // Without a nonce header at all: refused.
+    let r = app
+        .http
+        .post(format!("{}/v1/feed/ingest", partner_url(&app)))
+        .header(accord_crypto::mac::SIGNATURE_HEADER, bucket.signature)
+        .header(
+            accord_crypto::mac::TIMESTAMP_HEADER,
+            bucket.timestamp_ms.to_string(),
+        )
+        .header("content-type", "application/json")
+        .body(bucket.body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
 }

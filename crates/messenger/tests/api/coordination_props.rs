@@ -172,13 +172,13 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 let sent = tap.lock().unwrap().clone();
                 if !sent.is_empty() {
                     let b = &sent[k % sent.len()];
-                    // Accepted as a no-op, or refused as stale; never harmful.
-                    let _ = app
-                        .partner
-                        .as_ref()
-                        .unwrap()
-                        .ingest(b.timestamp_ms, &b.signature, &b.body)
-                        .await;
+                    // Refused as a replay (or stale); never harmful.
+                    let auth = accord_partner::service::FeedAuth {
+                        timestamp_ms: b.timestamp_ms,
+                        nonce: b.nonce.clone(),
+                        signature: b.signature.clone(),
+                    };
+                    let _ = app.partner.as_ref().unwrap().ingest(&auth, &b.body).await;
                 }
             }
             Step::Drain => {

@@ -12,6 +12,11 @@ pub use accord_http::{ApiError, ApiResult, ErrorBody, Json, Path, Query};
 impl From<PartnerError> for ApiError {
     fn from(e: PartnerError) -> Self {
         match e {
+            PartnerError::Signature(accord_crypto::mac::MacError::Replayed) => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "replayed_request",
+                "this feed request was received before; a retry is a new request",
+            ),
             PartnerError::Signature(m) => {
                 ApiError::new(StatusCode::UNAUTHORIZED, "bad_signature", m.to_string())
             }

@@ -285,12 +285,23 @@ async fn a_feed_record_with_a_phone_number_as_device_information_is_refused() {
     ]});
     let body = serde_json::to_vec(&batch).unwrap();
     let ts = T0.0;
-    let sig = accord_crypto::mac::sign(b"feed secret of this test", ts, &body);
+    let nonce = accord_crypto::mac::nonce();
+    let sig = accord_crypto::mac::sign(
+        b"feed secret of this test",
+        &accord_crypto::mac::SignedRequest {
+            method: "POST",
+            path: "/v1/feed/ingest",
+            timestamp_ms: ts,
+            nonce: &nonce,
+            body: &body,
+        },
+    );
     let r = app
         .http
         .post(format!("{}/v1/feed/ingest", app.base_url))
         .header(accord_crypto::mac::SIGNATURE_HEADER, sig)
         .header(accord_crypto::mac::TIMESTAMP_HEADER, ts.to_string())
+        .header(accord_crypto::mac::NONCE_HEADER, nonce)
         .header("content-type", "application/json")
         .body(body)
         .send()
