@@ -142,8 +142,14 @@ impl Dev {
 }
 
 fn register(server: &Server, dir: &Path, name: &str, phone: &str) -> Dev {
+    register_with(server, dir, name, phone, &[])
+}
+
+/// `accord register` with `extra` arguments (a key source): the device's
+/// end-to-end keys are published as it registers.
+fn register_with(server: &Server, dir: &Path, name: &str, phone: &str, extra: &[&str]) -> Dev {
     let session = dir.join(format!("{name}.json"));
-    let (code, out, err) = accord(&[
+    let mut args = vec![
         "register",
         "--phone",
         phone,
@@ -151,14 +157,24 @@ fn register(server: &Server, dir: &Path, name: &str, phone: &str) -> Dev {
         &server.url,
         "--session",
         session.to_str().unwrap(),
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let (code, out, err) = accord(&args);
     assert_eq!(code, 0, "register {name}: {out}\n{err}");
+    assert!(
+        out.contains("end-to-end keys published: ") && out.contains("fallback key: yes"),
+        "{out}"
+    );
+    dev(&session)
+}
+
+fn dev(session: &Path) -> Dev {
     let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&session).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(session).unwrap()).unwrap();
     Dev {
         account: v["account_id"].as_str().unwrap().to_owned(),
         device: v["device_id"].as_str().unwrap().to_owned(),
-        session,
+        session: session.to_owned(),
     }
 }
 
@@ -331,7 +347,8 @@ fn two_users_two_devices_send_listen_receipts_block_unblock() {
     let from = |d: &Dev, text: &str| format!("from {}/{}: {text}", d.account, d.device);
     let delivered = |id: &str, d: &Dev| format!("delivered {id} to {}", d.device);
 
-    // Every device publishes its keys.
+    // Every device published its keys as it registered; `msg keys` tops
+    // them up.
     for d in [&a1, &a2, &b1, &b2] {
         let (code, out, err) = accord(&["msg", "keys", "--session", d.s()]);
         assert_eq!(code, 0, "{out}\n{err}");
@@ -552,10 +569,16 @@ fn files_under(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 fn state_sealed_under_a_passphrase_and_clear_errors() {
     let server = Server::start();
     let dir = tempfile::tempdir().unwrap();
-    let c1 = register(&server, dir.path(), "c1", "+6281211112222");
     let pass = dir.path().join("pass");
     std::fs::write(&pass, "correct horse battery staple\n").unwrap();
     let pass = pass.to_str().unwrap();
+    let c1 = register_with(
+        &server,
+        dir.path(),
+        "c1",
+        "+6281211112222",
+        &["--passphrase-file", pass],
+    );
     let (code, out, err) = accord(&[
         "msg",
         "keys",
@@ -615,7 +638,13 @@ fn one_device_keeps_its_key_in_the_os_keyring() {
     }
     let server = Server::start();
     let dir = tempfile::tempdir().unwrap();
-    let k1 = register(&server, dir.path(), "k1", "+6281255556666");
+    let k1 = register_with(
+        &server,
+        dir.path(),
+        "k1",
+        "+6281255556666",
+        &["--os-keyring"],
+    );
     let k2 = register(&server, dir.path(), "k2", "+6281277778888");
     // The CLI's entry: service `accord`, user the device id; removed at the
     // end even when an assertion fails.
@@ -777,5 +806,93 @@ fn msg_commands_have_help_and_refuse_bad_input() {
     assert!(
         !state.contains("signing_key") && !state.contains("pickle"),
         "{state}"
+    );
+}
+
+/// A registration whose keys cannot be published says so (exit 2 here: the
+/// passphrase file is missing), names the `accord msg keys` command that
+/// finishes the job, and that command does.
+#[test]
+fn register_says_when_keys_are_not_published_and_msg_keys_publishes_them() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let alice = register(&server, dir.path(), "alice", ALICE);
+    let session = dir.path().join("carol.json");
+    let pass = dir.path().join("carol.pass");
+    let (code, out, err) = accord(&[
+        "register",
+        "--phone",
+        "+6281299990000",
+        "--server",
+        &server.url,
+        "--session",
+        session.to_str().unwrap(),
+        "--passphrase-file",
+        pass.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(out.contains("session saved to"), "{out}");
+    assert!(
+        err.contains("end-to-end keys were not published")
+            && err.contains(&format!(
+                "accord msg keys --session {} --passphrase-file {}",
+                session.display(),
+                pass.display()
+            )),
+        "{err}"
+    );
+    // One error line (after the dev server's note about the code).
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("error: ")).count(),
+        1,
+        "{err}"
+    );
+    let carol = dev(&session);
+    let (code, _, err) = accord(&[
+        "msg",
+        "send",
+        "--session",
+        alice.s(),
+        "--to",
+        &carol.account,
+        "early",
+    ]);
+    assert_eq!(code, 2, "{err}");
+
+    std::fs::write(&pass, "carol's passphrase\n").unwrap();
+    let (code, out, err) = accord(&[
+        "msg",
+        "keys",
+        "--session",
+        carol.s(),
+        "--passphrase-file",
+        pass.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, out, err) = accord(&[
+        "msg",
+        "send",
+        "--session",
+        alice.s(),
+        "--to",
+        &carol.account,
+        "on time",
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    // Registering again over a device's state is refused before anything
+    // is registered.
+    let (code, _, err) = accord(&[
+        "register",
+        "--phone",
+        "+6281299990000",
+        "--server",
+        &server.url,
+        "--session",
+        session.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("of a device registered before exists"),
+        "{err}"
     );
 }
