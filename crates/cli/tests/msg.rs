@@ -142,8 +142,14 @@ impl Dev {
 }
 
 fn register(server: &Server, dir: &Path, name: &str, phone: &str) -> Dev {
+    register_with(server, dir, name, phone, &[])
+}
+
+/// `accord register` with `extra` arguments (a key source): the device's
+/// end-to-end keys are published as it registers.
+fn register_with(server: &Server, dir: &Path, name: &str, phone: &str, extra: &[&str]) -> Dev {
     let session = dir.join(format!("{name}.json"));
-    let (code, out, err) = accord(&[
+    let mut args = vec![
         "register",
         "--phone",
         phone,
@@ -151,15 +157,62 @@ fn register(server: &Server, dir: &Path, name: &str, phone: &str) -> Dev {
         &server.url,
         "--session",
         session.to_str().unwrap(),
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let (code, out, err) = accord(&args);
     assert_eq!(code, 0, "register {name}: {out}\n{err}");
+    assert!(
+        out.contains("end-to-end keys published: ") && out.contains("fallback key: yes"),
+        "{out}"
+    );
+    dev(&session)
+}
+
+fn dev(session: &Path) -> Dev {
     let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&session).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(session).unwrap()).unwrap();
     Dev {
         account: v["account_id"].as_str().unwrap().to_owned(),
         device: v["device_id"].as_str().unwrap().to_owned(),
-        session,
+        session: session.to_owned(),
     }
+}
+
+/// A device registered through the HTTP API (as an app would), whose keys
+/// are not published: what `accord register` made of every device before
+/// it published keys itself. Its session file is written for `accord msg`.
+fn register_without_keys(server: &Server, dir: &Path, name: &str, phone: &str) -> Dev {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let r = rt.block_on(async {
+        let client = accord_client::Client::new(&server.url);
+        let started = client.start_registration(phone, None).await.unwrap();
+        let info = accord_domain::DeviceInfo {
+            os: "android".into(),
+            os_version: "15".into(),
+            model: "x".into(),
+            app_version: "1".into(),
+            locale: "en".into(),
+            carrier: None,
+        };
+        client
+            .verify_registration(
+                started.registration_id,
+                &started.dev_code.expect("a dev server answers the code"),
+                &info,
+                None,
+            )
+            .await
+            .unwrap()
+    });
+    let session = dir.join(format!("{name}.json"));
+    let json = serde_json::json!({
+        "server": server.url,
+        "token": r.token,
+        "account_id": r.account_id.to_string(),
+        "device_id": r.device_id.to_string(),
+    });
+    std::fs::write(&session, json.to_string()).unwrap();
+    dev(&session)
 }
 
 /// `msg listen` until `count` events (30 s at most); its stdout lines.
@@ -331,7 +384,8 @@ fn two_users_two_devices_send_listen_receipts_block_unblock() {
     let from = |d: &Dev, text: &str| format!("from {}/{}: {text}", d.account, d.device);
     let delivered = |id: &str, d: &Dev| format!("delivered {id} to {}", d.device);
 
-    // Every device publishes its keys.
+    // Every device published its keys as it registered; `msg keys` tops
+    // them up.
     for d in [&a1, &a2, &b1, &b2] {
         let (code, out, err) = accord(&["msg", "keys", "--session", d.s()]);
         assert_eq!(code, 0, "{out}\n{err}");
@@ -552,10 +606,16 @@ fn files_under(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 fn state_sealed_under_a_passphrase_and_clear_errors() {
     let server = Server::start();
     let dir = tempfile::tempdir().unwrap();
-    let c1 = register(&server, dir.path(), "c1", "+6281211112222");
     let pass = dir.path().join("pass");
     std::fs::write(&pass, "correct horse battery staple\n").unwrap();
     let pass = pass.to_str().unwrap();
+    let c1 = register_with(
+        &server,
+        dir.path(),
+        "c1",
+        "+6281211112222",
+        &["--passphrase-file", pass],
+    );
     let (code, out, err) = accord(&[
         "msg",
         "keys",
@@ -615,7 +675,13 @@ fn one_device_keeps_its_key_in_the_os_keyring() {
     }
     let server = Server::start();
     let dir = tempfile::tempdir().unwrap();
-    let k1 = register(&server, dir.path(), "k1", "+6281255556666");
+    let k1 = register_with(
+        &server,
+        dir.path(),
+        "k1",
+        "+6281255556666",
+        &["--os-keyring"],
+    );
     let k2 = register(&server, dir.path(), "k2", "+6281277778888");
     // The CLI's entry: service `accord`, user the device id; removed at the
     // end even when an assertion fails.
@@ -777,5 +843,258 @@ fn msg_commands_have_help_and_refuse_bad_input() {
     assert!(
         !state.contains("signing_key") && !state.contains("pickle"),
         "{state}"
+    );
+}
+
+/// The README's E2E messaging example, run exactly as written: its
+/// commands are read from README.md (the `sh` block after "End-to-end
+/// encrypted messages") and each line is run by `sh` with `accord` on the
+/// PATH, in a fresh directory that is also `$HOME` (the default session),
+/// with `ACCORD_SERVER` naming the test's server. The default session is
+/// Alice's, registered by the README's own `accord register` line above it.
+/// The example keeps Bob's key in the OS keyring, so it needs one (as
+/// `scripts/test` provides); skipped under `ACCORD_SKIP_KEYRING_TESTS=1`.
+#[test]
+fn the_readme_messaging_example_runs_as_written() {
+    if std::env::var("ACCORD_SKIP_KEYRING_TESTS").is_ok_and(|v| v == "1") {
+        eprintln!("ACCORD_SKIP_KEYRING_TESTS=1: the README example (OS keyring) is skipped");
+        return;
+    }
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+        .expect("README.md");
+    let commands = |block: &str| -> Vec<String> {
+        block
+            .lines()
+            .map(|l| match l.find(" #") {
+                Some(i) => l[..i].trim(),
+                None => l.trim(),
+            })
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let block_after = |marker: &str| -> &str {
+        let at = readme.find(marker).expect("the README has the section");
+        let rest = &readme[at..];
+        let start = rest.find("```sh\n").expect("a sh block follows") + "```sh\n".len();
+        let len = rest[start..].find("```").expect("the block ends");
+        &rest[start..start + len]
+    };
+    let alice_line = commands(block_after("Then, in another terminal"))
+        .into_iter()
+        .find(|l| l.starts_with("accord register "))
+        .expect("the README registers the default session");
+    let example = commands(block_after("End-to-end encrypted messages"));
+    let find = |prefix: &str| {
+        example
+            .iter()
+            .position(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no `{prefix}` in the README example: {example:?}"))
+    };
+    let (reg, send, listen) = (
+        find("accord register "),
+        find("accord msg send "),
+        find("accord msg listen "),
+    );
+    assert!(reg < send && send < listen, "{example:?}");
+
+    let server = Server::start();
+    let home = tempfile::tempdir().unwrap();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_accord")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let run = |line: &str| -> (String, String) {
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg(line)
+            .current_dir(home.path())
+            .env("HOME", home.path())
+            .env("PATH", &path)
+            .env("ACCORD_SERVER", &server.url);
+        for var in [
+            "ACCORD_DATABASE_URL",
+            "ACCORD_SESSION",
+            "ACCORD_E2E_STATE",
+            "ACCORD_PASSPHRASE_FILE",
+            "ACCORD_E2E_KEY_FILE",
+            "ACCORD_OS_KEYRING",
+            "ACCORD_ADMIN_TOKEN",
+            "ACCORD_DATA_DIR",
+        ] {
+            c.env_remove(var);
+        }
+        let (code, out, err) = output(c.output().expect("sh runs"));
+        assert_eq!(
+            code, 0,
+            "`{line}` exited {code}:\n{out}\n{err}\n(the OS keyring needs scripts/with-keyring, or ACCORD_SKIP_KEYRING_TESTS=1)"
+        );
+        (out, err)
+    };
+
+    let (out, _) = run(&alice_line);
+    assert!(out.contains("end-to-end keys published"), "{out}");
+    let alice = dev(&home.path().join(".accord/session.json"));
+    // Bob's keyring entry (service `accord`, user his device id), removed
+    // at the end even when an assertion fails.
+    struct Cleanup(keyring::Entry);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = self.0.delete_credential();
+        }
+    }
+    let mut _bob_entry = None;
+    for (i, line) in example.iter().enumerate() {
+        let (out, err) = run(line);
+        if i == reg {
+            assert!(out.contains("end-to-end keys published"), "{out}");
+            let bob = dev(&home.path().join("bob.json"));
+            _bob_entry = Some(Cleanup(keyring::Entry::new("accord", &bob.device).unwrap()));
+        } else if i == send {
+            assert_eq!(sent_id(&out).1, 1, "{out}\n{err}");
+        } else if i == listen {
+            assert_eq!(
+                out.trim(),
+                format!("from {}/{}: hello bob", alice.account, alice.device),
+                "{err}"
+            );
+        }
+    }
+}
+
+/// Alice writes to Bob before Bob's device has published keys (it
+/// registered through the HTTP API, as `accord register` no longer
+/// leaves a device): a clear error, exit 2. Once Bob publishes them
+/// (`accord msg keys`), Alice's next send goes through: her device does not
+/// trust the empty device list it cached from her first try.
+#[test]
+fn a_sender_is_not_stuck_after_the_recipient_publishes_keys() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let alice = register(&server, dir.path(), "alice", ALICE);
+    let bob = register_without_keys(&server, dir.path(), "bob", BOB);
+    let send = |text: &str| {
+        accord(&[
+            "msg",
+            "send",
+            "--session",
+            alice.s(),
+            "--to",
+            BOB_NATIONAL,
+            "--region",
+            "ID",
+            text,
+        ])
+    };
+    for _ in 0..2 {
+        let (code, out, err) = send("too early");
+        assert_eq!((code, out.as_str()), (2, ""), "{err}");
+        assert!(
+            err.contains("the recipient has no device that can receive messages"),
+            "{err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+
+    let (code, out, err) = accord(&["msg", "keys", "--session", bob.s()]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("fallback key: yes"), "{out}");
+
+    let (code, out, err) = send("now");
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(sent_id(&out).1, 1, "{out}");
+    assert_eq!(
+        listen(&bob, 1),
+        vec![format!("from {}/{}: now", alice.account, alice.device)]
+    );
+}
+
+/// A registration whose keys cannot be published says so (exit 2 here: the
+/// passphrase file is missing), names the `accord msg keys` command that
+/// finishes the job, and that command does.
+#[test]
+fn register_says_when_keys_are_not_published_and_msg_keys_publishes_them() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let alice = register(&server, dir.path(), "alice", ALICE);
+    let session = dir.path().join("carol.json");
+    let pass = dir.path().join("carol.pass");
+    let (code, out, err) = accord(&[
+        "register",
+        "--phone",
+        "+6281299990000",
+        "--server",
+        &server.url,
+        "--session",
+        session.to_str().unwrap(),
+        "--passphrase-file",
+        pass.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(out.contains("session saved to"), "{out}");
+    assert!(
+        err.contains("end-to-end keys were not published")
+            && err.contains(&format!(
+                "accord msg keys --session {} --passphrase-file {}",
+                session.display(),
+                pass.display()
+            )),
+        "{err}"
+    );
+    // One error line (after the dev server's note about the code).
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("error: ")).count(),
+        1,
+        "{err}"
+    );
+    let carol = dev(&session);
+    let (code, _, err) = accord(&[
+        "msg",
+        "send",
+        "--session",
+        alice.s(),
+        "--to",
+        &carol.account,
+        "early",
+    ]);
+    assert_eq!(code, 2, "{err}");
+
+    std::fs::write(&pass, "carol's passphrase\n").unwrap();
+    let (code, out, err) = accord(&[
+        "msg",
+        "keys",
+        "--session",
+        carol.s(),
+        "--passphrase-file",
+        pass.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, out, err) = accord(&[
+        "msg",
+        "send",
+        "--session",
+        alice.s(),
+        "--to",
+        &carol.account,
+        "on time",
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    // Registering again over a device's state is refused before anything
+    // is registered.
+    let (code, _, err) = accord(&[
+        "register",
+        "--phone",
+        "+6281299990000",
+        "--server",
+        &server.url,
+        "--session",
+        session.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("of a device registered before exists"),
+        "{err}"
     );
 }

@@ -19,7 +19,7 @@ use accord_domain::{AccountId, DeviceId, PhoneNumber};
 use clap::Subcommand;
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// This device: its session, and where its end-to-end state and key are.
@@ -27,6 +27,15 @@ use std::time::Duration;
 pub struct DeviceArgs {
     #[command(flatten)]
     pub s: SessionArgs,
+    #[command(flatten)]
+    pub e2e: E2eArgs,
+}
+
+/// Where a device's end-to-end state is and what seals it: the same
+/// options for `accord register` (which creates the state) and every
+/// `accord msg` command (which opens it).
+#[derive(clap::Args, Debug, Clone)]
+pub struct E2eArgs {
     /// This device's end-to-end state file (default: `<session>.e2e.json`
     /// beside the session file).
     #[arg(long, env = "ACCORD_E2E_STATE")]
@@ -44,7 +53,7 @@ pub struct DeviceArgs {
     /// the macOS Keychain, the Windows Credential Manager, or the Secret
     /// Service (GNOME Keyring, KWallet) of the desktop session on Linux.
     /// Not with --passphrase-file or --key-file.
-    // Checked in `open`, not with clap's `conflicts_with`: clap would count
+    // Checked in `check`, not with clap's `conflicts_with`: clap would count
     // `ACCORD_OS_KEYRING=0` as present and refuse `--key-file` beside it.
     #[arg(
         long,
@@ -54,25 +63,26 @@ pub struct DeviceArgs {
     pub os_keyring: bool,
 }
 
-impl DeviceArgs {
-    /// The session, its client, and the device state (created on first use).
-    fn open(&self) -> CliResult<(Session, Client, Device)> {
+impl E2eArgs {
+    /// Refuses options that cannot go together.
+    pub fn check(&self) -> CliResult {
         if self.os_keyring && (self.passphrase_file.is_some() || self.key_file.is_some()) {
             return Err(CliError::Input(
                 "--os-keyring (ACCORD_OS_KEYRING) cannot be used with --passphrase-file or --key-file (ACCORD_PASSPHRASE_FILE, ACCORD_E2E_KEY_FILE)".into(),
             ));
         }
-        let session_path = self.s.path();
-        let session = Session::load(&session_path)?;
-        let state = self
-            .state
+        Ok(())
+    }
+
+    /// The state file of the device whose session is at `session_path`.
+    pub fn state_path(&self, session_path: &Path) -> PathBuf {
+        self.state
             .clone()
-            .unwrap_or_else(|| session_path.with_extension("e2e.json"));
-        let account = AccountId::parse(&session.account_id)
-            .ok_or_else(|| CliError::Input("the session file has no valid account id".into()))?;
-        let device = DeviceId::parse(&session.device_id)
-            .ok_or_else(|| CliError::Input("the session file has no valid device id".into()))?;
-        let source = match (&self.passphrase_file, &self.key_file, self.os_keyring) {
+            .unwrap_or_else(|| session_path.with_extension("e2e.json"))
+    }
+
+    fn source(&self, session_path: &Path, device: DeviceId) -> KeySource {
+        match (&self.passphrase_file, &self.key_file, self.os_keyring) {
             (Some(p), _, _) => KeySource::PassphraseFile(p.clone()),
             (None, Some(k), _) => KeySource::KeyFile(k.clone()),
             (None, None, true) => KeySource::OsKeyring {
@@ -80,8 +90,52 @@ impl DeviceArgs {
                 user: device.to_string(),
             },
             (None, None, false) => KeySource::KeyFile(session_path.with_extension("e2e.key")),
-        };
-        let d = Device::open_or_create(&state, &source, account, device).map_err(cli_error)?;
+        }
+    }
+
+    /// The device state of `session` (at `session_path`), created on first
+    /// use. The caller has run [`E2eArgs::check`].
+    pub fn open_device(&self, session_path: &Path, session: &Session) -> CliResult<Device> {
+        let account = AccountId::parse(&session.account_id)
+            .ok_or_else(|| CliError::Input("the session file has no valid account id".into()))?;
+        let device = DeviceId::parse(&session.device_id)
+            .ok_or_else(|| CliError::Input("the session file has no valid device id".into()))?;
+        Device::open_or_create(
+            &self.state_path(session_path),
+            &self.source(session_path, device),
+            account,
+            device,
+        )
+        .map_err(cli_error)
+    }
+
+    /// The `accord msg keys` command line that opens this device's state
+    /// with these options.
+    pub fn keys_command(&self, session_path: &Path) -> String {
+        let mut cmd = format!("accord msg keys --session {}", session_path.display());
+        if let Some(s) = &self.state {
+            cmd.push_str(&format!(" --state {}", s.display()));
+        }
+        if let Some(p) = &self.passphrase_file {
+            cmd.push_str(&format!(" --passphrase-file {}", p.display()));
+        }
+        if let Some(k) = &self.key_file {
+            cmd.push_str(&format!(" --key-file {}", k.display()));
+        }
+        if self.os_keyring {
+            cmd.push_str(" --os-keyring");
+        }
+        cmd
+    }
+}
+
+impl DeviceArgs {
+    /// The session, its client, and the device state (created on first use).
+    fn open(&self) -> CliResult<(Session, Client, Device)> {
+        self.e2e.check()?;
+        let session_path = self.s.path();
+        let session = Session::load(&session_path)?;
+        let d = self.e2e.open_device(&session_path, &session)?;
         let client = session.client();
         Ok((session, client, d))
     }

@@ -1,6 +1,7 @@
 //! What a user does from a terminal, as their device would.
 
 use super::admin::{parse_purposes, parse_time};
+use super::msg::{cli_error, E2eArgs};
 use super::{print_json, SessionArgs};
 use crate::error::{CliError, CliResult};
 use crate::session::Session;
@@ -24,6 +25,10 @@ pub struct RegisterArgs {
     /// Where to keep this device's session.
     #[arg(long, env = "ACCORD_SESSION")]
     pub session: Option<PathBuf>,
+    /// Where this device's end-to-end state goes and what seals it (as for
+    /// `accord msg`): its keys are published right after registering.
+    #[command(flatten)]
+    pub e2e: E2eArgs,
     /// The verification code (asked for on stdin if needed and not given).
     #[arg(long)]
     pub code: Option<String>,
@@ -88,6 +93,22 @@ pub async fn register(a: RegisterArgs) -> CliResult {
     }
     .validated()
     .map_err(|e| CliError::Input(e.to_string()))?;
+    a.e2e.check()?;
+    let path = a
+        .session
+        .clone()
+        .unwrap_or_else(crate::session::default_path);
+    // The new device's end-to-end state must not replace another's (its
+    // sessions would be lost), nor be left half-made by a failed attempt:
+    // refuse before anything is registered.
+    let state = a.e2e.state_path(&path);
+    if state.exists() {
+        return Err(CliError::Input(format!(
+            "the end-to-end state {} of a device registered before exists: pass another --session (or --state) for a new device, or, if its keys were not published, run `{}`",
+            state.display(),
+            a.e2e.keys_command(&path)
+        )));
+    }
     let client = Client::new(&a.server);
     let started = client
         .start_registration(&a.phone, a.region.as_deref())
@@ -129,18 +150,14 @@ pub async fn register(a: RegisterArgs) -> CliResult {
             policy.as_ref().map(|p| (p.version, &choice)),
         )
         .await?;
-    let path = a
-        .session
-        .clone()
-        .unwrap_or_else(crate::session::default_path);
-    Session {
+    let session = Session {
         server: a.server.clone(),
         token: r.token.clone(),
         account_id: r.account_id.to_string(),
         device_id: r.device_id.to_string(),
         keyd_token: r.keyd_token.clone(),
-    }
-    .save(&path)?;
+    };
+    session.save(&path)?;
     println!(
         "{} account {} device {}; session saved to {}",
         if r.new_account {
@@ -152,6 +169,7 @@ pub async fn register(a: RegisterArgs) -> CliResult {
         r.device_id,
         path.display()
     );
+    publish_keys(&a.e2e, &path, &session).await?;
     if r.new_account && policy.is_some() {
         show_consent(
             &Client::new(&a.server)
@@ -161,6 +179,40 @@ pub async fn register(a: RegisterArgs) -> CliResult {
         );
     }
     Ok(())
+}
+
+/// Creates the new device's end-to-end state and publishes its identity,
+/// one-time and fallback keys, so that it can be messaged at once. A
+/// failure is reported with what to run to finish (`accord msg keys`
+/// creates the state if it is missing and publishes what is not yet
+/// published), and keeps its exit code: 2 when the user's input, key
+/// source or state is at fault, 1 otherwise.
+async fn publish_keys(e2e: &E2eArgs, path: &std::path::Path, session: &Session) -> CliResult {
+    let published = async {
+        let mut device = e2e.open_device(path, session)?;
+        device.setup(&session.client()).await.map_err(cli_error)
+    }
+    .await;
+    match published {
+        Ok(count) => {
+            println!(
+                "end-to-end keys published: {} one-time keys, fallback key: {}",
+                count.remaining,
+                if count.has_fallback { "yes" } else { "no" }
+            );
+            Ok(())
+        }
+        Err(e) => {
+            let message = format!(
+                "registered, but this device's end-to-end keys were not published ({e}): nobody can message it until they are; run `{}` to publish them",
+                e2e.keys_command(path)
+            );
+            Err(match e.exit_code() {
+                2 => CliError::Input(message),
+                _ => CliError::Internal(anyhow::anyhow!(message)),
+            })
+        }
+    }
 }
 
 fn indent(s: &str) -> String {

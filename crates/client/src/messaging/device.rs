@@ -2,6 +2,7 @@
 //! locked read-modify-write of every change), and the publication of its
 //! identity, one-time and fallback keys.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use zeroize::Zeroizing;
 
 use super::error::{MessagingError, Result};
 use super::key_source::{Kdf, KeySource};
+use super::send::EmptyClaims;
 use super::state::{
     lock, read_state_file, seal_directory, unseal, write_private_atomic, Directory, Publication,
     StateFile, STATE_FORMAT,
@@ -33,8 +35,12 @@ pub struct Device {
     pub(super) account: AccountId,
     pub(super) machine: E2eMachine,
     pub(super) dir: Directory,
-    /// Stamps `sent_at` on outgoing payloads.
+    /// Stamps `sent_at` on outgoing payloads, and times the backoff of
+    /// claims that found no device.
     pub(super) clock: Arc<dyn Clock>,
+    /// The accounts whose last claim found no device, and when to ask
+    /// again (in memory only: see `send`).
+    pub(super) empty_claims: HashMap<AccountId, EmptyClaims>,
 }
 
 /// Prints ids and counts only.
@@ -72,6 +78,7 @@ impl Device {
             machine: E2eMachine::new(device),
             dir: Directory::default(),
             clock: Arc::new(SystemClock),
+            empty_claims: HashMap::new(),
         };
         device.save()?;
         Ok(device)
@@ -91,6 +98,7 @@ impl Device {
             machine,
             dir,
             clock: Arc::new(SystemClock),
+            empty_claims: HashMap::new(),
         })
     }
 

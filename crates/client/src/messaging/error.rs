@@ -33,7 +33,9 @@ pub enum MessagingError {
     Io(String),
     #[error("this device already published other identity keys (its state was lost?): register a new device")]
     DeviceKeysExist,
-    #[error("the recipient has no device that can receive messages")]
+    /// No device of the recipient has published its keys (yet): ask again
+    /// later (see `send` for when the SDK claims again).
+    #[error("the recipient has no device that can receive messages (none has published its keys yet); try again later")]
     NoDevices,
     #[error("the server's device list changed again while sending; try again")]
     StillStale,

@@ -20,7 +20,9 @@
 //! - sending: `POST /v1/messages` with one envelope per device of the
 //!   recipient account and of the sender's own other devices; a 409
 //!   `stale_devices` is answered by claiming again and retrying once with
-//!   the same client message id (the server makes retries idempotent);
+//!   the same client message id (the server makes retries idempotent); an
+//!   empty device list is never trusted from the cache but claimed again,
+//!   with a backoff per account kept in memory;
 //! - receiving: the `GET /v1/stream` WebSocket, falling back to the
 //!   `GET /v1/messages?wait_s=` long-poll; envelopes are acked once
 //!   decrypted and the new state is on disk.
@@ -44,8 +46,8 @@
 //!   the atomic write.
 //! - `device`: [`Device`]: create, open, the locked read-modify-write of
 //!   every change; publishing and replenishing keys.
-//! - `send`: [`Recipient`], [`Sent`]: fan-out, claims, the retry on
-//!   `stale_devices`.
+//! - `send`: [`Recipient`], [`Sent`]: fan-out, claims (and the backoff of
+//!   claims that found no device), the retry on `stale_devices`.
 //! - `listen`: [`Event`], [`ListenOptions`]: the WebSocket and the
 //!   long-poll, acks, delivery receipts.
 //! - `error`: [`MessagingError`], with stable codes.
@@ -67,4 +69,4 @@ pub use device::{Device, REPLENISH_BELOW};
 pub use error::{MessagingError, Result};
 pub use key_source::KeySource;
 pub use listen::{Event, ListenEnd, ListenOptions, Transport};
-pub use send::{Recipient, Sent};
+pub use send::{Recipient, Sent, EMPTY_CLAIM_BACKOFF, EMPTY_CLAIM_BACKOFF_MAX};

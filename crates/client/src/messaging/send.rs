@@ -2,8 +2,24 @@
 //! account's other devices, claims of keys for devices without a session,
 //! and one retry after a 409 `stale_devices` (claiming afresh, with the
 //! same client message id: the server makes retries idempotent).
+//!
+//! A cached device list is used until the server says it is stale, except
+//! an empty one: an account without devices may get one at any time (a
+//! new user publishes keys a moment after registering), so an empty list
+//! is claimed again on the next send rather than trusted. Claims that keep
+//! finding nothing back off per account: no new claim for
+//! [`EMPTY_CLAIM_BACKOFF`] after the first, then twice as long after each
+//! one in a row, up to [`EMPTY_CLAIM_BACKOFF_MAX`]; a send in the pause
+//! fails with [`MessagingError::NoDevices`] without asking the server. The
+//! backoff is kept in memory, per [`Device`] value: a long-running sender
+//! (an app, a bot) does not hammer the server, while each `accord msg`
+//! process asks once (the server limits claims per device anyway: 429
+//! `rate_limited`), so a user who retries by hand is never told "no
+//! device" by a stale cache.
 
-use accord_domain::{AccountId, DeviceId, PhoneNumber};
+use std::time::Duration;
+
+use accord_domain::{AccountId, DeviceId, PhoneNumber, Timestamp};
 use accord_e2e::{
     ClientMessageId, DeviceKeys, PeerDevice, Plaintext, PlaintextKind, SendRequest,
     SignedOneTimeKey, WireError,
@@ -14,6 +30,20 @@ use reqwest::Method;
 use super::device::Device;
 use super::error::{MessagingError, Result};
 use crate::{to_json, Client};
+
+/// The pause after a claim that found no device of an account, before it
+/// is claimed again.
+pub const EMPTY_CLAIM_BACKOFF: Duration = Duration::from_secs(5);
+/// The longest such pause: it doubles with every empty claim in a row.
+pub const EMPTY_CLAIM_BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// The claims of one account in a row that found no device.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct EmptyClaims {
+    streak: u32,
+    /// No claim of the account before this.
+    next_at: Timestamp,
+}
 
 /// One claim: the account's devices and a key to start a session with each.
 pub(super) struct Claim {
@@ -124,6 +154,8 @@ impl Device {
             self.setup(client).await?;
         }
         for attempt in 0..2 {
+            // After a 409 `stale_devices`: claim everything again, whatever
+            // is cached and whatever the backoff says.
             let fresh = attempt > 0;
             let mut claims: Vec<Claim> = Vec::new();
             let to_account = match to {
@@ -147,13 +179,13 @@ impl Device {
                 if claims.iter().any(|c| c.account == account) {
                     continue;
                 }
-                if fresh || self.needs_claim(account) {
+                if fresh || (self.needs_claim(account) && !self.backing_off(account)) {
                     claims.push(self.claim(client, &ClaimRequest::account(account)).await?);
                 }
             }
 
             let own_device = self.device_id();
-            let envelopes = self.locked(|m, dir| -> Result<Vec<_>> {
+            let (envelopes, to_recipient) = self.locked(|m, dir| -> Result<_> {
                 for c in &claims {
                     dir.accounts.insert(
                         c.account,
@@ -161,6 +193,7 @@ impl Device {
                     );
                 }
                 let mut out = Vec::new();
+                let mut to_recipient = 0;
                 let mut targets = vec![to_account];
                 if own != to_account {
                     targets.push(own);
@@ -173,11 +206,16 @@ impl Device {
                         }
                         let otk = claim.and_then(|c| c.one_time_key(keys.device_id));
                         out.push(m.encrypt_for(account, keys, otk, plaintext)?);
+                        if account == to_account {
+                            to_recipient += 1;
+                        }
                     }
                 }
-                Ok(out)
+                Ok((out, to_recipient))
             })??;
-            if envelopes.is_empty() {
+            // Copies to this account's other devices alone would tell the
+            // caller the message went out when the recipient gets nothing.
+            if to_recipient == 0 {
                 return Err(MessagingError::NoDevices);
             }
             let devices = envelopes.len();
@@ -211,11 +249,12 @@ impl Device {
     }
 
     /// Whether sending to `account` needs a claim first: its device list is
-    /// unknown, or a device of it has no session yet.
+    /// unknown or empty, or a device of it has no session yet.
     fn needs_claim(&self, account: AccountId) -> bool {
         let own_device = self.device_id();
         match self.dir.accounts.get(&account) {
             None => true,
+            Some(devices) if devices.is_empty() => true,
             Some(devices) => devices.iter().any(|k| {
                 k.device_id != own_device
                     && !self.machine.has_session(&PeerDevice {
@@ -226,10 +265,46 @@ impl Device {
         }
     }
 
-    pub(super) async fn claim(&self, client: &Client, body: &ClaimRequest) -> Result<Claim> {
+    /// Whether the last claims of `account` found no device and the pause
+    /// after them has not passed.
+    fn backing_off(&self, account: AccountId) -> bool {
+        self.empty_claims
+            .get(&account)
+            .is_some_and(|e| self.clock.now() < e.next_at)
+    }
+
+    /// Starts or lengthens the pause after a claim of `account` that found
+    /// no device; forgets it when the claim found one.
+    fn note_claim(&mut self, claim: &Claim) {
+        if !claim.devices.is_empty() {
+            self.empty_claims.remove(&claim.account);
+            return;
+        }
+        let streak = self
+            .empty_claims
+            .get(&claim.account)
+            .map_or(1, |e| e.streak.saturating_add(1));
+        let pause = EMPTY_CLAIM_BACKOFF
+            .saturating_mul(1 << (streak - 1).min(16))
+            .min(EMPTY_CLAIM_BACKOFF_MAX);
+        let pause_ms = i64::try_from(pause.as_millis()).unwrap_or(i64::MAX);
+        self.empty_claims.insert(
+            claim.account,
+            EmptyClaims {
+                streak,
+                next_at: self.clock.now().plus_millis(pause_ms),
+            },
+        );
+    }
+
+    /// Claims keys of an account's devices, and notes whether it found any
+    /// (the backoff of empty claims).
+    pub(super) async fn claim(&mut self, client: &Client, body: &ClaimRequest) -> Result<Claim> {
         let r: Claimed = client
             .request(Method::POST, "/v1/keys/claim", Some(&to_json(body)))
             .await?;
-        Claim::from_response(r)
+        let claim = Claim::from_response(r)?;
+        self.note_claim(&claim);
+        Ok(claim)
     }
 }

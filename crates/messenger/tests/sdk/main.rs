@@ -12,14 +12,15 @@ mod server;
 
 use std::ops::ControlFlow;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use accord_client::messaging::{
-    ClientMessageId, Device, Event, KeySource, ListenEnd, ListenOptions, PlaintextKind, Recipient,
-    Transport,
+    ClientMessageId, Device, Event, KeySource, ListenEnd, ListenOptions, MessagingError,
+    PlaintextKind, Recipient, Transport, EMPTY_CLAIM_BACKOFF,
 };
 use accord_client::Client;
-use accord_domain::{PhoneNumber, Timestamp};
+use accord_domain::{PhoneNumber, SimulatedClock, Timestamp};
 use accord_e2e::ServerFrame;
 use accord_messenger_wire::{ClaimRequest, Claimed};
 use reqwest::Method;
@@ -319,4 +320,81 @@ async fn exhausted_one_time_keys_fall_back_and_are_replenished() {
     // Listening replenished the one-time keys.
     let count = b1.device.key_count(&b1.client).await.unwrap();
     assert!(count.remaining >= n.min(20), "{count:?}");
+}
+
+/// An empty device list (Bob registered but has not published keys) is
+/// never trusted from the cache: the sender claims again, but not before
+/// the backoff since the last empty claim has passed (5 s, then doubling).
+/// A copy to the sender's other device alone is not a send: the error is
+/// `NoDevices` while Bob has none.
+#[tokio::test]
+async fn an_empty_device_list_is_claimed_again_after_a_backoff() {
+    let server = Server::start().await;
+    let seen = &server.observed;
+    let clock = SimulatedClock::frozen_at(Timestamp(1_700_000_000_000));
+    let Dev {
+        client,
+        device: d,
+        _dir,
+    } = device(&server, "+6281200000031").await;
+    let mut a1 = Dev {
+        client,
+        device: d.with_clock(Arc::new(clock.clone())),
+        _dir,
+    };
+    let mut a2 = device(&server, "+6281200000031").await;
+    let (bob_client, bob) = server.register("+6281200000032").await;
+    let to = Recipient::Phone(PhoneNumber::parse("+6281200000032", None).unwrap());
+    let claims = || seen.count("POST /v1/keys/claim");
+    let pause = i64::try_from(EMPTY_CLAIM_BACKOFF.as_millis()).unwrap();
+
+    let before = claims();
+    let r = a1.device.send_text(&a1.client, &to, "too early").await;
+    assert!(matches!(r, Err(MessagingError::NoDevices)), "{r:?}");
+    assert!(claims() > before);
+    let before = claims();
+    // In the pause: no claim, the same answer.
+    clock.advance_millis(pause - 1);
+    let r = a1.device.send_text(&a1.client, &to, "too early").await;
+    assert!(matches!(r, Err(MessagingError::NoDevices)), "{r:?}");
+    assert_eq!(claims(), before);
+    // After it: one claim (still nothing), and the next pause is twice as
+    // long.
+    clock.advance_millis(1);
+    let r = a1.device.send_text(&a1.client, &to, "too early").await;
+    assert!(matches!(r, Err(MessagingError::NoDevices)), "{r:?}");
+    assert_eq!(claims(), before + 1);
+    clock.advance_millis(pause);
+    let r = a1.device.send_text(&a1.client, &to, "too early").await;
+    assert!(matches!(r, Err(MessagingError::NoDevices)), "{r:?}");
+    assert_eq!(claims(), before + 1);
+
+    // Bob publishes his keys; once the pause is over, the next send
+    // reaches him (and Alice's other device).
+    let dir = tempfile::tempdir().unwrap();
+    let mut b1 = Dev {
+        device: Device::create(
+            &dir.path().join("state.json"),
+            &KeySource::KeyFile(dir.path().join("key")),
+            bob.account_id,
+            bob.device_id,
+        )
+        .unwrap(),
+        client: bob_client,
+        _dir: dir,
+    };
+    b1.device.setup(&b1.client).await.unwrap();
+    clock.advance_millis(pause);
+    let sent = a1.device.send_text(&a1.client, &to, "now").await.unwrap();
+    assert_eq!((sent.to_account, sent.devices), (bob.account_id, 2));
+    let line = format!(
+        "from {}/{}: now",
+        a1.device.account_id(),
+        a1.device.device_id()
+    );
+    assert_eq!(
+        receive(&mut b1, 1, Transport::Auto).await,
+        vec![line.clone()]
+    );
+    assert_eq!(receive(&mut a2, 1, Transport::Auto).await, vec![line]);
 }
