@@ -10,8 +10,9 @@
 //!   instead of a token: 401 `bad_signature`);
 //! - the same with a body over the service's limit: 413
 //!   `payload_too_large`;
-//! - every path with a method that it does not document: 405
-//!   `method_not_allowed`;
+//! - every path with each method that it does not document: 405
+//!   `method_not_allowed` (the router serves no method the document does
+//!   not list; with `utoipa-axum` it serves no path it does not list);
 //! - a path that does not exist: 404 `not_found`.
 
 use crate::ErrorBody;
@@ -112,7 +113,10 @@ impl Sweep<'_> {
                     );
                 }
             }
-            if let Some(other) = METHODS.into_iter().find(|m| !documented.contains(m)) {
+            // Every method the document does not list for this path must be
+            // refused by the router: the router serves no more than the
+            // document says.
+            for other in METHODS.into_iter().filter(|m| !documented.contains(m)) {
                 let what = format!("{} {template}", other.to_uppercase());
                 let r = send(&http, other, &self.url(&path), Some(self.admin), None).await;
                 report.expect(&what, "(undocumented method)", r, 405, "method_not_allowed");

@@ -37,9 +37,10 @@ pub const MAX_BODY: usize = 1024 * 1024;
 
 /// The whole key service API.
 pub fn router(state: AppState) -> Router {
+    let (routes, document) = routes::router();
     let spec = accord_http::HttpSpec {
         metrics: metrics::build(&state.service),
-        ..accord_http::HttpSpec::new("keyd", MAX_BODY, openapi::document())
+        ..accord_http::HttpSpec::new("keyd", MAX_BODY, document)
     };
-    accord_http::finish(routes::router(), state, spec)
+    accord_http::finish(routes, state, spec)
 }

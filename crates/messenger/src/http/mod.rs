@@ -49,10 +49,11 @@ pub const MAX_BODY: usize = 2 * 1024 * 1024;
 
 /// The whole messenger API.
 pub fn router(state: AppState) -> Router {
+    let (routes, document) = routes::router(&state);
     let spec = accord_http::HttpSpec {
         metrics: metrics::build(&state),
         trusted_proxies: state.trusted_proxies.clone(),
-        ..accord_http::HttpSpec::new("messenger", MAX_BODY, openapi::document(&state))
+        ..accord_http::HttpSpec::new("messenger", MAX_BODY, document)
     };
-    accord_http::finish(routes::router(&state), state, spec)
+    accord_http::finish(routes, state, spec)
 }

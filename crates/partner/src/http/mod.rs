@@ -36,10 +36,11 @@ pub const MAX_BODY: usize = 4 * 1024 * 1024;
 
 /// The whole partner API.
 pub fn router(state: AppState) -> Router {
+    let (routes, document) = routes::router();
     let spec = accord_http::HttpSpec {
         metrics: metrics::build(&state.service),
         trusted_proxies: state.trusted_proxies.clone(),
-        ..accord_http::HttpSpec::new("partner", MAX_BODY, openapi::document())
+        ..accord_http::HttpSpec::new("partner", MAX_BODY, document)
     };
-    accord_http::finish(routes::router(), state, spec)
+    accord_http::finish(routes, state, spec)
 }

@@ -8,29 +8,25 @@ pub use oprf::*;
 
 use super::error::{unknown_purpose, ApiError};
 use super::AppState;
-use axum::routing::{delete, get, post, put};
 use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-/// The key service's own routes; `accord_http::finish` adds the standard
-/// ones, the fallbacks and the layers.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/oprf/{purpose}/evaluate", post(oprf::evaluate))
-        .route("/v1/oprf/{purpose}/keys", get(oprf::keys))
-        .route(
-            "/v1/admin/clients",
-            post(admin::create_client).get(admin::list_clients),
-        )
-        .route(
-            "/v1/admin/clients/{client_id}",
-            delete(admin::revoke_client),
-        )
-        .route(
-            "/v1/admin/clients/{client_id}/quotas/{purpose}",
-            put(admin::set_quota),
-        )
-        .route("/v1/admin/audit", get(admin::audit))
-        .route("/v1/admin/keys/{purpose}/rotate", post(admin::rotate))
+/// The key service's own routes and their OpenAPI document, from one list
+/// (`utoipa-axum`: a handler is routed where its `#[utoipa::path]` says,
+/// so the router and the document cannot disagree); `accord_http::finish`
+/// adds the standard routes, the fallbacks and the layers.
+pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(super::openapi::ApiDoc::openapi())
+        .routes(routes!(oprf::evaluate))
+        .routes(routes!(oprf::keys))
+        .routes(routes!(admin::create_client, admin::list_clients))
+        .routes(routes!(admin::revoke_client))
+        .routes(routes!(admin::set_quota))
+        .routes(routes!(admin::audit))
+        .routes(routes!(admin::rotate))
+        .split_for_parts()
 }
 
 /// A purpose named in a path.

@@ -94,3 +94,14 @@ pub async fn withdraw(
     };
     Ok(Json(s.messenger.consent_command(c.account.id, cmd).await?))
 }
+
+/// Withdraws a purpose: the same as `POST /v1/me/consent/{purpose}/withdraw`.
+#[utoipa::path(delete, path = "/v1/me/consent/{purpose}", tag = "consent", params(("purpose" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = ConsentView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn withdraw_purpose(
+    state: State<AppState>,
+    caller: AnyUser,
+    purpose: Path<String>,
+) -> ApiResult<Json<ConsentView>> {
+    withdraw(state, caller, purpose).await
+}

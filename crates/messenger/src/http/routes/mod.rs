@@ -25,71 +25,55 @@ pub use stream::*;
 
 use super::AppState;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post, put};
 use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
-/// The messenger's own routes; `accord_http::finish` adds the standard
-/// ones, the fallbacks and the layers.
-pub fn router(state: &AppState) -> Router<AppState> {
-    let mut admin = Router::new()
-        .route(
-            "/v1/admin/policies",
-            post(admin::publish_policy).get(admin::list_policies),
-        )
-        .route("/v1/admin/ledger", get(admin::ledger))
-        .route("/v1/admin/feed", get(admin::feed))
-        .route("/v1/admin/feed/reconcile", post(admin::reconcile))
-        .route("/v1/admin/pseudonyms/refresh", post(contacts::refresh))
-        .route("/v1/admin/ledger/verify", get(admin::verify_ledger))
-        .route(
-            "/v1/admin/accounts/{account_id}/consent",
-            get(admin::consent_at),
-        );
-    if state.simulated_clock.is_some() {
-        admin = admin.route(
-            "/v1/admin/clock",
-            get(admin::clock).post(admin::advance_clock),
-        );
-    }
-    Router::new()
-        .route("/v1/registrations", post(registration::start))
-        .route(
-            "/v1/registrations/{registration_id}/verify",
-            post(registration::verify),
-        )
-        .route("/v1/policies/current", get(policy::current))
-        .route("/v1/policies/{version}/accept", post(policy::accept))
-        .route("/v1/me", get(account::me).delete(account::delete_me))
-        .route("/v1/me/export", get(account::export))
-        .route("/v1/me/number", post(number::start))
-        .route(
-            "/v1/me/number/{registration_id}/verify",
-            post(number::verify),
-        )
-        .route("/v1/me/consent", get(consent::my_consent))
-        .route("/v1/me/consent/history", get(consent::my_consent_at))
-        .route("/v1/me/consent/receipt", get(consent::receipt))
-        .route("/v1/me/consent/{purpose}/grant", post(consent::grant))
-        .route("/v1/me/consent/{purpose}/withdraw", post(consent::withdraw))
-        .route("/v1/me/consent/{purpose}", delete(consent::withdraw))
-        .route("/v1/contacts/discovery", get(contacts::discovery))
-        .route("/v1/contacts/buckets/{prefix}", get(contacts::bucket))
-        .route("/v1/keys/device", put(keys::put_device_keys))
-        .route("/v1/keys/one-time", post(keys::upload_one_time_keys))
-        .route("/v1/keys/one-time/count", get(keys::one_time_key_count))
-        .route("/v1/keys/claim", post(keys::claim_keys))
-        .route(
-            "/v1/messages",
-            post(messages::send_message)
-                .get(messages::fetch_messages)
+/// The messenger's own routes and their OpenAPI document, from one list
+/// (`utoipa-axum`: a handler is routed where its `#[utoipa::path]` says,
+/// so the router and the document cannot disagree); `accord_http::finish`
+/// adds the standard routes, the fallbacks and the layers. The admin
+/// clock exists only with a simulated clock.
+pub fn router(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let mut r = OpenApiRouter::with_openapi(super::openapi::ApiDoc::openapi())
+        .routes(routes!(registration::start))
+        .routes(routes!(registration::verify))
+        .routes(routes!(policy::current))
+        .routes(routes!(policy::accept))
+        .routes(routes!(account::me, account::delete_me))
+        .routes(routes!(account::export))
+        .routes(routes!(number::start))
+        .routes(routes!(number::verify))
+        .routes(routes!(consent::my_consent))
+        .routes(routes!(consent::my_consent_at))
+        .routes(routes!(consent::receipt))
+        .routes(routes!(consent::grant))
+        .routes(routes!(consent::withdraw))
+        .routes(routes!(consent::withdraw_purpose))
+        .routes(routes!(contacts::discovery))
+        .routes(routes!(contacts::bucket))
+        .routes(routes!(keys::put_device_keys))
+        .routes(routes!(keys::upload_one_time_keys))
+        .routes(routes!(keys::one_time_key_count))
+        .routes(routes!(keys::claim_keys))
+        .routes(
+            routes!(messages::send_message, messages::fetch_messages)
                 .layer(DefaultBodyLimit::max(messages::MAX_SEND_BODY_BYTES)),
         )
-        .route("/v1/messages/ack", post(messages::ack_messages))
-        .route("/v1/stream", get(stream::stream))
-        .route(
-            "/v1/blocks/{account_id}",
-            post(blocks::block_account).delete(blocks::unblock_account),
-        )
-        .route("/v1/reports", post(blocks::report_message))
-        .merge(admin)
+        .routes(routes!(messages::ack_messages))
+        .routes(routes!(stream::stream))
+        .routes(routes!(blocks::block_account, blocks::unblock_account))
+        .routes(routes!(blocks::report_message))
+        .routes(routes!(admin::publish_policy, admin::list_policies))
+        .routes(routes!(admin::ledger))
+        .routes(routes!(admin::feed))
+        .routes(routes!(admin::reconcile))
+        .routes(routes!(contacts::refresh))
+        .routes(routes!(admin::verify_ledger))
+        .routes(routes!(admin::consent_at));
+    if state.simulated_clock.is_some() {
+        r = r.routes(routes!(admin::clock, admin::advance_clock));
+    }
+    r.split_for_parts()
 }
