@@ -1,15 +1,16 @@
 #![no_main]
-use accord_domain::coordination::{parse_pseudonym_hex, BucketList, Digests, FeedAck, FeedBatch};
+use accord_domain::coordination::{Digests, FeedAck, FeedBatch, ReconcileBucketList};
+use accord_domain::PseudonymId;
 use libfuzzer_sys::fuzz_target;
 
-// The coordination feed's bodies, as the partner and the messenger parse them.
+// The coordination feed's bodies, as the partner and the messenger parse
+// them (pseudonyms included: `PseudonymId` parses its own hex).
 fuzz_target!(|data: &[u8]| {
-    if let Ok(b) = serde_json::from_slice::<FeedBatch>(data) {
-        for e in &b.events {
-            let _ = parse_pseudonym_hex(&e.pseudonym);
-        }
-    }
+    let _ = serde_json::from_slice::<FeedBatch>(data);
     let _ = serde_json::from_slice::<FeedAck>(data);
     let _ = serde_json::from_slice::<Digests>(data);
-    let _ = serde_json::from_slice::<BucketList>(data);
+    let _ = serde_json::from_slice::<ReconcileBucketList>(data);
+    if let Ok(s) = std::str::from_utf8(data) {
+        let _ = PseudonymId::from_hex(s);
+    }
 });

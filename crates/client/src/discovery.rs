@@ -11,7 +11,8 @@
 
 use crate::{Client, ClientError};
 use accord_crypto::oprf::{KeyVersion, OprfPurpose};
-use accord_domain::PhoneNumber;
+use accord_domain::pseudonym::PrefixBucket;
+use accord_domain::{PhoneNumber, PseudonymId};
 use accord_keyd_client::{HttpOprf, Oprf, OprfClientError};
 use accord_messenger_wire::{Bucket, DiscoveryConfig};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -52,13 +53,10 @@ pub async fn discover(
         .phone_pseudonyms(OprfPurpose::Contacts, Some(version), numbers)
         .await?;
 
-    let mut by_prefix: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
+    let ps: Vec<PseudonymId> = ps.iter().map(|p| p.id()).collect();
+    let mut by_prefix: BTreeMap<PrefixBucket, Vec<usize>> = BTreeMap::new();
     for (i, p) in ps.iter().enumerate() {
-        let b = p.as_bytes();
-        by_prefix
-            .entry(u16::from_be_bytes([b[0], b[1]]))
-            .or_default()
-            .push(i);
+        by_prefix.entry(p.prefix16()).or_default().push(i);
     }
     let mut found = vec![false; numbers.len()];
     for (prefix, idx) in by_prefix {
@@ -72,19 +70,19 @@ pub async fn discover(
                 None,
             )
             .await?;
-        let members: HashSet<[u8; 32]> = bucket
+        let members: HashSet<PseudonymId> = bucket
             .pseudonyms
             .iter()
             .map(|s| {
                 URL_SAFE_NO_PAD
                     .decode(s)
                     .ok()
-                    .and_then(|v| <[u8; 32]>::try_from(v).ok())
+                    .and_then(|v| PseudonymId::from_slice(&v))
                     .ok_or(DiscoveryError::BadBucket)
             })
             .collect::<Result<_, _>>()?;
         for i in idx {
-            found[i] = members.contains(ps[i].as_bytes());
+            found[i] = members.contains(&ps[i]);
         }
     }
     Ok(found)

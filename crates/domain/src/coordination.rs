@@ -6,9 +6,12 @@
 //! than the last one applied for the same pseudonym (by `event_id`, which
 //! grows per user) is ignored: delivery is at least once, idempotent, and
 //! ordered per user whatever the network does.
+//!
+//! Pseudonyms are [`PseudonymId`]s, 64 lowercase hex digits on the wire.
 
 use crate::device::DeviceInfo;
 use crate::policy::Purpose;
+use crate::pseudonym::PseudonymId;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -51,7 +54,7 @@ pub struct FeedEvent {
     /// Unique, and increasing per user.
     pub event_id: u64,
     /// The `coordination` pseudonym, 32 bytes as lowercase hex.
-    pub pseudonym: String,
+    pub pseudonym: PseudonymId,
     pub key_version: u32,
     /// Purposes the partner may hold from now on; empty revokes everything.
     pub purposes: BTreeSet<Purpose>,
@@ -87,17 +90,9 @@ pub struct EventResult {
     pub confirmed_at: Timestamp,
 }
 
-/// 32 bytes ↔ lowercase hex.
-pub fn pseudonym_hex(p: &[u8; 32]) -> String {
-    hex::encode(p)
-}
-
-pub fn parse_pseudonym_hex(s: &str) -> Option<[u8; 32]> {
-    hex::decode(s).ok()?.try_into().ok()
-}
-
 /// A reconciliation bucket: the pseudonyms whose first byte is this
-/// number. (Not the 16-bit prefix buckets of contact discovery.)
+/// number ([`PseudonymId::reconcile_bucket`]). (Not the 16-bit prefix
+/// buckets of contact discovery.)
 pub type ReconcileBucket = u8;
 
 /// How many reconciliation buckets there are per purpose.
@@ -127,7 +122,7 @@ pub struct Mismatches {
 pub struct ReconcileBucketList {
     pub purpose: Purpose,
     pub bucket: ReconcileBucket,
-    pub pseudonyms: Vec<String>,
+    pub pseudonyms: Vec<PseudonymId>,
 }
 
 /// What the partner did with a [`ReconcileBucketList`].
@@ -137,27 +132,27 @@ pub struct ReconcileBucketOutcome {
     /// Held but not listed: deleted (with derived data).
     pub deleted: u64,
     /// Listed but not held: the messenger should resync these.
-    pub missing: Vec<String>,
+    pub missing: Vec<PseudonymId>,
 }
 
 /// The digest of one reconciliation bucket: SHA-256 over its sorted
 /// pseudonyms.
-pub fn reconcile_bucket_digest(sorted: &[[u8; 32]]) -> String {
+pub fn reconcile_bucket_digest(sorted: &[PseudonymId]) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     h.update(b"accord-reconcile-v1\0");
     for p in sorted {
-        h.update(p);
+        h.update(p.as_bytes());
     }
     hex::encode(h.finalize())
 }
 
 /// The digest of every reconciliation bucket of a set of pseudonyms,
 /// bucket 0 first.
-pub fn digests_of(pseudonyms: &[[u8; 32]]) -> Vec<String> {
-    let mut buckets: Vec<Vec<[u8; 32]>> = vec![Vec::new(); RECONCILE_BUCKETS];
+pub fn digests_of(pseudonyms: &[PseudonymId]) -> Vec<String> {
+    let mut buckets: Vec<Vec<PseudonymId>> = vec![Vec::new(); RECONCILE_BUCKETS];
     for p in pseudonyms {
-        buckets[p[0] as usize].push(*p);
+        buckets[p.reconcile_bucket() as usize].push(*p);
     }
     buckets
         .iter_mut()
@@ -167,4 +162,61 @@ pub fn digests_of(pseudonyms: &[[u8; 32]]) -> Vec<String> {
             reconcile_bucket_digest(b)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The wire is what it was when pseudonyms were hex strings.
+    #[test]
+    fn pseudonyms_are_lowercase_hex_on_the_wire() {
+        let p = PseudonymId::from_bytes([0xAB; 32]);
+        let hex = "ab".repeat(32);
+        let e = FeedEvent {
+            event_id: 7,
+            pseudonym: p,
+            key_version: 1,
+            purposes: BTreeSet::new(),
+            devices: vec![],
+            ledger_ref: None,
+            reason: REASON_REVOKE.into(),
+        };
+        let json = serde_json::to_string(&e).unwrap();
+        assert_eq!(
+            json,
+            format!(
+                r#"{{"event_id":7,"pseudonym":"{hex}","key_version":1,"purposes":[],"devices":[],"ledger_ref":null,"reason":"revoke"}}"#
+            )
+        );
+        assert_eq!(serde_json::from_str::<FeedEvent>(&json).unwrap(), e);
+        let l = ReconcileBucketList {
+            purpose: Purpose::Ads,
+            bucket: p.reconcile_bucket(),
+            pseudonyms: vec![p],
+        };
+        assert_eq!(
+            serde_json::to_string(&l).unwrap(),
+            format!(r#"{{"purpose":"ads","bucket":171,"pseudonyms":["{hex}"]}}"#)
+        );
+        let o = ReconcileBucketOutcome {
+            deleted: 0,
+            missing: vec![p],
+        };
+        assert_eq!(
+            serde_json::to_string(&o).unwrap(),
+            format!(r#"{{"deleted":0,"missing":["{hex}"]}}"#)
+        );
+    }
+
+    #[test]
+    fn digests_bucket_by_first_byte() {
+        let a = PseudonymId::from_bytes([0; 32]);
+        let b = PseudonymId::from_bytes([5; 32]);
+        let d = digests_of(&[b, a, b]);
+        assert_eq!(d.len(), RECONCILE_BUCKETS);
+        assert_eq!(d[0], reconcile_bucket_digest(&[a]));
+        assert_eq!(d[5], reconcile_bucket_digest(&[b]));
+        assert_eq!(d[1], reconcile_bucket_digest(&[]));
+    }
 }

@@ -16,6 +16,10 @@
 //! - [`consent`]: the consent state machine. Commands go in, ledger events
 //!   come out; folding events gives the state. The same fold reconstructs
 //!   the state at any past instant from the ledger alone.
+//! - [`pseudonym`]: [`PseudonymId`](pseudonym::PseudonymId), a
+//!   pseudonym's 32 bytes as stored and sent (redacted `Debug`, no
+//!   `Display`, hex on the wire), with its contact-discovery prefix bucket
+//!   and reconciliation bucket.
 //! - [`coordination`]: the coordination feed's wire format (state-based,
 //!   idempotent, ordered per user).
 //! - [`keyd`]: the key service's rules: its client ids and kinds, and the
@@ -33,6 +37,7 @@ pub mod ids;
 pub mod keyd;
 pub mod ledger;
 pub mod policy;
+pub mod pseudonym;
 pub mod receipt;
 pub mod time;
 
@@ -42,4 +47,5 @@ pub use identity::{Email, EmailError, PhoneError, PhoneNumber};
 pub use ids::{AccountId, DeviceId};
 pub use ledger::{ChainError, LedgerEntry, LedgerEvent, LedgerRecord};
 pub use policy::{ConsentProfile, PolicyDraft, PolicyError, PolicyVersion, Purpose};
+pub use pseudonym::PseudonymId;
 pub use time::{Clock, SimulatedClock, SystemClock, Timestamp};

@@ -17,7 +17,8 @@
 //!   `accord_keyd::InProcessOprf` implements the same trait, so both take
 //!   the same code path.
 //! - [`pseudonym`]: [`Pseudonym`], 32 bytes plus a [`KeyVersion`], which
-//!   only [`Oprf::pseudonyms`] can construct.
+//!   only [`Oprf::pseudonyms`] can construct; [`Pseudonym::id`] gives its
+//!   value as stored and sent, an `accord_domain::PseudonymId`.
 //! - [`wire`]: the JSON bodies of the public endpoints, shared by the
 //!   server and [`HttpOprf`] (`utoipa` schemas behind the `openapi`
 //!   feature).

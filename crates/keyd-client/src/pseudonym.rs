@@ -1,6 +1,7 @@
 //! The pseudonym: what an identifier becomes under a purpose's OPRF key.
 
 use accord_crypto::oprf::{KeyVersion, PseudonymBytes, PSEUDONYM_LEN};
+use accord_domain::PseudonymId;
 use std::fmt;
 
 /// `OPRF_k(input)` truncated to 32 bytes (see
@@ -13,7 +14,9 @@ use std::fmt;
 ///
 /// Lives in `accord-keyd-client`, next to the only code that makes one;
 /// `accord-domain` cannot hold it while the OPRF types are
-/// `accord-crypto`'s, which depends on `accord-domain`.
+/// `accord-crypto`'s, which depends on `accord-domain`. What is stored and
+/// sent is its value alone, [`PseudonymId`] ([`Pseudonym::id`]), with the
+/// key version beside it where it matters.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Pseudonym {
     bytes: [u8; PSEUDONYM_LEN],
@@ -35,6 +38,23 @@ impl Pseudonym {
 
     pub fn key_version(&self) -> KeyVersion {
         self.key_version
+    }
+
+    /// Its value, as stored and sent (without the key version).
+    pub fn id(&self) -> PseudonymId {
+        PseudonymId::from_bytes(self.bytes)
+    }
+}
+
+impl From<Pseudonym> for PseudonymId {
+    fn from(p: Pseudonym) -> Self {
+        p.id()
+    }
+}
+
+impl From<&Pseudonym> for PseudonymId {
+    fn from(p: &Pseudonym) -> Self {
+        p.id()
     }
 }
 

@@ -19,13 +19,13 @@ use crate::service::{Messenger, ServiceError};
 use accord_crypto::mac;
 use accord_crypto::oprf::{KeyVersion, OprfPurpose};
 use accord_domain::coordination::{
-    digests_of, pseudonym_hex, Digests, EventResult, FeedAck, FeedBatch, FeedEvent, LedgerRef,
-    Mismatches, ReconcileBucketList, ReconcileBucketOutcome, DIGESTS_PATH, INGEST_PATH, PARTNER,
-    REASON_REVOKE, REASON_SHARE, RECONCILE_BUCKETS, RECONCILE_BUCKET_PATH,
+    digests_of, Digests, EventResult, FeedAck, FeedBatch, FeedEvent, LedgerRef, Mismatches,
+    ReconcileBucketList, ReconcileBucketOutcome, DIGESTS_PATH, INGEST_PATH, PARTNER, REASON_REVOKE,
+    REASON_SHARE, RECONCILE_BUCKETS, RECONCILE_BUCKET_PATH,
 };
 use accord_domain::ledger::LedgerRecord;
 use accord_domain::time::{HOUR_MS, SECOND_MS};
-use accord_domain::{LedgerEvent, Purpose, Timestamp};
+use accord_domain::{AccountId, LedgerEvent, PseudonymId, Purpose, Timestamp};
 use accord_storage::{FeedDue, PartnerHolding};
 use secrecy::{ExposeSecret, SecretSlice};
 use serde::Serialize;
@@ -121,7 +121,7 @@ struct Planned {
     /// Purposes with an active grant now.
     granted: BTreeSet<Purpose>,
     /// (pseudonym, key version, purposes) the partner may hold now.
-    desired: Option<([u8; 32], KeyVersion, BTreeSet<Purpose>)>,
+    desired: Option<(PseudonymId, KeyVersion, BTreeSet<Purpose>)>,
     revoke_id: Option<u64>,
     share_id: Option<u64>,
 }
@@ -230,7 +230,7 @@ impl Dispatcher {
                     p.revoke_id = Some(base);
                     events.push(FeedEvent {
                         event_id: base,
-                        pseudonym: pseudonym_hex(&h.pseudonym),
+                        pseudonym: h.pseudonym,
                         key_version: h.key_version.0,
                         purposes: BTreeSet::new(),
                         devices: vec![],
@@ -259,7 +259,7 @@ impl Dispatcher {
                 p.share_id = Some(base + 1);
                 events.push(FeedEvent {
                     event_id: base + 1,
-                    pseudonym: pseudonym_hex(ps),
+                    pseudonym: *ps,
                     key_version: v.0,
                     purposes: purposes.clone(),
                     devices,
@@ -458,8 +458,7 @@ impl Dispatcher {
     /// not hold, and what it lacks is queued for resync.
     pub async fn reconcile(&self) -> Result<ReconcileReport, ServiceError> {
         let store = &self.messenger.store;
-        let mut by_purpose: BTreeMap<Purpose, Vec<([u8; 32], accord_domain::AccountId)>> =
-            BTreeMap::new();
+        let mut by_purpose: BTreeMap<Purpose, Vec<(PseudonymId, AccountId)>> = BTreeMap::new();
         let mut after = None;
         loop {
             let page = store.partner_holdings(after, 1000).await?;
@@ -475,7 +474,7 @@ impl Dispatcher {
             digests: Purpose::ALL
                 .into_iter()
                 .map(|p| {
-                    let ps: Vec<[u8; 32]> = by_purpose
+                    let ps: Vec<PseudonymId> = by_purpose
                         .get(&p)
                         .map(|v| v.iter().map(|(x, _)| *x).collect())
                         .unwrap_or_default();
@@ -497,14 +496,18 @@ impl Dispatcher {
         };
         let now = self.messenger.now();
         for (purpose, bucket) in mismatches.buckets {
-            let members: Vec<&([u8; 32], accord_domain::AccountId)> = by_purpose
+            let members: Vec<&(PseudonymId, AccountId)> = by_purpose
                 .get(&purpose)
-                .map(|v| v.iter().filter(|(p, _)| p[0] == bucket).collect())
+                .map(|v| {
+                    v.iter()
+                        .filter(|(p, _)| p.reconcile_bucket() == bucket)
+                        .collect()
+                })
                 .unwrap_or_default();
             let list = ReconcileBucketList {
                 purpose,
                 bucket,
-                pseudonyms: members.iter().map(|(p, _)| pseudonym_hex(p)).collect(),
+                pseudonyms: members.iter().map(|(p, _)| *p).collect(),
             };
             let out: ReconcileBucketOutcome = self
                 .post_signed(RECONCILE_BUCKET_PATH, &list)
@@ -512,7 +515,7 @@ impl Dispatcher {
                 .map_err(fail)?;
             report.deleted_at_partner += out.deleted;
             for m in &out.missing {
-                if let Some((_, a)) = members.iter().find(|(p, _)| pseudonym_hex(p) == *m) {
+                if let Some((_, a)) = members.iter().find(|(p, _)| p == m) {
                     store.feed_enqueue(*a, "resync", now).await?;
                     report.resync_requested += 1;
                 }

@@ -16,7 +16,8 @@ use accord_domain::policy::{PolicyDraft, PolicyHistory, PolicyVersion};
 use accord_domain::receipt::{ConsentReceipt, ReceiptContext};
 use accord_domain::time::MINUTE_MS;
 use accord_domain::{
-    AccountId, Clock, DeviceId, DeviceInfo, DeviceInfoError, PhoneError, PhoneNumber, Timestamp,
+    AccountId, Clock, DeviceId, DeviceInfo, DeviceInfoError, PhoneError, PhoneNumber, PseudonymId,
+    Timestamp,
 };
 /// The answers of the use cases that cross the wire as they are.
 pub use accord_messenger_wire::{
@@ -729,7 +730,7 @@ impl Messenger {
                 for ((account, _), p) in missing.iter().zip(&ps) {
                     match self
                         .store
-                        .put_pseudonym(*account, purpose, p.key_version(), p.as_bytes())
+                        .put_pseudonym(*account, purpose, p.key_version(), &p.id())
                         .await
                     {
                         Ok(()) => n += 1,
@@ -785,7 +786,7 @@ impl Messenger {
         &self,
         version: KeyVersion,
         prefix: u16,
-    ) -> Result<Vec<[u8; 32]>, ServiceError> {
+    ) -> Result<Vec<PseudonymId>, ServiceError> {
         if self.keys.is_none() {
             return Err(ServiceError::NoKeyService);
         }

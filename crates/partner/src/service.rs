@@ -4,12 +4,11 @@ use crate::verifier::{Verifier, VerifierError};
 use accord_crypto::mac;
 use accord_crypto::token::{self, BearerToken, TokenHash, VerificationCode};
 use accord_domain::coordination::{
-    digests_of, parse_pseudonym_hex, pseudonym_hex, Digests, FeedAck, FeedBatch, Mismatches,
-    ReconcileBucketList, ReconcileBucketOutcome, DIGESTS_PATH, INGEST_PATH, RECONCILE_BUCKETS,
-    RECONCILE_BUCKET_PATH,
+    digests_of, Digests, FeedAck, FeedBatch, Mismatches, ReconcileBucketList,
+    ReconcileBucketOutcome, DIGESTS_PATH, INGEST_PATH, RECONCILE_BUCKETS, RECONCILE_BUCKET_PATH,
 };
 use accord_domain::time::MINUTE_MS;
-use accord_domain::{Clock, PhoneError, PhoneNumber, Purpose, Timestamp};
+use accord_domain::{Clock, PhoneError, PhoneNumber, PseudonymId, Purpose, Timestamp};
 use accord_storage::partner::{
     ChargeError, IncomingEvent, PartnerStats, PartnerStore, PartnerUser, PendingRegistration,
     Record,
@@ -293,9 +292,6 @@ impl PartnerService {
             .iter()
             .enumerate()
             .map(|(i, e)| {
-                let pseudonym = parse_pseudonym_hex(&e.pseudonym).ok_or_else(|| {
-                    PartnerError::BadBatch(format!("event {i}: pseudonym must be 64 hex digits"))
-                })?;
                 if !e.purposes.is_empty() && e.devices.is_empty() {
                     return Err(PartnerError::BadBatch(format!(
                         "event {i}: a share carries device information"
@@ -322,7 +318,7 @@ impl PartnerService {
                 };
                 Ok(IncomingEvent {
                     event_id: e.event_id,
-                    pseudonym,
+                    pseudonym: e.pseudonym,
                     key_version: e.key_version,
                     purposes: e.purposes.clone(),
                     devices,
@@ -383,20 +379,14 @@ impl PartnerService {
         self.check_feed(RECONCILE_BUCKET_PATH, auth, body).await?;
         let l: ReconcileBucketList =
             serde_json::from_slice(body).map_err(|e| PartnerError::BadBatch(e.to_string()))?;
-        let listed: std::collections::BTreeSet<[u8; 32]> = l
-            .pseudonyms
-            .iter()
-            .map(|h| {
-                parse_pseudonym_hex(h)
-                    .ok_or_else(|| PartnerError::BadBatch("pseudonym must be 64 hex digits".into()))
-            })
-            .collect::<Result<_, _>>()?;
-        let held: std::collections::BTreeSet<[u8; 32]> = self
+        let listed: std::collections::BTreeSet<PseudonymId> =
+            l.pseudonyms.iter().copied().collect();
+        let held: std::collections::BTreeSet<PseudonymId> = self
             .store
             .pseudonyms(l.purpose)
             .await?
             .into_iter()
-            .filter(|p| p[0] == l.bucket)
+            .filter(|p| p.reconcile_bucket() == l.bucket)
             .collect();
         let mut deleted = 0;
         for p in held.difference(&listed) {
@@ -414,7 +404,7 @@ impl PartnerService {
         }
         Ok(ReconcileBucketOutcome {
             deleted,
-            missing: listed.difference(&held).map(pseudonym_hex).collect(),
+            missing: listed.difference(&held).copied().collect(),
         })
     }
 
@@ -427,7 +417,7 @@ impl PartnerService {
     /// A read of messenger-derived data, for a named purpose.
     pub async fn read(
         &self,
-        pseudonym: &[u8; 32],
+        pseudonym: &PseudonymId,
         purpose: Purpose,
     ) -> Result<Record, PartnerError> {
         match self.store.record(pseudonym, purpose).await? {
@@ -683,11 +673,11 @@ impl PartnerService {
                 "at most 10,000 contacts per upload".into(),
             ));
         }
-        let ps: Vec<[u8; 32]> = hex
+        let ps: Vec<PseudonymId> = hex
             .iter()
             .enumerate()
             .map(|(i, h)| {
-                parse_pseudonym_hex(h).ok_or_else(|| {
+                PseudonymId::from_hex(h).ok_or_else(|| {
                     PartnerError::BadRequest(format!("contact {i}: 64 hex digits expected"))
                 })
             })

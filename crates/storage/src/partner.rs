@@ -13,13 +13,16 @@
 //! blinded evaluation, the feed delivers pseudonyms only, and a number
 //! being verified is known only by its `number_tag` (an HMAC under a key
 //! kept outside this database).
+//!
+//! Pseudonyms are [`PseudonymId`]s (their 32 bytes, stored as such); the
+//! `[u8; 32]`s left here are hashes: number tags and token hashes.
 
 use crate::db::{Backend, Db};
 use crate::error::{Result, StoreError};
-use crate::sql::{bytes32, parse_uuid, uuid_text};
+use crate::sql::{bytes32, parse_uuid, pseudonym as pseudonym_col, uuid_text};
 use accord_domain::coordination::{EventResult, LedgerRef};
 use accord_domain::keyd::{check_charge, hour_of, WINDOW_HOURS};
-use accord_domain::{DeviceInfo, Purpose, Timestamp};
+use accord_domain::{DeviceInfo, PseudonymId, Purpose, Timestamp};
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -30,7 +33,7 @@ use uuid::Uuid;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IncomingEvent {
     pub event_id: u64,
-    pub pseudonym: [u8; 32],
+    pub pseudonym: PseudonymId,
     pub key_version: u32,
     pub purposes: BTreeSet<Purpose>,
     pub devices: Vec<DeviceInfo>,
@@ -40,7 +43,7 @@ pub struct IncomingEvent {
 /// What the partner holds of one pseudonym for one purpose.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
-    pub pseudonym: [u8; 32],
+    pub pseudonym: PseudonymId,
     pub purpose: Purpose,
     pub devices: Vec<DeviceInfo>,
     pub ledger_ref: Option<LedgerRef>,
@@ -52,7 +55,7 @@ pub struct Record {
 pub struct PartnerUser {
     pub id: Uuid,
     pub name: String,
-    pub phone_pseudonym: Option<[u8; 32]>,
+    pub phone_pseudonym: Option<PseudonymId>,
     pub ads_personalisation: bool,
     pub created_at: Timestamp,
 }
@@ -88,12 +91,12 @@ pub trait PartnerStore: Send + Sync + std::fmt::Debug + 'static {
     async fn apply_event(&self, e: &IncomingEvent, now: Timestamp) -> Result<EventResult>;
     /// Deletes what is held of `pseudonym` for `purpose` (reconciliation),
     /// with links and edges when `purpose` is `product`.
-    async fn delete_held(&self, pseudonym: &[u8; 32], purpose: Purpose) -> Result<bool>;
+    async fn delete_held(&self, pseudonym: &PseudonymId, purpose: Purpose) -> Result<bool>;
     /// Removes revocation tombstones older than `before`.
     async fn purge_tombstones(&self, before: Timestamp) -> Result<u64>;
-    async fn record(&self, pseudonym: &[u8; 32], purpose: Purpose) -> Result<Option<Record>>;
+    async fn record(&self, pseudonym: &PseudonymId, purpose: Purpose) -> Result<Option<Record>>;
     /// Every pseudonym held for `purpose`.
-    async fn pseudonyms(&self, purpose: Purpose) -> Result<Vec<[u8; 32]>>;
+    async fn pseudonyms(&self, purpose: Purpose) -> Result<Vec<PseudonymId>>;
     async fn count_denied_read(&self, purpose: Purpose) -> Result<()>;
 
     async fn create_user(&self, user: &PartnerUser, token_hash: &[u8; 32]) -> Result<()>;
@@ -103,15 +106,15 @@ pub trait PartnerStore: Send + Sync + std::fmt::Debug + 'static {
     async fn set_phone_pseudonym(
         &self,
         user: Uuid,
-        pseudonym: &[u8; 32],
+        pseudonym: &PseudonymId,
         at: Timestamp,
     ) -> Result<()>;
     /// The messenger pseudonym `user` is linked to, if any.
-    async fn link_of(&self, user: Uuid) -> Result<Option<[u8; 32]>>;
+    async fn link_of(&self, user: Uuid) -> Result<Option<PseudonymId>>;
     /// Keeps the uploaded contacts that match someone (a partner user's
     /// own pseudonym, or a pseudonym held for `product`); discards the
     /// rest. Returns how many were kept.
-    async fn upload_contacts(&self, uploader: Uuid, contacts: &[[u8; 32]]) -> Result<u64>;
+    async fn upload_contacts(&self, uploader: Uuid, contacts: &[PseudonymId]) -> Result<u64>;
     /// Partner users to suggest to `uploader`: whose own or linked
     /// pseudonym is among the uploader's kept contacts, and whose
     /// pseudonym is held for `product` (they granted it).
@@ -214,7 +217,7 @@ fn user_row(r: &AnyRow) -> Result<PartnerUser> {
     Ok(PartnerUser {
         id: parse_uuid(&r.try_get::<String, _>("id")?)?,
         name: r.try_get("name")?,
-        phone_pseudonym: p.map(|v| bytes32(v, "pseudonym")).transpose()?,
+        phone_pseudonym: p.map(|v| pseudonym_col(v, "pseudonym")).transpose()?,
         ads_personalisation: r.try_get::<i64, _>("ads_personalisation")? != 0,
         created_at: Timestamp(r.try_get("created_at")?),
     })
@@ -223,7 +226,7 @@ fn user_row(r: &AnyRow) -> Result<PartnerUser> {
 #[async_trait]
 impl PartnerStore for SqlPartnerStore {
     async fn apply_event(&self, e: &IncomingEvent, now: Timestamp) -> Result<EventResult> {
-        let p = e.pseudonym.to_vec();
+        let p = e.pseudonym.as_bytes().to_vec();
         let mut tx = self.db.pool.begin().await?;
         // First statement is a write: serialises appliers (SQLite write
         // lock; PostgreSQL row lock when the subject exists).
@@ -326,17 +329,17 @@ impl PartnerStore for SqlPartnerStore {
         })
     }
 
-    async fn delete_held(&self, pseudonym: &[u8; 32], purpose: Purpose) -> Result<bool> {
+    async fn delete_held(&self, pseudonym: &PseudonymId, purpose: Purpose) -> Result<bool> {
         let mut tx = self.db.pool.begin().await?;
         let r = sqlx::query("DELETE FROM records WHERE pseudonym = $1 AND purpose = $2")
-            .bind(pseudonym.to_vec())
+            .bind(pseudonym.as_bytes().to_vec())
             .bind(purpose.as_str())
             .execute(&mut *tx)
             .await?;
         if purpose == Purpose::Product {
             for table in ["links", "contact_edges"] {
                 sqlx::query(&format!("DELETE FROM {table} WHERE pseudonym = $1"))
-                    .bind(pseudonym.to_vec())
+                    .bind(pseudonym.as_bytes().to_vec())
                     .execute(&mut *tx)
                     .await?;
             }
@@ -355,15 +358,15 @@ impl PartnerStore for SqlPartnerStore {
         Ok(r.rows_affected())
     }
 
-    async fn record(&self, pseudonym: &[u8; 32], purpose: Purpose) -> Result<Option<Record>> {
+    async fn record(&self, pseudonym: &PseudonymId, purpose: Purpose) -> Result<Option<Record>> {
         let row = sqlx::query("SELECT * FROM records WHERE pseudonym = $1 AND purpose = $2")
-            .bind(pseudonym.to_vec())
+            .bind(pseudonym.as_bytes().to_vec())
             .bind(purpose.as_str())
             .fetch_optional(&self.db.pool)
             .await?;
         row.map(|r| {
             Ok(Record {
-                pseudonym: bytes32(r.try_get("pseudonym")?, "pseudonym")?,
+                pseudonym: pseudonym_col(r.try_get("pseudonym")?, "pseudonym")?,
                 purpose,
                 devices: serde_json::from_str(&r.try_get::<String, _>("devices")?)
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?,
@@ -375,14 +378,16 @@ impl PartnerStore for SqlPartnerStore {
         .transpose()
     }
 
-    async fn pseudonyms(&self, purpose: Purpose) -> Result<Vec<[u8; 32]>> {
+    async fn pseudonyms(&self, purpose: Purpose) -> Result<Vec<PseudonymId>> {
         let rows: Vec<Vec<u8>> = sqlx::query_scalar(
             "SELECT pseudonym FROM records WHERE purpose = $1 ORDER BY pseudonym",
         )
         .bind(purpose.as_str())
         .fetch_all(&self.db.pool)
         .await?;
-        rows.into_iter().map(|v| bytes32(v, "pseudonym")).collect()
+        rows.into_iter()
+            .map(|v| pseudonym_col(v, "pseudonym"))
+            .collect()
     }
 
     async fn count_denied_read(&self, purpose: Purpose) -> Result<()> {
@@ -410,7 +415,7 @@ impl PartnerStore for SqlPartnerStore {
         .bind(uuid_text(u.id))
         .bind(&u.name)
         .bind(token_hash.to_vec())
-        .bind(u.phone_pseudonym.map(|p| p.to_vec()))
+        .bind(u.phone_pseudonym.map(|p| p.as_bytes().to_vec()))
         .bind(u.ads_personalisation as i64)
         .bind(u.created_at.0)
         .execute(&mut *tx)
@@ -429,7 +434,7 @@ impl PartnerStore for SqlPartnerStore {
                  SELECT $1, pseudonym, $3 FROM records WHERE pseudonym = $2 AND purpose = 'product'",
             )
             .bind(uuid_text(u.id))
-            .bind(p.to_vec())
+            .bind(p.as_bytes().to_vec())
             .bind(u.created_at.0)
             .execute(&mut *tx)
             .await?;
@@ -462,13 +467,13 @@ impl PartnerStore for SqlPartnerStore {
     async fn set_phone_pseudonym(
         &self,
         user: Uuid,
-        pseudonym: &[u8; 32],
+        pseudonym: &PseudonymId,
         at: Timestamp,
     ) -> Result<()> {
         let id = uuid_text(user);
         let mut tx = self.db.pool.begin().await?;
         sqlx::query("UPDATE partner_users SET phone_pseudonym = $1 WHERE id = $2")
-            .bind(pseudonym.to_vec())
+            .bind(pseudonym.as_bytes().to_vec())
             .bind(&id)
             .execute(&mut *tx)
             .await?;
@@ -481,7 +486,7 @@ impl PartnerStore for SqlPartnerStore {
              SELECT $1, pseudonym, $3 FROM records WHERE pseudonym = $2 AND purpose = 'product'",
         )
         .bind(&id)
-        .bind(pseudonym.to_vec())
+        .bind(pseudonym.as_bytes().to_vec())
         .bind(at.0)
         .execute(&mut *tx)
         .await?;
@@ -489,16 +494,16 @@ impl PartnerStore for SqlPartnerStore {
         Ok(())
     }
 
-    async fn link_of(&self, user: Uuid) -> Result<Option<[u8; 32]>> {
+    async fn link_of(&self, user: Uuid) -> Result<Option<PseudonymId>> {
         let v: Option<Vec<u8>> =
             sqlx::query_scalar("SELECT pseudonym FROM links WHERE partner_user_id = $1")
                 .bind(uuid_text(user))
                 .fetch_optional(&self.db.pool)
                 .await?;
-        v.map(|v| bytes32(v, "pseudonym")).transpose()
+        v.map(|v| pseudonym_col(v, "pseudonym")).transpose()
     }
 
-    async fn upload_contacts(&self, uploader: Uuid, contacts: &[[u8; 32]]) -> Result<u64> {
+    async fn upload_contacts(&self, uploader: Uuid, contacts: &[PseudonymId]) -> Result<u64> {
         let mut tx = self.db.pool.begin().await?;
         let mut kept = 0;
         for c in contacts {
@@ -506,7 +511,7 @@ impl PartnerStore for SqlPartnerStore {
                 "SELECT (SELECT COUNT(*) FROM partner_users WHERE phone_pseudonym = $1) \
                       + (SELECT COUNT(*) FROM records WHERE pseudonym = $1 AND purpose = 'product')",
             )
-            .bind(c.to_vec())
+            .bind(c.as_bytes().to_vec())
             .fetch_one(&mut *tx)
             .await?;
             if matches > 0 {
@@ -514,7 +519,7 @@ impl PartnerStore for SqlPartnerStore {
                     "INSERT INTO contact_edges (uploader, pseudonym) VALUES ($1, $2) ON CONFLICT (uploader, pseudonym) DO NOTHING",
                 )
                 .bind(uuid_text(uploader))
-                .bind(c.to_vec())
+                .bind(c.as_bytes().to_vec())
                 .execute(&mut *tx)
                 .await?;
                 kept += r.rows_affected();
@@ -638,7 +643,7 @@ impl PartnerStore for SqlPartnerStore {
         .bind(uuid_text(u.id))
         .bind(&u.name)
         .bind(token_hash.to_vec())
-        .bind(u.phone_pseudonym.map(|p| p.to_vec()))
+        .bind(u.phone_pseudonym.map(|p| p.as_bytes().to_vec()))
         .bind(u.ads_personalisation as i64)
         .bind(u.created_at.0)
         .bind(number_tag.to_vec())

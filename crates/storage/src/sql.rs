@@ -3,6 +3,7 @@
 //! uniqueness violation becomes [`StoreError::Conflict`] on either backend.
 
 use crate::error::{Result, StoreError};
+use accord_domain::PseudonymId;
 use uuid::Uuid;
 
 /// A UUID as stored: hyphenated lowercase text.
@@ -20,6 +21,12 @@ pub(crate) fn parse_uuid(s: &str) -> Result<Uuid> {
 pub(crate) fn bytes32(v: Vec<u8>, what: &str) -> Result<[u8; 32]> {
     v.try_into()
         .map_err(|_| StoreError::Corrupt(format!("{what} is not 32 bytes")))
+}
+
+/// A pseudonym column (32 bytes); `Corrupt("<what> is not 32 bytes")`
+/// otherwise.
+pub(crate) fn pseudonym(v: Vec<u8>, what: &str) -> Result<PseudonymId> {
+    bytes32(v, what).map(PseudonymId::from_bytes)
 }
 
 /// A JSON text column; `Corrupt("<what>: <error>")` if it does not parse.

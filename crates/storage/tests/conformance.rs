@@ -9,7 +9,7 @@ use accord_crypto::token::TokenHash;
 use accord_domain::consent::{ConsentCommand, ConsentState, SharingChoice};
 use accord_domain::ledger::{ChainVerifier, LedgerRecord};
 use accord_domain::policy::{ConsentProfile, PolicyDraft, Purpose};
-use accord_domain::{AccountId, DeviceId, DeviceInfo, PhoneNumber, Timestamp};
+use accord_domain::{AccountId, DeviceId, DeviceInfo, PhoneNumber, PseudonymId, Timestamp};
 use accord_storage::{
     AttemptClaim, CodeRequest, MessengerStore, NewDevice, PendingVerification, RequestCounts,
     SqlMessengerStore, StoreError,
@@ -471,9 +471,10 @@ async fn pseudonyms_by_bucket_version_and_account() {
         let missing = s.accounts_missing_pseudonym(c, v1, 10).await.unwrap();
         assert_eq!(missing.len(), 2);
         assert!(missing.iter().any(|(id, p)| *id == a && *p == phone(7)));
-        let pa = [0xab; 32];
+        let pa = PseudonymId::from_bytes([0xab; 32]);
         let mut pb = [0xab; 32];
         pb[31] = 1;
+        let pb = PseudonymId::from_bytes(pb);
         s.put_pseudonym(a, c, v1, &pa).await.unwrap();
         s.put_pseudonym(b, c, v1, &pb).await.unwrap();
         s.put_pseudonym(a, c, v1, &pa).await.unwrap(); // idempotent
@@ -498,7 +499,9 @@ async fn pseudonyms_by_bucket_version_and_account() {
         assert!(s.pseudonym_bucket(c, v2, 0xabab).await.unwrap().is_empty());
         assert_eq!(s.pseudonym_of(a, c, v1).await.unwrap(), Some(pa));
         // Rotation: v2 computed, then v1 dropped.
-        s.put_pseudonym(a, c, v2, &[1; 32]).await.unwrap();
+        s.put_pseudonym(a, c, v2, &PseudonymId::from_bytes([1; 32]))
+            .await
+            .unwrap();
         assert_eq!(s.drop_other_pseudonym_versions(c, v2).await.unwrap(), 2);
         assert!(s.pseudonym_of(a, c, v1).await.unwrap().is_none());
         // Gone with the account; refused for an unknown one.
@@ -507,7 +510,8 @@ async fn pseudonyms_by_bucket_version_and_account() {
         s.delete_account(a, acct.consent_rev, &rec).await.unwrap();
         assert!(s.pseudonym_of(a, c, v2).await.unwrap().is_none());
         assert!(matches!(
-            s.put_pseudonym(a, c, v2, &[1; 32]).await,
+            s.put_pseudonym(a, c, v2, &PseudonymId::from_bytes([1; 32]))
+                .await,
             Err(StoreError::NotFound(_))
         ));
         s.drop_pseudonyms(b).await.unwrap();
@@ -548,7 +552,7 @@ async fn the_feed_outbox_is_written_with_every_change_and_cleared_on_delivery() 
         );
         // Delivery: holding, ledger and outbox in one go.
         let h = PartnerHolding {
-            pseudonym: [9; 32],
+            pseudonym: PseudonymId::from_bytes([9; 32]),
             key_version: KeyVersion(1),
             purposes: [Purpose::Ads].into_iter().collect(),
         };

@@ -4,7 +4,7 @@
 
 mod common;
 
-use accord_domain::{DeviceInfo, Purpose, Timestamp};
+use accord_domain::{DeviceInfo, PseudonymId, Purpose, Timestamp};
 use accord_storage::partner::{IncomingEvent, PartnerStore, PartnerUser, SqlPartnerStore};
 use std::future::Future;
 use std::sync::Arc;
@@ -33,7 +33,7 @@ fn device() -> DeviceInfo {
     }
 }
 
-fn event(id: u64, p: [u8; 32], purposes: &[Purpose]) -> IncomingEvent {
+fn event(id: u64, p: PseudonymId, purposes: &[Purpose]) -> IncomingEvent {
     IncomingEvent {
         event_id: id,
         pseudonym: p,
@@ -48,7 +48,7 @@ fn event(id: u64, p: [u8; 32], purposes: &[Purpose]) -> IncomingEvent {
     }
 }
 
-fn user(name: &str, p: Option<[u8; 32]>) -> PartnerUser {
+fn user(name: &str, p: Option<PseudonymId>) -> PartnerUser {
     PartnerUser {
         id: uuid::Uuid::new_v4(),
         name: name.into(),
@@ -61,7 +61,7 @@ fn user(name: &str, p: Option<[u8; 32]>) -> PartnerUser {
 #[tokio::test]
 async fn events_apply_in_order_idempotently_and_revocations_delete_derived_data() {
     on_each_backend(|s| async move {
-        let p = [1u8; 32];
+        let p = PseudonymId::from_bytes([1u8; 32]);
         let r = s
             .apply_event(&event(2, p, &[Purpose::Ads, Purpose::Product]), T0)
             .await
@@ -75,7 +75,9 @@ async fn events_apply_in_order_idempotently_and_revocations_delete_derived_data(
         let up = user("uploader", None);
         s.create_user(&up, &[8; 32]).await.unwrap();
         assert_eq!(
-            s.upload_contacts(up.id, &[p, [7; 32]]).await.unwrap(),
+            s.upload_contacts(up.id, &[p, PseudonymId::from_bytes([7; 32])])
+                .await
+                .unwrap(),
             1,
             "unmatched contacts are discarded"
         );
@@ -115,7 +117,7 @@ async fn events_apply_in_order_idempotently_and_revocations_delete_derived_data(
 #[tokio::test]
 async fn reads_users_and_reconciliation_deletes() {
     on_each_backend(|s| async move {
-        let p = [3u8; 32];
+        let p = PseudonymId::from_bytes([3u8; 32]);
         s.apply_event(&event(1, p, &[Purpose::Product]), T0)
             .await
             .unwrap();

@@ -7,8 +7,8 @@ use crate::error::{CliError, CliResult};
 use crate::session::write_private;
 use accord_crypto::oprf::KeyVersion;
 use accord_crypto::oprf::OprfPurpose;
-use accord_domain::coordination::pseudonym_hex;
 use accord_domain::PhoneNumber;
+use accord_domain::PseudonymId;
 use accord_keyd::{HttpOprf, Oprf, OprfClientError};
 use clap::Subcommand;
 use reqwest::Method;
@@ -65,7 +65,7 @@ impl PartnerSession {
         &self,
         phones: &[PhoneNumber],
         version: Option<KeyVersion>,
-    ) -> CliResult<(Vec<String>, Option<KeyVersion>)> {
+    ) -> CliResult<(Vec<PseudonymId>, Option<KeyVersion>)> {
         let oprf = HttpOprf::new(
             self.server.clone(),
             secrecy::SecretString::from(self.token.clone()),
@@ -83,10 +83,7 @@ impl PartnerSession {
                 e => CliError::Input(format!("pseudonyms: {e}")),
             })?;
         let version = ps.first().map(|p| p.key_version());
-        Ok((
-            ps.iter().map(|p| pseudonym_hex(p.as_bytes())).collect(),
-            version,
-        ))
+        Ok((ps.iter().map(|p| p.id()).collect(), version))
     }
 }
 

@@ -9,7 +9,7 @@
 use crate::helpers::{share, spawn_app, AppOptions, TestApp};
 use accord_client::Client;
 use accord_crypto::oprf::{input_for_phone, KeyVersion, OprfPurpose};
-use accord_domain::coordination::pseudonym_hex;
+use accord_domain::PseudonymId;
 use accord_domain::{AccountId, ConsentProfile, PhoneNumber, Purpose};
 use accord_keyd::{ClientKind, InProcessOprf, Oprf};
 use accord_storage::MessengerStore;
@@ -33,7 +33,7 @@ async fn account_of(c: &Client) -> AccountId {
     c.consent().await.unwrap().account_id
 }
 
-async fn pseudonym(app: &TestApp, a: AccountId) -> [u8; 32] {
+async fn pseudonym(app: &TestApp, a: AccountId) -> PseudonymId {
     app.store
         .pseudonym_of(a, OprfPurpose::Coordination, KeyVersion(1))
         .await
@@ -42,7 +42,7 @@ async fn pseudonym(app: &TestApp, a: AccountId) -> [u8; 32] {
 }
 
 /// What the partner holds of `p`, by purpose.
-async fn held(app: &TestApp, p: &[u8; 32]) -> BTreeSet<Purpose> {
+async fn held(app: &TestApp, p: &PseudonymId) -> BTreeSet<Purpose> {
     let store = &app.partner.as_ref().unwrap().store;
     let mut out = BTreeSet::new();
     for purpose in Purpose::ALL {
@@ -115,7 +115,7 @@ async fn partner_sign_up(
     app: &TestApp,
     name: &str,
     phone: &str,
-    pseudonym: Option<[u8; 32]>,
+    pseudonym: Option<PseudonymId>,
 ) -> String {
     let started = partner_post(
         app,
@@ -138,7 +138,7 @@ async fn partner_sign_up(
             .http
             .put(format!("{}/v1/partner/me/phone", partner_url(app)))
             .bearer_auth(&token)
-            .json(&json!({ "phone_pseudonym": pseudonym_hex(&p) }))
+            .json(&json!({ "phone_pseudonym": p.to_hex() }))
             .send()
             .await
             .unwrap();
@@ -160,7 +160,7 @@ async fn partner_get(app: &TestApp, path: &str, token: &str) -> (u16, Value) {
 
 /// A partner user's client computes its own coordination pseudonym
 /// through the key service (blinded), as a partner client.
-async fn partner_side_pseudonym(app: &TestApp, phone: &str) -> [u8; 32] {
+async fn partner_side_pseudonym(app: &TestApp, phone: &str) -> PseudonymId {
     let keyd = app.keyd.clone().unwrap();
     let (c, _) = keyd
         .create_client("partner app", ClientKind::Partner, &BTreeMap::new())
@@ -168,11 +168,10 @@ async fn partner_side_pseudonym(app: &TestApp, phone: &str) -> [u8; 32] {
         .unwrap();
     let oprf = InProcessOprf::new(keyd, c.id);
     let p = PhoneNumber::parse(phone, None).unwrap();
-    *oprf
-        .pseudonyms(OprfPurpose::Coordination, None, &[input_for_phone(&p)])
+    oprf.pseudonyms(OprfPurpose::Coordination, None, &[input_for_phone(&p)])
         .await
         .unwrap()[0]
-        .as_bytes()
+        .id()
 }
 
 fn all_files(dir: &std::path::Path, prefix: &str) -> Vec<u8> {
@@ -277,7 +276,7 @@ async fn whatsapp_2016_publish_accept_share_link_suggest_and_the_opt_out_window(
         &app,
         "/v1/partner/me/contacts",
         &eve,
-        json!({"pseudonyms": [pseudonym_hex(&pa), pseudonym_hex(&pb), pseudonym_hex(&stranger)]}),
+        json!({"pseudonyms": [pa.to_hex(), pb.to_hex(), stranger.to_hex()]}),
     )
     .await;
     assert_eq!(
@@ -305,7 +304,10 @@ async fn whatsapp_2016_publish_accept_share_link_suggest_and_the_opt_out_window(
         assert!(!contains(&files, e164.trim_start_matches('+').as_bytes()));
         assert!(!contains(&files, e164.trim_start_matches("+62").as_bytes()));
     }
-    assert!(contains(&files, &pa), "the search can find what is there");
+    assert!(
+        contains(&files, pa.as_bytes()),
+        "the search can find what is there"
+    );
 }
 
 #[tokio::test]
@@ -323,20 +325,14 @@ async fn purpose_checked_reads_are_refused_and_counted() {
     let p = pseudonym(&app, a).await;
     let (st, _) = partner_get(
         &app,
-        &format!(
-            "/v1/admin/partner/records/{}?purpose=product",
-            pseudonym_hex(&p)
-        ),
+        &format!("/v1/admin/partner/records/{}?purpose=product", p.to_hex()),
         &app.admin_token,
     )
     .await;
     assert_eq!(st, 200);
     let (st, body) = partner_get(
         &app,
-        &format!(
-            "/v1/admin/partner/records/{}?purpose=ads",
-            pseudonym_hex(&p)
-        ),
+        &format!("/v1/admin/partner/records/{}?purpose=ads", p.to_hex()),
         &app.admin_token,
     )
     .await;
@@ -422,10 +418,10 @@ async fn duplicated_and_reordered_deliveries_change_nothing() {
     use accord_domain::coordination::{FeedBatch, FeedEvent};
     let app = spawn_app(opts(ConsentProfile::Strict)).await;
     let partner = app.partner.clone().unwrap();
-    let p = [7u8; 32];
+    let p = PseudonymId::from_bytes([7u8; 32]);
     let ev = |id: u64, purposes: &[Purpose]| FeedEvent {
         event_id: id,
-        pseudonym: pseudonym_hex(&p),
+        pseudonym: p,
         key_version: 1,
         purposes: purposes.iter().copied().collect(),
         devices: if purposes.is_empty() {
@@ -569,7 +565,7 @@ async fn reconciliation_deletes_what_the_partner_should_not_hold_and_resyncs_wha
     // Drift: the partner lost the user's `ads` record, and holds a record
     // nobody shared with it.
     assert!(partner.store.delete_held(&p, Purpose::Ads).await.unwrap());
-    let stray = [0x42u8; 32];
+    let stray = PseudonymId::from_bytes([0x42u8; 32]);
     partner
         .store
         .apply_event(

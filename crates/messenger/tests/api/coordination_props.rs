@@ -199,7 +199,8 @@ async fn check(app: &TestApp, ever: &[AccountId]) -> Result<(), TestCaseError> {
     let partner = app.partner.as_ref().unwrap();
     let policies = app.store.policies().await.unwrap();
     let now = app.now().await;
-    let mut expected_records: BTreeMap<Purpose, BTreeSet<[u8; 32]>> = BTreeMap::new();
+    let mut expected_records: BTreeMap<Purpose, BTreeSet<accord_domain::PseudonymId>> =
+        BTreeMap::new();
     for a in ever {
         // The verdict comes from the ledger alone.
         let entries = app.store.ledger_for_account(*a).await.unwrap();
@@ -219,7 +220,7 @@ async fn check(app: &TestApp, ever: &[AccountId]) -> Result<(), TestCaseError> {
         }
     }
     for purpose in Purpose::ALL {
-        let held: BTreeSet<[u8; 32]> = partner
+        let held: BTreeSet<accord_domain::PseudonymId> = partner
             .store
             .pseudonyms(purpose)
             .await

@@ -5,11 +5,11 @@
 use super::consent::append;
 use crate::db::Db;
 use crate::error::Result;
-use crate::sql::{bytes32, json, parse_uuid, uuid_text};
+use crate::sql::{json, parse_uuid, pseudonym, uuid_text};
 use accord_crypto::oprf::KeyVersion;
 use accord_domain::ledger::LedgerRecord;
 use accord_domain::policy::Purpose;
-use accord_domain::{AccountId, DeviceId, Timestamp};
+use accord_domain::{AccountId, DeviceId, PseudonymId, Timestamp};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 use std::collections::BTreeSet;
@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 /// What the partner holds of one account, as last confirmed by it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PartnerHolding {
-    pub pseudonym: [u8; 32],
+    pub pseudonym: PseudonymId,
     pub key_version: KeyVersion,
     pub purposes: BTreeSet<Purpose>,
 }
@@ -48,7 +48,7 @@ pub struct FeedStats {
 
 fn holding_row(r: &AnyRow) -> Result<PartnerHolding> {
     Ok(PartnerHolding {
-        pseudonym: bytes32(r.try_get("pseudonym")?, "hash")?,
+        pseudonym: pseudonym(r.try_get("pseudonym")?, "hash")?,
         key_version: KeyVersion(r.try_get::<i64, _>("key_version")? as u32),
         purposes: json(&r.try_get::<String, _>("purposes")?, "held purposes")?,
     })
@@ -160,7 +160,7 @@ pub(super) async fn feed_delivered(
             "INSERT INTO partner_holdings (account_id, pseudonym, key_version, purposes, updated_at) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(uuid_text(account.0))
-        .bind(h.pseudonym.to_vec())
+        .bind(h.pseudonym.as_bytes().to_vec())
         .bind(h.key_version.0 as i64)
         .bind(serde_json::to_string(&h.purposes).expect("purposes serialise"))
         .bind(at.0)

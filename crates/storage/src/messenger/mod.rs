@@ -21,8 +21,9 @@
 //! - `consent.rs`: consent changes and the ledger: appends (used by every
 //!   file that writes ledger entries), the head, pages, an account's
 //!   entries.
-//! - `pseudonyms.rs`: pseudonyms by purpose and key version, the
-//!   contact-discovery prefix buckets ([`PrefixBucket`], [`prefix_of`]).
+//! - `pseudonyms.rs`: pseudonyms ([`PseudonymId`]) by purpose and key
+//!   version, the contact-discovery prefix buckets ([`PrefixBucket`],
+//!   [`PseudonymId::prefix16`]).
 //! - `feed.rs`: the coordination feed's transactional outbox (queued by
 //!   the other files' writes), what the partner holds ([`PartnerHolding`],
 //!   [`FeedDue`], [`FeedStats`]), and the credential revocations still
@@ -35,9 +36,9 @@ mod policies;
 mod pseudonyms;
 mod verifications;
 
+pub use accord_domain::pseudonym::PrefixBucket;
 pub use accounts::{Account, Device, NewDevice};
 pub use feed::{FeedDue, FeedStats, PartnerHolding};
-pub use pseudonyms::{prefix_of, PrefixBucket};
 pub use verifications::{
     AttemptClaim, CodeRequest, PendingVerification, RequestCounts, CODE_REQUEST_LOCK,
 };
@@ -49,7 +50,7 @@ use accord_crypto::token::TokenHash;
 use accord_domain::consent::ConsentState;
 use accord_domain::ledger::{Hash, LedgerEntry, LedgerRecord};
 use accord_domain::policy::{PolicyDraft, PolicyHistory, PolicyVersion};
-use accord_domain::{AccountId, DeviceId, PhoneNumber, Timestamp};
+use accord_domain::{AccountId, DeviceId, PhoneNumber, PseudonymId, Timestamp};
 use async_trait::async_trait;
 use uuid::Uuid;
 
@@ -144,7 +145,7 @@ pub trait MessengerStore: Send + Sync + std::fmt::Debug + 'static {
         account: AccountId,
         purpose: OprfPurpose,
         version: KeyVersion,
-        pseudonym: &[u8; 32],
+        pseudonym: &PseudonymId,
     ) -> Result<()>;
     /// Up to `limit` accounts that have no pseudonym under
     /// (`purpose`, `version`) yet, with their numbers.
@@ -161,14 +162,14 @@ pub trait MessengerStore: Send + Sync + std::fmt::Debug + 'static {
         purpose: OprfPurpose,
         version: KeyVersion,
         prefix: PrefixBucket,
-    ) -> Result<Vec<[u8; 32]>>;
+    ) -> Result<Vec<PseudonymId>>;
     /// The account's pseudonym under (`purpose`, `version`), if computed.
     async fn pseudonym_of(
         &self,
         account: AccountId,
         purpose: OprfPurpose,
         version: KeyVersion,
-    ) -> Result<Option<[u8; 32]>>;
+    ) -> Result<Option<PseudonymId>>;
     /// Drops the pseudonyms of `purpose` under every version but `keep`
     /// (after re-pseudonymisation under a rotated key); returns how many.
     async fn drop_other_pseudonym_versions(
@@ -362,7 +363,7 @@ impl MessengerStore for SqlMessengerStore {
         account: AccountId,
         purpose: OprfPurpose,
         version: KeyVersion,
-        pseudonym: &[u8; 32],
+        pseudonym: &PseudonymId,
     ) -> Result<()> {
         pseudonyms::put_pseudonym(&self.db, account, purpose, version, pseudonym).await
     }
@@ -381,7 +382,7 @@ impl MessengerStore for SqlMessengerStore {
         purpose: OprfPurpose,
         version: KeyVersion,
         prefix: PrefixBucket,
-    ) -> Result<Vec<[u8; 32]>> {
+    ) -> Result<Vec<PseudonymId>> {
         pseudonyms::pseudonym_bucket(&self.db, purpose, version, prefix).await
     }
 
@@ -390,7 +391,7 @@ impl MessengerStore for SqlMessengerStore {
         account: AccountId,
         purpose: OprfPurpose,
         version: KeyVersion,
-    ) -> Result<Option<[u8; 32]>> {
+    ) -> Result<Option<PseudonymId>> {
         pseudonyms::pseudonym_of(&self.db, account, purpose, version).await
     }
 

@@ -4,28 +4,18 @@
 
 use crate::db::Db;
 use crate::error::{Result, StoreError};
-use crate::sql::{bytes32, parse_uuid, uuid_text};
+use crate::sql::{parse_uuid, pseudonym as pseudonym_col, uuid_text};
 use accord_crypto::oprf::{KeyVersion, OprfPurpose};
-use accord_domain::{AccountId, PhoneNumber};
+use accord_domain::pseudonym::PrefixBucket;
+use accord_domain::{AccountId, PhoneNumber, PseudonymId};
 use sqlx::Row;
-
-/// A contact-discovery prefix bucket: the pseudonyms whose first two
-/// bytes (big-endian) are this number. (Not a token bucket of a rate
-/// limit, nor a reconciliation bucket of the coordination feed.)
-pub type PrefixBucket = u16;
-
-/// The contact-discovery prefix bucket of a pseudonym: its first two
-/// bytes.
-pub fn prefix_of(p: &[u8; 32]) -> PrefixBucket {
-    u16::from_be_bytes([p[0], p[1]])
-}
 
 pub(super) async fn put_pseudonym(
     db: &Db,
     account: AccountId,
     purpose: OprfPurpose,
     version: KeyVersion,
-    pseudonym: &[u8; 32],
+    pseudonym: &PseudonymId,
 ) -> Result<()> {
     let mut tx = db.pool.begin().await?;
     sqlx::query(
@@ -49,8 +39,8 @@ pub(super) async fn put_pseudonym(
     .bind(uuid_text(account.0))
     .bind(purpose.as_str())
     .bind(version.0 as i64)
-    .bind(pseudonym.to_vec())
-    .bind(prefix_of(pseudonym) as i64)
+    .bind(pseudonym.as_bytes().to_vec())
+    .bind(pseudonym.prefix16() as i64)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -90,7 +80,7 @@ pub(super) async fn pseudonym_bucket(
     purpose: OprfPurpose,
     version: KeyVersion,
     prefix: PrefixBucket,
-) -> Result<Vec<[u8; 32]>> {
+) -> Result<Vec<PseudonymId>> {
     let rows: Vec<Vec<u8>> = sqlx::query_scalar(
         "SELECT pseudonym FROM pseudonyms WHERE purpose = $1 AND key_version = $2 AND prefix = $3 ORDER BY pseudonym",
     )
@@ -99,7 +89,7 @@ pub(super) async fn pseudonym_bucket(
     .bind(prefix as i64)
     .fetch_all(&db.pool)
     .await?;
-    rows.into_iter().map(|v| bytes32(v, "hash")).collect()
+    rows.into_iter().map(|v| pseudonym_col(v, "hash")).collect()
 }
 
 pub(super) async fn pseudonym_of(
@@ -107,7 +97,7 @@ pub(super) async fn pseudonym_of(
     account: AccountId,
     purpose: OprfPurpose,
     version: KeyVersion,
-) -> Result<Option<[u8; 32]>> {
+) -> Result<Option<PseudonymId>> {
     let row: Option<Vec<u8>> = sqlx::query_scalar(
         "SELECT pseudonym FROM pseudonyms WHERE account_id = $1 AND purpose = $2 AND key_version = $3",
     )
@@ -116,7 +106,7 @@ pub(super) async fn pseudonym_of(
     .bind(version.0 as i64)
     .fetch_optional(&db.pool)
     .await?;
-    row.map(|v| bytes32(v, "hash")).transpose()
+    row.map(|v| pseudonym_col(v, "hash")).transpose()
 }
 
 pub(super) async fn drop_other_pseudonym_versions(

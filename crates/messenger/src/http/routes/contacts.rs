@@ -50,7 +50,10 @@ pub async fn bucket(
     Ok(Json(Bucket {
         key_version: q.key_version,
         prefix: format!("{p:04x}"),
-        pseudonyms: ps.iter().map(|p| URL_SAFE_NO_PAD.encode(p)).collect(),
+        pseudonyms: ps
+            .iter()
+            .map(|p| URL_SAFE_NO_PAD.encode(p.as_bytes()))
+            .collect(),
     }))
 }
 

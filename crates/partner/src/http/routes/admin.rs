@@ -3,8 +3,7 @@
 use crate::http::error::{ApiError, ApiResult, ErrorBody, Json, Path, Query};
 use crate::http::extract::Admin;
 use crate::http::AppState;
-use accord_domain::coordination::parse_pseudonym_hex;
-use accord_domain::Purpose;
+use accord_domain::{PseudonymId, Purpose};
 use accord_storage::partner::PartnerStats;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -36,7 +35,7 @@ pub async fn read(
             "purpose must be ads or product",
         )
     })?;
-    let p = parse_pseudonym_hex(&p).ok_or_else(|| {
+    let p = PseudonymId::from_hex(&p).ok_or_else(|| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_pseudonym",

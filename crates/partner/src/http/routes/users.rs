@@ -5,7 +5,7 @@
 use crate::http::error::{ApiError, ApiResult, ErrorBody, Json, Path};
 use crate::http::extract::{ClientAddr, User};
 use crate::http::AppState;
-use accord_domain::coordination::parse_pseudonym_hex;
+use accord_domain::PseudonymId;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -172,7 +172,7 @@ pub async fn set_phone(
     User(u): User,
     Json(b): Json<Phone>,
 ) -> ApiResult<StatusCode> {
-    let p = parse_pseudonym_hex(&b.phone_pseudonym).ok_or_else(|| {
+    let p = PseudonymId::from_hex(&b.phone_pseudonym).ok_or_else(|| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_pseudonym",
