@@ -312,7 +312,9 @@ fn verifier(a: &ServeArgs) -> CliResult<Arc<dyn Verifier>> {
 fn partner_verifier(a: &ServeArgs) -> CliResult<Arc<dyn accord_partner::verifier::Verifier>> {
     use accord_partner::verifier::{DevVerifier, WebhookVerifier};
     Ok(match (a.dev, &a.sms_webhook) {
-        (false, Some(url)) => Arc::new(WebhookVerifier::new(url.clone())),
+        (false, Some(url)) => {
+            Arc::new(WebhookVerifier::new(url.clone()).named("Accord partner sign-up"))
+        }
         (true, None) => Arc::new(DevVerifier),
         (true, Some(_)) => {
             return Err(CliError::Input(
