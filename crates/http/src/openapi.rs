@@ -1,12 +1,16 @@
 //! What every service's OpenAPI document has in common: the security
 //! schemes (`bearer` for callers, `admin` for the operator), the
 //! [`ErrorBody`] schema, and the standard routes that [`finish`](crate::finish)
-//! adds (`/healthz`, `/openapi.json`, `/metrics`).
+//! adds (`/healthz`, `/openapi.json`, `/metrics`), and on every operation
+//! the error answers that this layer gives whatever the route (see
+//! [`Standard`]).
 //!
 //! A service's `#[derive(OpenApi)]` names `modifiers(&accord_http::openapi::Standard)`.
 
 use crate::error::ErrorBody;
+use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 /// Liveness.
@@ -54,7 +58,16 @@ pub(crate) async fn metrics(
 #[openapi(paths(healthz, openapi_json, metrics), components(schemas(ErrorBody)))]
 struct StandardDoc;
 
-/// Adds the shared schemes, schema and routes to a service's document.
+/// Adds the shared schemes, schema and routes to a service's document,
+/// and to each operation the error answers of the shared extractors that
+/// its annotation leaves out (an annotation's own entry is kept):
+///
+/// - `security` `bearer` or `admin`: 401 `unauthorized` (no, malformed or
+///   unknown token); `admin`: 403 `admin_required` (another credential);
+/// - a request body: 400 `invalid_json`, 413 `payload_too_large`, 415
+///   `unsupported_media_type` (`Json`, `OptionalJson` and the body limit);
+/// - parameters: 400 (`Path` and `Query` rejections, such as a value that
+///   does not parse or is not UTF-8 once decoded).
 pub struct Standard;
 
 impl Modify for Standard {
@@ -67,5 +80,68 @@ impl Modify for Standard {
                 SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
             );
         }
+        for item in api.paths.paths.values_mut() {
+            let ops = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in ops.into_iter().flatten() {
+                add_layer_errors(op);
+            }
+        }
+    }
+}
+
+/// The error answers every operation can get from the shared layer.
+fn add_layer_errors(op: &mut Operation) {
+    let schemes: Vec<String> = op
+        .security
+        .iter()
+        .flatten()
+        .filter_map(|r| serde_json::to_value(r).ok())
+        .filter_map(|v| v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()))
+        .flatten()
+        .collect();
+    let has = |name: &str| schemes.iter().any(|s| s == name);
+    let mut add = Vec::new();
+    if has("bearer") || has("admin") {
+        add.push(("401", "unauthorized: no, malformed or unknown bearer token"));
+    }
+    if has("admin") {
+        add.push(("403", "admin_required: not the admin token"));
+    }
+    if op.request_body.is_some() {
+        add.push(("400", "invalid_json and the route's own codes"));
+        add.push(("413", "payload_too_large: the body is over the limit"));
+        add.push((
+            "415",
+            "unsupported_media_type: the body is not `application/json`",
+        ));
+    }
+    if op.parameters.as_ref().is_some_and(|p| !p.is_empty()) {
+        add.push((
+            "400",
+            "a parameter does not parse, and the route's own codes",
+        ));
+    }
+    for (status, description) in add {
+        op.responses
+            .responses
+            .entry(status.to_owned())
+            .or_insert_with(|| {
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("ErrorBody")))
+                            .build(),
+                    )
+                    .build()
+                    .into()
+            });
     }
 }
