@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 
 /// Blocks an account: its messages are accepted but never delivered.
 #[utoipa::path(post, path = "/v1/blocks/{account_id}", tag = "e2e", security(("bearer" = [])),
-    params(("account_id" = String, Path)), responses((status = 204), (status = 400, body = ErrorBody)))]
+    params(("account_id" = String, Path)), responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody, description = "policy_acceptance_required")))]
 pub async fn block_account(
     State(s): State<AppState>,
     User(caller): User,
@@ -26,7 +26,7 @@ pub async fn block_account(
 
 /// Lifts a block.
 #[utoipa::path(delete, path = "/v1/blocks/{account_id}", tag = "e2e", security(("bearer" = [])),
-    params(("account_id" = String, Path)), responses((status = 204), (status = 400, body = ErrorBody)))]
+    params(("account_id" = String, Path)), responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody, description = "policy_acceptance_required")))]
 pub async fn unblock_account(
     State(s): State<AppState>,
     User(caller): User,
@@ -39,7 +39,7 @@ pub async fn unblock_account(
 /// Reports an envelope this device received.
 #[utoipa::path(post, path = "/v1/reports", tag = "e2e", security(("bearer" = [])),
     request_body = ReportRequest,
-    responses((status = 202, body = ReportAccepted), (status = 404, body = ErrorBody)))]
+    responses((status = 202, body = ReportAccepted), (status = 404, body = ErrorBody), (status = 403, body = ErrorBody, description = "policy_acceptance_required")))]
 pub async fn report_message(
     State(s): State<AppState>,
     User(caller): User,

@@ -16,7 +16,7 @@ use base64::Engine;
 
 /// Which key version and key service to use for discovery.
 #[utoipa::path(get, path = "/v1/contacts/discovery", tag = "contacts", security(("bearer" = [])),
-    responses((status = 200, body = DiscoveryConfig), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = DiscoveryConfig), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody), (status = 403, body = ErrorBody, description = "policy_acceptance_required")))]
 pub async fn discovery(State(s): State<AppState>, _: User) -> ApiResult<Json<DiscoveryConfig>> {
     Ok(Json(s.messenger.discovery_config().await?))
 }
@@ -26,7 +26,7 @@ pub async fn discovery(State(s): State<AppState>, _: User) -> ApiResult<Json<Dis
 /// `accord_storage::messenger::PrefixBucket`), not rate limits or the
 /// coordination feed's reconciliation buckets.
 #[utoipa::path(get, path = "/v1/contacts/buckets/{prefix}", tag = "contacts", params(("prefix" = String, Path, description = "4 hex digits"), BucketQuery), security(("bearer" = [])),
-    responses((status = 200, body = Bucket), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = Bucket), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody), (status = 403, body = ErrorBody, description = "policy_acceptance_required")))]
 pub async fn bucket(
     State(s): State<AppState>,
     _: User,

@@ -102,7 +102,7 @@ pub(crate) fn wire_body<T: DeserializeOwned>(bytes: &[u8], limit: usize) -> ApiR
 /// Publishes this device's identity keys (once; the same keys again is a no-op).
 #[utoipa::path(put, path = "/v1/keys/device", tag = "e2e", security(("bearer" = [])),
     request_body(content = Object, description = "DeviceKeys"),
-    responses((status = 204), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 403, body = ErrorBody, description = "policy_acceptance_required")))]
 pub async fn put_device_keys(
     State(s): State<AppState>,
     User(caller): User,
@@ -118,7 +118,7 @@ pub async fn put_device_keys(
 /// Publishes signed one-time keys and, optionally, a new fallback key.
 #[utoipa::path(post, path = "/v1/keys/one-time", tag = "e2e", security(("bearer" = [])),
     request_body = OneTimeKeysUpload,
-    responses((status = 200, body = KeyCount), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = KeyCount), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 403, body = ErrorBody, description = "policy_acceptance_required")))]
 pub async fn upload_one_time_keys(
     State(s): State<AppState>,
     User(caller): User,
@@ -134,7 +134,7 @@ pub async fn upload_one_time_keys(
 
 /// How many one-time keys of this device are left.
 #[utoipa::path(get, path = "/v1/keys/one-time/count", tag = "e2e", security(("bearer" = [])),
-    responses((status = 200, body = KeyCount), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = KeyCount), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "policy_acceptance_required")))]
 pub async fn one_time_key_count(
     State(s): State<AppState>,
     User(caller): User,
@@ -145,7 +145,7 @@ pub async fn one_time_key_count(
 /// One one-time key (or the fallback key) per device of an account.
 #[utoipa::path(post, path = "/v1/keys/claim", tag = "e2e", security(("bearer" = [])),
     request_body = ClaimRequest,
-    responses((status = 200, body = Claimed), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    responses((status = 200, body = Claimed), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody), (status = 403, body = ErrorBody, description = "policy_acceptance_required")))]
 pub async fn claim_keys(
     State(s): State<AppState>,
     User(caller): User,

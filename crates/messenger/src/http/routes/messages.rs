@@ -22,7 +22,7 @@ pub const MAX_SEND_BODY_BYTES: usize = MAX_SEND_REQUEST_BYTES + 1024;
 /// every other device of the sender's account.
 #[utoipa::path(post, path = "/v1/messages", tag = "e2e", security(("bearer" = [])),
     request_body = SendMessage,
-    responses((status = 202, body = SendOutcome), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    responses((status = 202, body = SendOutcome), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody), (status = 403, body = ErrorBody, description = "policy_acceptance_required")))]
 pub async fn send_message(
     State(s): State<AppState>,
     User(caller): User,
@@ -42,7 +42,7 @@ const FETCH_LIMIT: u32 = 200;
 /// The queued envelopes and receipts of this device, oldest first; waits
 /// up to `wait_s` when there are none.
 #[utoipa::path(get, path = "/v1/messages", tag = "e2e", security(("bearer" = [])), params(FetchQuery),
-    responses((status = 200, body = Vec<Object>), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = Vec<Object>), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody, description = "policy_acceptance_required")))]
 pub async fn fetch_messages(
     State(s): State<AppState>,
     User(caller): User,
@@ -80,7 +80,7 @@ pub async fn fetch_messages(
 /// acked.
 #[utoipa::path(post, path = "/v1/messages/ack", tag = "e2e", security(("bearer" = [])),
     request_body = AckRequest,
-    responses((status = 200, body = AckResponse), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = AckResponse), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody, description = "policy_acceptance_required")))]
 pub async fn ack_messages(
     State(s): State<AppState>,
     User(caller): User,

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 /// Sends a verification code to the new number.
 #[utoipa::path(post, path = "/v1/me/number", tag = "account", request_body = NewNumber, security(("bearer" = [])),
-    responses((status = 202, body = RegistrationStarted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    responses((status = 202, body = RegistrationStarted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody), (status = 403, body = ErrorBody, description = "policy_acceptance_required")))]
 pub async fn start(
     State(s): State<AppState>,
     _: User,
@@ -31,7 +31,7 @@ pub async fn start(
 /// Verifies the code and moves the account to the new number.
 #[utoipa::path(post, path = "/v1/me/number/{registration_id}/verify", tag = "account", request_body = NumberCode,
     params(("registration_id" = Uuid, Path)), security(("bearer" = [])),
-    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)))]
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody), (status = 403, body = ErrorBody, description = "policy_acceptance_required")))]
 pub async fn verify(
     State(s): State<AppState>,
     User(c): User,

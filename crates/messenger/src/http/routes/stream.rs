@@ -30,7 +30,8 @@ const MAX_BAD_FRAMES: u32 = 16;
 /// The device's delivery stream (WebSocket upgrade).
 #[utoipa::path(get, path = "/v1/stream", tag = "e2e", security(("bearer" = [])),
     responses((status = 101, description = "WebSocket of ServerFrame / ClientFrame JSON"),
-        (status = 400, body = ErrorBody, description = "not a WebSocket upgrade (missing or wrong upgrade headers)"), (status = 401, body = ErrorBody)))]
+        (status = 400, body = ErrorBody, description = "not a WebSocket upgrade (missing or wrong upgrade headers)"), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "policy_acceptance_required")))]
 pub async fn stream(
     State(s): State<AppState>,
     User(caller): User,
