@@ -66,7 +66,7 @@ fn purpose(raw: &str) -> Result<Purpose, ApiError> {
 }
 
 /// Grants a purpose (`ads` or `product`).
-#[utoipa::path(post, path = "/v1/me/consent/{purpose}/grant", tag = "consent", params(("purpose" = String, Path)), security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/me/consent/{purpose}/grant", tag = "consent", params(("purpose" = Purpose, Path, description = "ads or product")), security(("bearer" = [])),
     responses((status = 200, body = ConsentView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn grant(
     State(s): State<AppState>,
@@ -81,7 +81,7 @@ pub async fn grant(
 }
 
 /// Withdraws a purpose (under `whatsapp-2016`: opts out of both, inside the window).
-#[utoipa::path(post, path = "/v1/me/consent/{purpose}/withdraw", tag = "consent", params(("purpose" = String, Path)), security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/me/consent/{purpose}/withdraw", tag = "consent", params(("purpose" = Purpose, Path, description = "ads or product")), security(("bearer" = [])),
     responses((status = 200, body = ConsentView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn withdraw(
     State(s): State<AppState>,
