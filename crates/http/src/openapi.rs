@@ -145,3 +145,56 @@ fn add_layer_errors(op: &mut Operation) {
             });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, utoipa::ToSchema)]
+    #[allow(dead_code)]
+    struct Body {
+        x: u32,
+    }
+
+    #[utoipa::path(post, path = "/admin/{id}", params(("id" = String, Path)), request_body = Body,
+        security(("admin" = [])), responses((status = 200), (status = 400, description = "own")))]
+    #[allow(dead_code)]
+    async fn admin_op() {}
+
+    #[utoipa::path(get, path = "/open", responses((status = 200)))]
+    #[allow(dead_code)]
+    async fn open_op() {}
+
+    #[derive(OpenApi)]
+    #[openapi(paths(admin_op, open_op), modifiers(&Standard))]
+    struct Doc;
+
+    #[test]
+    fn every_operation_documents_the_shared_layers_errors() {
+        let doc = serde_json::to_value(Doc::openapi()).unwrap();
+        let statuses = |path: &str, method: &str| -> Vec<String> {
+            doc["paths"][path][method]["responses"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect()
+        };
+        assert_eq!(
+            statuses("/admin/{id}", "post"),
+            ["200", "400", "401", "403", "413", "415"]
+        );
+        let own = &doc["paths"]["/admin/{id}"]["post"]["responses"]["400"];
+        assert_eq!(
+            own["description"], "own",
+            "an annotation's own entry is kept"
+        );
+        let added = &doc["paths"]["/admin/{id}"]["post"]["responses"]["415"];
+        assert_eq!(
+            added["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/ErrorBody"
+        );
+        assert_eq!(statuses("/open", "get"), ["200"]);
+        assert_eq!(statuses("/metrics", "get"), ["200", "401", "403"]);
+    }
+}
