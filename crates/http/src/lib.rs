@@ -94,13 +94,17 @@ impl HttpSpec {
 #[derive(Clone, Debug)]
 pub(crate) struct OpenApiJson(pub(crate) axum::body::Bytes);
 
-/// A service's routes with the standard routes, fallbacks and layers.
+/// A service's routes with the standard routes, fallbacks and layers; the
+/// document it serves gets the shared layer's error answers on every
+/// operation ([`openapi::add_layer_errors`]).
 pub fn finish<S>(routes: Router<S>, state: S, spec: HttpSpec) -> Router
 where
     S: AdminAuth + Clone + Send + Sync + 'static,
 {
+    let mut openapi = spec.openapi;
+    openapi::add_layer_errors(&mut openapi);
     let doc = OpenApiJson(
-        serde_json::to_vec(&spec.openapi)
+        serde_json::to_vec(&openapi)
             .expect("an OpenAPI document serialises")
             .into(),
     );

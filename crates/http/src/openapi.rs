@@ -2,8 +2,8 @@
 //! schemes (`bearer` for callers, `admin` for the operator), the
 //! [`ErrorBody`] schema, and the standard routes that [`finish`](crate::finish)
 //! adds (`/healthz`, `/openapi.json`, `/metrics`), and on every operation
-//! the error answers that this layer gives whatever the route (see
-//! [`Standard`]).
+//! the error answers that this layer gives whatever the route
+//! ([`add_layer_errors`]).
 //!
 //! A service's `#[derive(OpenApi)]` names `modifiers(&accord_http::openapi::Standard)`.
 
@@ -58,16 +58,7 @@ pub(crate) async fn metrics(
 #[openapi(paths(healthz, openapi_json, metrics), components(schemas(ErrorBody)))]
 struct StandardDoc;
 
-/// Adds the shared schemes, schema and routes to a service's document,
-/// and to each operation the error answers of the shared extractors that
-/// its annotation leaves out (an annotation's own entry is kept):
-///
-/// - `security` `bearer` or `admin`: 401 `unauthorized` (no, malformed or
-///   unknown token); `admin`: 403 `admin_required` (another credential);
-/// - a request body: 400 `invalid_json`, 413 `payload_too_large`, 415
-///   `unsupported_media_type` (`Json`, `OptionalJson` and the body limit);
-/// - parameters: 400 (`Path` and `Query` rejections, such as a value that
-///   does not parse or is not UTF-8 once decoded).
+/// Adds the shared schemes, schema and routes to a service's document.
 pub struct Standard;
 
 impl Modify for Standard {
@@ -80,23 +71,36 @@ impl Modify for Standard {
                 SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
             );
         }
-        for item in api.paths.paths.values_mut() {
-            let ops = [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-            ];
-            for op in ops.into_iter().flatten() {
-                add_layer_errors(op);
-            }
+    }
+}
+
+/// Adds to each operation of a whole document the error answers of the
+/// shared extractors that its annotation leaves out (an annotation's own
+/// entry is kept); [`finish`](crate::finish) does it to the document it
+/// serves, whichever way its paths were gathered:
+///
+/// - `security` `bearer` or `admin`: 401 `unauthorized` (no, malformed or
+///   unknown token); `admin`: 403 `admin_required` (another credential);
+/// - a request body: 400 `invalid_json`, 413 `payload_too_large`, 415
+///   `unsupported_media_type` (`Json`, `OptionalJson` and the body limit);
+/// - parameters: 400 (`Path` and `Query` rejections, such as a value that
+///   does not parse or is not UTF-8 once decoded).
+pub fn add_layer_errors(api: &mut utoipa::openapi::OpenApi) {
+    for item in api.paths.paths.values_mut() {
+        let ops = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for op in ops.into_iter().flatten() {
+            add_operation_errors(op);
         }
     }
 }
 
-/// The error answers every operation can get from the shared layer.
-fn add_layer_errors(op: &mut Operation) {
+fn add_operation_errors(op: &mut Operation) {
     let schemes: Vec<String> = op
         .security
         .iter()
@@ -171,7 +175,9 @@ mod tests {
 
     #[test]
     fn every_operation_documents_the_shared_layers_errors() {
-        let doc = serde_json::to_value(Doc::openapi()).unwrap();
+        let mut doc = Doc::openapi();
+        add_layer_errors(&mut doc);
+        let doc = serde_json::to_value(doc).unwrap();
         let statuses = |path: &str, method: &str| -> Vec<String> {
             doc["paths"][path][method]["responses"]
                 .as_object()
