@@ -316,19 +316,23 @@ impl KeyService {
         kind: ClientKind,
         quotas: &BTreeMap<OprfPurpose, u64>,
     ) -> Result<(Client, BearerToken), KeydError> {
-        self.create_client_as(ClientId::random(), name, kind, quotas)
+        self.create_client_as(ClientId::random(), name, kind, quotas, None)
             .await
     }
 
     /// [`Self::create_client`] under an id the caller chose (the messenger
     /// gives a device's credential the device's id, so that it can revoke
-    /// it when the device's account is deleted). A taken id is a conflict.
+    /// it when the device's account is deleted), optionally in a quota
+    /// group whose clients share one meter (the messenger puts the devices
+    /// of one account in the account's group: a quota is per person, not
+    /// per device). A taken id is a conflict.
     pub async fn create_client_as(
         &self,
         id: ClientId,
         name: &str,
         kind: ClientKind,
         quotas: &BTreeMap<OprfPurpose, u64>,
+        quota_group: Option<ClientId>,
     ) -> Result<(Client, BearerToken), KeydError> {
         let name = name.trim();
         if name.is_empty() {
@@ -361,6 +365,7 @@ impl KeyService {
                 token_hash: token.hash(),
                 created_at: self.now(),
                 quotas,
+                quota_group,
             })
             .await?;
         tracing::info!(client = %client.id, kind = kind.as_str(), "created key service client");
@@ -444,7 +449,7 @@ impl KeyService {
         match self
             .inner
             .store
-            .charge(client.id, purpose, n as u64, self.now(), quota)
+            .charge(client.meter(), purpose, n as u64, self.now(), quota)
             .await
         {
             Ok(()) => {}

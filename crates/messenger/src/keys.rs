@@ -6,7 +6,7 @@
 //! gives every new device its own key-service credential, so that each
 //! device's contact lookups are metered by its own daily quota.
 
-use accord_domain::DeviceId;
+use accord_domain::{AccountId, DeviceId};
 use accord_keyd::{ClientId, ClientKind, InProcessOprf, KeyService, Oprf};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -64,7 +64,10 @@ pub struct CredentialError(pub String);
 /// revokes it when the device's account is deleted.
 #[async_trait]
 pub trait DeviceCredentials: Send + Sync + fmt::Debug {
-    async fn issue(&self, device: DeviceId) -> Result<String, CredentialError>;
+    /// Issues `device`'s credential, in the quota group of its `account`:
+    /// the devices of one account share one quota (per person, not per
+    /// device).
+    async fn issue(&self, device: DeviceId, account: AccountId) -> Result<String, CredentialError>;
     /// Revokes the device's credential; `Ok` also when there was none (or
     /// it was revoked already).
     async fn revoke(&self, device: DeviceId) -> Result<(), CredentialError>;
@@ -76,7 +79,7 @@ pub struct InProcessCredentials(pub KeyService);
 
 #[async_trait]
 impl DeviceCredentials for InProcessCredentials {
-    async fn issue(&self, device: DeviceId) -> Result<String, CredentialError> {
+    async fn issue(&self, device: DeviceId, account: AccountId) -> Result<String, CredentialError> {
         let (_, token) = self
             .0
             .create_client_as(
@@ -84,6 +87,7 @@ impl DeviceCredentials for InProcessCredentials {
                 &format!("device {device}"),
                 ClientKind::Device,
                 &BTreeMap::new(),
+                Some(ClientId(account.0)),
             )
             .await
             .map_err(|e| CredentialError(e.to_string()))?;
@@ -139,12 +143,17 @@ impl HttpCredentials {
 
 #[async_trait]
 impl DeviceCredentials for HttpCredentials {
-    async fn issue(&self, device: DeviceId) -> Result<String, CredentialError> {
+    async fn issue(&self, device: DeviceId, account: AccountId) -> Result<String, CredentialError> {
         let r = self
             .admin(
                 reqwest::Method::POST,
                 "/v1/admin/clients",
-                Some(serde_json::json!({ "id": device, "name": format!("device {device}"), "kind": "device" })),
+                Some(serde_json::json!({
+                    "id": device,
+                    "name": format!("device {device}"),
+                    "kind": "device",
+                    "quota_group": account,
+                })),
             )
             .await?;
         if !r.status().is_success() {

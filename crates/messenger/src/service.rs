@@ -320,13 +320,16 @@ impl Messenger {
         accept: Option<(u32, SharingChoice)>,
     ) -> Result<Registered, ServiceError> {
         let now = self.now();
-        // The device's own key-service credential first: if the key service
-        // cannot issue one, nothing is stored.
+        let existing = self.store.account_by_phone(&v.phone).await?;
+        let account_id = existing.as_ref().map_or_else(AccountId::random, |a| a.id);
+        // The device's own key-service credential first, in its account's
+        // quota group (one quota per person): if the key service cannot
+        // issue one, nothing is stored.
         let device_id = DeviceId::random();
         let keyd_token = match &self.keys {
             Some(k) => Some(
                 k.devices
-                    .issue(device_id)
+                    .issue(device_id, account_id)
                     .await
                     .map_err(|e| ServiceError::KeyService(e.to_string()))?,
             ),
@@ -339,10 +342,10 @@ impl Messenger {
             token_hash: token.hash(),
             at: now,
         };
-        let (account_id, new_account) = match self.store.account_by_phone(&v.phone).await? {
+        let new_account = match existing {
             Some(existing) => {
                 self.store.add_device(existing.id, &device).await?;
-                (existing.id, false)
+                false
             }
             None => {
                 let policies = self.store.policies().await?;
@@ -352,15 +355,14 @@ impl Messenger {
                     now,
                 )?;
                 let state = ConsentState::from_events(&events);
-                let id = AccountId::random();
                 let records: Vec<_> = events
                     .into_iter()
-                    .map(|e| LedgerRecord::consent(id, e))
+                    .map(|e| LedgerRecord::consent(account_id, e))
                     .collect();
                 self.store
-                    .create_account(id, &v.phone, &state, &device, &records)
+                    .create_account(account_id, &v.phone, &state, &device, &records)
                     .await?;
-                (id, true)
+                true
             }
         };
         tracing::info!(account = %account_id, device = %device.id, new_account, "device registered");

@@ -109,6 +109,8 @@ pub struct NewClient {
     /// Elements per rolling day, per purpose. A purpose absent here (or 0)
     /// may not be evaluated by this client.
     pub quotas: BTreeMap<OprfPurpose, u64>,
+    /// Clients of one group share one meter (see [`Client::meter`]).
+    pub quota_group: Option<ClientId>,
 }
 
 /// A client as stored (without its token hash).
@@ -119,9 +121,19 @@ pub struct Client {
     pub kind: ClientKind,
     pub created_at: Timestamp,
     pub quotas: BTreeMap<OprfPurpose, u64>,
+    /// The group whose meter this client's evaluations are charged to:
+    /// the devices of one messenger account share one, so that a quota is
+    /// per person, not per device.
+    pub quota_group: Option<ClientId>,
 }
 
 impl Client {
+    /// Whose usage the client's evaluations count against: its group's,
+    /// or its own.
+    pub fn meter(&self) -> ClientId {
+        self.quota_group.unwrap_or(self.id)
+    }
+
     /// The daily quota for `purpose`; 0 when none is set.
     pub fn quota(&self, purpose: OprfPurpose) -> u64 {
         self.quotas.get(&purpose).copied().unwrap_or(0)
@@ -197,9 +209,11 @@ pub trait KeyStore: Send + Sync + fmt::Debug + 'static {
     async fn set_quota(&self, client: ClientId, purpose: OprfPurpose, daily: u64) -> Result<()>;
 
     // --- usage ---
-    /// Charges `n` elements to `client` under `purpose` at `now`, if the
-    /// rolling day's usage plus `n` stays within `quota`; otherwise charges
-    /// nothing and says when to retry. Check and add are one transaction.
+    /// Charges `n` elements to the meter `client` (a client's
+    /// [`Client::meter`]: its own id, or its group's) under `purpose` at
+    /// `now`, if the rolling day's usage plus `n` stays within `quota`;
+    /// otherwise charges nothing and says when to retry. Check and add are
+    /// one transaction, serialised per meter.
     async fn charge(
         &self,
         client: ClientId,
@@ -323,10 +337,14 @@ fn client_row(r: &AnyRow) -> Result<Client> {
             .map_err(|_| StoreError::Corrupt("client kind".into()))?,
         created_at: Timestamp(r.try_get("created_at")?),
         quotas: BTreeMap::new(),
+        quota_group: r
+            .try_get::<Option<String>, _>("quota_group")?
+            .map(|g| ClientId::parse(&g).ok_or_else(|| StoreError::Corrupt("quota group".into())))
+            .transpose()?,
     })
 }
 
-const CLIENT_COLUMNS: &str = "id, name, kind, created_at";
+const CLIENT_COLUMNS: &str = "id, name, kind, created_at, quota_group";
 
 #[async_trait]
 impl KeyStore for SqlKeyStore {
@@ -383,12 +401,13 @@ impl KeyStore for SqlKeyStore {
 
     async fn create_client(&self, c: &NewClient) -> Result<Client> {
         let mut tx = self.db.pool.begin().await?;
-        sqlx::query("INSERT INTO clients (id, name, kind, token_hash, created_at) VALUES ($1, $2, $3, $4, $5)")
+        sqlx::query("INSERT INTO clients (id, name, kind, token_hash, created_at, quota_group) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(c.id.to_string())
             .bind(&c.name)
             .bind(c.kind.as_str())
             .bind(c.token_hash.0.to_vec())
             .bind(c.created_at.0)
+            .bind(c.quota_group.map(|g| g.to_string()))
             .execute(&mut *tx)
             .await
             .map_err(conflict_on_unique("client"))?;
@@ -413,6 +432,7 @@ impl KeyStore for SqlKeyStore {
                 .iter()
                 .map(|(p, q)| (*p, (*q).min(MAX_QUOTA)))
                 .collect(),
+            quota_group: c.quota_group,
         })
     }
 
@@ -502,12 +522,24 @@ impl KeyStore for SqlKeyStore {
         quota: u64,
     ) -> Result<(), ChargeError> {
         let mut tx = self.db.pool.begin().await?;
-        let r = sqlx::query("UPDATE clients SET last_charge_at = $1 WHERE id = $2")
-            .bind(now.0)
-            .bind(client.to_string())
-            .execute(&mut *tx)
-            .await?;
-        if r.rows_affected() != 1 {
+        // The meter's row first: charges of one meter (a client, or a
+        // group of them) are serialised, on either backend.
+        sqlx::query(
+            "INSERT INTO meters (meter_id, last_charge_at) VALUES ($1, $2) \
+             ON CONFLICT (meter_id) DO UPDATE SET last_charge_at = excluded.last_charge_at",
+        )
+        .bind(client.to_string())
+        .bind(now.0)
+        .execute(&mut *tx)
+        .await?;
+        // (After the write above: a read first would make this a read
+        // transaction that SQLite cannot always upgrade.)
+        let known: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM clients WHERE id = $1 OR quota_group = $1 LIMIT 1")
+                .bind(client.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+        if known.is_none() {
             return Err(StoreError::NotFound("client").into());
         }
         let hour = hour_of(now);

@@ -44,6 +44,7 @@ fn new_client(token: &str, kind: ClientKind, quotas: &[(OprfPurpose, u64)]) -> N
         token_hash: TokenHash::of(token),
         created_at: T0,
         quotas: quotas.iter().copied().collect(),
+        quota_group: None,
     }
 }
 
@@ -350,6 +351,43 @@ async fn concurrent_charges_never_exceed_the_quota() {
         assert_eq!(ok, 33);
         assert_eq!(s.used(c, C, T0).await.unwrap(), 990);
         assert_eq!(hour_of(T0) * HOUR_MS, T0.0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_clients_of_one_group_share_one_meter_even_in_parallel() {
+    on_each_backend(|s| async move {
+        let group = ClientId::random();
+        let mut devices = Vec::new();
+        for t in ["phone", "laptop"] {
+            let c = s
+                .create_client(&NewClient {
+                    quota_group: Some(group),
+                    ..new_client(t, ClientKind::Device, &[(C, 1_000)])
+                })
+                .await
+                .unwrap();
+            assert_eq!(c.meter(), group);
+            assert_eq!(
+                s.client(c.id).await.unwrap().unwrap().quota_group,
+                Some(group)
+            );
+            devices.push(c);
+        }
+        // 40 concurrent charges of 30 from the two devices: 33 fit.
+        let tasks: Vec<_> = (0..40)
+            .map(|i| {
+                let (s, meter) = (s.clone(), devices[i % 2].meter());
+                tokio::spawn(async move { s.charge(meter, C, 30, T0, 1_000).await })
+            })
+            .collect();
+        let mut ok = 0;
+        for t in tasks {
+            ok += usize::from(t.await.unwrap().is_ok());
+        }
+        assert_eq!(ok, 33);
+        assert_eq!(s.used(group, C, T0).await.unwrap(), 990);
     })
     .await;
 }

@@ -52,7 +52,8 @@ async fn refresh(
     let today = Timestamp(now.0.div_euclid(DAY_MS) * DAY_MS);
     let clients = service.clients().await?;
     let usage = service.audit(None, today, now).await?;
-    let kinds: HashMap<_, _> = clients.iter().map(|c| (c.id, c.kind)).collect();
+    // Usage is kept per meter: a client's own, or its quota group's.
+    let kinds: HashMap<_, _> = clients.iter().map(|c| (c.meter(), c.kind)).collect();
     let mut quotas: HashMap<KindPurpose, i64> = HashMap::new();
     for c in &clients {
         for (p, q) in &c.quotas {

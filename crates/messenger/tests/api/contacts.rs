@@ -1,5 +1,6 @@
 //! Private contact discovery against the real messenger and key service:
-//! it finds exactly the registered contacts, a device's daily quota stops
+//! it finds exactly the registered contacts, an account's daily quota (shared
+//! by its devices) stops
 //! enumeration, and the messenger keeps no trace of a non-registered
 //! contact's number or pseudonym, in its database files or its logs.
 
@@ -149,7 +150,25 @@ async fn a_devices_daily_quota_stops_enumeration() {
         }
         other => panic!("expected the quota to stop the device, got {other:?}"),
     }
-    // Another device has its own quota; a day later this one has again.
+    // A second device of the same number is the same person: the same
+    // quota, already spent (a fresh 1,000 before quotas were per account).
+    let second = app.register_device(&phone(710), None).await;
+    let again = discover(
+        &second.api,
+        second.reg.keyd_token.as_deref(),
+        &[number(&phone(711))],
+    )
+    .await;
+    assert!(
+        matches!(
+            again,
+            Err(DiscoveryError::KeyService(
+                OprfClientError::QuotaExceeded { .. }
+            ))
+        ),
+        "{again:?}"
+    );
+    // Another person's device has its own quota; a day later this one has again.
     let other = app.register_device(&phone(712), None).await;
     assert_eq!(
         discover(

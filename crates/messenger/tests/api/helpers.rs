@@ -457,9 +457,10 @@ impl accord_messenger::keys::DeviceCredentials for Unreachable {
     async fn issue(
         &self,
         device: DeviceId,
+        account: accord_domain::AccountId,
     ) -> Result<String, accord_messenger::keys::CredentialError> {
         self.reachable()?;
-        self.inner.issue(device).await
+        self.inner.issue(device, account).await
     }
     async fn revoke(
         &self,

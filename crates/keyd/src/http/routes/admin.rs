@@ -56,6 +56,10 @@ pub struct CreateClient {
     #[serde(default)]
     #[schema(value_type = Object, example = json!({"coordination": 100000}))]
     pub quotas: BTreeMap<OprfPurpose, u64>,
+    /// Clients of one quota group (a UUID) share one meter: the
+    /// messenger puts the devices of one account in the account's group.
+    #[serde(default)]
+    pub quota_group: Option<String>,
 }
 
 /// A new client and its API token, shown this once.
@@ -79,9 +83,10 @@ pub async fn create_client(
         Some(id) => client_id(id)?,
         None => ClientId::random(),
     };
+    let quota_group = b.quota_group.as_deref().map(client_id).transpose()?;
     let (client, token) = s
         .service
-        .create_client_as(id, &b.name, b.kind, &b.quotas)
+        .create_client_as(id, &b.name, b.kind, &b.quotas, quota_group)
         .await?;
     Ok((
         StatusCode::CREATED,
