@@ -2,9 +2,9 @@
 //! endpoints the operator (`accord_http::Admin`, through [`AdminAuth`]);
 //! health, the OpenAPI document and the key versions are public by design.
 
-use super::error::ApiError;
 use super::AppState;
 use accord_crypto::token::TokenHash;
+use accord_http::ApiError;
 use accord_http::{bearer, AdminAuth};
 use accord_storage::keyd::Client;
 use axum::extract::FromRequestParts;

@@ -3,7 +3,7 @@
 //!
 //! - [`routes`]: one module per endpoint family; `routes/mod.rs` only
 //!   assembles them.
-//! - [`error`]: the mapping of [`KeydError`](crate::KeydError) to the
+//! - [`status`]: the mapping of [`KeydError`](crate::KeydError) to the
 //!   shared `ApiError`.
 //! - [`extract`]: who is calling: an API client (bearer token) or the
 //!   operator (admin token).
@@ -11,11 +11,11 @@
 //! - [`metrics`]: the key service's own series (quota use per client
 //!   kind), next to the request series of the shared layer.
 
-pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
+pub mod status;
 
 use crate::service::KeyService;
 use accord_crypto::token::TokenHash;

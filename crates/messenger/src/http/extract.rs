@@ -2,11 +2,11 @@
 //! design: health, the OpenAPI document, the current policy text, and the
 //! two registration steps, which are rate limited instead).
 
-use super::error::ApiError;
 use super::AppState;
 use crate::service::Caller;
 use accord_crypto::token::TokenHash;
 use accord_domain::consent::Access;
+use accord_http::ApiError;
 use accord_http::{bearer, AdminAuth};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;

@@ -2,7 +2,7 @@
 //!
 //! - [`routes`]: one module per endpoint family; `routes/mod.rs` only
 //!   assembles them.
-//! - [`error`]: the mapping of the messenger's errors to the shared
+//! - [`status`]: the mapping of the messenger's errors to the shared
 //!   `ApiError` of `accord-http` (which also holds the extractors, the
 //!   standard routes and layers).
 //! - [`extract`]: who is calling: a device (bearer token) or the operator
@@ -11,11 +11,11 @@
 //! - [`metrics`]: the messenger's own series (feed, deletions, mailboxes,
 //!   group commit) next to the shared request series.
 
-pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
+pub mod status;
 
 use crate::service::Messenger;
 use accord_crypto::token::TokenHash;

@@ -3,9 +3,9 @@
 //! authenticate the messenger by the HMAC of each request instead
 //! (`routes/feed.rs`).
 
-use super::error::ApiError;
 use super::AppState;
 use accord_crypto::token::TokenHash;
+use accord_http::ApiError;
 use accord_http::{bearer, AdminAuth};
 use accord_storage::partner::PartnerUser;
 use axum::extract::FromRequestParts;

@@ -3,17 +3,17 @@
 //!
 //! - [`routes`]: one file per endpoint family; `routes/mod.rs` only
 //!   assembles them.
-//! - [`error`]: the mapping of [`PartnerError`](crate::PartnerError) to
+//! - [`status`]: the mapping of [`PartnerError`](crate::PartnerError) to
 //!   the shared `ApiError`.
 //! - [`extract`]: who is calling: a partner user or the operator.
 //! - [`openapi`]: the OpenAPI 3 document, generated from the handlers.
 //! - [`metrics`]: the partner's own series (what it holds, refused reads).
 
-pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod openapi;
 mod routes;
+pub mod status;
 
 use crate::service::PartnerService;
 use accord_crypto::token::TokenHash;

@@ -2,13 +2,13 @@
 //! rotation. All need the admin token.
 
 use super::purpose;
-use crate::http::error::{ApiError, ApiResult, ErrorBody, Json, Path, Query};
 use crate::http::extract::Admin;
 use crate::http::AppState;
 use crate::service::KeyVersions;
 use accord_crypto::oprf::OprfPurpose;
 use accord_domain::time::DAY_MS;
 use accord_domain::Timestamp;
+use accord_http::{ApiError, ApiResult, ErrorBody, Json, Path, Query};
 use accord_storage::keyd::{Client, ClientId, ClientKind, DailyUsage};
 use axum::extract::State;
 use axum::http::StatusCode;

@@ -6,8 +6,9 @@ mod oprf;
 pub use admin::*;
 pub use oprf::*;
 
-use super::error::{unknown_purpose, ApiError};
+use super::status::unknown_purpose;
 use super::AppState;
+use accord_http::ApiError;
 use axum::Router;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;

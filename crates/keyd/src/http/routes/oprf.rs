@@ -3,12 +3,12 @@
 
 use super::purpose;
 use crate::error::KeydError;
-use crate::http::error::{ApiResult, ErrorBody, Json, Path};
 use crate::http::extract::ApiClient;
 use crate::http::AppState;
 use crate::service::KeyVersions;
 use crate::wire::{EvaluateRequest, EvaluateResponse};
 use accord_crypto::oprf::{BlindedElementBytes, MAX_BATCH};
+use accord_http::{ApiResult, ErrorBody, Json, Path};
 use axum::extract::State;
 
 /// Evaluates 1 to 10,000 blinded elements under the purpose's key

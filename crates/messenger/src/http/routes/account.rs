@@ -1,9 +1,9 @@
 //! The caller's account: read, export, delete.
 
-use crate::http::error::{ApiResult, ErrorBody, Json};
 use crate::http::extract::{AnyUser, User};
 use crate::http::AppState;
 use crate::service::Export;
+use accord_http::{ApiResult, ErrorBody, Json};
 use accord_messenger_wire::Me;
 use axum::extract::State;
 use axum::http::StatusCode;

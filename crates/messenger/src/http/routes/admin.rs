@@ -2,13 +2,14 @@
 //! reconstruct consent at an instant, and (simulated clock only) move time.
 
 use super::consent::parse_at;
-use crate::http::error::{policy_error, ApiError, ApiResult, ErrorBody, Json, Path, Query};
 use crate::http::extract::Admin;
+use crate::http::status::policy_error;
 use crate::http::AppState;
 use crate::service::ConsentView;
 use accord_domain::ledger::{ChainReport, LedgerEntry};
 use accord_domain::time::{DAY_MS, HOUR_MS, SECOND_MS};
 use accord_domain::{AccountId, PolicyDraft, PolicyVersion, Timestamp};
+use accord_http::{ApiError, ApiResult, ErrorBody, Json, Path, Query};
 use accord_messenger_wire::{AdvanceClock, AtQuery, ClockView, LedgerQuery, PublishPolicy};
 use axum::extract::State;
 use axum::http::StatusCode;

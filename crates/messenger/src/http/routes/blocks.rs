@@ -2,11 +2,11 @@
 //! revealed to the blocked sender; a report names the sender and the
 //! envelope, and carries plaintext only if the user chose to include it.
 
-use crate::http::error::{ApiResult, ErrorBody, Json, Path};
 use crate::http::extract::User;
 use crate::http::routes::keys::wire_body;
 use crate::http::AppState;
 use accord_domain::AccountId;
+use accord_http::{ApiResult, ErrorBody, Json, Path};
 use accord_messenger_wire::{ReportAccepted, ReportRequest};
 use axum::body::Bytes;
 use axum::extract::State;

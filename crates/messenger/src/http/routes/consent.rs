@@ -5,13 +5,14 @@
 //! was given, are never blocked (GDPR Art. 7(3)); only a grant needs the
 //! policy in force to be accepted.
 
-use crate::http::error::{policy_error, ApiError, ApiResult, ErrorBody, Json, Path, Query};
 use crate::http::extract::{AnyUser, User};
+use crate::http::status::policy_error;
 use crate::http::AppState;
 use crate::service::ConsentView;
 use accord_domain::consent::{ConsentChannel, ConsentCommand};
 use accord_domain::receipt::ConsentReceipt;
 use accord_domain::{Purpose, Timestamp};
+use accord_http::{ApiError, ApiResult, ErrorBody, Json, Path, Query};
 use accord_messenger_wire::AtQuery;
 use axum::extract::State;
 use axum::http::StatusCode;

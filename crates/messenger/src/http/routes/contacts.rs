@@ -3,11 +3,11 @@
 //! downloads prefix buckets (registered users' pseudonyms by 16-bit
 //! prefix) and tests membership locally. Nothing here ever sees a contact's number.
 
-use crate::http::error::{ApiError, ApiResult, ErrorBody, Json, Path, Query};
 use crate::http::extract::{Admin, User};
 use crate::http::AppState;
 use crate::service::{DiscoveryConfig, PseudonymRefresh};
 use accord_crypto::oprf::KeyVersion;
+use accord_http::{ApiError, ApiResult, ErrorBody, Json, Path, Query};
 use accord_messenger_wire::{Bucket, BucketQuery};
 use axum::extract::State;
 use axum::http::StatusCode;

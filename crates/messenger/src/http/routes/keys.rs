@@ -2,13 +2,13 @@
 //! claims. Every key is signed by its device's ed25519 key and checked
 //! here before it is stored; nothing here is secret.
 
-use crate::http::error::{ApiError, ApiResult, ErrorBody, Json};
 use crate::http::extract::User;
 use crate::http::AppState;
 use crate::relay::{ClaimTarget, Claimed, KeyCount, RelayError};
 use accord_domain::PhoneNumber;
 use accord_e2e::wire::{MAX_KEY_JSON_BYTES, MAX_ONE_TIME_KEYS_JSON_BYTES};
 use accord_e2e::{DeviceKeys, WireError};
+use accord_http::{ApiError, ApiResult, ErrorBody, Json};
 use accord_messenger_wire::{ClaimRequest, OneTimeKeysUpload};
 use axum::body::Bytes;
 use axum::extract::State;

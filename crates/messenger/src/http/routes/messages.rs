@@ -2,12 +2,12 @@
 //! message id), and the long-poll fetch and ack for clients without a
 //! WebSocket. Frames are the same JSON as on `/v1/stream`.
 
-use crate::http::error::{ApiError, ApiResult, ErrorBody, Json, Query};
 use crate::http::extract::User;
 use crate::http::routes::keys::wire_body;
 use crate::http::AppState;
 use accord_e2e::wire::MAX_SEND_REQUEST_BYTES;
 use accord_e2e::{EnvelopeId, ServerFrame, MAX_ACK_IDS};
+use accord_http::{ApiError, ApiResult, ErrorBody, Json, Query};
 use accord_messenger_wire::{AckRequest, AckResponse, FetchQuery, SendMessage, SendOutcome};
 use axum::body::Bytes;
 use axum::extract::State;

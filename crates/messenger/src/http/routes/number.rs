@@ -2,11 +2,11 @@
 //! verification. Pseudonyms are recomputed; the partner gets the old one
 //! revoked and (with consent) the new one shared.
 
-use crate::http::error::{ApiResult, ErrorBody, Json, Path};
 use crate::http::extract::User;
 use crate::http::AppState;
 use crate::service::RegistrationStarted;
 use accord_http::ClientAddr;
+use accord_http::{ApiResult, ErrorBody, Json, Path};
 use accord_messenger_wire::{NewNumber, NumberCode};
 use axum::extract::State;
 use axum::http::StatusCode;

@@ -1,10 +1,10 @@
 //! Reading and accepting the policy in force.
 
-use crate::http::error::{ApiError, ApiResult, ErrorBody, Json, OptionalJson, Path};
 use crate::http::extract::AnyUser;
 use crate::http::AppState;
 use crate::service::ConsentView;
 use accord_domain::PolicyVersion;
+use accord_http::{ApiError, ApiResult, ErrorBody, Json, OptionalJson, Path};
 use accord_messenger_wire::AcceptChoice;
 use axum::extract::State;
 

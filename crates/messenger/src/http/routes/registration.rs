@@ -2,10 +2,10 @@
 //! device's information. Public by nature; limited per number (codes per
 //! hour) and per verification (attempts).
 
-use crate::http::error::{ApiResult, ErrorBody, Json, Path};
 use crate::http::AppState;
 use crate::service::{Registered, RegistrationStarted, VerifyRequest};
 use accord_http::ClientAddr;
+use accord_http::{ApiResult, ErrorBody, Json, Path};
 use accord_messenger_wire::{StartRegistration, VerifyRegistration};
 use axum::extract::State;
 use axum::http::StatusCode;

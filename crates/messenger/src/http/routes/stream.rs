@@ -7,7 +7,6 @@
 //! an error frame and the connection stays up, until too many bad frames
 //! in a row.
 
-use crate::http::error::ErrorBody;
 use crate::http::extract::User;
 use crate::http::AppState;
 use crate::relay::wake::Pending;
@@ -15,6 +14,7 @@ use crate::relay::{frame_of, Relay, RelayError};
 use accord_domain::DeviceId;
 use accord_e2e::wire::MAX_CLIENT_FRAME_BYTES;
 use accord_e2e::{decode_client_frame, encode, ClientFrame, ServerFrame};
+use accord_http::ErrorBody;
 use accord_storage::mailbox::MailItem;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;

@@ -1,9 +1,9 @@
 //! Operator reads: every read names its purpose.
 
-use crate::http::error::{ApiError, ApiResult, ErrorBody, Json, Path, Query};
 use crate::http::extract::Admin;
 use crate::http::AppState;
 use accord_domain::{PseudonymId, Purpose};
+use accord_http::{ApiError, ApiResult, ErrorBody, Json, Path, Query};
 use accord_storage::partner::PartnerStats;
 use axum::extract::State;
 use axum::http::StatusCode;

@@ -2,11 +2,11 @@
 //! by an HMAC over the method, the path, a timestamp, a nonce and the
 //! exact body (`accord_crypto::mac`); a nonce seen before is refused.
 
-use crate::http::error::{ApiError, ApiResult, ErrorBody, Json};
 use crate::http::AppState;
 use crate::service::FeedAuth;
 use accord_crypto::mac::{NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use accord_domain::coordination::{FeedAck, Mismatches, ReconcileBucketOutcome};
+use accord_http::{ApiError, ApiResult, ErrorBody, Json};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};

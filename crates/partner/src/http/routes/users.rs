@@ -2,10 +2,10 @@
 //! steps), their phone pseudonym, ad-personalisation setting, blinded
 //! evaluation under their own quota, contact upload, suggestions.
 
-use crate::http::error::{ApiError, ApiResult, ErrorBody, Json, Path};
 use crate::http::extract::{ClientAddr, User};
 use crate::http::AppState;
 use accord_domain::PseudonymId;
+use accord_http::{ApiError, ApiResult, ErrorBody, Json, Path};
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};

@@ -6,7 +6,7 @@ use crate::error::KeydError;
 use axum::http::StatusCode;
 use serde_json::json;
 
-pub use accord_http::{ApiError, ApiResult, ErrorBody, Json, Path, Query};
+use accord_http::ApiError;
 
 /// 404 for a purpose named in a path that the key service does not have.
 pub fn unknown_purpose() -> ApiError {

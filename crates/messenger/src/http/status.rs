@@ -9,7 +9,7 @@ use accord_storage::StoreError;
 use axum::http::StatusCode;
 use serde_json::json;
 
-pub use accord_http::{ApiError, ApiResult, ErrorBody, Json, OptionalJson, Path, Query};
+use accord_http::ApiError;
 
 fn consent_status(e: &ConsentError) -> StatusCode {
     match e {

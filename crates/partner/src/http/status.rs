@@ -7,7 +7,7 @@ use accord_storage::StoreError;
 use axum::http::StatusCode;
 use serde_json::json;
 
-pub use accord_http::{ApiError, ApiResult, ErrorBody, Json, Path, Query};
+use accord_http::ApiError;
 
 impl From<PartnerError> for ApiError {
     fn from(e: PartnerError) -> Self {
