@@ -41,6 +41,18 @@ async fn pseudonym(app: &TestApp, a: AccountId) -> PseudonymId {
         .expect("coordination pseudonym computed")
 }
 
+/// A user who accepted a new strict policy sharing every purpose, shared
+/// with the partner: its account and `coordination` pseudonym.
+async fn sharing_user(app: &TestApp, i: u16) -> (AccountId, PseudonymId) {
+    let v1 = app.publish(ConsentProfile::Strict, &Purpose::ALL).await;
+    let u = app
+        .register(&n(i), Some((v1.version, share(Some(true)))))
+        .await;
+    let a = account_of(&u).await;
+    drain(app).await;
+    (a, pseudonym(app, a).await)
+}
+
 /// What the partner holds of `p`, by purpose.
 async fn held(app: &TestApp, p: &PseudonymId) -> BTreeSet<Purpose> {
     let store = &app.partner.as_ref().unwrap().store;
@@ -554,13 +566,7 @@ async fn lapsed_grants_and_deleted_accounts_are_revoked_with_confirmations() {
 async fn reconciliation_deletes_what_the_partner_should_not_hold_and_resyncs_what_it_lacks() {
     use accord_storage::partner::IncomingEvent;
     let app = spawn_app(opts(ConsentProfile::Strict)).await;
-    let v1 = app.publish(ConsentProfile::Strict, &Purpose::ALL).await;
-    let u = app
-        .register(&n(40), Some((v1.version, share(Some(true)))))
-        .await;
-    let a = account_of(&u).await;
-    drain(&app).await;
-    let p = pseudonym(&app, a).await;
+    let (_, p) = sharing_user(&app, 40).await;
     let partner = app.partner.clone().unwrap();
     // Drift: the partner lost the user's `ads` record, and holds a record
     // nobody shared with it.
@@ -806,13 +812,7 @@ async fn a_restricted_user_withdraws_and_the_partner_confirms_the_deletion() {
 #[tokio::test]
 async fn a_captured_feed_request_replayed_or_sent_elsewhere_is_refused() {
     let app = spawn_app(opts(ConsentProfile::Strict)).await;
-    let v1 = app.publish(ConsentProfile::Strict, &Purpose::ALL).await;
-    let u = app
-        .register(&n(50), Some((v1.version, share(Some(true)))))
-        .await;
-    let a = account_of(&u).await;
-    drain(&app).await;
-    let p = pseudonym(&app, a).await;
+    let (_, p) = sharing_user(&app, 50).await;
     let partner = app.partner.clone().unwrap();
     // Drift, so that reconciliation sends a bucket call too.
     assert!(partner.store.delete_held(&p, Purpose::Ads).await.unwrap());

@@ -216,18 +216,7 @@ impl SqlMailboxStore {
     /// Wraps the messenger's database and applies its migrations (the
     /// mailbox tables are migration `0003_e2e` of the messenger).
     pub async fn new(db: Db) -> Result<Self> {
-        match db.backend {
-            Backend::Sqlite => {
-                sqlx::migrate!("./migrations/messenger/sqlite")
-                    .run(&db.pool)
-                    .await?
-            }
-            Backend::Postgres => {
-                sqlx::migrate!("./migrations/messenger/postgres")
-                    .run(&db.pool)
-                    .await?
-            }
-        }
+        crate::messenger::migrate(&db).await?;
         Ok(SqlMailboxStore { db })
     }
 

@@ -225,6 +225,25 @@ pub trait MessengerStore: Send + Sync + std::fmt::Debug + 'static {
 }
 
 /// The SQL implementation, on SQLite or PostgreSQL.
+/// Applies the messenger database's migrations (its accounts, ledger and
+/// feed, and the mailbox tables of `SqlMailboxStore`, in one numbered
+/// sequence per backend).
+pub(crate) async fn migrate(db: &Db) -> Result<()> {
+    match db.backend {
+        Backend::Sqlite => {
+            sqlx::migrate!("./migrations/messenger/sqlite")
+                .run(&db.pool)
+                .await?
+        }
+        Backend::Postgres => {
+            sqlx::migrate!("./migrations/messenger/postgres")
+                .run(&db.pool)
+                .await?
+        }
+    }
+    Ok(())
+}
+
 #[derive(Clone, Debug)]
 pub struct SqlMessengerStore {
     db: Db,
@@ -233,18 +252,7 @@ pub struct SqlMessengerStore {
 impl SqlMessengerStore {
     /// Wraps an open database and applies the messenger's migrations.
     pub async fn new(db: Db) -> Result<Self> {
-        match db.backend {
-            Backend::Sqlite => {
-                sqlx::migrate!("./migrations/messenger/sqlite")
-                    .run(&db.pool)
-                    .await?
-            }
-            Backend::Postgres => {
-                sqlx::migrate!("./migrations/messenger/postgres")
-                    .run(&db.pool)
-                    .await?
-            }
-        }
+        migrate(&db).await?;
         Ok(SqlMessengerStore { db })
     }
 
