@@ -22,8 +22,10 @@ pub mod account;
 pub mod admin;
 pub mod contacts;
 pub mod e2e;
+pub mod transparency;
 
 pub use account::*;
 pub use admin::*;
 pub use contacts::*;
 pub use e2e::*;
+pub use transparency::*;

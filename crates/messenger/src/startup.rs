@@ -10,12 +10,13 @@ use crate::keys::KeyAccess;
 use crate::relay::wake::{LocalWake, NatsConfig, NatsWake, Wake};
 use crate::relay::{E2eConfig, Relay};
 use crate::service::{Messenger, MessengerConfig, REVOCATION_RETRY_EVERY};
+use crate::transparency::SignerSource;
 use crate::verifier::Verifier;
 use crate::AppState;
 use accord_crypto::token::TokenHash;
 use accord_domain::{Clock, ConsentProfile, SimulatedClock};
 use accord_http::{spawn_loop, spawn_server, Stop, Task};
-use accord_storage::{Db, SqlMailboxStore, SqlMessengerStore, StoreError};
+use accord_storage::{Backend, Db, SqlMailboxStore, SqlMessengerStore, StoreError};
 use axum::Router;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +45,8 @@ pub struct Settings {
     pub e2e: E2eConfig,
     /// Reverse proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// The consent log's checkpoint signing key, kept outside the database.
+    pub log_key: SignerSource,
 }
 
 impl Settings {
@@ -68,6 +71,7 @@ impl Settings {
             config: MessengerConfig::default(),
             e2e: E2eConfig::default(),
             trusted_proxies: Vec::new(),
+            log_key: SignerSource::Ephemeral,
         }
     }
 }
@@ -80,6 +84,8 @@ pub enum StartupError {
     Store(#[from] StoreError),
     #[error("NATS at {url}: {message}")]
     Nats { url: String, message: String },
+    #[error("the consent log's signing key: {0}")]
+    LogKey(std::io::Error),
 }
 
 /// The built messenger: its state and the stores behind it.
@@ -95,6 +101,9 @@ pub struct Application {
 const PASSES_PER_RECONCILIATION: u64 = 600;
 /// How often expired mailbox items are purged.
 const PURGE_EVERY: Duration = Duration::from_secs(600);
+/// How often the consent log's grown shards get a signed checkpoint (the
+/// issue asks for at least one a minute while entries are appended).
+pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(15);
 /// How often missing pseudonyms are computed (new users, key rotation).
 const PSEUDONYM_REFRESH_EVERY: Duration = Duration::from_secs(5);
 
@@ -123,7 +132,21 @@ impl Application {
             s.e2e,
             wake,
         );
-        let messenger = Messenger::new(store.clone(), s.clock, s.verifier, s.config, s.keys);
+        let signer = s.log_key.load().map_err(StartupError::LogKey)?;
+        // SQLite has one writer; on PostgreSQL a few commits overlap.
+        let consent_writers = match store.db().backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres => 4,
+        };
+        let messenger = Messenger::new(
+            store.clone(),
+            s.clock,
+            s.verifier,
+            s.config,
+            s.keys,
+            signer,
+            consent_writers,
+        );
         let dispatcher = s
             .feed
             .clone()
@@ -173,8 +196,9 @@ impl Application {
     }
 
     /// The background work, until `stop`: the feed dispatcher (with a
-    /// partner), pseudonym refresh and credential revocations (with a key
-    /// service), and the purge of expired mailbox items.
+    /// partner), checkpoints of the consent log, pseudonym refresh and
+    /// credential revocations (with a key service), and the purge of
+    /// expired mailbox items.
     pub fn background(&self, stop: &Stop) -> Vec<Task> {
         let mut tasks = Vec::new();
         if let Some(d) = self.dispatcher.clone() {
@@ -193,6 +217,16 @@ impl Application {
                 },
             ));
         }
+        let log = self.state.messenger.log.clone();
+        tasks.push(spawn_loop(CHECKPOINT_EVERY, stop.clone(), move || {
+            let log = log.clone();
+            async move {
+                if let Err(e) = log.sign_grown().await {
+                    tracing::warn!(error = %e, "consent log checkpoints not signed; will retry");
+                }
+                false
+            }
+        }));
         let m = self.state.messenger.clone();
         if m.keys.is_some() {
             let refresh = m.clone();

@@ -47,6 +47,6 @@ pub use db::{Backend, Db};
 pub use error::StoreError;
 pub use mailbox::{MailboxStore, SqlMailboxStore};
 pub use messenger::{
-    Account, AttemptClaim, CodeRequest, Device, FeedDue, FeedStats, MessengerStore, NewDevice,
-    PartnerHolding, PendingVerification, RequestCounts, SqlMessengerStore,
+    Account, AttemptClaim, CodeRequest, ConsentWrite, Device, FeedDue, FeedStats, MessengerStore,
+    NewDevice, PartnerHolding, PendingVerification, RequestCounts, SqlMessengerStore,
 };

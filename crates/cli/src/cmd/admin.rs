@@ -30,6 +30,9 @@ pub enum Admin {
     Ledger {
         #[command(flatten)]
         conn: AdminArgs,
+        /// The ledger shard (0 to 15; policy publications are in 0).
+        #[arg(long, default_value_t = 0)]
+        shard: u16,
         #[arg(long, default_value_t = 0)]
         after: u64,
         #[arg(long, default_value_t = 100)]
@@ -123,9 +126,12 @@ pub async fn run(a: Admin) -> CliResult {
             );
         }
         Admin::Policies { conn } => print_json(&client(&conn)?.policies().await?),
-        Admin::Ledger { conn, after, limit } => {
-            print_json(&client(&conn)?.ledger(after, limit).await?)
-        }
+        Admin::Ledger {
+            conn,
+            shard,
+            after,
+            limit,
+        } => print_json(&client(&conn)?.ledger(shard, after, limit).await?),
         Admin::VerifyLedger { conn } => {
             let r = client(&conn)?
                 .verify_ledger()
@@ -134,7 +140,17 @@ pub async fn run(a: Admin) -> CliResult {
                     Some("ledger_tampered") => CliError::Tampered(e.to_string()),
                     _ => e.into(),
                 })?;
-            println!("ledger intact: {} entries, head {}", r.entries, r.head_hash);
+            println!(
+                "ledger intact: {} entries in {} shards",
+                r.entries,
+                r.shards.len()
+            );
+            for s in r.shards.iter().filter(|s| s.entries > 0) {
+                println!(
+                    "  shard {:>2}: {:>7} entries, head {}, root {}",
+                    s.shard, s.entries, s.head_hash, s.root
+                );
+            }
         }
         Admin::ConsentAt { conn, account, at } => {
             let id = AccountId::parse(&account)

@@ -19,3 +19,4 @@ mod openapi;
 mod registration;
 mod restriction;
 mod routes;
+mod transparency;
