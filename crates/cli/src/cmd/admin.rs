@@ -30,9 +30,10 @@ pub enum Admin {
     Ledger {
         #[command(flatten)]
         conn: AdminArgs,
-        /// The ledger shard (0 to 15; policy publications are in 0).
-        #[arg(long, default_value_t = 0)]
-        shard: u16,
+        /// One ledger shard (0 to 15; policy publications are in 0), paged
+        /// with --after and --limit; without it, every entry of every shard.
+        #[arg(long)]
+        shard: Option<u16>,
         #[arg(long, default_value_t = 0)]
         after: u64,
         #[arg(long, default_value_t = 100)]
@@ -131,7 +132,10 @@ pub async fn run(a: Admin) -> CliResult {
             shard,
             after,
             limit,
-        } => print_json(&client(&conn)?.ledger(shard, after, limit).await?),
+        } => match shard {
+            Some(shard) => print_json(&client(&conn)?.ledger(shard, after, limit).await?),
+            None => print_json(&client(&conn)?.ledger_all().await?),
+        },
         Admin::VerifyLedger { conn } => {
             let r = client(&conn)?
                 .verify_ledger()
