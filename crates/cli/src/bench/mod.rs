@@ -1,9 +1,12 @@
 //! Load generators behind `accord bench` (see `cmd/bench.rs`).
 //!
+//! - [`consent`]: `accord bench consent`, consent changes through the
+//!   messenger's HTTP API (SQLite or PostgreSQL).
 //! - [`oprf`]: `accord bench oprf`, the key service's batch endpoint
 //!   against the cryptography's single-core speed.
 //! - [`relay`]: `accord bench relay`, the messenger's E2E relay under
 //!   load (throughput, send-to-delivery latency, idle connections).
 
+pub mod consent;
 pub mod oprf;
 pub mod relay;
