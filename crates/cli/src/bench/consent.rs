@@ -324,7 +324,7 @@ async fn set_up(base: &str, admin_token: &str, users: usize) -> BenchResult<Vec<
         let (i, token) = joined.map_err(err)?;
         tokens[i] = token?;
         done += 1;
-        if done % 100 == 0 || done == users {
+        if done.is_multiple_of(100) || done == users {
             eprintln!(
                 "set-up: {done}/{users} registered ({:.1} s)",
                 started.elapsed().as_secs_f64()
