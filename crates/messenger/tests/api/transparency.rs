@@ -473,6 +473,7 @@ async fn every_record_the_partner_holds_cites_an_active_grant_of_its_purpose() {
             // A grant of this purpose, and the latest decision about it.
             let latest = entries
                 .iter()
+                .rev()
                 .filter_map(|(_, e)| e.consent_event().map(|ev| (e, ev)))
                 .filter(|(_, ev)| match ev {
                     ConsentEvent::Granted { purpose: q, .. }
@@ -480,7 +481,7 @@ async fn every_record_the_partner_holds_cites_an_active_grant_of_its_purpose() {
                     | ConsentEvent::Withdrawn { purpose: q, .. } => *q == purpose,
                     _ => false,
                 })
-                .last()
+                .next()
                 .unwrap();
             assert_eq!(latest.0, cited, "{purpose} cites its active grant");
             assert!(matches!(latest.1, ConsentEvent::Granted { .. }));
@@ -517,7 +518,7 @@ async fn proofs_are_served_publicly_and_verify() {
     let old = cps.iter().find(|c| c.checkpoint.shard == shard).unwrap();
     // Grow the shard, then prove the old checkpoint is a prefix of the new.
     let u = app
-        .register(&"+6281234571000".to_string(), Some((1, share(Some(true)))))
+        .register("+6281234571000", Some((1, share(Some(true)))))
         .await;
     u.withdraw(Purpose::Ads).await.unwrap();
     let new: Vec<SignedCheckpoint> =
