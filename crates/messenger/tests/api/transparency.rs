@@ -475,13 +475,12 @@ async fn every_record_the_partner_holds_cites_an_active_grant_of_its_purpose() {
                 .iter()
                 .rev()
                 .filter_map(|(_, e)| e.consent_event().map(|ev| (e, ev)))
-                .filter(|(_, ev)| match ev {
+                .find(|(_, ev)| match ev {
                     ConsentEvent::Granted { purpose: q, .. }
                     | ConsentEvent::Refused { purpose: q, .. }
                     | ConsentEvent::Withdrawn { purpose: q, .. } => *q == purpose,
                     _ => false,
                 })
-                .next()
                 .unwrap();
             assert_eq!(latest.0, cited, "{purpose} cites its active grant");
             assert!(matches!(latest.1, ConsentEvent::Granted { .. }));
