@@ -60,9 +60,10 @@ pub fn shard_of_record(account: Option<AccountId>) -> u16 {
 
 /// What a checkpoint says: shard `shard` had `size` entries whose tree
 /// root was `root`, at `at`.
+/// (No `deny_unknown_fields`: it is flattened into [`SignedCheckpoint`],
+/// whose signature field it must let through.)
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
 pub struct Checkpoint {
     pub shard: u16,
     pub size: u64,
@@ -95,7 +96,6 @@ impl Checkpoint {
 /// [`Checkpoint::signed_message`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
 pub struct SignedCheckpoint {
     #[serde(flatten)]
     pub checkpoint: Checkpoint,
