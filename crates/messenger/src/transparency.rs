@@ -18,7 +18,7 @@ use accord_domain::ledger::{entry_hash, ChainError, GENESIS};
 use accord_domain::transparency::{
     Consistency, Inclusion, LogKey, LogSigner, ShardTree, SignedCheckpoint, SHARDS,
 };
-use accord_domain::{Clock, Timestamp};
+use accord_domain::Clock;
 use accord_storage::MessengerStore;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -255,10 +255,5 @@ impl ConsentLog {
                 .and_then(|t| t.prove_consistency(shard, from))
         };
         Ok(proof.expect("sizes checked above"))
-    }
-
-    /// The time checkpoints are stamped with.
-    pub fn now(&self) -> Timestamp {
-        self.clock.now()
     }
 }

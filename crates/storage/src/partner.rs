@@ -22,7 +22,7 @@ use crate::error::{Result, StoreError};
 use crate::sql::{bytes32, parse_uuid, pseudonym as pseudonym_col, uuid_text};
 use accord_domain::coordination::{EventResult, LedgerRef};
 use accord_domain::keyd::{check_charge, hour_of, WINDOW_HOURS};
-use accord_domain::transparency::{Checkpoint, SignedCheckpoint};
+use accord_domain::transparency::SignedCheckpoint;
 use accord_domain::{DeviceInfo, PseudonymId, Purpose, Timestamp};
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
@@ -275,19 +275,7 @@ impl PartnerStore for SqlPartnerStore {
         let rows = sqlx::query("SELECT * FROM witnessed_checkpoints ORDER BY shard, size")
             .fetch_all(&self.db.pool)
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(SignedCheckpoint {
-                    checkpoint: Checkpoint {
-                        shard: r.try_get::<i64, _>("shard")? as u16,
-                        size: r.try_get::<i64, _>("size")? as u64,
-                        root: r.try_get("root")?,
-                        at: Timestamp(r.try_get("at")?),
-                    },
-                    signature: r.try_get("signature")?,
-                })
-            })
-            .collect()
+        rows.iter().map(crate::sql::checkpoint_row).collect()
     }
 
     async fn apply_event(&self, e: &IncomingEvent, now: Timestamp) -> Result<EventResult> {

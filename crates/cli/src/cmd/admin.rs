@@ -149,12 +149,7 @@ pub async fn run(a: Admin) -> CliResult {
                 r.entries,
                 r.shards.len()
             );
-            for s in r.shards.iter().filter(|s| s.entries > 0) {
-                println!(
-                    "  shard {:>2}: {:>7} entries, head {}, root {}",
-                    s.shard, s.entries, s.head_hash, s.root
-                );
-            }
+            super::print_shards(&r.shards);
         }
         Admin::ConsentAt { conn, account, at } => {
             let id = AccountId::parse(&account)

@@ -143,12 +143,7 @@ async fn verify(a: VerifyArgs) -> CliResult {
         report.entries,
         report.shards.len()
     );
-    for s in report.shards.iter().filter(|s| s.entries > 0) {
-        println!(
-            "  shard {:>2}: {:>7} entries, head {}, root {}",
-            s.shard, s.entries, s.head_hash, s.root
-        );
-    }
+    super::print_shards(&report.shards);
     if checkpoints.is_empty() {
         println!("checked against no outside checkpoint: a rewrite of the whole database would pass (give --checkpoint, --receipt or --witness partner)");
     } else {

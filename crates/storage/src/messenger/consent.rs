@@ -11,10 +11,10 @@
 use super::feed::enqueue_feed;
 use crate::db::{Backend, Db};
 use crate::error::{Result, StoreError};
-use crate::sql::{bytes32, parse_uuid, uuid_text};
+use crate::sql::{bytes32, checkpoint_row, parse_uuid, uuid_text};
 use accord_domain::consent::ConsentState;
 use accord_domain::ledger::{Hash, LedgerEntry, LedgerRecord};
-use accord_domain::transparency::{shard_of_record, Checkpoint, SignedCheckpoint};
+use accord_domain::transparency::{shard_of_record, SignedCheckpoint};
 use accord_domain::{AccountId, Timestamp};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -320,16 +320,4 @@ pub(super) async fn latest_checkpoints(db: &Db) -> Result<Vec<SignedCheckpoint>>
     .fetch_all(&db.pool)
     .await?;
     rows.iter().map(checkpoint_row).collect()
-}
-
-pub(super) fn checkpoint_row(r: &AnyRow) -> Result<SignedCheckpoint> {
-    Ok(SignedCheckpoint {
-        checkpoint: Checkpoint {
-            shard: r.try_get::<i64, _>("shard")? as u16,
-            size: r.try_get::<i64, _>("size")? as u64,
-            root: r.try_get("root")?,
-            at: Timestamp(r.try_get("at")?),
-        },
-        signature: r.try_get("signature")?,
-    })
 }
