@@ -489,14 +489,14 @@ impl Messenger {
         let (account, device) = match cache.token(&hash) {
             Some(hit) => hit,
             None => {
-                let generation = cache.generation();
+                let stamp = cache.stamp();
                 let Some((account_id, device)) = self.store.authenticate(&hash, now).await? else {
                     return Ok(None);
                 };
                 let Some(account) = self.store.account(account_id).await? else {
                     return Ok(None);
                 };
-                cache.put_token(generation, &hash, account.clone(), device);
+                cache.put_token(stamp, &hash, account.clone(), device);
                 (account, device)
             }
         };
@@ -513,9 +513,9 @@ impl Messenger {
         if let Some(p) = self.auth_cache.policies() {
             return Ok(p);
         }
-        let generation = self.auth_cache.generation();
+        let stamp = self.auth_cache.stamp();
         let p = Arc::new(self.store.policies().await?);
-        self.auth_cache.put_policies(generation, p.clone());
+        self.auth_cache.put_policies(stamp, p.clone());
         Ok(p)
     }
 
@@ -544,12 +544,38 @@ impl Messenger {
         account: AccountId,
         cmd: ConsentCommand,
     ) -> Result<ConsentView, ServiceError> {
+        self.record_command(account, None, cmd).await
+    }
+
+    /// [`Self::consent_command`] for an authenticated caller: the first
+    /// attempt decides on the account as authentication read it (perhaps
+    /// from the cache), which saves a read; the write is conditional on
+    /// its `consent_rev`, so a stale copy only costs a retry on a fresh
+    /// read.
+    pub async fn consent_command_by(
+        &self,
+        caller: &Account,
+        cmd: ConsentCommand,
+    ) -> Result<ConsentView, ServiceError> {
+        self.record_command(caller.id, Some(caller.clone()), cmd)
+            .await
+    }
+
+    async fn record_command(
+        &self,
+        account: AccountId,
+        mut known: Option<Account>,
+        cmd: ConsentCommand,
+    ) -> Result<ConsentView, ServiceError> {
         for _ in 0..CONSENT_RETRIES {
-            let acct = self
-                .store
-                .account(account)
-                .await?
-                .ok_or(ServiceError::NotFound)?;
+            let acct = match known.take() {
+                Some(acct) => acct,
+                None => self
+                    .store
+                    .account(account)
+                    .await?
+                    .ok_or(ServiceError::NotFound)?,
+            };
             // The node's policy cache: a publication on this node clears
             // it; one on another node is seen within a second (a command
             // naming the new version before then is refused as unknown).
@@ -584,7 +610,15 @@ impl Messenger {
             };
             match result {
                 Ok(()) => {
-                    self.auth_cache.invalidate();
+                    if matches!(cmd, ConsentCommand::Delete) {
+                        self.auth_cache.invalidate();
+                    } else if !records.is_empty() {
+                        self.auth_cache.account_written(Account {
+                            consent: next.clone(),
+                            consent_rev: acct.consent_rev + 1,
+                            ..acct.clone()
+                        });
+                    }
                     tracing::info!(account = %account, events = records.len(), "consent recorded");
                     if matches!(cmd, ConsentCommand::Delete) {
                         // The deletion stands either way: what is not

@@ -47,6 +47,9 @@ pub struct Settings {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// The consent log's checkpoint signing key, kept outside the database.
     pub log_key: SignerSource,
+    /// How often the grown shards of the consent log get a signed
+    /// checkpoint ([`CHECKPOINT_EVERY`] by default).
+    pub checkpoint_every: Duration,
 }
 
 impl Settings {
@@ -72,6 +75,7 @@ impl Settings {
             e2e: E2eConfig::default(),
             trusted_proxies: Vec::new(),
             log_key: SignerSource::Ephemeral,
+            checkpoint_every: CHECKPOINT_EVERY,
         }
     }
 }
@@ -91,6 +95,7 @@ pub enum StartupError {
 /// The built messenger: its state and the stores behind it.
 pub struct Application {
     state: AppState,
+    checkpoint_every: Duration,
     store: Arc<SqlMessengerStore>,
     mailboxes: Arc<SqlMailboxStore>,
     dispatcher: Option<Dispatcher>,
@@ -162,6 +167,7 @@ impl Application {
         };
         Ok(Application {
             state,
+            checkpoint_every: s.checkpoint_every,
             store,
             mailboxes,
             dispatcher,
@@ -218,7 +224,7 @@ impl Application {
             ));
         }
         let log = self.state.messenger.log.clone();
-        tasks.push(spawn_loop(CHECKPOINT_EVERY, stop.clone(), move || {
+        tasks.push(spawn_loop(self.checkpoint_every, stop.clone(), move || {
             let log = log.clone();
             async move {
                 if let Err(e) = log.sign_grown().await {

@@ -103,6 +103,8 @@ pub struct ConsentLog {
     clock: Arc<dyn Clock>,
     signer: LogSigner,
     shards: Vec<Mutex<Shard>>,
+    /// Checkpoints this node signed since it started.
+    signed: std::sync::atomic::AtomicU64,
 }
 
 /// Entries read per page when catching up.
@@ -115,7 +117,13 @@ impl ConsentLog {
             clock,
             signer,
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            signed: Default::default(),
         }
+    }
+
+    /// How many checkpoints this node has signed since it started.
+    pub fn signed_count(&self) -> u64 {
+        self.signed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The key checkpoints are verified against.
@@ -177,6 +185,8 @@ impl ConsentLog {
         }
         let c = self.signer.sign(s.tree.checkpoint(shard, self.clock.now()));
         self.store.put_checkpoint(&c).await?;
+        self.signed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         s.signed = Some(c.clone());
         Ok(c)
     }

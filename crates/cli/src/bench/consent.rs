@@ -23,7 +23,11 @@
 //!
 //! The server is the messenger alone, without the key service, the partner
 //! or the feed's dispatcher: each change still writes its outbox row, as
-//! it does under `accord serve`, but nothing drains the outbox.
+//! it does under `accord serve`, but nothing drains the outbox. The
+//! consent log is on: the messenger's background loop catches its Merkle
+//! trees up and signs a checkpoint of every grown shard every
+//! `checkpoint_every` (1 s by default, stricter than the 15 s of
+//! `accord serve`), and the report counts the checkpoints it signed.
 //!
 //! Everything is bounded in time: each request by [`REQUEST_TIMEOUT`], the
 //! set-up by [`setup_limit`], and the run by its warm-up and window.
@@ -61,6 +65,8 @@ pub struct ConsentBenchOptions {
     /// makes a database of its own there and drops it at the end. `None`:
     /// SQLite in a temporary data directory.
     pub database_url: Option<String>,
+    /// How often the messenger signs checkpoints of the grown shards.
+    pub checkpoint_every: Duration,
 }
 
 impl Default for ConsentBenchOptions {
@@ -71,6 +77,7 @@ impl Default for ConsentBenchOptions {
             duration: Duration::from_secs(10),
             warmup: Duration::from_secs(1),
             database_url: None,
+            checkpoint_every: Duration::from_secs(1),
         }
     }
 }
@@ -89,6 +96,10 @@ pub struct ConsentBenchReport {
     /// Entries the ledger gained during the run (warm-up included): one
     /// per change, so as many as `answered`.
     pub ledger_entries_added: u64,
+    /// Checkpoints the messenger signed during the run (warm-up
+    /// included), and the interval it signed them at.
+    pub checkpoints_signed: u64,
+    pub checkpoint_every_ms: u128,
     pub users: usize,
     pub clients: usize,
     pub backend: &'static str,
@@ -111,6 +122,8 @@ impl fmt::Display for ConsentBenchReport {
         writeln!(f, "errors: {}", self.errors)?;
         writeln!(f, "answered_2xx_total: {}", self.answered)?;
         writeln!(f, "ledger_entries_added: {}", self.ledger_entries_added)?;
+        writeln!(f, "checkpoints_signed: {}", self.checkpoints_signed)?;
+        writeln!(f, "checkpoint_every_ms: {}", self.checkpoint_every_ms)?;
         writeln!(f, "window_s: {:.2}", self.window_s)?;
         writeln!(f, "users: {}", self.users)?;
         writeln!(f, "clients: {}", self.clients)?;
@@ -240,6 +253,7 @@ struct ClientTally {
 async fn run(opts: &ConsentBenchOptions, location: &Location) -> BenchResult<ConsentBenchReport> {
     let admin_token = BearerToken::generate();
     let app = Application::build(Settings {
+        checkpoint_every: opts.checkpoint_every,
         // The generator registers every account from this one address,
         // in one number range.
         config: MessengerConfig {
@@ -272,12 +286,15 @@ async fn run(opts: &ConsentBenchOptions, location: &Location) -> BenchResult<Con
     let admin = Client::new(&base).with_token(admin_token.reveal());
     let report = async {
         let before = admin.verify_ledger().await.map_err(err)?.entries;
+        let signed_before = app.messenger().log().signed_count();
         let mut r = tokio::time::timeout(
             opts.warmup + opts.duration + REQUEST_TIMEOUT * 2,
             toggle(&base, tokens, clients, opts),
         )
         .await
         .map_err(|_| "the run did not end in time".to_owned())??;
+        r.checkpoints_signed = app.messenger().log().signed_count() - signed_before;
+        r.checkpoint_every_ms = opts.checkpoint_every.as_millis();
         r.ledger_entries_added = admin.verify_ledger().await.map_err(err)?.entries - before;
         r.backend = location.backend();
         r.database = location.database();
@@ -468,6 +485,8 @@ async fn toggle(
         errors: errors.load(Ordering::Relaxed),
         answered: answered.load(Ordering::Relaxed),
         ledger_entries_added: 0,
+        checkpoints_signed: 0,
+        checkpoint_every_ms: 0,
         users: opts.users,
         clients,
         backend: "",
@@ -493,6 +512,7 @@ mod tests {
             duration: Duration::from_secs(1),
             warmup: Duration::from_millis(200),
             database_url,
+            checkpoint_every: Duration::from_millis(200),
         }
     }
 
@@ -503,6 +523,8 @@ mod tests {
         assert!(report.answered >= report.changes, "{report}");
         assert_eq!(report.ledger_entries_added, report.answered, "{report}");
         assert!(report.consent_changes_per_s > 0.0, "{report}");
+        // The log was signing while the changes were written.
+        assert!(report.checkpoints_signed > 0, "{report}");
         assert!(
             report.p50_ms > 0.0 && report.p50_ms <= report.p99_ms,
             "{report}"

@@ -25,6 +25,11 @@ pub enum BenchCmd {
         /// end. Default: SQLite in a temporary data directory.
         #[arg(long)]
         database_url: Option<String>,
+        /// How often the messenger signs checkpoints of the consent log's
+        /// grown shards during the run (production: every 15 s; the
+        /// default here is stricter, so that signing is measured).
+        #[arg(long, default_value_t = 1000)]
+        checkpoint_every_ms: u64,
     },
     /// Single-core blind_evaluate cost against the batch endpoint's
     /// end-to-end throughput over loopback HTTP on all cores; prints
@@ -79,6 +84,7 @@ pub async fn run(b: BenchCmd) -> CliResult {
             clients,
             seconds,
             database_url,
+            checkpoint_every_ms,
         } => {
             if cfg!(debug_assertions) {
                 eprintln!("warning: debug build; run `cargo run --release -- bench consent` for real figures");
@@ -102,6 +108,9 @@ pub async fn run(b: BenchCmd) -> CliResult {
                 clients: clients.min(1_000),
                 duration: std::time::Duration::from_secs(seconds.clamp(1, 300)),
                 database_url,
+                checkpoint_every: std::time::Duration::from_millis(
+                    checkpoint_every_ms.clamp(100, 60_000),
+                ),
                 ..Default::default()
             };
             let report = crate::bench::consent::bench_consent(opts)

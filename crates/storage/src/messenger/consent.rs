@@ -8,7 +8,7 @@
 //! order (so two transactions never wait on each other in a cycle), and
 //! must be the first write of its transaction.
 
-use super::feed::enqueue_feed;
+use super::feed::enqueue_feeds;
 use crate::db::{Backend, Db};
 use crate::error::{Result, StoreError};
 use crate::sql::{bytes32, checkpoint_row, parse_uuid, uuid_text};
@@ -37,30 +37,88 @@ pub struct Appended {
     pub entry: LedgerEntry,
 }
 
-/// Locks the head rows of `shards` (ascending) and reads them.
+/// `($1,..,$cols),(..)`: `rows` tuples of `cols` placeholders each,
+/// numbered from `$first`.
+fn tuples(first: usize, rows: usize, cols: usize) -> String {
+    let mut sql = String::new();
+    for r in 0..rows {
+        if r > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!("${}", first + r * cols + c));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// `$first,..`: a list of `n` placeholders.
+fn list(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Rows bound in one statement, well under either backend's limit of
+/// bound parameters (SQLite's is 32,766, PostgreSQL's 65,535).
+const ROWS_PER_STATEMENT: usize = 100;
+
+fn is_postgres(tx: &Transaction<'_, Any>) -> bool {
+    tx.backend_name() == "PostgreSQL"
+}
+
+/// Locks the head rows of `shards` (ascending) and reads them: two
+/// statements whatever the number of shards.
 async fn lock_heads(
     tx: &mut Transaction<'_, Any>,
     shards: impl IntoIterator<Item = u16>,
 ) -> Result<BTreeMap<u16, (u64, Hash)>> {
+    let shards: Vec<u16> = shards.into_iter().collect();
     let mut heads = BTreeMap::new();
-    for shard in shards {
-        // A write, not a read: takes the row lock in PostgreSQL and the
-        // write lock in SQLite.
-        sqlx::query("UPDATE ledger_shards SET seq = seq WHERE shard = $1")
-            .bind(shard as i64)
-            .execute(&mut **tx)
-            .await?;
-        let row = sqlx::query("SELECT seq, hash FROM ledger_shards WHERE shard = $1")
-            .bind(shard as i64)
-            .fetch_one(&mut **tx)
-            .await?;
+    if shards.is_empty() {
+        return Ok(heads);
+    }
+    let ids = list(1, shards.len());
+    let select = if is_postgres(tx) {
+        // Row locks taken in shard order (the lock follows the sort), so
+        // two transactions never wait on each other in a cycle.
+        format!("SELECT shard, seq, hash FROM ledger_shards WHERE shard IN ({ids}) ORDER BY shard FOR UPDATE")
+    } else {
+        // SQLite has one writer: a write takes its lock for the whole
+        // transaction, whatever the order.
+        let lock = format!("UPDATE ledger_shards SET seq = seq WHERE shard IN ({ids})");
+        let mut q = sqlx::query(&lock);
+        for s in &shards {
+            q = q.bind(*s as i64);
+        }
+        q.execute(&mut **tx).await?;
+        format!("SELECT shard, seq, hash FROM ledger_shards WHERE shard IN ({ids})")
+    };
+    let mut q = sqlx::query(&select);
+    for s in &shards {
+        q = q.bind(*s as i64);
+    }
+    for row in q.fetch_all(&mut **tx).await? {
         heads.insert(
-            shard,
+            row.try_get::<i64, _>(0)? as u16,
             (
-                row.try_get::<i64, _>(0)? as u64,
-                bytes32(row.try_get(1)?, "hash")?,
+                row.try_get::<i64, _>(1)? as u64,
+                bytes32(row.try_get(2)?, "hash")?,
             ),
         );
+    }
+    if heads.len() != shards.len() {
+        return Err(StoreError::Corrupt(format!(
+            "ledger shard heads: {} of {} found",
+            heads.len(),
+            shards.len()
+        )));
     }
     Ok(heads)
 }
@@ -81,29 +139,11 @@ async fn insert_sealed(
         *head = (e.seq, e.hash);
         out.push(Appended { shard, entry: e });
     }
-    // Multi-row inserts, in chunks well under either backend's limit of
-    // bound parameters.
-    for chunk in out.chunks(100) {
-        let mut sql = String::from(
-            "INSERT INTO ledger (shard, seq, at, account_id, kind, payload, prev_hash, hash) VALUES ",
+    for chunk in out.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO ledger (shard, seq, at, account_id, kind, payload, prev_hash, hash) VALUES {}",
+            tuples(1, chunk.len(), 8)
         );
-        for i in 0..chunk.len() {
-            let b = i * 8;
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!(
-                "(${},${},${},${},${},${},${},${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7,
-                b + 8
-            ));
-        }
         let mut q = sqlx::query(&sql);
         for a in chunk {
             let e = &a.entry;
@@ -122,19 +162,63 @@ async fn insert_sealed(
     Ok(out)
 }
 
+/// Writes the advanced heads: one statement per [`ROWS_PER_STATEMENT`]
+/// shards (an `UPDATE .. FROM (VALUES ..)`).
 async fn store_heads(
     tx: &mut Transaction<'_, Any>,
     heads: &BTreeMap<u16, (u64, Hash)>,
 ) -> Result<()> {
-    for (shard, (seq, hash)) in heads {
-        sqlx::query("UPDATE ledger_shards SET seq = $1, hash = $2 WHERE shard = $3")
-            .bind(*seq as i64)
-            .bind(hash.to_vec())
-            .bind(*shard as i64)
-            .execute(&mut **tx)
-            .await?;
+    let heads: Vec<_> = heads.iter().collect();
+    for chunk in heads.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "UPDATE ledger_shards SET seq = v.seq, hash = v.hash FROM {} \
+             WHERE ledger_shards.shard = v.shard",
+            values_table(
+                chunk.len(),
+                &[("shard", "BIGINT"), ("seq", "BIGINT"), ("hash", "BYTEA")],
+                is_postgres(tx)
+            )
+        );
+        let mut q = sqlx::query(&sql);
+        for (shard, (seq, hash)) in chunk {
+            q = q.bind(**shard as i64).bind(*seq as i64).bind(hash.to_vec());
+        }
+        q.execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+/// `(VALUES ..) AS v (col, ..)` with `rows` rows of placeholders from
+/// `$1`, for an `UPDATE .. FROM`: PostgreSQL gets each placeholder cast to
+/// its column's type, SQLite (which cannot name a `VALUES` list's
+/// columns) a select that names them.
+fn values_table(rows: usize, cols: &[(&str, &str)], postgres: bool) -> String {
+    let n = cols.len();
+    let values = (0..rows)
+        .map(|r| {
+            let cells: Vec<String> = cols
+                .iter()
+                .enumerate()
+                .map(|(c, (_, ty))| match postgres {
+                    true => format!("${}::{ty}", 1 + r * n + c),
+                    false => format!("${}", 1 + r * n + c),
+                })
+                .collect();
+            format!("({})", cells.join(","))
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    let names: Vec<&str> = cols.iter().map(|(name, _)| *name).collect();
+    if postgres {
+        format!("(VALUES {values}) AS v ({})", names.join(", "))
+    } else {
+        let named: Vec<String> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| format!("column{} AS {name}", i + 1))
+            .collect();
+        format!("(SELECT {} FROM (VALUES {values})) AS v", named.join(", "))
+    }
 }
 
 /// Appends records to their shards. Must be the first write of `tx` (see
@@ -219,26 +303,54 @@ pub(super) async fn record_consents(db: &Db, writes: &[ConsentWrite]) -> Result<
         shards_of(writes.iter().flat_map(|w| w.records.iter())),
     )
     .await?;
+    // One write per account per batch can match its revision: a second
+    // of the same account is a conflict (and retries on a fresh read).
+    let mut seen = std::collections::HashSet::new();
+    let firsts: Vec<bool> = writes.iter().map(|w| seen.insert(w.account)).collect();
+    let candidates: Vec<&ConsentWrite> = writes
+        .iter()
+        .zip(&firsts)
+        .filter_map(|(w, first)| first.then_some(w))
+        .collect();
+    // The conditional updates, one statement per chunk: the rows that
+    // matched their expected revision come back.
+    let postgres = is_postgres(&tx);
+    let mut updated = std::collections::HashSet::new();
+    for chunk in candidates.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "UPDATE accounts SET consent = v.consent, consent_rev = accounts.consent_rev + 1 \
+             FROM {} WHERE accounts.id = v.id AND accounts.consent_rev = v.rev RETURNING accounts.id",
+            values_table(
+                chunk.len(),
+                &[("id", "TEXT"), ("consent", "TEXT"), ("rev", "BIGINT")],
+                postgres
+            )
+        );
+        let mut q = sqlx::query_as::<_, (String,)>(&sql);
+        for w in chunk {
+            q = q
+                .bind(uuid_text(w.account.0))
+                .bind(serde_json::to_string(&w.consent).expect("consent state serialises"))
+                .bind(w.expected_rev);
+        }
+        for (id,) in q.fetch_all(&mut *tx).await? {
+            updated.insert(id);
+        }
+    }
     let mut results = Vec::with_capacity(writes.len());
     let mut records: Vec<&LedgerRecord> = Vec::new();
-    for w in writes {
-        let r = sqlx::query(
-            "UPDATE accounts SET consent = $1, consent_rev = consent_rev + 1 WHERE id = $2 AND consent_rev = $3",
-        )
-        .bind(serde_json::to_string(&w.consent).expect("consent state serialises"))
-        .bind(uuid_text(w.account.0))
-        .bind(w.expected_rev)
-        .execute(&mut *tx)
-        .await?;
-        if r.rows_affected() != 1 {
+    let mut outbox = Vec::new();
+    for (w, first) in writes.iter().zip(firsts) {
+        if !first || !updated.contains(&uuid_text(w.account.0)) {
             results.push(Err(StoreError::Conflict("consent_rev")));
             continue;
         }
         records.extend(w.records.iter());
         let at = w.records.last().map_or(Timestamp(0), |r| r.at);
-        enqueue_feed(&mut tx, w.account, "consent_changed", at).await?;
+        outbox.push((w.account, at));
         results.push(Ok(()));
     }
+    enqueue_feeds(&mut tx, "consent_changed", &outbox).await?;
     insert_sealed(&mut tx, &mut heads, &records).await?;
     store_heads(&mut tx, &heads).await?;
     tx.commit().await?;
@@ -296,6 +408,13 @@ pub(super) async fn ledger_for_account(
 
 pub(super) async fn put_checkpoint(db: &Db, c: &SignedCheckpoint) -> Result<()> {
     let cp = &c.checkpoint;
+    // On SQLite, behind the same gate as the group commits: waiting in
+    // SQLite's busy handler (sleeps of up to 100 ms) held the checkpoint
+    // loop to a few passes in ten seconds under load.
+    let _gate = match db.backend {
+        Backend::Sqlite => Some(db.write_gate().await),
+        Backend::Postgres => None,
+    };
     sqlx::query(
         "INSERT INTO ledger_checkpoints (shard, size, root, at, signature) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (shard, size) DO NOTHING",

@@ -66,12 +66,29 @@ pub(super) async fn enqueue_feed(
     reason: &str,
     at: Timestamp,
 ) -> Result<()> {
-    sqlx::query("INSERT INTO feed_outbox (account_id, reason, created_at, attempts, next_attempt_at) VALUES ($1, $2, $3, 0, $3)")
-        .bind(uuid_text(account.0))
-        .bind(reason)
-        .bind(at.0)
-        .execute(&mut **tx)
-        .await?;
+    enqueue_feeds(tx, reason, &[(account, at)]).await
+}
+
+/// [`enqueue_feed`] for many accounts, one statement per hundred.
+pub(super) async fn enqueue_feeds(
+    tx: &mut Transaction<'_, Any>,
+    reason: &str,
+    rows: &[(AccountId, Timestamp)],
+) -> Result<()> {
+    for chunk in rows.chunks(100) {
+        let values = (0..chunk.len())
+            .map(|i| format!("(${}, $1, ${}, 0, ${})", 2 * i + 2, 2 * i + 3, 2 * i + 3))
+            .collect::<Vec<_>>()
+            .join(",");
+        let sql = format!(
+            "INSERT INTO feed_outbox (account_id, reason, created_at, attempts, next_attempt_at) VALUES {values}"
+        );
+        let mut q = sqlx::query(&sql).bind(reason);
+        for (account, at) in chunk {
+            q = q.bind(uuid_text(account.0)).bind(at.0);
+        }
+        q.execute(&mut **tx).await?;
+    }
     Ok(())
 }
 

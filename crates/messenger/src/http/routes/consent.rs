@@ -78,7 +78,7 @@ pub async fn grant(
         purpose: purpose(&p)?,
         channel: ConsentChannel::PrivacyCentre,
     };
-    Ok(Json(s.messenger.consent_command(c.account.id, cmd).await?))
+    Ok(Json(s.messenger.consent_command_by(&c.account, cmd).await?))
 }
 
 /// Withdraws a purpose (under `whatsapp-2016`: opts out of both, inside the window).
@@ -93,7 +93,7 @@ pub async fn withdraw(
         purpose: purpose(&p)?,
         channel: ConsentChannel::PrivacyCentre,
     };
-    Ok(Json(s.messenger.consent_command(c.account.id, cmd).await?))
+    Ok(Json(s.messenger.consent_command_by(&c.account, cmd).await?))
 }
 
 /// Withdraws a purpose: the same as `POST /v1/me/consent/{purpose}/withdraw`.
