@@ -25,6 +25,10 @@
 //!   blocks and reports. Ciphertext only. ([`accord_e2e`], re-exported,
 //!   is the E2E crate itself: wire types and the client's sessions.)
 //!
+//! - [`kt`]: key transparency: the auditable key directory (akd) that
+//!   every account's device list is published into, its signed epoch
+//!   roots, and its lookup, history and audit proofs.
+//!
 //! - [`startup`]: the composition root, [`Application::build`] from
 //!   [`Settings`]: what `accord serve`, `accord demo`, the benches and the
 //!   tests all start.
@@ -39,6 +43,7 @@ pub mod auth_cache;
 pub mod feed;
 pub mod http;
 pub mod keys;
+pub mod kt;
 pub mod relay;
 pub mod service;
 pub mod startup;
