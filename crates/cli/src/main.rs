@@ -1,5 +1,5 @@
 //! `accord`: the binary is glue. Each command lives in `cmd/`; the load
-//! generators of `accord bench oprf` and `accord bench relay` in `bench/`;
+//! generators of `accord bench oprf`, `relay` and `consent` in `bench/`;
 //! this file parses arguments, sets up
 //! logging and maps failures to exit codes: 0 success, 2 usage or input
 //! error (one clear line), 1 internal failure (and a tampered ledger).

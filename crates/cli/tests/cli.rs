@@ -84,28 +84,120 @@ fn demo_then_tampering_is_found_by_ledger_verify() {
     assert!(out.contains("opt_out_window_closed"), "{out}");
     assert!(out.contains("policy_acceptance_required"), "{out}");
     assert!(out.contains("intact:"), "{out}");
+    assert!(out.contains("verified offline"), "{out}");
+    assert!(
+        out.contains("of the partner's signed checkpoints agree"),
+        "{out}"
+    );
 
     let demo = format!("{data}/demo");
     let (code, out, _) = accord(&["ledger", "verify", "--data-dir", &demo]);
     assert_eq!(code, 0);
     assert!(out.starts_with("ledger intact: "), "{out}");
 
-    // Edit entry 7's payload (turn a grant into a refusal) directly in the file.
+    // An auditor saved the signed checkpoints (here: every one the
+    // messenger signed during the demo) before the attack.
     let db = format!("{demo}/messenger.db");
+    let saved = format!("{data}/checkpoints.json");
     let rt = tokio::runtime::Runtime::new().unwrap();
+    let (shard, size) = rt.block_on(async {
+        let pool = sqlx_pool(&db).await;
+        let rows: Vec<(i64, i64, String, i64, String)> =
+            sqlx::query_as("SELECT shard, size, root, at, signature FROM ledger_checkpoints")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        let cps: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(shard, size, root, at, signature)| {
+                serde_json::json!({ "shard": shard, "size": size, "root": root, "at": at, "signature": signature })
+            })
+            .collect();
+        std::fs::write(&saved, serde_json::to_vec(&cps).unwrap()).unwrap();
+        // The largest checkpointed shard.
+        let (shard, size, ..) = rows.iter().max_by_key(|r| r.1).unwrap().clone();
+        pool.close().await;
+        (shard, size)
+    });
+    let (code, out, err) = accord(&[
+        "ledger",
+        "verify",
+        "--data-dir",
+        &demo,
+        "--checkpoint",
+        &saved,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("consistent with"), "{out}");
+
+    // Truncate that shard below its checkpoint and set its head to match.
     rt.block_on(async {
         let pool = sqlx_pool(&db).await;
-        let n = sqlx::query("UPDATE ledger SET at = at + 1 WHERE seq = 7")
+        sqlx::query("DELETE FROM ledger WHERE shard = ? AND seq >= ?")
+            .bind(shard)
+            .bind(size)
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query(
+            "UPDATE ledger_shards SET seq = ?, hash = (SELECT hash FROM ledger WHERE shard = ? AND seq = ?) WHERE shard = ?",
+        )
+        .bind(size - 1)
+        .bind(shard)
+        .bind(size - 1)
+        .bind(shard)
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    });
+    // The chain alone cannot tell; the saved checkpoint can.
+    let (code, out, _) = accord(&["ledger", "verify", "--data-dir", &demo]);
+    assert_eq!(code, 0, "{out}");
+    let (code, _, err) = accord(&[
+        "ledger",
+        "verify",
+        "--data-dir",
+        &demo,
+        "--checkpoint",
+        &saved,
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("TAMPERED")
+            && err.contains("checkpoint")
+            && err.contains(&format!("shard {shard}")),
+        "{err}"
+    );
+
+    // Edit one entry's time directly in the file.
+    let (edit_shard, seq) = rt.block_on(async {
+        let pool = sqlx_pool(&db).await;
+        let (shard, seq): (i64, i64) = sqlx::query_as(
+            "SELECT shard, MAX(seq) FROM ledger GROUP BY shard ORDER BY 2 DESC LIMIT 1",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        let n = sqlx::query("UPDATE ledger SET at = at + 1 WHERE shard = ? AND seq = ?")
+            .bind(shard)
+            .bind(seq - 1)
             .execute(&pool)
             .await
             .unwrap()
             .rows_affected();
         assert_eq!(n, 1);
         pool.close().await;
+        (shard, seq - 1)
     });
     let (code, _, err) = accord(&["ledger", "verify", "--data-dir", &demo]);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("TAMPERED") && err.contains("#7"), "{err}");
+    assert!(
+        err.contains("TAMPERED")
+            && err.contains(&format!("#{seq}"))
+            && err.contains(&format!("shard {edit_shard}")),
+        "{err}"
+    );
 
     // A missing directory is an input error, not a crash.
     let (code, _, err) = accord(&["ledger", "verify", "--data-dir", &format!("{data}/nope")]);

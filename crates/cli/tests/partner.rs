@@ -368,4 +368,39 @@ fn register_share_link_suggest_opt_out_and_confirmed_deletion() {
     let (code, out, _) = accord(&["ledger", "verify", "--data-dir", data_s], &env);
     assert_eq!(code, 0);
     assert!(out.starts_with("ledger intact"));
+
+    // Alice keeps her receipt and checks it offline; the operator checks
+    // the ledger against it and against the partner's checkpoints.
+    let (code, receipt, err) = accord(&["consent", "receipt", "--session", &p("alice.json")], &env);
+    assert_eq!(code, 0, "{err}");
+    std::fs::write(p("receipt.json"), &receipt).unwrap();
+    let (code, out, err) = accord(
+        &["consent", "receipt", "--verify", &p("receipt.json")],
+        &env,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("receipt verified"), "{out}");
+    let mut forged: serde_json::Value = serde_json::from_str(&receipt).unwrap();
+    forged["services"][0]["purposes"][0]["consentType"] = "NOT_ASKED".into();
+    std::fs::write(p("forged.json"), forged.to_string()).unwrap();
+    let (code, _, err) = accord(&["consent", "receipt", "--verify", &p("forged.json")], &env);
+    assert_eq!(
+        code, 1,
+        "a receipt claiming what its entries do not say: {err}"
+    );
+    let (code, out, err) = accord(
+        &[
+            "ledger",
+            "verify",
+            "--data-dir",
+            data_s,
+            "--witness",
+            "partner",
+            "--receipt",
+            &p("receipt.json"),
+        ],
+        &env,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("consistent with"), "{out}");
 }

@@ -22,8 +22,9 @@ pub mod discovery;
 pub mod kt;
 pub mod messaging;
 
-use accord_domain::ledger::{ChainReport, LedgerEntry};
+use accord_domain::ledger::LedgerEntry;
 use accord_domain::{AccountId, DeviceInfo, PolicyVersion, Purpose, Timestamp};
+use accord_messenger_wire::LedgerReport;
 use accord_messenger_wire::{Acceptance, AdvanceClock, StartRegistration, VerifyRegistration};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -274,15 +275,30 @@ impl Client {
     pub async fn policies(&self) -> Result<Vec<PolicyVersion>> {
         self.request(Method::GET, "/v1/admin/policies", None).await
     }
-    pub async fn ledger(&self, after: u64, limit: u32) -> Result<Vec<LedgerEntry>> {
+    /// Entries of ledger shard `shard` after `after`, at most `limit`.
+    pub async fn ledger(&self, shard: u16, after: u64, limit: u32) -> Result<Vec<LedgerEntry>> {
         self.request(
             Method::GET,
-            &format!("/v1/admin/ledger?after={after}&limit={limit}"),
+            &format!("/v1/admin/ledger?shard={shard}&after={after}&limit={limit}"),
             None,
         )
         .await
     }
-    pub async fn verify_ledger(&self) -> Result<ChainReport> {
+    /// Every entry of every shard (shard by shard).
+    pub async fn ledger_all(&self) -> Result<Vec<LedgerEntry>> {
+        let mut out = Vec::new();
+        for shard in 0..accord_domain::transparency::SHARDS {
+            let mut after = 0;
+            loop {
+                let page = self.ledger(shard, after, 1000).await?;
+                let Some(last) = page.last() else { break };
+                after = last.seq;
+                out.extend(page);
+            }
+        }
+        Ok(out)
+    }
+    pub async fn verify_ledger(&self) -> Result<LedgerReport> {
         self.request(Method::GET, "/v1/admin/ledger/verify", None)
             .await
     }

@@ -23,7 +23,8 @@
 //!   `opt_out_window_closed`. A user who opted out may opt back in (a
 //!   grant also covers every purpose at once).
 //! - Withdrawal needs no acceptance of the latest version: taking consent
-//!   back is never harder than giving it.
+//!   back is never harder than giving it. A restricted user may withdraw
+//!   under every profile, even past a `whatsapp-2016` opt-out window.
 
 use crate::policy::{ConsentProfile, PolicyHistory, PolicyVersion, Purpose, OPT_OUT_WINDOW_DAYS};
 use crate::time::Timestamp;
@@ -522,8 +523,15 @@ impl ConsentState {
                 let targets: Vec<Purpose> = match acc.profile {
                     ConsentProfile::Strict => vec![*purpose],
                     ConsentProfile::Whatsapp2016 => {
+                        // The window binds a user whose acceptance is in
+                        // force. A restricted user (a newer version's
+                        // deadline passed without acceptance) may always
+                        // withdraw: withdrawal is never blocked (DESIGN's
+                        // invariant; issue #14 wins over the profile here).
+                        let restricted =
+                            matches!(self.access(policies, now), Access::Restricted { .. });
                         if let Some(until) = acc.opt_out_until {
-                            if now >= until {
+                            if now >= until && !restricted {
                                 return Err(ConsentError::OptOutWindowClosed(until));
                             }
                         }

@@ -9,10 +9,14 @@
 //!
 //! Pseudonyms are [`PseudonymId`]s, 64 lowercase hex digits on the wire.
 
+use crate::consent::ConsentEvent;
 use crate::device::DeviceInfo;
+use crate::ids::AccountId;
+use crate::ledger::LedgerEntry;
 use crate::policy::Purpose;
 use crate::pseudonym::PseudonymId;
 use crate::time::Timestamp;
+use crate::transparency::{Inclusion, ProofError, SignedCheckpoint};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
@@ -38,14 +42,154 @@ pub const RECONCILE_BUCKET_PATH: &str = "/v1/feed/reconcile/bucket";
 #[serde(deny_unknown_fields)]
 pub struct FeedBatch {
     pub events: Vec<FeedEvent>,
+    /// Signed checkpoints of the ledger's shards (at least every shard a
+    /// citation of the batch is in). The partner checks their signatures,
+    /// keeps every one (a witness outside the messenger's database), and
+    /// checks the citations' proofs against them.
+    #[serde(default)]
+    pub checkpoints: Vec<SignedCheckpoint>,
 }
 
-/// Where the decision behind an event is in the messenger's ledger.
+/// Where the decision behind a record is in the messenger's ledger.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LedgerRef {
+    /// Absent in records kept before the ledger was sharded: shard 0.
+    #[serde(default)]
+    pub shard: u16,
     pub seq: u64,
     pub hash: String,
+}
+
+/// The ledger entry that allows sharing one purpose (a grant of that
+/// purpose), with its inclusion proof against a checkpoint of the batch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Citation {
+    pub purpose: Purpose,
+    pub entry: LedgerEntry,
+    pub inclusion: Inclusion,
+}
+
+/// Why a share's citations do not allow it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CitationError {
+    #[error("purpose {0} is shared without a citation of the grant that allows it")]
+    Missing(Purpose),
+    #[error("purpose {purpose} cites ledger entry {seq}, a {kind}, not a grant")]
+    NotAGrant {
+        purpose: Purpose,
+        seq: u64,
+        kind: String,
+    },
+    #[error("purpose {purpose} cites ledger entry {seq}, a grant of {granted}")]
+    OtherPurpose {
+        purpose: Purpose,
+        seq: u64,
+        granted: Purpose,
+    },
+    #[error("the citations of one event name different accounts")]
+    MixedAccounts,
+    #[error("purpose {purpose} cites an entry of shard {shard}, of which the batch carries no checkpoint")]
+    NoCheckpoint { purpose: Purpose, shard: u16 },
+    #[error("purpose {purpose}: {error}")]
+    Proof { purpose: Purpose, error: ProofError },
+}
+
+impl CitationError {
+    /// A stable code for logs and answers.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CitationError::Missing(_) => "citation_missing",
+            CitationError::NotAGrant { .. } => "citation_not_a_grant",
+            CitationError::OtherPurpose { .. } => "citation_other_purpose",
+            CitationError::MixedAccounts => "citation_mixed_accounts",
+            CitationError::NoCheckpoint { .. } => "citation_no_checkpoint",
+            CitationError::Proof { .. } => "citation_proof_invalid",
+        }
+    }
+}
+
+impl FeedEvent {
+    /// Checks that every purpose the event shares cites a grant of that
+    /// purpose, proven against one of `checkpoints` (whose signatures the
+    /// caller has checked). Returns each purpose's ledger reference.
+    pub fn check_citations(
+        &self,
+        checkpoints: &[SignedCheckpoint],
+    ) -> Result<std::collections::BTreeMap<Purpose, LedgerRef>, CitationError> {
+        let mut refs = std::collections::BTreeMap::new();
+        let mut account: Option<Option<AccountId>> = None;
+        for &purpose in &self.purposes {
+            let c = self
+                .citations
+                .iter()
+                .find(|c| c.purpose == purpose)
+                .ok_or(CitationError::Missing(purpose))?;
+            match c.entry.event() {
+                Ok(crate::ledger::LedgerEvent::Consent {
+                    event: ConsentEvent::Granted { purpose: p, .. },
+                }) if p == purpose => {}
+                Ok(crate::ledger::LedgerEvent::Consent {
+                    event: ConsentEvent::Granted { purpose: p, .. },
+                }) => {
+                    return Err(CitationError::OtherPurpose {
+                        purpose,
+                        seq: c.entry.seq,
+                        granted: p,
+                    })
+                }
+                _ => {
+                    return Err(CitationError::NotAGrant {
+                        purpose,
+                        seq: c.entry.seq,
+                        kind: c.entry.kind.clone(),
+                    })
+                }
+            }
+            if *account.get_or_insert(c.entry.account) != c.entry.account {
+                return Err(CitationError::MixedAccounts);
+            }
+            let shard = c.inclusion.shard;
+            let cp = checkpoints
+                .iter()
+                .find(|k| k.checkpoint.shard == shard && k.checkpoint.size == c.inclusion.size)
+                .ok_or(CitationError::NoCheckpoint { purpose, shard })?;
+            c.inclusion
+                .verify(&c.entry, &cp.checkpoint)
+                .map_err(|error| CitationError::Proof { purpose, error })?;
+            refs.insert(
+                purpose,
+                LedgerRef {
+                    shard,
+                    seq: c.entry.seq,
+                    hash: hex::encode(c.entry.hash),
+                },
+            );
+        }
+        Ok(refs)
+    }
+}
+
+/// The entry that allows sharing `purpose` for an account: its latest
+/// grant of that purpose, from its entries in order (`None` if it never
+/// granted it).
+pub fn grant_entry<'a>(
+    entries: impl IntoIterator<Item = &'a (u16, LedgerEntry)>,
+    account: AccountId,
+    purpose: Purpose,
+) -> Option<&'a (u16, LedgerEntry)> {
+    entries
+        .into_iter()
+        .filter(|(_, e)| e.account == Some(account))
+        .filter(|(_, e)| {
+            matches!(
+                e.consent_event(),
+                Some(ConsentEvent::Granted { purpose: p, .. }) if p == purpose
+            )
+        })
+        .last()
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,7 +204,9 @@ pub struct FeedEvent {
     pub purposes: BTreeSet<Purpose>,
     /// Device information of the user's devices (empty when `purposes` is).
     pub devices: Vec<DeviceInfo>,
-    pub ledger_ref: Option<LedgerRef>,
+    /// One per purpose shared: the grant that allows it, with its proof.
+    #[serde(default)]
+    pub citations: Vec<Citation>,
     /// What the event does, for the partner's logs: [`REASON_SHARE`] or
     /// [`REASON_REVOKE`]. The partner does not act on it (`purposes` alone
     /// says what it may hold) and accepts any string. Why the messenger
@@ -179,14 +325,14 @@ mod tests {
             key_version: 1,
             purposes: BTreeSet::new(),
             devices: vec![],
-            ledger_ref: None,
+            citations: vec![],
             reason: REASON_REVOKE.into(),
         };
         let json = serde_json::to_string(&e).unwrap();
         assert_eq!(
             json,
             format!(
-                r#"{{"event_id":7,"pseudonym":"{hex}","key_version":1,"purposes":[],"devices":[],"ledger_ref":null,"reason":"revoke"}}"#
+                r#"{{"event_id":7,"pseudonym":"{hex}","key_version":1,"purposes":[],"devices":[],"citations":[],"reason":"revoke"}}"#
             )
         );
         assert_eq!(serde_json::from_str::<FeedEvent>(&json).unwrap(), e);

@@ -175,6 +175,8 @@ pub enum ChainError {
     Unparseable { seq: u64 },
     #[error("the ledger ends at entry {found_count} but its head records {head_count} entries: entries at the end were removed")]
     Truncated { head_count: u64, found_count: u64 },
+    #[error("entry {seq} and any after it are not counted by the head: they were appended outside the ledger's own writes")]
+    Unrecorded { seq: u64 },
     #[error("the ledger head does not match the last entry (head hash {head_hash}, last entry hash {last_hash})")]
     HeadMismatch {
         head_hash: String,
@@ -188,7 +190,8 @@ impl ChainError {
         match self {
             ChainError::Altered { seq }
             | ChainError::BrokenLink { seq }
-            | ChainError::Unparseable { seq } => Some(*seq),
+            | ChainError::Unparseable { seq }
+            | ChainError::Unrecorded { seq } => Some(*seq),
             ChainError::Missing { expected, .. } => Some(*expected),
             ChainError::Truncated { found_count, .. } => Some(found_count + 1),
             ChainError::HeadMismatch { .. } => None,
@@ -253,7 +256,12 @@ impl ChainVerifier {
                     found_count: count,
                 });
             }
-            if head_count < count || head_hash != self.prev {
+            if head_count < count {
+                return Err(ChainError::Unrecorded {
+                    seq: head_count + 1,
+                });
+            }
+            if head_hash != self.prev {
                 return Err(ChainError::HeadMismatch {
                     head_hash: hex::encode(head_hash),
                     last_hash: hex::encode(self.prev),

@@ -26,6 +26,9 @@
 //!   quota window (a rolling day of 24 hourly buckets, when to retry),
 //!   shared by the key service and its store.
 //! - [`ledger`]: the hash chain over ledger entries, and its verifier.
+//! - [`transparency`]: the ledger as sharded RFC 6962 Merkle logs:
+//!   shards, signed checkpoints, inclusion and consistency proofs, and
+//!   checking a chain against checkpoints held outside the database.
 //! - [`receipt`]: consent receipts in the spirit of the Kantara Consent
 //!   Receipt specification.
 
@@ -40,6 +43,7 @@ pub mod policy;
 pub mod pseudonym;
 pub mod receipt;
 pub mod time;
+pub mod transparency;
 
 pub use consent::{Access, ConsentCommand, ConsentError, ConsentEvent, ConsentState};
 pub use device::{DeviceInfo, DeviceInfoError};

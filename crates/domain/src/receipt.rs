@@ -4,11 +4,13 @@
 
 use crate::consent::{ConsentState, PurposeState};
 use crate::ids::AccountId;
+use crate::ledger::{consent_state_at, LedgerEntry};
 use crate::policy::{PolicyVersion, Purpose};
 use crate::time::Timestamp;
-use serde::Serialize;
+use crate::transparency::{Inclusion, LogKey, ProofError, SignedCheckpoint};
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ConsentReceipt {
@@ -25,12 +27,59 @@ pub struct ConsentReceipt {
     pub policy_sha256: String,
     pub services: Vec<ReceiptService>,
     pub sensitive: bool,
-    /// Where the ledger proves it: the entry count and head hash at issue.
-    pub ledger_entries: u64,
-    pub ledger_head_hash: String,
+    /// Where the ledger proves it: the principal's entries, each with its
+    /// inclusion proof against a signed checkpoint of its shard.
+    pub ledger: LedgerProofs,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+/// Ledger entries with their inclusion proofs, and the signed checkpoints
+/// the proofs are against: checkable offline with the log's public key,
+/// and a witness, outside the messenger's database, of what its log held.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerProofs {
+    /// The messenger's log key (ed25519, hex), for convenience: pin it
+    /// (`--key`) rather than trust the copy in the receipt.
+    pub log_key: String,
+    pub checkpoints: Vec<SignedCheckpoint>,
+    pub entries: Vec<ProvenEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProvenEntry {
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub entry: LedgerEntry,
+    pub inclusion: Inclusion,
+}
+
+/// Why a receipt does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReceiptError {
+    #[error(transparent)]
+    Proof(#[from] ProofError),
+    #[error("entry {seq} of shard {shard} cites no checkpoint in the receipt")]
+    NoCheckpoint { shard: u16, seq: u64 },
+    #[error("the receipt's principal id is not an account id")]
+    BadPrincipal,
+    #[error("purpose {purpose}: the receipt says {claimed} but its ledger entries say {proven}")]
+    Claim {
+        purpose: String,
+        claimed: String,
+        proven: String,
+    },
+}
+
+/// What an intact receipt proved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptCheck {
+    pub entries: usize,
+    pub checkpoints: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct PiiController {
@@ -38,7 +87,7 @@ pub struct PiiController {
     pub on_behalf: bool,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ReceiptService {
@@ -46,7 +95,7 @@ pub struct ReceiptService {
     pub purposes: Vec<ReceiptPurpose>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ReceiptPurpose {
@@ -69,10 +118,9 @@ pub struct ReceiptContext<'a> {
     pub account: AccountId,
     pub policy: &'a PolicyVersion,
     pub issued_at: Timestamp,
-    pub ledger_entries: u64,
-    pub ledger_head_hash: String,
     pub controller: &'a str,
     pub partner: &'a str,
+    pub proofs: LedgerProofs,
 }
 
 impl ConsentReceipt {
@@ -83,17 +131,7 @@ impl ConsentReceipt {
             .purposes
             .iter()
             .map(|p| {
-                let (consent_type, since) = match state.purposes.get(p) {
-                    Some(PurposeState::Granted { at, pre_ticked, .. }) => (
-                        if *pre_ticked { "IMPLIED" } else { "EXPLICIT" },
-                        Some(at.to_rfc3339()),
-                    ),
-                    Some(PurposeState::Refused { at, .. }) => ("REFUSED", Some(at.to_rfc3339())),
-                    Some(PurposeState::Withdrawn { at, .. }) => {
-                        ("WITHDRAWN", Some(at.to_rfc3339()))
-                    }
-                    None => ("NOT_ASKED", None),
-                };
+                let (consent_type, since) = consent_type(state, *p);
                 ReceiptPurpose {
                     purpose: p.as_str().to_owned(),
                     description: p.describe().to_owned(),
@@ -119,7 +157,9 @@ impl ConsentReceipt {
                 .unwrap_or_else(|| "none".to_owned()),
             consent_receipt_id: format!(
                 "{}:{}:{}",
-                ctx.account, ctx.policy.version, ctx.ledger_entries
+                ctx.account,
+                ctx.policy.version,
+                ctx.proofs.entries.len()
             ),
             language: "en".to_owned(),
             pii_principal_id: ctx.account.to_string(),
@@ -134,9 +174,70 @@ impl ConsentReceipt {
                 purposes,
             }],
             sensitive: false,
-            ledger_entries: ctx.ledger_entries,
-            ledger_head_hash: ctx.ledger_head_hash,
+            ledger: ctx.proofs,
         }
+    }
+
+    /// Checks the receipt offline against the log's public key `key`:
+    /// every checkpoint's signature, every entry's inclusion in its
+    /// shard's checkpoint, and that each purpose's stated consent is what
+    /// the proven entries give.
+    pub fn verify(&self, key: &LogKey) -> Result<ReceiptCheck, ReceiptError> {
+        for c in &self.ledger.checkpoints {
+            key.verify(c)?;
+        }
+        for p in &self.ledger.entries {
+            let c = self
+                .ledger
+                .checkpoints
+                .iter()
+                .find(|c| c.checkpoint.shard == p.inclusion.shard)
+                .ok_or(ReceiptError::NoCheckpoint {
+                    shard: p.inclusion.shard,
+                    seq: p.entry.seq,
+                })?;
+            p.inclusion.verify(&p.entry, &c.checkpoint)?;
+        }
+        let account = uuid::Uuid::parse_str(&self.pii_principal_id)
+            .map(AccountId)
+            .map_err(|_| ReceiptError::BadPrincipal)?;
+        let state = consent_state_at(
+            self.ledger.entries.iter().map(|p| &p.entry),
+            account,
+            Timestamp(i64::MAX),
+        );
+        for service in &self.services {
+            for claim in &service.purposes {
+                let Ok(purpose) = claim.purpose.parse::<Purpose>() else {
+                    continue;
+                };
+                let (proven, _) = consent_type(&state, purpose);
+                if proven != claim.consent_type {
+                    return Err(ReceiptError::Claim {
+                        purpose: claim.purpose.clone(),
+                        claimed: claim.consent_type.clone(),
+                        proven: proven.to_owned(),
+                    });
+                }
+            }
+        }
+        Ok(ReceiptCheck {
+            entries: self.ledger.entries.len(),
+            checkpoints: self.ledger.checkpoints.len(),
+        })
+    }
+}
+
+/// How a purpose's state reads in a receipt, and since when.
+fn consent_type(state: &ConsentState, p: Purpose) -> (&'static str, Option<String>) {
+    match state.purposes.get(&p) {
+        Some(PurposeState::Granted { at, pre_ticked, .. }) => (
+            if *pre_ticked { "IMPLIED" } else { "EXPLICIT" },
+            Some(at.to_rfc3339()),
+        ),
+        Some(PurposeState::Refused { at, .. }) => ("REFUSED", Some(at.to_rfc3339())),
+        Some(PurposeState::Withdrawn { at, .. }) => ("WITHDRAWN", Some(at.to_rfc3339())),
+        None => ("NOT_ASKED", None),
     }
 }
 

@@ -21,6 +21,8 @@ pub struct PublishPolicy {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
 pub struct LedgerQuery {
+    /// The shard (default 0; the ledger has `accord_domain::transparency::SHARDS`).
+    pub shard: Option<u16>,
     /// Entries after this sequence number (default 0).
     pub after: Option<u64>,
     /// At most this many (default 100, max 1000).
@@ -59,4 +61,26 @@ pub struct PseudonymRefresh {
     pub dropped: BTreeMap<String, u64>,
     /// Accounts still waiting (the pass is bounded).
     pub remaining: bool,
+}
+
+/// What an intact ledger looks like (`GET /v1/admin/ledger/verify`, and
+/// `accord ledger verify`): per shard, its entries, head and Merkle root,
+/// and how many outside checkpoints it was checked against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LedgerReport {
+    pub entries: u64,
+    pub shards: Vec<ShardReport>,
+    /// Checkpoints held outside the database that the log agrees with.
+    pub checkpoints_checked: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ShardReport {
+    pub shard: u16,
+    pub entries: u64,
+    pub head_hash: String,
+    /// The RFC 6962 root over the shard's entries.
+    pub root: String,
 }

@@ -25,9 +25,11 @@ pub mod admin;
 pub mod contacts;
 pub mod e2e;
 pub mod kt;
+pub mod transparency;
 
 pub use account::*;
 pub use admin::*;
 pub use contacts::*;
 pub use e2e::*;
 pub use kt::*;
+pub use transparency::*;

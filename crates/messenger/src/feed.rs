@@ -19,12 +19,13 @@ use crate::service::{Messenger, ServiceError};
 use accord_crypto::mac;
 use accord_crypto::oprf::{KeyVersion, OprfPurpose};
 use accord_domain::coordination::{
-    digests_of, Digests, EventResult, FeedAck, FeedBatch, FeedEvent, LedgerRef, Mismatches,
-    ReconcileBucketList, ReconcileBucketOutcome, DIGESTS_PATH, INGEST_PATH, PARTNER, REASON_REVOKE,
-    REASON_SHARE, RECONCILE_BUCKETS, RECONCILE_BUCKET_PATH,
+    digests_of, grant_entry, Citation, Digests, EventResult, FeedAck, FeedBatch, FeedEvent,
+    Mismatches, ReconcileBucketList, ReconcileBucketOutcome, DIGESTS_PATH, INGEST_PATH, PARTNER,
+    REASON_REVOKE, REASON_SHARE, RECONCILE_BUCKETS, RECONCILE_BUCKET_PATH,
 };
 use accord_domain::ledger::LedgerRecord;
 use accord_domain::time::{HOUR_MS, SECOND_MS};
+use accord_domain::transparency::SignedCheckpoint;
 use accord_domain::{AccountId, LedgerEvent, PseudonymId, Purpose, Timestamp};
 use accord_storage::{FeedDue, PartnerHolding};
 use secrecy::{ExposeSecret, SecretSlice};
@@ -210,6 +211,7 @@ impl Dispatcher {
         };
         let mut plans = Vec::new();
         let mut events = Vec::new();
+        let mut checkpoints = Vec::new();
         for d in due {
             let mut p = self.plan(d, version, now).await?;
             if !p.granted.is_empty() && p.desired.is_none() {
@@ -234,7 +236,7 @@ impl Dispatcher {
                         key_version: h.key_version.0,
                         purposes: BTreeSet::new(),
                         devices: vec![],
-                        ledger_ref: None,
+                        citations: vec![],
                         reason: REASON_REVOKE.into(),
                     });
                 }
@@ -246,24 +248,16 @@ impl Dispatcher {
                     .into_iter()
                     .map(|d| d.info)
                     .collect();
-                let ledger_ref = store
-                    .ledger_for_account(p.due.account)
-                    .await?
-                    .into_iter()
-                    .rev()
-                    .find(|e| e.account == Some(p.due.account))
-                    .map(|e| LedgerRef {
-                        seq: e.seq,
-                        hash: hex::encode(e.hash),
-                    });
+                let (purposes, citations) =
+                    self.cite(p.due.account, purposes, &mut checkpoints).await?;
                 p.share_id = Some(base + 1);
                 events.push(FeedEvent {
                     event_id: base + 1,
                     pseudonym: *ps,
                     key_version: v.0,
-                    purposes: purposes.clone(),
+                    purposes,
                     devices,
-                    ledger_ref,
+                    citations,
                     reason: REASON_SHARE.into(),
                 });
             }
@@ -274,7 +268,23 @@ impl Dispatcher {
         let results = if events.is_empty() {
             BTreeMap::new()
         } else {
-            match self.post(&FeedBatch { events }, now).await {
+            // Every batch carries the newest checkpoint of every shard too,
+            // so the partner witnesses the whole log as it grows.
+            for c in self.messenger.log.checkpoints().await? {
+                if !checkpoints.contains(&c) {
+                    checkpoints.push(c);
+                }
+            }
+            match self
+                .post(
+                    &FeedBatch {
+                        events,
+                        checkpoints,
+                    },
+                    now,
+                )
+                .await
+            {
                 Ok(ack) => ack.results.into_iter().map(|r| (r.event_id, r)).collect(),
                 Err(e) => {
                     tracing::warn!(error = %e, "coordination feed delivery failed; will retry");
@@ -307,6 +317,38 @@ impl Dispatcher {
                 .await?;
         }
         Ok(report)
+    }
+
+    /// The citations of a share of `purposes` for `account`: each
+    /// purpose's latest grant, with its inclusion proof against a
+    /// checkpoint signed now (added to `checkpoints`). A purpose whose
+    /// grant is not in the ledger is not shared (unknown means deny).
+    async fn cite(
+        &self,
+        account: AccountId,
+        purposes: &BTreeSet<Purpose>,
+        checkpoints: &mut Vec<SignedCheckpoint>,
+    ) -> Result<(BTreeSet<Purpose>, Vec<Citation>), ServiceError> {
+        let entries = self.messenger.store.ledger_for_account(account).await?;
+        let mut cited = BTreeSet::new();
+        let mut citations = Vec::new();
+        for &purpose in purposes {
+            let Some((shard, entry)) = grant_entry(&entries, account, purpose) else {
+                tracing::error!(account = %account, purpose = %purpose, "granted, but no grant in the ledger: not shared");
+                continue;
+            };
+            let (c, mut proofs) = self.messenger.log.prove(*shard, &[entry.seq]).await?;
+            if !checkpoints.contains(&c) {
+                checkpoints.push(c);
+            }
+            cited.insert(purpose);
+            citations.push(Citation {
+                purpose,
+                entry: entry.clone(),
+                inclusion: proofs.pop().expect("one proof per entry"),
+            });
+        }
+        Ok((cited, citations))
     }
 
     /// The ledger records and new holding for one account, from the

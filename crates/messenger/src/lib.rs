@@ -10,6 +10,9 @@
 //!   [`http::routes`], the error type that maps every failure to a status
 //!   and a stable `code`, the caller extractors (device token, admin
 //!   token), and the OpenAPI document generated from the handlers.
+//! - [`transparency`]: the consent ledger as sharded Merkle logs on this
+//!   node (trees caught up from the database, signed checkpoints,
+//!   proofs); [`consent_writer`]: the group commit of consent changes.
 //! - [`feed`]: the coordination feed's dispatcher to the partner
 //!   (transactional outbox, decided at send time, HMAC-signed,
 //!   propagations and confirmed deletions recorded in the ledger).
@@ -40,6 +43,7 @@
 //! template only.
 
 pub mod auth_cache;
+pub mod consent_writer;
 pub mod feed;
 pub mod http;
 pub mod keys;
@@ -47,6 +51,7 @@ pub mod kt;
 pub mod relay;
 pub mod service;
 pub mod startup;
+pub mod transparency;
 pub(crate) mod ttl_cache;
 pub mod verifier;
 

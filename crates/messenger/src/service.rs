@@ -1,7 +1,9 @@
 //! The messenger's use cases, independent of HTTP.
 
 use crate::auth_cache::AuthCache;
+use crate::consent_writer::ConsentWriter;
 use crate::keys::KeyAccess;
+use crate::transparency::ConsentLog;
 use crate::verifier::{Verifier, VerifierError};
 use accord_crypto::oprf::{KeyVersion, OprfPurpose};
 use accord_crypto::token::{self, BearerToken, TokenHash, VerificationCode};
@@ -9,23 +11,27 @@ use accord_domain::consent::{
     Access, ConsentChannel, ConsentCommand, ConsentError, ConsentState, SharingChoice,
 };
 use accord_domain::ledger::{
-    consent_state_at, policies_at, ChainError, ChainReport, ChainVerifier, LedgerEntry,
-    LedgerRecord,
+    consent_state_at, policies_at, ChainError, ChainVerifier, LedgerEntry, LedgerRecord,
 };
 use accord_domain::policy::{PolicyDraft, PolicyHistory, PolicyVersion};
 use accord_domain::receipt::{ConsentReceipt, ReceiptContext};
+use accord_domain::receipt::{LedgerProofs, ProvenEntry};
 use accord_domain::time::MINUTE_MS;
+use accord_domain::transparency::{
+    check_against_checkpoints, LogKey, LogSigner, ShardTree, SignedCheckpoint, WitnessError, SHARDS,
+};
 use accord_domain::{
     AccountId, Clock, DeviceId, DeviceInfo, DeviceInfoError, PhoneError, PhoneNumber, PseudonymId,
     Timestamp,
 };
 /// The answers of the use cases that cross the wire as they are.
 pub use accord_messenger_wire::{
-    ConsentView, DiscoveryConfig, PseudonymRefresh, Registered, RegistrationStarted,
+    ConsentView, DiscoveryConfig, LedgerReport, PseudonymRefresh, Registered, RegistrationStarted,
+    ShardReport,
 };
 use accord_storage::{
-    Account, AttemptClaim, CodeRequest, Device, MessengerStore, NewDevice, PendingVerification,
-    StoreError,
+    Account, AttemptClaim, CodeRequest, ConsentWrite, Device, MessengerStore, NewDevice,
+    PendingVerification, StoreError,
 };
 use serde::Serialize;
 use std::net::IpAddr;
@@ -174,6 +180,10 @@ pub struct Messenger {
     pub(crate) keys: Option<KeyAccess>,
     /// Who recent tokens are (see [`crate::auth_cache`]).
     pub(crate) auth_cache: Arc<AuthCache>,
+    /// The ledger's Merkle trees and checkpoint signer on this node.
+    pub(crate) log: Arc<ConsentLog>,
+    /// The group commit of consent changes.
+    pub(crate) consent_writer: ConsentWriter,
 }
 
 const CONSENT_RETRIES: usize = 5;
@@ -203,8 +213,12 @@ impl Messenger {
         verifier: Arc<dyn Verifier>,
         config: MessengerConfig,
         keys: Option<KeyAccess>,
+        signer: LogSigner,
+        consent_writers: usize,
     ) -> Self {
         Messenger {
+            log: Arc::new(ConsentLog::new(store.clone(), clock.clone(), signer)),
+            consent_writer: ConsentWriter::start(store.clone(), consent_writers),
             store,
             clock,
             verifier,
@@ -212,6 +226,11 @@ impl Messenger {
             keys,
             auth_cache: Default::default(),
         }
+    }
+
+    /// The consent ledger's transparency log on this node.
+    pub fn log(&self) -> &Arc<ConsentLog> {
+        &self.log
     }
 
     /// The messenger's store (operators' reads, tests).
@@ -531,7 +550,10 @@ impl Messenger {
                 .account(account)
                 .await?
                 .ok_or(ServiceError::NotFound)?;
-            let policies = self.store.policies().await?;
+            // The node's policy cache: a publication on this node clears
+            // it; one on another node is seen within a second (a command
+            // naming the new version before then is refused as unknown).
+            let policies = self.cached_policies().await?;
             let now = self.now();
             let events = acct.consent.decide(&cmd, &policies, now)?;
             let mut next = acct.consent.clone();
@@ -551,8 +573,13 @@ impl Messenger {
             } else if records.is_empty() {
                 Ok(())
             } else {
-                self.store
-                    .record_consent(account, acct.consent_rev, &next, &records)
+                self.consent_writer
+                    .write(ConsentWrite {
+                        account,
+                        expected_rev: acct.consent_rev,
+                        consent: next.clone(),
+                        records: records.clone(),
+                    })
                     .await
             };
             match result {
@@ -609,7 +636,13 @@ impl Messenger {
         account: AccountId,
         at: Timestamp,
     ) -> Result<ConsentView, ServiceError> {
-        let entries = self.store.ledger_for_account(account).await?;
+        let entries: Vec<LedgerEntry> = self
+            .store
+            .ledger_for_account(account)
+            .await?
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect();
         if !entries.iter().any(|e| e.account == Some(account)) {
             return Err(ServiceError::NotFound);
         }
@@ -628,19 +661,53 @@ impl Messenger {
                 "no policy has been accepted yet, so there is no consent to give a receipt for"
                     .into(),
             ))?;
-        let (entries, head) = self.store.ledger_head().await?;
+        let proofs = self.ledger_proofs(account.id).await?;
         Ok(ConsentReceipt::build(
             &account.consent,
             ReceiptContext {
                 account: account.id,
                 policy: accepted,
                 issued_at: self.now(),
-                ledger_entries: entries,
-                ledger_head_hash: hex::encode(head),
                 controller: &self.config.controller_name,
                 partner: &self.config.partner_name,
+                proofs,
             },
         ))
+    }
+
+    /// The account's own ledger entries (and every policy publication),
+    /// each with its inclusion proof against a checkpoint signed now: what
+    /// a receipt carries so that its holder can check it offline and keep
+    /// it as a witness against a later rewrite.
+    pub async fn ledger_proofs(&self, account: AccountId) -> Result<LedgerProofs, ServiceError> {
+        let entries = self.store.ledger_for_account(account).await?;
+        let mut by_shard: std::collections::BTreeMap<u16, Vec<u64>> = Default::default();
+        for (shard, e) in &entries {
+            by_shard.entry(*shard).or_default().push(e.seq);
+        }
+        let mut checkpoints = Vec::new();
+        let mut proofs = std::collections::BTreeMap::new();
+        for (shard, seqs) in by_shard {
+            let (c, ps) = self.log.prove(shard, &seqs).await?;
+            checkpoints.push(c);
+            for p in ps {
+                proofs.insert((shard, p.seq), p);
+            }
+        }
+        let entries = entries
+            .into_iter()
+            .map(|(shard, entry)| {
+                let inclusion = proofs
+                    .remove(&(shard, entry.seq))
+                    .expect("a proof for every entry");
+                ProvenEntry { entry, inclusion }
+            })
+            .collect();
+        Ok(LedgerProofs {
+            log_key: self.log.public_key().to_hex(),
+            checkpoints,
+            entries,
+        })
     }
 
     pub async fn export(&self, account: &Account) -> Result<Export, ServiceError> {
@@ -650,6 +717,7 @@ impl Messenger {
             .ledger_for_account(account.id)
             .await?
             .into_iter()
+            .map(|(_, e)| e)
             .filter(|e| e.account == Some(account.id))
             .collect();
         Ok(Export {
@@ -799,35 +867,104 @@ impl Messenger {
 
     pub async fn ledger_page(
         &self,
+        shard: u16,
         after: u64,
         limit: u32,
     ) -> Result<Vec<LedgerEntry>, ServiceError> {
-        Ok(self.store.ledger_page(after, limit.clamp(1, 1000)).await?)
+        if shard >= SHARDS {
+            return Err(ServiceError::BadRequest(format!(
+                "shard must be below {SHARDS}"
+            )));
+        }
+        Ok(self
+            .store
+            .ledger_page(shard, after, limit.clamp(1, 1000))
+            .await?)
     }
 
-    /// Walks the whole ledger. `Ok` for an intact chain; otherwise the
+    /// Walks every shard's chain. `Ok` for intact chains; otherwise the
     /// first entry that does not fit.
-    pub async fn verify_ledger(&self) -> Result<ChainReport, ServiceError> {
-        verify_ledger(&*self.store).await
+    pub async fn verify_ledger(&self) -> Result<LedgerReport, ServiceError> {
+        Ok(verify_ledger(&*self.store, &[], None).await?)
     }
 }
 
-/// Walks a store's whole ledger page by page.
-pub async fn verify_ledger(store: &dyn MessengerStore) -> Result<ChainReport, ServiceError> {
-    let head = store.ledger_head().await?;
-    let mut v = ChainVerifier::default();
-    let mut after = 0;
-    loop {
-        let page = store.ledger_page(after, 1000).await?;
-        if page.is_empty() {
-            break;
-        }
-        for e in &page {
-            v.feed(e).map_err(ServiceError::LedgerTampered)?;
-            after = e.seq;
+/// Why a ledger failed verification, naming the shard.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LedgerVerifyError {
+    #[error("shard {shard}: {error}")]
+    Chain { shard: u16, error: ChainError },
+    #[error("{0}")]
+    Witness(#[from] WitnessError),
+    #[error("checkpoints were given but no log key to check their signatures")]
+    NoKey,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<LedgerVerifyError> for ServiceError {
+    fn from(e: LedgerVerifyError) -> Self {
+        match e {
+            LedgerVerifyError::Chain { error, .. } => ServiceError::LedgerTampered(error),
+            LedgerVerifyError::Store(e) => ServiceError::Store(e),
+            other => ServiceError::BadRequest(other.to_string()),
         }
     }
-    v.finish(Some(head)).map_err(ServiceError::LedgerTampered)
+}
+
+/// Walks a store's whole ledger, shard by shard and page by page: each
+/// chain against its head row, then each shard's Merkle tree against the
+/// signed `checkpoints` held outside the database (their signatures
+/// checked with `key`). A truncation or a rewrite with the chain and
+/// heads recomputed passes the first check and fails the second.
+pub async fn verify_ledger(
+    store: &dyn MessengerStore,
+    checkpoints: &[SignedCheckpoint],
+    key: Option<&LogKey>,
+) -> Result<LedgerReport, LedgerVerifyError> {
+    if !checkpoints.is_empty() && key.is_none() {
+        return Err(LedgerVerifyError::NoKey);
+    }
+    let mut report = LedgerReport {
+        entries: 0,
+        shards: Vec::new(),
+        checkpoints_checked: 0,
+    };
+    for (shard, count, hash) in store.ledger_heads().await? {
+        let mut v = ChainVerifier::default();
+        let mut leaves = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = store.ledger_page(shard, after, 1000).await?;
+            if page.is_empty() {
+                break;
+            }
+            for e in &page {
+                v.feed(e)
+                    .map_err(|error| LedgerVerifyError::Chain { shard, error })?;
+                leaves.push(e.hash);
+                after = e.seq;
+            }
+        }
+        let chain = v
+            .finish(Some((count, hash)))
+            .map_err(|error| LedgerVerifyError::Chain { shard, error })?;
+        if let Some(key) = key {
+            report.checkpoints_checked +=
+                check_against_checkpoints(key, shard, &leaves, checkpoints)?;
+        }
+        let mut tree = ShardTree::default();
+        leaves.iter().for_each(|h| tree.push(*h));
+        report.entries += chain.entries;
+        report.shards.push(ShardReport {
+            shard,
+            entries: chain.entries,
+            head_hash: chain.head_hash,
+            root: tree.root(),
+        });
+    }
+    Ok(report)
 }
 
 fn view(

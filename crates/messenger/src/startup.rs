@@ -11,12 +11,13 @@ use crate::kt::KeyDirectory;
 use crate::relay::wake::{LocalWake, NatsConfig, NatsWake, Wake};
 use crate::relay::{E2eConfig, Relay};
 use crate::service::{Messenger, MessengerConfig, REVOCATION_RETRY_EVERY};
+use crate::transparency::SignerSource;
 use crate::verifier::Verifier;
 use crate::AppState;
 use accord_crypto::token::TokenHash;
 use accord_domain::{Clock, ConsentProfile, SimulatedClock};
 use accord_http::{spawn_loop, spawn_server, Stop, Task};
-use accord_storage::{Db, SqlKtStore, SqlMailboxStore, SqlMessengerStore, StoreError};
+use accord_storage::{Backend, Db, SqlKtStore, SqlMailboxStore, SqlMessengerStore, StoreError};
 use axum::Router;
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,6 +49,8 @@ pub struct Settings {
     /// Where the key directory's VRF and root-signing keys live; by
     /// default the data directory (required with PostgreSQL).
     pub kt_key_dir: Option<std::path::PathBuf>,
+    /// The consent log's checkpoint signing key, kept outside the database.
+    pub log_key: SignerSource,
 }
 
 impl Settings {
@@ -73,6 +76,7 @@ impl Settings {
             e2e: E2eConfig::default(),
             trusted_proxies: Vec::new(),
             kt_key_dir: None,
+            log_key: SignerSource::Ephemeral,
         }
     }
 }
@@ -91,6 +95,8 @@ pub enum StartupError {
         "the key directory's keys need a directory: pass --kt-key-dir with a PostgreSQL database"
     )]
     NoKtKeyDir,
+    #[error("the consent log's signing key: {0}")]
+    LogKey(std::io::Error),
 }
 
 /// The built messenger: its state and the stores behind it.
@@ -106,6 +112,9 @@ pub struct Application {
 const PASSES_PER_RECONCILIATION: u64 = 600;
 /// How often expired mailbox items are purged.
 const PURGE_EVERY: Duration = Duration::from_secs(600);
+/// How often the consent log's grown shards get a signed checkpoint (the
+/// issue asks for at least one a minute while entries are appended).
+pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(15);
 /// How often missing pseudonyms are computed (new users, key rotation).
 const PSEUDONYM_REFRESH_EVERY: Duration = Duration::from_secs(5);
 
@@ -144,7 +153,21 @@ impl Application {
         );
         let kt = KeyDirectory::open(kt_store, &kt_key_dir, s.clock.clone()).await?;
         relay.attach_key_directory(kt);
-        let messenger = Messenger::new(store.clone(), s.clock, s.verifier, s.config, s.keys);
+        let signer = s.log_key.load().map_err(StartupError::LogKey)?;
+        // SQLite has one writer; on PostgreSQL a few commits overlap.
+        let consent_writers = match store.db().backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres => 4,
+        };
+        let messenger = Messenger::new(
+            store.clone(),
+            s.clock,
+            s.verifier,
+            s.config,
+            s.keys,
+            signer,
+            consent_writers,
+        );
         let dispatcher = s
             .feed
             .clone()
@@ -194,8 +217,9 @@ impl Application {
     }
 
     /// The background work, until `stop`: the feed dispatcher (with a
-    /// partner), pseudonym refresh and credential revocations (with a key
-    /// service), and the purge of expired mailbox items.
+    /// partner), checkpoints of the consent log, pseudonym refresh and
+    /// credential revocations (with a key service), and the purge of
+    /// expired mailbox items.
     pub fn background(&self, stop: &Stop) -> Vec<Task> {
         let mut tasks = Vec::new();
         if let Some(d) = self.dispatcher.clone() {
@@ -214,6 +238,16 @@ impl Application {
                 },
             ));
         }
+        let log = self.state.messenger.log.clone();
+        tasks.push(spawn_loop(CHECKPOINT_EVERY, stop.clone(), move || {
+            let log = log.clone();
+            async move {
+                if let Err(e) = log.sign_grown().await {
+                    tracing::warn!(error = %e, "consent log checkpoints not signed; will retry");
+                }
+                false
+            }
+        }));
         let m = self.state.messenger.clone();
         if m.keys.is_some() {
             let refresh = m.clone();

@@ -4,10 +4,11 @@ use crate::verifier::{Verifier, VerifierError};
 use accord_crypto::mac;
 use accord_crypto::token::{self, BearerToken, TokenHash, VerificationCode};
 use accord_domain::coordination::{
-    digests_of, Digests, FeedAck, FeedBatch, Mismatches, ReconcileBucketList,
+    digests_of, CitationError, Digests, FeedAck, FeedBatch, Mismatches, ReconcileBucketList,
     ReconcileBucketOutcome, DIGESTS_PATH, INGEST_PATH, RECONCILE_BUCKETS, RECONCILE_BUCKET_PATH,
 };
 use accord_domain::time::MINUTE_MS;
+use accord_domain::transparency::{LogKey, ProofError, SignedCheckpoint};
 use accord_domain::{Clock, PhoneError, PhoneNumber, PseudonymId, Purpose, Timestamp};
 use accord_storage::partner::{
     ChargeError, IncomingEvent, PartnerStats, PartnerStore, PartnerUser, PendingRegistration,
@@ -118,6 +119,19 @@ pub enum PartnerError {
     Signature(#[from] mac::MacError),
     #[error("invalid feed batch: {0}")]
     BadBatch(String),
+    /// A share whose citation does not allow it (nothing of the batch
+    /// is stored).
+    #[error("event {event_id}: {error}")]
+    Citation { event_id: u64, error: CitationError },
+    /// A checkpoint of the batch is not signed by the messenger's log key.
+    #[error("a checkpoint of the batch does not verify: {0}")]
+    Checkpoint(ProofError),
+    /// The messenger signed two different logs of the same shard and size.
+    #[error("the messenger signed a checkpoint that contradicts one this partner keeps (shard and size equal, root different): its log was rewritten or forked")]
+    Equivocation,
+    /// Shares cannot be checked without the messenger's log key.
+    #[error("this partner has no messenger log key configured, so it cannot check citations; shares are refused")]
+    NoLogKey,
     #[error("purpose `{0}` was not granted for this person")]
     PurposeNotGranted(Purpose),
     #[error("{0}")]
@@ -172,6 +186,9 @@ pub struct PartnerService {
     /// the database.
     number_key: Arc<SecretSlice<u8>>,
     keyd_quota: Option<Arc<dyn KeydQuota>>,
+    /// The messenger's consent-log key: feed checkpoints are verified
+    /// against it, and shares' citations against those checkpoints.
+    log_key: Option<LogKey>,
     /// The key-service quota as last sized (or configured).
     keyd_daily: Arc<AtomicU64>,
     alerting: Arc<AtomicBool>,
@@ -197,6 +214,7 @@ impl PartnerService {
             verifier: Arc::new(crate::verifier::DevVerifier),
             number_key: Arc::new(SecretSlice::from(token::random_salt().repeat(2))),
             keyd_quota: None,
+            log_key: None,
             keyd_daily: Arc::new(AtomicU64::new(0)),
             alerting: Arc::new(AtomicBool::new(false)),
             refused_devices: Arc::new(AtomicU64::new(0)),
@@ -223,6 +241,17 @@ impl PartnerService {
         self.keyd_quota = sizer;
         self.keyd_daily.store(daily, Ordering::Relaxed);
         self
+    }
+
+    /// The messenger's consent-log key (required to accept shares).
+    pub fn with_log_key(mut self, key: Option<LogKey>) -> Self {
+        self.log_key = key;
+        self
+    }
+
+    /// Every checkpoint of the messenger's log this partner kept.
+    pub async fn checkpoints(&self) -> Result<Vec<SignedCheckpoint>, PartnerError> {
+        Ok(self.store.checkpoints().await?)
     }
 
     fn tag(&self, what: &str) -> [u8; 32] {
@@ -286,7 +315,42 @@ impl PartnerService {
                 "more than {MAX_BATCH} events"
             )));
         }
-        // Parse everything before applying anything.
+        // Check every checkpoint and citation before applying anything.
+        let shares = batch.events.iter().any(|e| !e.purposes.is_empty());
+        match &self.log_key {
+            Some(key) => {
+                for c in &batch.checkpoints {
+                    key.verify(c).map_err(PartnerError::Checkpoint)?;
+                }
+            }
+            None if shares || !batch.checkpoints.is_empty() => return Err(PartnerError::NoLogKey),
+            None => {}
+        }
+        let mut citations = Vec::with_capacity(batch.events.len());
+        for e in &batch.events {
+            citations.push(
+                e.check_citations(&batch.checkpoints)
+                    .map_err(|error| {
+                        tracing::warn!(event = e.event_id, code = error.code(), error = %error, "share refused: its citation does not allow it");
+                        PartnerError::Citation {
+                            event_id: e.event_id,
+                            error,
+                        }
+                    })?,
+            );
+        }
+        self.store
+            .keep_checkpoints(&batch.checkpoints, now)
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict("checkpoint") => {
+                    tracing::error!(
+                        "the messenger's log equivocated: a checkpoint contradicts a kept one"
+                    );
+                    PartnerError::Equivocation
+                }
+                e => e.into(),
+            })?;
         let events: Vec<IncomingEvent> = batch
             .events
             .iter()
@@ -322,7 +386,7 @@ impl PartnerService {
                     key_version: e.key_version,
                     purposes: e.purposes.clone(),
                     devices,
-                    ledger_ref: e.ledger_ref.clone(),
+                    citations: citations[i].clone(),
                 })
             })
             .collect::<Result<_, _>>()?;

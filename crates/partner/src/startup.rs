@@ -6,6 +6,7 @@ use crate::http::AppState;
 use crate::service::{KeydQuota, PartnerConfig, PartnerService};
 use crate::verifier::Verifier;
 use accord_crypto::token::TokenHash;
+use accord_domain::transparency::LogKey;
 use accord_domain::Clock;
 use accord_http::{spawn_loop, spawn_server, Stop, Task};
 use accord_storage::partner::SqlPartnerStore;
@@ -40,6 +41,10 @@ pub struct Settings {
     pub keyd_daily: u64,
     /// Reverse proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// The messenger's consent-log key (`GET /v1/transparency/key` of the
+    /// messenger); without it the partner refuses shares, since it cannot
+    /// check their citations.
+    pub messenger_log_key: Option<LogKey>,
 }
 
 impl Settings {
@@ -63,6 +68,7 @@ impl Settings {
             keyd_quota: None,
             keyd_daily: 0,
             trusted_proxies: Vec::new(),
+            messenger_log_key: None,
         }
     }
 }
@@ -79,7 +85,8 @@ impl Application {
         let store = SqlPartnerStore::new(db).await?;
         let mut service = PartnerService::new(Arc::new(store), s.clock, s.feed_secret)
             .with_signup(s.verifier, s.config, s.number_key)
-            .with_keyd_quota(s.keyd_quota, s.keyd_daily);
+            .with_keyd_quota(s.keyd_quota, s.keyd_daily)
+            .with_log_key(s.messenger_log_key);
         if let Some(oprf) = s.oprf {
             service = service.with_oprf(oprf);
         }

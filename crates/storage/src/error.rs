@@ -17,6 +17,10 @@ pub enum StoreError {
     Backend(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    /// A write handed to a group commit that failed as a whole (the
+    /// cause is in the log of the writer).
+    #[error("the write failed: {0}")]
+    WriteFailed(String),
     #[error("bad database URL: {0}")]
     BadUrl(String),
 }

@@ -52,6 +52,6 @@ pub use error::StoreError;
 pub use kt::{KtStore, SqlKtStore};
 pub use mailbox::{MailboxStore, SqlMailboxStore};
 pub use messenger::{
-    Account, AttemptClaim, CodeRequest, Device, FeedDue, FeedStats, MessengerStore, NewDevice,
-    PartnerHolding, PendingVerification, RequestCounts, SqlMessengerStore,
+    Account, AttemptClaim, CodeRequest, ConsentWrite, Device, FeedDue, FeedStats, MessengerStore,
+    NewDevice, PartnerHolding, PendingVerification, RequestCounts, SqlMessengerStore,
 };

@@ -22,6 +22,7 @@ use crate::error::{Result, StoreError};
 use crate::sql::{bytes32, parse_uuid, pseudonym as pseudonym_col, uuid_text};
 use accord_domain::coordination::{EventResult, LedgerRef};
 use accord_domain::keyd::{check_charge, hour_of, WINDOW_HOURS};
+use accord_domain::transparency::SignedCheckpoint;
 use accord_domain::{DeviceInfo, PseudonymId, Purpose, Timestamp};
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
@@ -37,7 +38,8 @@ pub struct IncomingEvent {
     pub key_version: u32,
     pub purposes: BTreeSet<Purpose>,
     pub devices: Vec<DeviceInfo>,
-    pub ledger_ref: Option<LedgerRef>,
+    /// The checked citation of each purpose the event shares.
+    pub citations: BTreeMap<Purpose, LedgerRef>,
 }
 
 /// What the partner holds of one pseudonym for one purpose.
@@ -89,6 +91,13 @@ pub struct PartnerStats {
 pub trait PartnerStore: Send + Sync + std::fmt::Debug + 'static {
     /// Applies one feed event atomically (see `accord_domain::coordination`).
     async fn apply_event(&self, e: &IncomingEvent, now: Timestamp) -> Result<EventResult>;
+    /// Keeps signed checkpoints of the messenger's log (idempotent).
+    /// `Conflict("checkpoint")`, keeping nothing, if one has the shard and
+    /// size of a kept one but another root: the messenger signed two
+    /// different logs (equivocation).
+    async fn keep_checkpoints(&self, cps: &[SignedCheckpoint], now: Timestamp) -> Result<()>;
+    /// Every kept checkpoint, by shard and size.
+    async fn checkpoints(&self) -> Result<Vec<SignedCheckpoint>>;
     /// Deletes what is held of `pseudonym` for `purpose` (reconciliation),
     /// with links and edges when `purpose` is `product`.
     async fn delete_held(&self, pseudonym: &PseudonymId, purpose: Purpose) -> Result<bool>;
@@ -225,6 +234,50 @@ fn user_row(r: &AnyRow) -> Result<PartnerUser> {
 
 #[async_trait]
 impl PartnerStore for SqlPartnerStore {
+    async fn keep_checkpoints(&self, cps: &[SignedCheckpoint], now: Timestamp) -> Result<()> {
+        if cps.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.db.pool.begin().await?;
+        for c in cps {
+            let cp = &c.checkpoint;
+            let kept: Option<String> = sqlx::query_scalar(
+                "SELECT root FROM witnessed_checkpoints WHERE shard = $1 AND size = $2",
+            )
+            .bind(cp.shard as i64)
+            .bind(cp.size as i64)
+            .fetch_optional(&mut *tx)
+            .await?;
+            match kept {
+                Some(root) if root == cp.root => {}
+                Some(_) => return Err(StoreError::Conflict("checkpoint")),
+                None => {
+                    sqlx::query(
+                        "INSERT INTO witnessed_checkpoints (shard, size, root, at, signature, received_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (shard, size) DO NOTHING",
+                    )
+                    .bind(cp.shard as i64)
+                    .bind(cp.size as i64)
+                    .bind(&cp.root)
+                    .bind(cp.at.0)
+                    .bind(&c.signature)
+                    .bind(now.0)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<SignedCheckpoint>> {
+        let rows = sqlx::query("SELECT * FROM witnessed_checkpoints ORDER BY shard, size")
+            .fetch_all(&self.db.pool)
+            .await?;
+        rows.iter().map(crate::sql::checkpoint_row).collect()
+    }
+
     async fn apply_event(&self, e: &IncomingEvent, now: Timestamp) -> Result<EventResult> {
         let p = e.pseudonym.as_bytes().to_vec();
         let mut tx = self.db.pool.begin().await?;
@@ -278,8 +331,9 @@ impl PartnerStore for SqlPartnerStore {
                 .await?;
         }
         let devices = serde_json::to_string(&e.devices).expect("devices serialise");
-        let ledger_ref = serde_json::to_string(&e.ledger_ref).expect("ledger ref serialises");
         for purpose in &e.purposes {
+            let ledger_ref =
+                serde_json::to_string(&e.citations.get(purpose)).expect("ledger ref serialises");
             sqlx::query("DELETE FROM records WHERE pseudonym = $1 AND purpose = $2")
                 .bind(p.clone())
                 .bind(purpose.as_str())

@@ -56,3 +56,21 @@ pub(crate) fn conflict_on_unique(what: &'static str) -> impl Fn(sqlx::Error) -> 
         }
     }
 }
+
+/// A signed checkpoint of the consent log, from a row with the columns
+/// `shard, size, root, at, signature` (the messenger's own checkpoints
+/// and the partner's witnessed ones).
+pub(crate) fn checkpoint_row(
+    r: &sqlx::any::AnyRow,
+) -> Result<accord_domain::transparency::SignedCheckpoint> {
+    use sqlx::Row;
+    Ok(accord_domain::transparency::SignedCheckpoint {
+        checkpoint: accord_domain::transparency::Checkpoint {
+            shard: r.try_get::<i64, _>("shard")? as u16,
+            size: r.try_get::<i64, _>("size")? as u64,
+            root: r.try_get("root")?,
+            at: accord_domain::Timestamp(r.try_get("at")?),
+        },
+        signature: r.try_get("signature")?,
+    })
+}

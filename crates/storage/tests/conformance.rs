@@ -75,22 +75,35 @@ async fn register(store: &dyn MessengerStore, n: u32, token: &str) -> AccountId 
     id
 }
 
+/// Walks every shard's chain; the total number of entries.
 async fn verify_chain(store: &dyn MessengerStore) -> u64 {
-    let mut v = ChainVerifier::default();
-    let mut after = 0;
-    loop {
-        let page = store.ledger_page(after, 7).await.unwrap();
-        if page.is_empty() {
-            break;
+    let mut total = 0;
+    for (shard, count, hash) in store.ledger_heads().await.unwrap() {
+        let mut v = ChainVerifier::default();
+        let mut after = 0;
+        loop {
+            let page = store.ledger_page(shard, after, 7).await.unwrap();
+            if page.is_empty() {
+                break;
+            }
+            for e in &page {
+                v.feed(e).unwrap();
+                after = e.seq;
+            }
         }
-        for e in &page {
-            v.feed(e).unwrap();
-            after = e.seq;
-        }
+        total += v.finish(Some((count, hash))).unwrap().entries;
     }
-    v.finish(Some(store.ledger_head().await.unwrap()))
+    total
+}
+
+async fn entry_count(store: &dyn MessengerStore) -> u64 {
+    store
+        .ledger_heads()
+        .await
         .unwrap()
-        .entries
+        .iter()
+        .map(|h| h.1)
+        .sum()
 }
 
 #[tokio::test]
@@ -131,7 +144,7 @@ async fn accounts_devices_and_tokens() {
         .await
         .unwrap();
         let a = register(&*s, 1, "tok-a").await;
-        let head = s.ledger_head().await.unwrap();
+        let head = s.ledger_heads().await.unwrap();
 
         // A second account with the same number is refused and leaves no trace.
         let dup = s
@@ -147,7 +160,7 @@ async fn accounts_devices_and_tokens() {
             )
             .await;
         assert!(matches!(dup, Err(StoreError::Conflict("phone"))), "{dup:?}");
-        assert_eq!(s.ledger_head().await.unwrap(), head);
+        assert_eq!(s.ledger_heads().await.unwrap(), head);
         assert!(s
             .authenticate(&TokenHash::of("tok-x"), T0)
             .await
@@ -206,18 +219,18 @@ async fn consent_changes_are_atomic_with_the_ledger() {
         s.record_consent(a, acct.consent_rev, &next, &records)
             .await
             .unwrap();
-        let head = s.ledger_head().await.unwrap();
+        let head = s.ledger_heads().await.unwrap();
         // A stale revision is refused and appends nothing.
         let stale = s.record_consent(a, acct.consent_rev, &next, &records).await;
         assert!(matches!(stale, Err(StoreError::Conflict("consent_rev"))));
-        assert_eq!(s.ledger_head().await.unwrap(), head);
+        assert_eq!(s.ledger_heads().await.unwrap(), head);
         let stored = s.account(a).await.unwrap().unwrap();
         assert_eq!(stored.consent, next);
         assert!(stored.consent.is_granted(Purpose::Ads, &policies, T0));
         // The ledger alone gives back the same state.
         let entries = s.ledger_for_account(a).await.unwrap();
         assert_eq!(
-            accord_domain::ledger::consent_state_at(&entries, a, T0),
+            accord_domain::ledger::consent_state_at(entries.iter().map(|(_, e)| e), a, T0),
             next
         );
     })
@@ -252,7 +265,7 @@ async fn deletion_erases_and_leaves_a_ledger_entry() {
             .unwrap()
             .is_none());
         let entries = s.ledger_for_account(a).await.unwrap();
-        assert_eq!(entries.last().unwrap().kind, "account_deleted");
+        assert_eq!(entries.last().unwrap().1.kind, "account_deleted");
         // The number can register again, as a new account.
         let b = register(&*s, 3, "tok2").await;
         assert_ne!(a, b);
@@ -556,7 +569,7 @@ async fn the_feed_outbox_is_written_with_every_change_and_cleared_on_delivery() 
             key_version: KeyVersion(1),
             purposes: [Purpose::Ads].into_iter().collect(),
         };
-        let head = s.ledger_head().await.unwrap().0;
+        let head = entry_count(&*s).await;
         let rec = LedgerRecord {
             at: T0,
             account: Some(a),
@@ -570,7 +583,7 @@ async fn the_feed_outbox_is_written_with_every_change_and_cleared_on_delivery() 
         s.feed_delivered(a, upto, Some(&h), &[rec], T0)
             .await
             .unwrap();
-        assert_eq!(s.ledger_head().await.unwrap().0, head + 1);
+        assert_eq!(entry_count(&*s).await, head + 1);
         assert_eq!(s.partner_holding(a).await.unwrap(), Some(h.clone()));
         assert_eq!(s.partner_holdings(None, 10).await.unwrap(), vec![(a, h)]);
         assert_eq!(s.feed_stats().await.unwrap().pending_events, 0);
@@ -612,4 +625,213 @@ async fn concurrent_appends_keep_the_chain_intact() {
         assert_eq!(verify_chain(&*s).await, 1 + 24 * 4);
     })
     .await;
+}
+
+/// Group commit: many consent changes in one transaction; a stale one
+/// fails alone and appends nothing; every shard's chain stays intact,
+/// and accounts land in the shard their id gives.
+#[tokio::test]
+async fn group_committed_consent_changes_fail_alone_and_keep_every_shard_intact() {
+    use accord_domain::consent::ConsentChannel;
+    use accord_domain::transparency::shard_of;
+    use accord_storage::ConsentWrite;
+    on_each_backend(|s| async move {
+        s.publish_policy(
+            PolicyDraft::new("one", Purpose::ALL, ConsentProfile::Strict).unwrap(),
+            T0,
+        )
+        .await
+        .unwrap();
+        let policies = s.policies().await.unwrap();
+        let mut writes = Vec::new();
+        for n in 0..40u32 {
+            let a = register(&*s, 200 + n, &format!("g{n}")).await;
+            let acct = s.account(a).await.unwrap().unwrap();
+            let events = acct
+                .consent
+                .decide(
+                    &ConsentCommand::Grant {
+                        purpose: Purpose::Ads,
+                        channel: ConsentChannel::PrivacyCentre,
+                    },
+                    &policies,
+                    T0,
+                )
+                .unwrap();
+            let mut next = acct.consent.clone();
+            events.iter().for_each(|e| next.apply(e));
+            writes.push(ConsentWrite {
+                account: a,
+                // Every fifth write is stale.
+                expected_rev: acct.consent_rev + i64::from(n % 5 == 0),
+                consent: next,
+                records: events
+                    .into_iter()
+                    .map(|e| LedgerRecord::consent(a, e))
+                    .collect(),
+            });
+        }
+        let before = entry_count(&*s).await;
+        let results = s.record_consents(&writes).await.unwrap();
+        assert_eq!(results.len(), 40);
+        for (n, r) in results.iter().enumerate() {
+            if n % 5 == 0 {
+                assert!(
+                    matches!(r, Err(StoreError::Conflict("consent_rev"))),
+                    "{r:?}"
+                );
+            } else {
+                assert!(r.is_ok(), "{r:?}");
+            }
+        }
+        assert_eq!(entry_count(&*s).await, before + 32);
+        for (n, w) in writes.iter().enumerate() {
+            let stored = s.account(w.account).await.unwrap().unwrap();
+            assert_eq!(
+                stored.consent.is_granted(Purpose::Ads, &policies, T0),
+                n % 5 != 0
+            );
+            for (shard, e) in s.ledger_for_account(w.account).await.unwrap() {
+                if e.account == Some(w.account) {
+                    assert_eq!(shard, shard_of(w.account));
+                }
+            }
+        }
+        assert_eq!(verify_chain(&*s).await, 1 + 40 * 4 + 32);
+        let used = s
+            .ledger_heads()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|h| h.1 > 0)
+            .count();
+        assert!(used > 4, "40 accounts spread over {used} shards");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn checkpoints_are_kept_per_shard_and_size() {
+    use accord_domain::transparency::{Checkpoint, LogSigner};
+    on_each_backend(|s| async move {
+        let signer = LogSigner::from_seed(&[3; 32]);
+        let cp = |shard, size| {
+            signer.sign(Checkpoint {
+                shard,
+                size,
+                root: "ab".repeat(32),
+                at: T0,
+            })
+        };
+        assert!(s.latest_checkpoints().await.unwrap().is_empty());
+        for c in [cp(1, 5), cp(1, 9), cp(1, 9), cp(4, 2)] {
+            s.put_checkpoint(&c).await.unwrap();
+        }
+        assert_eq!(
+            s.latest_checkpoints().await.unwrap(),
+            vec![cp(1, 9), cp(4, 2)]
+        );
+    })
+    .await;
+}
+
+/// Two messenger nodes over one PostgreSQL database do not wait on each
+/// other's consent changes: while one node's transaction holds the head
+/// of one ledger shard (mid-commit), a change of an account in another
+/// shard commits at once, and one in the same shard waits. (Before
+/// sharding, every change locked the one `ledger_head` row.)
+#[tokio::test]
+async fn on_postgresql_consent_changes_in_other_shards_do_not_wait() {
+    use accord_domain::consent::ConsentChannel;
+    use accord_domain::transparency::shard_of;
+    use accord_storage::{Backend, ConsentWrite};
+    use std::time::Duration;
+    for t in common::backends("messenger").await {
+        if t.db.backend != Backend::Postgres {
+            t.finish().await;
+            continue;
+        }
+        let s = SqlMessengerStore::new(t.db.clone()).await.unwrap();
+        s.publish_policy(
+            PolicyDraft::new("one", Purpose::ALL, ConsentProfile::Strict).unwrap(),
+            T0,
+        )
+        .await
+        .unwrap();
+        let policies = s.policies().await.unwrap();
+        // Two accounts in different shards, one in the same shard as the first.
+        let mut accounts = Vec::new();
+        let mut n = 300;
+        while accounts.len() < 3 {
+            let a = register(&s, n, &format!("pg{n}")).await;
+            n += 1;
+            let fits = match accounts.len() {
+                0 => true,
+                1 => shard_of(a) != shard_of(accounts[0]),
+                _ => shard_of(a) == shard_of(accounts[0]),
+            };
+            if fits {
+                accounts.push(a);
+            }
+        }
+        let write = |a: AccountId| {
+            let s = s.clone();
+            let policies = policies.clone();
+            async move {
+                let acct = s.account(a).await.unwrap().unwrap();
+                let events = acct
+                    .consent
+                    .decide(
+                        &ConsentCommand::Grant {
+                            purpose: Purpose::Ads,
+                            channel: ConsentChannel::PrivacyCentre,
+                        },
+                        &policies,
+                        T0,
+                    )
+                    .unwrap();
+                let mut next = acct.consent.clone();
+                events.iter().for_each(|e| next.apply(e));
+                let w = ConsentWrite {
+                    account: a,
+                    expected_rev: acct.consent_rev,
+                    consent: next,
+                    records: events
+                        .into_iter()
+                        .map(|e| LedgerRecord::consent(a, e))
+                        .collect(),
+                };
+                s.record_consents(&[w]).await.unwrap().pop().unwrap()
+            }
+        };
+        // "Node 1" is mid-commit: it holds the first account's shard head.
+        let mut node1 = t.db.pool.begin().await.unwrap();
+        sqlx::query("UPDATE ledger_shards SET seq = seq WHERE shard = $1")
+            .bind(shard_of(accounts[0]) as i64)
+            .execute(&mut *node1)
+            .await
+            .unwrap();
+        // "Node 2": another shard commits while node 1 still holds its lock.
+        tokio::time::timeout(Duration::from_secs(5), write(accounts[1]))
+            .await
+            .expect("a change in another shard does not wait")
+            .unwrap();
+        // The same shard waits for node 1 (so this test can fail).
+        let same = tokio::spawn(write(accounts[2]));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            !same.is_finished(),
+            "a change in the same shard waits for the lock"
+        );
+        node1.rollback().await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), same)
+            .await
+            .expect("and commits once it is released")
+            .unwrap()
+            .unwrap();
+        // The publication, four entries per registration, two grants.
+        assert_eq!(verify_chain(&s).await, 1 + (n - 300) as u64 * 4 + 2);
+        drop(s);
+        t.finish().await;
+    }
 }

@@ -6,6 +6,7 @@ mod common;
 
 use accord_domain::{DeviceInfo, PseudonymId, Purpose, Timestamp};
 use accord_storage::partner::{IncomingEvent, PartnerStore, PartnerUser, SqlPartnerStore};
+use accord_storage::StoreError;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -44,7 +45,7 @@ fn event(id: u64, p: PseudonymId, purposes: &[Purpose]) -> IncomingEvent {
         } else {
             vec![device()]
         },
-        ledger_ref: None,
+        citations: Default::default(),
     }
 }
 
@@ -311,6 +312,42 @@ async fn a_feed_nonce_is_accepted_once_within_the_window() {
             won += usize::from(t.await.unwrap());
         }
         assert_eq!(won, 1);
+    })
+    .await;
+}
+
+/// Checkpoints are kept once per shard and size; a second root for the
+/// same shard and size (equivocation) is refused and keeps nothing.
+#[tokio::test]
+async fn witnessed_checkpoints_are_kept_and_equivocation_is_refused() {
+    use accord_domain::transparency::{Checkpoint, LogSigner};
+    on_each_backend(|s| async move {
+        let signer = LogSigner::from_seed(&[5; 32]);
+        let cp = |shard, size, root: &str| {
+            signer.sign(Checkpoint {
+                shard,
+                size,
+                root: root.repeat(32),
+                at: Timestamp(1),
+            })
+        };
+        s.keep_checkpoints(&[cp(0, 3, "aa"), cp(2, 1, "bb")], Timestamp(2))
+            .await
+            .unwrap();
+        s.keep_checkpoints(&[cp(0, 3, "aa")], Timestamp(3))
+            .await
+            .unwrap();
+        let forked = s
+            .keep_checkpoints(&[cp(0, 4, "cc"), cp(2, 1, "dd")], Timestamp(4))
+            .await;
+        assert!(
+            matches!(forked, Err(StoreError::Conflict("checkpoint"))),
+            "{forked:?}"
+        );
+        assert_eq!(
+            s.checkpoints().await.unwrap(),
+            vec![cp(0, 3, "aa"), cp(2, 1, "bb")]
+        );
     })
     .await;
 }

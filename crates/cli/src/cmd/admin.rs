@@ -30,6 +30,10 @@ pub enum Admin {
     Ledger {
         #[command(flatten)]
         conn: AdminArgs,
+        /// One ledger shard (0 to 15; policy publications are in 0), paged
+        /// with --after and --limit; without it, every entry of every shard.
+        #[arg(long)]
+        shard: Option<u16>,
         #[arg(long, default_value_t = 0)]
         after: u64,
         #[arg(long, default_value_t = 100)]
@@ -123,9 +127,15 @@ pub async fn run(a: Admin) -> CliResult {
             );
         }
         Admin::Policies { conn } => print_json(&client(&conn)?.policies().await?),
-        Admin::Ledger { conn, after, limit } => {
-            print_json(&client(&conn)?.ledger(after, limit).await?)
-        }
+        Admin::Ledger {
+            conn,
+            shard,
+            after,
+            limit,
+        } => match shard {
+            Some(shard) => print_json(&client(&conn)?.ledger(shard, after, limit).await?),
+            None => print_json(&client(&conn)?.ledger_all().await?),
+        },
         Admin::VerifyLedger { conn } => {
             let r = client(&conn)?
                 .verify_ledger()
@@ -134,7 +144,12 @@ pub async fn run(a: Admin) -> CliResult {
                     Some("ledger_tampered") => CliError::Tampered(e.to_string()),
                     _ => e.into(),
                 })?;
-            println!("ledger intact: {} entries, head {}", r.entries, r.head_hash);
+            println!(
+                "ledger intact: {} entries in {} shards",
+                r.entries,
+                r.shards.len()
+            );
+            super::print_shards(&r.shards);
         }
         Admin::ConsentAt { conn, account, at } => {
             let id = AccountId::parse(&account)

@@ -3,6 +3,29 @@ use clap::Subcommand;
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCmd {
+    /// Consent changes (grant, withdraw) through the messenger's HTTP API
+    /// on loopback, from closed-loop clients that never share a user:
+    /// `consent_changes_per_s`, `p50_ms`, `p99_ms`, `errors`; prints
+    /// `name: value` lines, set-up progress on stderr. Build with --release
+    /// for meaningful figures.
+    Consent {
+        /// Accounts that change their consent (registered and set up
+        /// before the measurement).
+        #[arg(long, default_value_t = 400)]
+        users: usize,
+        /// Concurrent clients, each waiting for its answer before it sends
+        /// again (at most one per user).
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+        /// Seconds of the measured window (after a 1 s warm-up).
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// A PostgreSQL server, e.g. postgres://postgres@127.0.0.1:5432: the
+        /// bench creates a database of its own there and drops it at the
+        /// end. Default: SQLite in a temporary data directory.
+        #[arg(long)]
+        database_url: Option<String>,
+    },
     /// Single-core blind_evaluate cost against the batch endpoint's
     /// end-to-end throughput over loopback HTTP on all cores; prints
     /// `name: value` lines, the last one `ratio: X.XX`. Build with
@@ -63,6 +86,41 @@ pub enum BenchCmd {
 
 pub async fn run(b: BenchCmd) -> CliResult {
     match b {
+        BenchCmd::Consent {
+            users,
+            clients,
+            seconds,
+            database_url,
+        } => {
+            if cfg!(debug_assertions) {
+                eprintln!("warning: debug build; run `cargo run --release -- bench consent` for real figures");
+            }
+            let max = crate::bench::consent::MAX_USERS;
+            if users == 0 || users > max {
+                return Err(CliError::Input(format!("--users must be 1 to {max}")));
+            }
+            if clients == 0 {
+                return Err(CliError::Input("--clients must be at least 1".into()));
+            }
+            if let Some(url) = &database_url {
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                    return Err(CliError::Input(
+                        "--database-url must be a postgres:// URL".into(),
+                    ));
+                }
+            }
+            let opts = crate::bench::consent::ConsentBenchOptions {
+                users,
+                clients: clients.min(1_000),
+                duration: std::time::Duration::from_secs(seconds.clamp(1, 300)),
+                database_url,
+                ..Default::default()
+            };
+            let report = crate::bench::consent::bench_consent(opts)
+                .await
+                .map_err(|e| CliError::Internal(anyhow::anyhow!("{e}")))?;
+            print!("{report}");
+        }
         BenchCmd::Oprf { seconds } => {
             if cfg!(debug_assertions) {
                 eprintln!("warning: debug build; run `cargo run --release -- bench oprf` for real figures");

@@ -9,6 +9,7 @@ use crate::error::{CliError, CliResult};
 use accord_client::{AcceptChoice, Client, ConsentView};
 use accord_crypto::token::{BearerToken, TokenHash};
 use accord_domain::{Clock, DeviceInfo, PhoneNumber, Purpose, SimulatedClock, Timestamp};
+use accord_messenger::transparency::SignerSource;
 use accord_messenger::verifier::DevVerifier;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -50,6 +51,8 @@ struct Demo {
     step: u32,
     feed: accord_messenger::feed::Dispatcher,
     partner: accord_partner::PartnerService,
+    store: Arc<accord_storage::SqlMessengerStore>,
+    log_key: accord_domain::transparency::LogKey,
 }
 
 impl Demo {
@@ -200,14 +203,24 @@ pub async fn run(a: DemoArgs) -> CliResult {
     let mut tasks = keyd.start(keyd_listener, &stop);
     let keys = in_process_keys(keyd.service(), format!("http://{keyd_addr}")).await?;
 
+    // The consent log's signing key, outside the database; the partner
+    // checks the feed's checkpoints and citations with its public half.
+    let log_key_file = SignerSource::File(dir.join("messenger.log.key"));
+    let log_key = log_key_file
+        .load()
+        .map_err(|e| CliError::Internal(e.into()))?
+        .public();
     // The partner, on its own port and database, fed by the messenger.
     let feed_secret = BearerToken::generate().reveal().as_bytes().to_vec();
-    let partner = accord_partner::Application::build(accord_partner::Settings::new(
-        data.location(),
-        TokenHash::of(admin_token.reveal()),
-        clock_dyn.clone(),
-        feed_secret.clone(),
-    ))
+    let partner = accord_partner::Application::build(accord_partner::Settings {
+        messenger_log_key: Some(log_key),
+        ..accord_partner::Settings::new(
+            data.location(),
+            TokenHash::of(admin_token.reveal()),
+            clock_dyn.clone(),
+            feed_secret.clone(),
+        )
+    })
     .await?;
     let partner_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -223,6 +236,7 @@ pub async fn run(a: DemoArgs) -> CliResult {
             format!("http://{partner_addr}"),
             feed_secret,
         )),
+        log_key: log_key_file,
         ..accord_messenger::Settings::new(
             dir.display().to_string(),
             TokenHash::of(admin_token.reveal()),
@@ -256,6 +270,8 @@ pub async fn run(a: DemoArgs) -> CliResult {
         step: 0,
         feed,
         partner: partner.service().clone(),
+        store: messenger.store().clone(),
+        log_key,
     };
     let result = story(&mut d).await;
     stopper.stop();
@@ -417,6 +433,16 @@ async fn story(d: &mut Demo) -> CliResult {
         );
     }
 
+    let receipt: accord_domain::receipt::ConsentReceipt = serde_json::from_value(r)
+        .map_err(|e| CliError::Internal(anyhow::anyhow!("the receipt: {e}")))?;
+    match receipt.verify(&d.log_key) {
+        Ok(c) => println!(
+            "    verified offline against the messenger's log key: {} of her ledger entries proven against {} signed checkpoint(s)",
+            c.entries, c.checkpoints
+        ),
+        Err(e) => return Err(CliError::Tampered(format!("carol's receipt: {e}"))),
+    }
+
     d.say("Bob deletes his account; the ledger keeps the record.");
     bob.delete_account().await?;
     match bob.consent().await {
@@ -513,8 +539,28 @@ async fn story(d: &mut Demo) -> CliResult {
         }
     );
 
+    d.say(
+        "The operator verifies the ledger against the checkpoints the partner kept from the feed.",
+    );
+    let held = d
+        .partner
+        .checkpoints()
+        .await
+        .map_err(|e| CliError::Internal(anyhow::anyhow!("{e}")))?;
+    let report = accord_messenger::service::verify_ledger(&*d.store, &held, Some(&d.log_key))
+        .await
+        .map_err(|e| CliError::Tampered(e.to_string()))?;
+    println!(
+        "    consistent: {} entries, {} of the partner's signed checkpoints agree with the log",
+        report.entries, report.checkpoints_checked
+    );
+
     d.say("The operator verifies the ledger's hash chain.");
     let r = d.admin.verify_ledger().await?;
-    println!("    intact: {} entries, head {}", r.entries, r.head_hash);
+    println!(
+        "    intact: {} entries in {} shards",
+        r.entries,
+        r.shards.iter().filter(|s| s.entries > 0).count()
+    );
     Ok(())
 }

@@ -154,3 +154,13 @@ pub async fn run(cli: Cli) -> CliResult {
 pub fn print_json<T: serde::Serialize>(v: &T) {
     println!("{}", serde_json::to_string_pretty(v).expect("serialisable"));
 }
+
+/// The lines of a verified ledger: every shard that has entries.
+pub fn print_shards(shards: &[accord_messenger::service::ShardReport]) {
+    for s in shards.iter().filter(|s| s.entries > 0) {
+        println!(
+            "  shard {:>2}: {:>7} entries, head {}, root {}",
+            s.shard, s.entries, s.head_hash, s.root
+        );
+    }
+}

@@ -7,14 +7,16 @@ use super::DataArgs;
 use crate::error::{CliError, CliResult};
 use crate::session::write_private;
 use accord_crypto::token::{BearerToken, TokenHash};
+use accord_domain::transparency::LogKey;
 use accord_domain::{Clock, ConsentProfile, SimulatedClock, SystemClock};
 use accord_keyd::{HttpOprf, KeyService, KeydConfig};
 use accord_messenger::keys::{HttpCredentials, KeyAccess};
 use accord_messenger::relay::wake::NatsConfig;
+use accord_messenger::transparency::SignerSource;
 use accord_messenger::verifier::{DevVerifier, Verifier, WebhookVerifier};
 use accord_messenger::{Application, Settings, StartupError};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -106,6 +108,16 @@ pub struct ServeArgs {
     /// partner sizes its own from its user count.
     #[arg(long, env = "ACCORD_PARTNER_KEYD_QUOTA", default_value_t = 10_000_000)]
     pub partner_keyd_quota: u64,
+    /// The consent log's checkpoint signing key: a file holding its seed
+    /// as hex (default: <data-dir>/messenger.log.key, created on first
+    /// start). Keep it where the database's writers cannot read it.
+    #[arg(long, env = "ACCORD_LOG_KEY_FILE")]
+    pub log_key_file: Option<PathBuf>,
+    /// The messenger's log key (hex, its `GET /v1/transparency/key`), for
+    /// a partner run without the messenger in this process: it checks
+    /// feed checkpoints and citations against it.
+    #[arg(long, env = "ACCORD_MESSENGER_LOG_KEY")]
+    pub messenger_log_key: Option<String>,
     /// The operator's admin token for every service here (default:
     /// <data-dir>/admin.token, created on first start).
     #[arg(long, env = "ACCORD_ADMIN_TOKEN", hide_env_values = true)]
@@ -396,6 +408,7 @@ async fn start_partner(
         keyd_quota,
         keyd_daily: a.partner_keyd_quota,
         trusted_proxies: a.trusted_proxies.clone(),
+        messenger_log_key: partner_log_key(a)?,
         ..accord_partner::Settings::new(
             a.data.location(),
             TokenHash::of(&s.admin_token),
@@ -409,6 +422,31 @@ async fn start_partner(
     eprintln!("accord: partner listening on http://{addr} ({})", s.storage);
     tasks.extend(partner.start(listener, &s.stop));
     Ok(format!("http://{addr}"))
+}
+
+/// Where the consent log's signing key is kept.
+fn log_key_file(a: &ServeArgs) -> PathBuf {
+    a.log_key_file
+        .clone()
+        .unwrap_or_else(|| a.data.data_dir.join("messenger.log.key"))
+}
+
+/// The messenger's log key for the partner: `--messenger-log-key`, or the
+/// public half of the messenger's signing key when it runs here.
+fn partner_log_key(a: &ServeArgs) -> CliResult<Option<LogKey>> {
+    if let Some(hex) = &a.messenger_log_key {
+        return LogKey::from_hex(hex)
+            .map(Some)
+            .map_err(|e| CliError::Input(format!("--messenger-log-key: {e}")));
+    }
+    if a.services.contains(&Service::Messenger) {
+        let signer = SignerSource::File(log_key_file(a))
+            .load()
+            .map_err(|e| CliError::Input(format!("the consent log's signing key: {e}")))?;
+        return Ok(Some(signer.public()));
+    }
+    eprintln!("accord: warning: the partner has no --messenger-log-key; it will refuse shares");
+    Ok(None)
 }
 
 /// The messenger's access to the key service: in process, over HTTP with
@@ -481,6 +519,7 @@ async fn start_messenger(
             codes_per_hour_total: a.codes_per_hour,
             ..Default::default()
         },
+        log_key: SignerSource::File(log_key_file(a)),
         nats: a.nats_url.as_deref().map(|url| NatsConfig {
             prefix: a.nats_prefix.clone(),
             resync: Duration::from_secs(a.nats_resync_s),

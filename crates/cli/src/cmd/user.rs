@@ -328,10 +328,20 @@ pub enum ConsentCmd {
         /// RFC 3339 UTC or Unix milliseconds.
         at: String,
     },
-    /// A consent receipt (Kantara Consent Receipt shape), as JSON.
+    /// A consent receipt (Kantara Consent Receipt shape), as JSON, with
+    /// your ledger entries' inclusion proofs and signed checkpoints. Keep
+    /// it: it is also a witness against a later rewrite of the ledger.
     Receipt {
         #[command(flatten)]
         s: SessionArgs,
+        /// Check a saved receipt offline instead (exit 1 if it does not hold).
+        #[arg(long, value_name = "FILE")]
+        verify: Option<std::path::PathBuf>,
+        /// The messenger's log key (hex, `GET /v1/transparency/key`) to
+        /// check against; without it, the key in the receipt is used and
+        /// only its fingerprint is printed for you to compare.
+        #[arg(long, requires = "verify")]
+        key: Option<String>,
     },
 }
 
@@ -359,9 +369,46 @@ pub async fn consent(c: ConsentCmd) -> CliResult {
             println!("at {} (from the ledger):", at.to_rfc3339());
             show_consent(&v);
         }
-        ConsentCmd::Receipt { s } => {
+        ConsentCmd::Receipt {
+            verify: Some(file),
+            key,
+            ..
+        } => verify_receipt(&file, key.as_deref())?,
+        ConsentCmd::Receipt { s, .. } => {
             print_json(&Session::load(&s.path())?.client().receipt().await?)
         }
+    }
+    Ok(())
+}
+
+/// `accord consent receipt --verify FILE`: offline, against the log key.
+fn verify_receipt(file: &std::path::Path, key: Option<&str>) -> CliResult {
+    use accord_domain::receipt::ConsentReceipt;
+    use accord_domain::transparency::LogKey;
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| CliError::Input(format!("{}: {e}", file.display())))?;
+    let receipt: ConsentReceipt = serde_json::from_str(&text).map_err(|e| {
+        CliError::Input(format!("{} is not a consent receipt: {e}", file.display()))
+    })?;
+    let (key, pinned) = match key {
+        Some(k) => (k.to_owned(), true),
+        None => (receipt.ledger.log_key.clone(), false),
+    };
+    let key = LogKey::from_hex(&key).map_err(|e| CliError::Input(format!("--key: {e}")))?;
+    let check = receipt
+        .verify(&key)
+        .map_err(|e| CliError::Tampered(format!("the receipt does not hold: {e}")))?;
+    println!(
+        "receipt verified: {} ledger entries proven against {} signed checkpoints; its consent follows from them",
+        check.entries, check.checkpoints
+    );
+    if pinned {
+        println!("log key: {} (pinned)", key.to_hex());
+    } else {
+        println!(
+            "log key: {} (taken from the receipt: compare it with the messenger's published key)",
+            key.to_hex()
+        );
     }
     Ok(())
 }

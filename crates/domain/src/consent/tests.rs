@@ -330,10 +330,12 @@ proptest! {
                         if let ConsentEvent::Granted { version, .. } = e {
                             prop_assert_eq!(Some(*version), policies.current_at(now).map(|p| p.version));
                         }
-                        // Rule: whatsapp-2016 opt-outs only inside the window.
+                        // Rule: whatsapp-2016 opt-outs only inside the window,
+                        // unless the user is restricted (withdrawal is never blocked).
                         if let ConsentEvent::Withdrawn { .. } = e {
                             let acc = before.accepted.as_ref().unwrap();
-                            if let Some(until) = acc.opt_out_until { prop_assert!(now < until); }
+                            let restricted = matches!(before.access(&policies, now), Access::Restricted { .. });
+                            if let Some(until) = acc.opt_out_until { prop_assert!(now < until || restricted); }
                         }
                         state.apply(e);
                         log.push(e.clone());

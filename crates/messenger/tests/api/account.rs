@@ -93,7 +93,7 @@ async fn export_holds_the_users_data_and_delete_erases_the_account_but_not_the_l
     assert_eq!(fresh["devices"].as_array().map(Vec::len), Some(1));
     assert_eq!(fresh["ledger"].as_array().map(Vec::len), Some(4));
 
-    let ledger = app.admin.ledger(0, 1000).await.unwrap();
+    let ledger = app.admin.ledger_all().await.unwrap();
     let deleted: Vec<_> = ledger
         .iter()
         .filter(|e| e.kind == "account_deleted")

@@ -76,6 +76,7 @@ async fn ledger_kinds(app: &TestApp, a: AccountId) -> Vec<(String, Value)> {
         .await
         .unwrap()
         .into_iter()
+        .map(|(_, e)| e)
         .filter(|e| e.account == Some(a))
         .map(|e| (e.kind.clone(), serde_json::from_str(&e.payload).unwrap()))
         .collect()
@@ -431,6 +432,13 @@ async fn duplicated_and_reordered_deliveries_change_nothing() {
     let app = spawn_app(opts(ConsentProfile::Strict)).await;
     let partner = app.partner.clone().unwrap();
     let p = PseudonymId::from_bytes([7u8; 32]);
+    // Grants in a log signed with the messenger's key, for the citations.
+    let mut log = accord_domain::transparency::testing::TestLog::new(crate::helpers::LOG_SEED, 11);
+    let (cites, cp) = log.grants(&[Purpose::Ads, Purpose::Product]);
+    let batch = |events: Vec<FeedEvent>| FeedBatch {
+        events,
+        checkpoints: vec![cp.clone()],
+    };
     let ev = |id: u64, purposes: &[Purpose]| FeedEvent {
         event_id: id,
         pseudonym: p,
@@ -441,7 +449,11 @@ async fn duplicated_and_reordered_deliveries_change_nothing() {
         } else {
             vec![crate::helpers::device_info()]
         },
-        ledger_ref: None,
+        citations: cites
+            .iter()
+            .filter(|c| purposes.contains(&c.purpose))
+            .cloned()
+            .collect(),
         reason: "test".into(),
     };
     let secret = b"feed secret of this test";
@@ -456,35 +468,24 @@ async fn duplicated_and_reordered_deliveries_change_nothing() {
                 .unwrap()
         }
     };
-    let share_ads = post(FeedBatch {
-        events: vec![ev(10, &[Purpose::Ads])],
-    })
-    .await;
+    let share_ads = post(batch(vec![ev(10, &[Purpose::Ads])])).await;
     assert!(share_ads.results[0].applied);
     // The revocation arrives, then an old share is replayed, then the revocation again.
-    let revoke = post(FeedBatch {
-        events: vec![ev(12, &[])],
-    })
-    .await;
+    let revoke = post(batch(vec![ev(12, &[])])).await;
     assert_eq!(
         revoke.results[0].deleted,
         [Purpose::Ads].into_iter().collect()
     );
-    let stale = post(FeedBatch {
-        events: vec![
-            ev(10, &[Purpose::Ads]),
-            ev(11, &[Purpose::Ads, Purpose::Product]),
-        ],
-    })
+    let stale = post(batch(vec![
+        ev(10, &[Purpose::Ads]),
+        ev(11, &[Purpose::Ads, Purpose::Product]),
+    ]))
     .await;
     assert!(stale
         .results
         .iter()
         .all(|r| !r.applied && r.held.is_empty()));
-    let again = post(FeedBatch {
-        events: vec![ev(12, &[])],
-    })
-    .await;
+    let again = post(batch(vec![ev(12, &[])])).await;
     assert!(!again.results[0].applied);
     assert!(partner
         .store
@@ -500,10 +501,7 @@ async fn duplicated_and_reordered_deliveries_change_nothing() {
         .is_none());
 
     // A forged or stale signature is refused and applies nothing.
-    let body = serde_json::to_vec(&FeedBatch {
-        events: vec![ev(20, &[Purpose::Ads])],
-    })
-    .unwrap();
+    let body = serde_json::to_vec(&batch(vec![ev(20, &[Purpose::Ads])])).unwrap();
     let now = partner.now().0;
     assert!(partner
         .ingest(&signed(b"wrong", now, &body), &body)
@@ -581,7 +579,7 @@ async fn reconciliation_deletes_what_the_partner_should_not_hold_and_resyncs_wha
                 key_version: 1,
                 purposes: [Purpose::Product].into_iter().collect(),
                 devices: vec![crate::helpers::device_info()],
-                ledger_ref: None,
+                citations: Default::default(),
             },
             partner.now(),
         )

@@ -204,7 +204,8 @@ async fn check(app: &TestApp, ever: &[AccountId]) -> Result<(), TestCaseError> {
     for a in ever {
         // The verdict comes from the ledger alone.
         let entries = app.store.ledger_for_account(*a).await.unwrap();
-        let state = accord_domain::ledger::consent_state_at(&entries, *a, now);
+        let state =
+            accord_domain::ledger::consent_state_at(entries.iter().map(|(_, e)| e), *a, now);
         let granted = state.granted_purposes(&policies, now);
         if granted.is_empty() {
             continue;
@@ -238,6 +239,7 @@ async fn check(app: &TestApp, ever: &[AccountId]) -> Result<(), TestCaseError> {
             .await
             .unwrap()
             .into_iter()
+            .map(|(_, e)| e)
             .filter(|e| e.account == Some(*a))
             .map(|e| e.kind)
             .collect();

@@ -201,6 +201,7 @@ pub async fn spawn_app(opts: AppOptions) -> TestApp {
         e2e: opts.e2e,
         config: opts.messenger,
         trusted_proxies: opts.trusted_proxies,
+        log_key: accord_messenger::transparency::SignerSource::Seed(LOG_SEED),
         ..Settings::new(
             location,
             TokenHash::of(&admin_token),
@@ -239,6 +240,10 @@ pub async fn spawn_app(opts: AppOptions) -> TestApp {
     }
 }
 
+/// The seed of the messenger's consent-log key in tests: the partner
+/// gets its public half, and tests can sign checkpoints as the messenger.
+pub const LOG_SEED: [u8; 32] = [0x4c; 32];
+
 /// Starts the partner service (its own database in `dir`) on a loopback
 /// port (or `port`) until `stop`; returns it and the feed's settings.
 pub async fn start_partner(
@@ -252,12 +257,17 @@ pub async fn start_partner(
     accord_messenger::feed::FeedConfig,
 ) {
     let secret = b"feed secret of this test".to_vec();
-    let partner = accord_partner::Application::build(accord_partner::Settings::new(
-        dir.to_str().expect("utf-8 path").to_owned(),
-        TokenHash::of(admin_token),
-        clock,
-        secret.clone(),
-    ))
+    let partner = accord_partner::Application::build(accord_partner::Settings {
+        messenger_log_key: Some(
+            accord_domain::transparency::LogSigner::from_seed(&LOG_SEED).public(),
+        ),
+        ..accord_partner::Settings::new(
+            dir.to_str().expect("utf-8 path").to_owned(),
+            TokenHash::of(admin_token),
+            clock,
+            secret.clone(),
+        )
+    })
     .await
     .expect("the partner builds");
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port.unwrap_or(0)))

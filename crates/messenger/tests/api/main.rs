@@ -20,3 +20,4 @@ mod openapi;
 mod registration;
 mod restriction;
 mod routes;
+mod transparency;

@@ -11,6 +11,7 @@ use accord_http::ApiError;
 
 impl From<PartnerError> for ApiError {
     fn from(e: PartnerError) -> Self {
+        let message = e.to_string();
         match e {
             PartnerError::Signature(accord_crypto::mac::MacError::Replayed) => ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -21,6 +22,18 @@ impl From<PartnerError> for ApiError {
                 ApiError::new(StatusCode::UNAUTHORIZED, "bad_signature", m.to_string())
             }
             PartnerError::BadBatch(m) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_batch", m),
+            PartnerError::Citation { error, .. } => {
+                ApiError::new(StatusCode::BAD_REQUEST, error.code(), message)
+            }
+            PartnerError::Checkpoint(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_checkpoint", message)
+            }
+            PartnerError::Equivocation => {
+                ApiError::new(StatusCode::CONFLICT, "log_equivocation", message)
+            }
+            PartnerError::NoLogKey => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_log_key", message)
+            }
             PartnerError::PurposeNotGranted(p) => ApiError::new(
                 StatusCode::FORBIDDEN,
                 "purpose_not_granted",

@@ -5,6 +5,7 @@
 //! Device records that hold an identifier are refused at ingest.
 
 use crate::helpers::{assert_error, spawn_app, spawn_app_with, CountingOprf, Options, T0};
+use accord_domain::Purpose;
 use accord_partner::PartnerConfig;
 use reqwest::Method;
 use serde_json::json;
@@ -276,13 +277,15 @@ async fn a_feed_record_with_a_phone_number_as_device_information_is_refused() {
     let app = spawn_app().await;
     let device = |model: &str| json!({ "os": "android", "os_version": "15", "model": model, "app_version": "2.26.1", "locale": "id-ID" });
     let p = |b: u8| hex::encode([b; 32]);
+    let mut log = accord_domain::transparency::testing::TestLog::new(crate::helpers::LOG_SEED, 0);
+    let (cites, checkpoint) = log.grants(&[Purpose::Product, Purpose::Ads]);
     let batch = json!({ "events": [
         { "event_id": 1, "pseudonym": p(1), "key_version": 1, "purposes": ["product"],
-          "devices": [device("+62 812-3456-7890"), device("Pixel 8")], "ledger_ref": null, "reason": "registered" },
+          "devices": [device("+62 812-3456-7890"), device("Pixel 8")], "citations": [cites[0]], "reason": "registered" },
         { "event_id": 2, "pseudonym": p(2), "key_version": 1, "purposes": ["ads"],
           "devices": [{ "os": "android", "os_version": "6281234567890", "model": "x", "app_version": "1", "locale": "en" }],
-          "ledger_ref": null, "reason": "registered" },
-    ]});
+          "citations": [cites[1]], "reason": "registered" },
+    ], "checkpoints": [checkpoint]});
     let body = serde_json::to_vec(&batch).unwrap();
     let ts = T0.0;
     let nonce = accord_crypto::mac::nonce();

@@ -74,6 +74,10 @@ pub struct Resp {
     pub body: Value,
 }
 
+/// The seed of the messenger's consent-log key in these tests: the
+/// partner trusts its public half; tests sign checkpoints with it.
+pub const LOG_SEED: [u8; 32] = [0x4c; 32];
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(Options::default()).await
 }
@@ -95,7 +99,10 @@ pub async fn spawn_app_with(o: Options) -> TestApp {
         o.config,
         b"number key of this test".to_vec(),
     )
-    .with_keyd_quota(None, o.keyd_daily);
+    .with_keyd_quota(None, o.keyd_daily)
+    .with_log_key(Some(
+        accord_domain::transparency::LogSigner::from_seed(&LOG_SEED).public(),
+    ));
     let service = match o.oprf {
         Some(oprf) => service.with_oprf(oprf),
         None => service,

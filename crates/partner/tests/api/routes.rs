@@ -54,13 +54,14 @@ async fn the_document_lists_every_route_of_the_partner() {
         "/v1/partner/me/suggestions",
         "/v1/admin/partner/records/{pseudonym}",
         "/v1/admin/partner/stats",
+        "/v1/admin/partner/checkpoints",
         "/healthz",
         "/openapi.json",
         "/metrics",
     ] {
         assert!(paths.contains_key(p), "{p} is not documented");
     }
-    assert_eq!(paths.len(), 16, "{:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(paths.len(), 17, "{:?}", paths.keys().collect::<Vec<_>>());
 }
 
 #[tokio::test]

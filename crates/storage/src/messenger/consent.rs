@@ -1,72 +1,183 @@
 //! Consent changes and the ledger that records them: appends (shared by
-//! every concern that writes ledger entries), the head, pages, and an
-//! account's entries.
+//! every concern that writes ledger entries), shard heads, pages, an
+//! account's entries, group-committed consent changes, and the signed
+//! checkpoints the messenger keeps.
+//!
+//! The ledger is sharded ([`accord_domain::transparency`]): an append
+//! locks only the head rows of the shards it writes, in ascending shard
+//! order (so two transactions never wait on each other in a cycle), and
+//! must be the first write of its transaction.
 
 use super::feed::enqueue_feed;
-use crate::db::Db;
+use crate::db::{Backend, Db};
 use crate::error::{Result, StoreError};
-use crate::sql::{bytes32, parse_uuid, uuid_text};
+use crate::sql::{bytes32, checkpoint_row, parse_uuid, uuid_text};
 use accord_domain::consent::ConsentState;
 use accord_domain::ledger::{Hash, LedgerEntry, LedgerRecord};
+use accord_domain::transparency::{shard_of_record, SignedCheckpoint};
 use accord_domain::{AccountId, Timestamp};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
+use std::collections::BTreeMap;
 
-/// Appends records after locking the head. Must be the first write of
-/// `tx` (see the `messenger` module's docs).
-pub(super) async fn append(tx: &mut Transaction<'_, Any>, records: &[LedgerRecord]) -> Result<()> {
-    if records.is_empty() {
-        return Ok(());
+/// One consent change for [`record_consents`]: the account's new state,
+/// if its revision is still `expected_rev`, with the records that caused it.
+#[derive(Clone, Debug)]
+pub struct ConsentWrite {
+    pub account: AccountId,
+    pub expected_rev: i64,
+    pub consent: ConsentState,
+    pub records: Vec<LedgerRecord>,
+}
+
+/// An entry as appended, with its shard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Appended {
+    pub shard: u16,
+    pub entry: LedgerEntry,
+}
+
+/// Locks the head rows of `shards` (ascending) and reads them.
+async fn lock_heads(
+    tx: &mut Transaction<'_, Any>,
+    shards: impl IntoIterator<Item = u16>,
+) -> Result<BTreeMap<u16, (u64, Hash)>> {
+    let mut heads = BTreeMap::new();
+    for shard in shards {
+        // A write, not a read: takes the row lock in PostgreSQL and the
+        // write lock in SQLite.
+        sqlx::query("UPDATE ledger_shards SET seq = seq WHERE shard = $1")
+            .bind(shard as i64)
+            .execute(&mut **tx)
+            .await?;
+        let row = sqlx::query("SELECT seq, hash FROM ledger_shards WHERE shard = $1")
+            .bind(shard as i64)
+            .fetch_one(&mut **tx)
+            .await?;
+        heads.insert(
+            shard,
+            (
+                row.try_get::<i64, _>(0)? as u64,
+                bytes32(row.try_get(1)?, "hash")?,
+            ),
+        );
     }
-    sqlx::query("UPDATE ledger_head SET seq = seq WHERE id = 1")
-        .execute(&mut **tx)
-        .await?;
-    let row = sqlx::query("SELECT seq, hash FROM ledger_head WHERE id = 1")
-        .fetch_one(&mut **tx)
-        .await?;
-    let mut seq = row.try_get::<i64, _>(0)? as u64;
-    let mut prev = bytes32(row.try_get(1)?, "hash")?;
+    Ok(heads)
+}
+
+/// Seals `records` onto `heads` (advancing them) and inserts them.
+async fn insert_sealed(
+    tx: &mut Transaction<'_, Any>,
+    heads: &mut BTreeMap<u16, (u64, Hash)>,
+    records: &[&LedgerRecord],
+) -> Result<Vec<Appended>> {
+    let mut out = Vec::with_capacity(records.len());
     for r in records {
-        seq += 1;
-        let e = r.seal(seq, prev);
-        sqlx::query(
-            "INSERT INTO ledger (seq, at, account_id, kind, payload, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(e.seq as i64)
-        .bind(e.at.0)
-        .bind(e.account.map(|a| uuid_text(a.0)))
-        .bind(&e.kind)
-        .bind(&e.payload)
-        .bind(e.prev_hash.to_vec())
-        .bind(e.hash.to_vec())
-        .execute(&mut **tx)
-        .await?;
-        prev = e.hash;
+        let shard = shard_of_record(r.account);
+        let head = heads
+            .get_mut(&shard)
+            .expect("the shard of every record was locked");
+        let e = r.seal(head.0 + 1, head.1);
+        *head = (e.seq, e.hash);
+        out.push(Appended { shard, entry: e });
     }
-    sqlx::query("UPDATE ledger_head SET seq = $1, hash = $2 WHERE id = 1")
-        .bind(seq as i64)
-        .bind(prev.to_vec())
-        .execute(&mut **tx)
-        .await?;
+    // Multi-row inserts, in chunks well under either backend's limit of
+    // bound parameters.
+    for chunk in out.chunks(100) {
+        let mut sql = String::from(
+            "INSERT INTO ledger (shard, seq, at, account_id, kind, payload, prev_hash, hash) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            let b = i * 8;
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!(
+                "(${},${},${},${},${},${},${},${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7,
+                b + 8
+            ));
+        }
+        let mut q = sqlx::query(&sql);
+        for a in chunk {
+            let e = &a.entry;
+            q = q
+                .bind(a.shard as i64)
+                .bind(e.seq as i64)
+                .bind(e.at.0)
+                .bind(e.account.map(|a| uuid_text(a.0)))
+                .bind(e.kind.clone())
+                .bind(e.payload.clone())
+                .bind(e.prev_hash.to_vec())
+                .bind(e.hash.to_vec());
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(out)
+}
+
+async fn store_heads(
+    tx: &mut Transaction<'_, Any>,
+    heads: &BTreeMap<u16, (u64, Hash)>,
+) -> Result<()> {
+    for (shard, (seq, hash)) in heads {
+        sqlx::query("UPDATE ledger_shards SET seq = $1, hash = $2 WHERE shard = $3")
+            .bind(*seq as i64)
+            .bind(hash.to_vec())
+            .bind(*shard as i64)
+            .execute(&mut **tx)
+            .await?;
+    }
     Ok(())
 }
 
-fn ledger_row(r: &AnyRow) -> Result<LedgerEntry> {
+/// Appends records to their shards. Must be the first write of `tx` (see
+/// the module docs).
+pub(super) async fn append(
+    tx: &mut Transaction<'_, Any>,
+    records: &[LedgerRecord],
+) -> Result<Vec<Appended>> {
+    if records.is_empty() {
+        return Ok(vec![]);
+    }
+    let mut heads = lock_heads(tx, shards_of(records.iter())).await?;
+    let refs: Vec<&LedgerRecord> = records.iter().collect();
+    let out = insert_sealed(tx, &mut heads, &refs).await?;
+    store_heads(tx, &heads).await?;
+    Ok(out)
+}
+
+fn shards_of<'a>(records: impl Iterator<Item = &'a LedgerRecord>) -> Vec<u16> {
+    let mut s: Vec<u16> = records.map(|r| shard_of_record(r.account)).collect();
+    s.sort_unstable();
+    s.dedup();
+    s
+}
+
+fn ledger_row(r: &AnyRow) -> Result<(u16, LedgerEntry)> {
     let account: Option<String> = r.try_get("account_id")?;
-    Ok(LedgerEntry {
-        seq: r.try_get::<i64, _>("seq")? as u64,
-        at: Timestamp(r.try_get("at")?),
-        account: account
-            .as_deref()
-            .map(parse_uuid)
-            .transpose()?
-            .map(AccountId),
-        kind: r.try_get("kind")?,
-        payload: r.try_get("payload")?,
-        prev_hash: bytes32(r.try_get("prev_hash")?, "hash")?,
-        hash: bytes32(r.try_get("hash")?, "hash")?,
-    })
+    Ok((
+        r.try_get::<i64, _>("shard")? as u16,
+        LedgerEntry {
+            seq: r.try_get::<i64, _>("seq")? as u64,
+            at: Timestamp(r.try_get("at")?),
+            account: account
+                .as_deref()
+                .map(parse_uuid)
+                .transpose()?
+                .map(AccountId),
+            kind: r.try_get("kind")?,
+            payload: r.try_get("payload")?,
+            prev_hash: bytes32(r.try_get("prev_hash")?, "hash")?,
+            hash: bytes32(r.try_get("hash")?, "hash")?,
+        },
+    ))
 }
 
 pub(super) async fn record_consent(
@@ -76,50 +187,137 @@ pub(super) async fn record_consent(
     consent: &ConsentState,
     records: &[LedgerRecord],
 ) -> Result<()> {
-    let mut tx = db.pool.begin().await?;
-    append(&mut tx, records).await?;
-    let r = sqlx::query(
-        "UPDATE accounts SET consent = $1, consent_rev = consent_rev + 1 WHERE id = $2 AND consent_rev = $3",
-    )
-    .bind(serde_json::to_string(consent).expect("consent state serialises"))
-    .bind(uuid_text(account.0))
-    .bind(expected_rev)
-    .execute(&mut *tx)
-    .await?;
-    if r.rows_affected() != 1 {
-        return Err(StoreError::Conflict("consent_rev"));
+    let w = ConsentWrite {
+        account,
+        expected_rev,
+        consent: consent.clone(),
+        records: records.to_vec(),
+    };
+    record_consents(db, std::slice::from_ref(&w))
+        .await?
+        .pop()
+        .expect("one result per write")
+}
+
+/// Group commit: every write in one transaction. A write whose revision
+/// is stale gets `Conflict("consent_rev")` and appends nothing; the others
+/// commit. An error of the transaction itself fails them all.
+pub(super) async fn record_consents(db: &Db, writes: &[ConsentWrite]) -> Result<Vec<Result<()>>> {
+    if writes.is_empty() {
+        return Ok(vec![]);
     }
-    let at = records.last().map_or(Timestamp(0), |r| r.at);
-    enqueue_feed(&mut tx, account, "consent_changed", at).await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-pub(super) async fn ledger_head(db: &Db) -> Result<(u64, Hash)> {
-    let row = sqlx::query("SELECT seq, hash FROM ledger_head WHERE id = 1")
-        .fetch_one(&db.pool)
+    // On SQLite the mailbox's group commit and the WAL checkpointer take
+    // the same in-process gate; waiting here costs less than waiting in
+    // SQLite's busy handler.
+    let _gate = match db.backend {
+        Backend::Sqlite => Some(db.write_gate().await),
+        Backend::Postgres => None,
+    };
+    let mut tx = db.pool.begin().await?;
+    let mut heads = lock_heads(
+        &mut tx,
+        shards_of(writes.iter().flat_map(|w| w.records.iter())),
+    )
+    .await?;
+    let mut results = Vec::with_capacity(writes.len());
+    let mut records: Vec<&LedgerRecord> = Vec::new();
+    for w in writes {
+        let r = sqlx::query(
+            "UPDATE accounts SET consent = $1, consent_rev = consent_rev + 1 WHERE id = $2 AND consent_rev = $3",
+        )
+        .bind(serde_json::to_string(&w.consent).expect("consent state serialises"))
+        .bind(uuid_text(w.account.0))
+        .bind(w.expected_rev)
+        .execute(&mut *tx)
         .await?;
-    Ok((
-        row.try_get::<i64, _>(0)? as u64,
-        bytes32(row.try_get(1)?, "hash")?,
-    ))
+        if r.rows_affected() != 1 {
+            results.push(Err(StoreError::Conflict("consent_rev")));
+            continue;
+        }
+        records.extend(w.records.iter());
+        let at = w.records.last().map_or(Timestamp(0), |r| r.at);
+        enqueue_feed(&mut tx, w.account, "consent_changed", at).await?;
+        results.push(Ok(()));
+    }
+    insert_sealed(&mut tx, &mut heads, &records).await?;
+    store_heads(&mut tx, &heads).await?;
+    tx.commit().await?;
+    Ok(results)
 }
 
-pub(super) async fn ledger_page(db: &Db, after: u64, limit: u32) -> Result<Vec<LedgerEntry>> {
-    let rows = sqlx::query("SELECT * FROM ledger WHERE seq > $1 ORDER BY seq LIMIT $2")
-        .bind(after as i64)
-        .bind(limit as i64)
+/// Every shard's head: `(shard, entries, last hash)`, by shard.
+pub(super) async fn ledger_heads(db: &Db) -> Result<Vec<(u16, u64, Hash)>> {
+    let rows = sqlx::query("SELECT shard, seq, hash FROM ledger_shards ORDER BY shard")
         .fetch_all(&db.pool)
         .await?;
-    rows.iter().map(ledger_row).collect()
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get::<i64, _>(0)? as u16,
+                r.try_get::<i64, _>(1)? as u64,
+                bytes32(r.try_get(2)?, "hash")?,
+            ))
+        })
+        .collect()
 }
 
-pub(super) async fn ledger_for_account(db: &Db, account: AccountId) -> Result<Vec<LedgerEntry>> {
+pub(super) async fn ledger_page(
+    db: &Db,
+    shard: u16,
+    after: u64,
+    limit: u32,
+) -> Result<Vec<LedgerEntry>> {
+    let rows =
+        sqlx::query("SELECT * FROM ledger WHERE shard = $1 AND seq > $2 ORDER BY seq LIMIT $3")
+            .bind(shard as i64)
+            .bind(after as i64)
+            .bind(limit as i64)
+            .fetch_all(&db.pool)
+            .await?;
+    rows.iter().map(|r| ledger_row(r).map(|(_, e)| e)).collect()
+}
+
+/// An account's entries and every policy publication, with their shards,
+/// by time (then shard and seq: an account's own entries are in one
+/// shard, in order, except for the shard-0 history from before sharding,
+/// which is older).
+pub(super) async fn ledger_for_account(
+    db: &Db,
+    account: AccountId,
+) -> Result<Vec<(u16, LedgerEntry)>> {
     let rows = sqlx::query(
-        "SELECT * FROM ledger WHERE account_id = $1 OR kind = 'policy_published' ORDER BY seq",
+        "SELECT * FROM ledger WHERE account_id = $1 OR kind = 'policy_published' ORDER BY at, shard, seq",
     )
     .bind(uuid_text(account.0))
     .fetch_all(&db.pool)
     .await?;
     rows.iter().map(ledger_row).collect()
+}
+
+pub(super) async fn put_checkpoint(db: &Db, c: &SignedCheckpoint) -> Result<()> {
+    let cp = &c.checkpoint;
+    sqlx::query(
+        "INSERT INTO ledger_checkpoints (shard, size, root, at, signature) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (shard, size) DO NOTHING",
+    )
+    .bind(cp.shard as i64)
+    .bind(cp.size as i64)
+    .bind(&cp.root)
+    .bind(cp.at.0)
+    .bind(&c.signature)
+    .execute(&db.pool)
+    .await?;
+    Ok(())
+}
+
+/// The newest stored checkpoint of every shard that has one.
+pub(super) async fn latest_checkpoints(db: &Db) -> Result<Vec<SignedCheckpoint>> {
+    let rows = sqlx::query(
+        "SELECT c.* FROM ledger_checkpoints c \
+         JOIN (SELECT shard, MAX(size) AS size FROM ledger_checkpoints GROUP BY shard) m \
+           ON c.shard = m.shard AND c.size = m.size ORDER BY c.shard",
+    )
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter().map(checkpoint_row).collect()
 }

@@ -3,9 +3,11 @@
 //!
 //! Every change to consent is written in one transaction with the ledger
 //! entries that record it, so the ledger and the live state never drift.
-//! Ledger appends are serialised by a write to the single `ledger_head`
-//! row, which every appending transaction performs first (a row lock in
-//! PostgreSQL, the write lock in SQLite).
+//! The ledger is sharded by account: appends to one shard are serialised
+//! by a write to that shard's head row (`ledger_shards`), which every
+//! appending transaction performs first, in ascending shard order (a row
+//! lock in PostgreSQL, the write lock in SQLite). No row is written by
+//! every consent change.
 //!
 //! One public trait, [`MessengerStore`], and one SQL implementation,
 //! [`SqlMessengerStore`]. This file holds both, and the trait impl, whose
@@ -19,8 +21,9 @@
 //!   ([`Account`], [`Device`], [`NewDevice`]): creation, added devices,
 //!   number changes, authentication, deletion.
 //! - `consent.rs`: consent changes and the ledger: appends (used by every
-//!   file that writes ledger entries), the head, pages, an account's
-//!   entries.
+//!   file that writes ledger entries), group-committed consent changes
+//!   ([`ConsentWrite`]), shard heads, pages, an account's entries, and
+//!   the messenger's signed checkpoints.
 //! - `pseudonyms.rs`: pseudonyms ([`PseudonymId`]) by purpose and key
 //!   version, the contact-discovery prefix buckets ([`PrefixBucket`],
 //!   [`PseudonymId::prefix16`]).
@@ -38,6 +41,7 @@ mod verifications;
 
 pub use accord_domain::pseudonym::PrefixBucket;
 pub use accounts::{Account, Device, NewDevice};
+pub use consent::ConsentWrite;
 pub use feed::{FeedDue, FeedStats, PartnerHolding};
 pub use verifications::{
     AttemptClaim, CodeRequest, PendingVerification, RequestCounts, CODE_REQUEST_LOCK,
@@ -50,6 +54,7 @@ use accord_crypto::token::TokenHash;
 use accord_domain::consent::ConsentState;
 use accord_domain::ledger::{Hash, LedgerEntry, LedgerRecord};
 use accord_domain::policy::{PolicyDraft, PolicyHistory, PolicyVersion};
+use accord_domain::transparency::SignedCheckpoint;
 use accord_domain::{AccountId, DeviceId, PhoneNumber, PseudonymId, Timestamp};
 use async_trait::async_trait;
 use uuid::Uuid;
@@ -128,6 +133,10 @@ pub trait MessengerStore: Send + Sync + std::fmt::Debug + 'static {
         consent: &ConsentState,
         records: &[LedgerRecord],
     ) -> Result<()>;
+    /// Group commit of [`MessengerStore::record_consent`]s: one
+    /// transaction, one result per write, in order (a stale revision
+    /// fails that write alone).
+    async fn record_consents(&self, writes: &[ConsentWrite]) -> Result<Vec<Result<()>>>;
     /// Erases the account, its devices and tokens, and appends `record`;
     /// the devices' key-service credentials become pending revocations.
     async fn delete_account(
@@ -216,12 +225,17 @@ pub trait MessengerStore: Send + Sync + std::fmt::Debug + 'static {
     async fn feed_stats(&self) -> Result<FeedStats>;
 
     // --- ledger ---
-    /// `(entries, last hash)`.
-    async fn ledger_head(&self) -> Result<(u64, Hash)>;
-    /// Entries with `seq > after`, in order, at most `limit`.
-    async fn ledger_page(&self, after: u64, limit: u32) -> Result<Vec<LedgerEntry>>;
-    /// Entries naming `account`, and every policy publication, in order.
-    async fn ledger_for_account(&self, account: AccountId) -> Result<Vec<LedgerEntry>>;
+    /// Every shard's head, by shard: `(shard, entries, last hash)`.
+    async fn ledger_heads(&self) -> Result<Vec<(u16, u64, Hash)>>;
+    /// Entries of `shard` with `seq > after`, in order, at most `limit`.
+    async fn ledger_page(&self, shard: u16, after: u64, limit: u32) -> Result<Vec<LedgerEntry>>;
+    /// Entries naming `account`, and every policy publication, with their
+    /// shards, by time.
+    async fn ledger_for_account(&self, account: AccountId) -> Result<Vec<(u16, LedgerEntry)>>;
+    /// Keeps a checkpoint the messenger signed (idempotent per shard and size).
+    async fn put_checkpoint(&self, checkpoint: &SignedCheckpoint) -> Result<()>;
+    /// The newest kept checkpoint of every shard that has one.
+    async fn latest_checkpoints(&self) -> Result<Vec<SignedCheckpoint>>;
 }
 
 /// The SQL implementation, on SQLite or PostgreSQL.
@@ -357,6 +371,10 @@ impl MessengerStore for SqlMessengerStore {
         consent::record_consent(&self.db, account, expected_rev, consent, records).await
     }
 
+    async fn record_consents(&self, writes: &[ConsentWrite]) -> Result<Vec<Result<()>>> {
+        consent::record_consents(&self.db, writes).await
+    }
+
     async fn delete_account(
         &self,
         account: AccountId,
@@ -462,15 +480,23 @@ impl MessengerStore for SqlMessengerStore {
         feed::feed_stats(&self.db).await
     }
 
-    async fn ledger_head(&self) -> Result<(u64, Hash)> {
-        consent::ledger_head(&self.db).await
+    async fn ledger_heads(&self) -> Result<Vec<(u16, u64, Hash)>> {
+        consent::ledger_heads(&self.db).await
     }
 
-    async fn ledger_page(&self, after: u64, limit: u32) -> Result<Vec<LedgerEntry>> {
-        consent::ledger_page(&self.db, after, limit).await
+    async fn ledger_page(&self, shard: u16, after: u64, limit: u32) -> Result<Vec<LedgerEntry>> {
+        consent::ledger_page(&self.db, shard, after, limit).await
     }
 
-    async fn ledger_for_account(&self, account: AccountId) -> Result<Vec<LedgerEntry>> {
+    async fn ledger_for_account(&self, account: AccountId) -> Result<Vec<(u16, LedgerEntry)>> {
         consent::ledger_for_account(&self.db, account).await
+    }
+
+    async fn put_checkpoint(&self, checkpoint: &SignedCheckpoint) -> Result<()> {
+        consent::put_checkpoint(&self.db, checkpoint).await
+    }
+
+    async fn latest_checkpoints(&self) -> Result<Vec<SignedCheckpoint>> {
+        consent::latest_checkpoints(&self.db).await
     }
 }

@@ -36,8 +36,9 @@ pub(super) async fn publish_policy(
     at: Timestamp,
 ) -> Result<PolicyVersion> {
     let mut tx = db.pool.begin().await?;
-    // Lock the ledger head first: publications are serialised with every append.
-    sqlx::query("UPDATE ledger_head SET seq = seq WHERE id = 1")
+    // Lock the policy shard's head first: publications are serialised
+    // with each other and with every append to that shard.
+    sqlx::query("UPDATE ledger_shards SET seq = seq WHERE shard = 0")
         .execute(&mut *tx)
         .await?;
     let next: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM policies")

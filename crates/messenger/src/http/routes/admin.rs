@@ -6,7 +6,8 @@ use crate::http::extract::Admin;
 use crate::http::status::policy_error;
 use crate::http::AppState;
 use crate::service::ConsentView;
-use accord_domain::ledger::{ChainReport, LedgerEntry};
+use crate::service::LedgerReport;
+use accord_domain::ledger::LedgerEntry;
 use accord_domain::time::{DAY_MS, HOUR_MS, SECOND_MS};
 use accord_domain::{AccountId, PolicyDraft, PolicyVersion, Timestamp};
 use accord_http::{ApiError, ApiResult, ErrorBody, Json, Path, Query};
@@ -51,15 +52,19 @@ pub async fn ledger(
 ) -> ApiResult<Json<Vec<LedgerEntry>>> {
     Ok(Json(
         s.messenger
-            .ledger_page(q.after.unwrap_or(0), q.limit.unwrap_or(100))
+            .ledger_page(
+                q.shard.unwrap_or(0),
+                q.after.unwrap_or(0),
+                q.limit.unwrap_or(100),
+            )
             .await?,
     ))
 }
 
-/// Walks the whole chain: 200 when intact, 409 naming the first bad entry.
+/// Walks every shard's chain: 200 when intact, 409 naming the first bad entry.
 #[utoipa::path(get, path = "/v1/admin/ledger/verify", tag = "admin", security(("admin" = [])),
     responses((status = 200, body = Object), (status = 409, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn verify_ledger(State(s): State<AppState>, _: Admin) -> ApiResult<Json<ChainReport>> {
+pub async fn verify_ledger(State(s): State<AppState>, _: Admin) -> ApiResult<Json<LedgerReport>> {
     Ok(Json(s.messenger.verify_ledger().await?))
 }
 

@@ -12,6 +12,7 @@ pub mod number;
 mod policy;
 mod registration;
 mod stream;
+mod transparency;
 
 pub use account::*;
 pub use admin::*;
@@ -24,6 +25,7 @@ pub use messages::*;
 pub use policy::*;
 pub use registration::*;
 pub use stream::*;
+pub use transparency::*;
 
 use super::AppState;
 use axum::extract::DefaultBodyLimit;
@@ -77,7 +79,11 @@ pub fn router(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) 
         .routes(routes!(admin::reconcile))
         .routes(routes!(contacts::refresh))
         .routes(routes!(admin::verify_ledger))
-        .routes(routes!(admin::consent_at));
+        .routes(routes!(admin::consent_at))
+        .routes(routes!(transparency::log_key))
+        .routes(routes!(transparency::checkpoints))
+        .routes(routes!(transparency::inclusion))
+        .routes(routes!(transparency::consistency));
     if state.simulated_clock.is_some() {
         r = r.routes(routes!(admin::clock, admin::advance_clock));
     }

@@ -57,3 +57,15 @@ pub async fn read(
 pub async fn stats(State(s): State<AppState>, _: Admin) -> ApiResult<Json<PartnerStats>> {
     Ok(Json(s.service.stats().await?))
 }
+
+/// Every checkpoint of the messenger's consent log that the feed brought,
+/// signatures checked on arrival: this partner's witness of that log
+/// (`accord ledger verify --witness partner`).
+#[utoipa::path(get, path = "/v1/admin/partner/checkpoints", tag = "admin", security(("admin" = [])),
+    responses((status = 200, body = Vec<Object>, description = "SignedCheckpoint"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn checkpoints(
+    State(s): State<AppState>,
+    _: Admin,
+) -> ApiResult<Json<Vec<accord_domain::transparency::SignedCheckpoint>>> {
+    Ok(Json(s.service.checkpoints().await?))
+}

@@ -29,5 +29,6 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(users::suggestions))
         .routes(routes!(admin::read))
         .routes(routes!(admin::stats))
+        .routes(routes!(admin::checkpoints))
         .split_for_parts()
 }
