@@ -19,6 +19,7 @@
 //!   [`ConsentView`], [`AcceptChoice`], [`ClockView`]) are re-exported here.
 
 pub mod discovery;
+pub mod kt;
 pub mod messaging;
 
 use accord_domain::ledger::LedgerEntry;

@@ -88,6 +88,11 @@ pub struct Claimed {
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub account_id: AccountId,
     pub devices: Vec<ClaimedDevice>,
+    /// The account's device list as the key directory holds it, with its
+    /// proof: the client uses no device that is not in it. Absent when
+    /// the account was never published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kt: Option<crate::kt::KtLookup>,
 }
 
 /// `POST /v1/messages`: one message, an envelope for every device of

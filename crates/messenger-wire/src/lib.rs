@@ -13,6 +13,8 @@
 //! - [`contacts`]: contact discovery's configuration and buckets;
 //! - [`e2e`]: the key directory, claims, sends, the long-poll fetch and
 //!   ack, reports. The frames and keys themselves are `accord-e2e`'s.
+//! - [`kt`]: key transparency: signed roots, lookup, history and audit
+//!   proofs, and the directory's value for an account ([`DeviceList`]).
 //!
 //! Each type says exactly what the server sends or accepts: request
 //! bodies refuse unknown fields as the server does; optional fields the
@@ -22,10 +24,12 @@ pub mod account;
 pub mod admin;
 pub mod contacts;
 pub mod e2e;
+pub mod kt;
 pub mod transparency;
 
 pub use account::*;
 pub use admin::*;
 pub use contacts::*;
 pub use e2e::*;
+pub use kt::*;
 pub use transparency::*;

@@ -28,6 +28,10 @@
 //!   blocks and reports. Ciphertext only. ([`accord_e2e`], re-exported,
 //!   is the E2E crate itself: wire types and the client's sessions.)
 //!
+//! - [`kt`]: key transparency: the auditable key directory (akd) that
+//!   every account's device list is published into, its signed epoch
+//!   roots, and its lookup, history and audit proofs.
+//!
 //! - [`startup`]: the composition root, [`Application::build`] from
 //!   [`Settings`]: what `accord serve`, `accord demo`, the benches and the
 //!   tests all start.
@@ -43,6 +47,7 @@ pub mod consent_writer;
 pub mod feed;
 pub mod http;
 pub mod keys;
+pub mod kt;
 pub mod relay;
 pub mod service;
 pub mod startup;

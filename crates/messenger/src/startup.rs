@@ -7,6 +7,7 @@
 
 use crate::feed::{Dispatcher, FeedConfig};
 use crate::keys::KeyAccess;
+use crate::kt::KeyDirectory;
 use crate::relay::wake::{LocalWake, NatsConfig, NatsWake, Wake};
 use crate::relay::{E2eConfig, Relay};
 use crate::service::{Messenger, MessengerConfig, REVOCATION_RETRY_EVERY};
@@ -16,7 +17,7 @@ use crate::AppState;
 use accord_crypto::token::TokenHash;
 use accord_domain::{Clock, ConsentProfile, SimulatedClock};
 use accord_http::{spawn_loop, spawn_server, Stop, Task};
-use accord_storage::{Backend, Db, SqlMailboxStore, SqlMessengerStore, StoreError};
+use accord_storage::{Backend, Db, SqlKtStore, SqlMailboxStore, SqlMessengerStore, StoreError};
 use axum::Router;
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +46,9 @@ pub struct Settings {
     pub e2e: E2eConfig,
     /// Reverse proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Where the key directory's VRF and root-signing keys live; by
+    /// default the data directory (required with PostgreSQL).
+    pub kt_key_dir: Option<std::path::PathBuf>,
     /// The consent log's checkpoint signing key, kept outside the database.
     pub log_key: SignerSource,
     /// How often the grown shards of the consent log get a signed
@@ -74,6 +78,7 @@ impl Settings {
             config: MessengerConfig::default(),
             e2e: E2eConfig::default(),
             trusted_proxies: Vec::new(),
+            kt_key_dir: None,
             log_key: SignerSource::Ephemeral,
             checkpoint_every: CHECKPOINT_EVERY,
         }
@@ -88,6 +93,12 @@ pub enum StartupError {
     Store(#[from] StoreError),
     #[error("NATS at {url}: {message}")]
     Nats { url: String, message: String },
+    #[error("{0}")]
+    KeyDirectory(#[from] crate::kt::KtError),
+    #[error(
+        "the key directory's keys need a directory: pass --kt-key-dir with a PostgreSQL database"
+    )]
+    NoKtKeyDir,
     #[error("the consent log's signing key: {0}")]
     LogKey(std::io::Error),
 }
@@ -116,7 +127,15 @@ impl Application {
     /// Opens (and migrates) the database, starts the relay's writer and
     /// wake-ups, and assembles the use cases and the router's state.
     pub async fn build(s: Settings) -> Result<Self, StartupError> {
+        let kt_key_dir = match (&s.kt_key_dir, is_url(&s.location)) {
+            (Some(dir), _) => dir.clone(),
+            (None, false) => std::path::PathBuf::from(
+                s.location.strip_prefix("sqlite://").unwrap_or(&s.location),
+            ),
+            (None, true) => return Err(StartupError::NoKtKeyDir),
+        };
         let db = Db::open_service(&s.location, "messenger").await?;
+        let kt_store = Arc::new(SqlKtStore::new(db.clone()).await?);
         let store = Arc::new(SqlMessengerStore::new(db.clone()).await?);
         let mailboxes = Arc::new(SqlMailboxStore::new(db).await?);
         let wake: Arc<dyn Wake> = match &s.nats {
@@ -137,6 +156,8 @@ impl Application {
             s.e2e,
             wake,
         );
+        let kt = KeyDirectory::open(kt_store, &kt_key_dir, s.clock.clone()).await?;
+        relay.attach_key_directory(kt);
         let signer = s.log_key.load().map_err(StartupError::LogKey)?;
         // SQLite has one writer; on PostgreSQL a few commits overlap.
         let consent_writers = match store.db().backend {
@@ -286,4 +307,9 @@ impl Application {
         tasks.push(spawn_server(listener, self.router(), stop.clone()));
         tasks
     }
+}
+
+/// Whether `location` names a database server rather than a directory.
+fn is_url(location: &str) -> bool {
+    location.starts_with("postgres:") || location.starts_with("postgresql:")
 }

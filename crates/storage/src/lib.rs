@@ -22,6 +22,9 @@
 //! - [`messenger`]: [`MessengerStore`](messenger::MessengerStore), the
 //!   messenger's accounts, devices, policies and consent ledger; one file
 //!   per concern under `messenger/` (listed in its docs).
+//! - [`kt`]: [`KtStore`](kt::KtStore), the messenger's key-transparency
+//!   log: the updates it published into its key directory, epoch by
+//!   epoch, and each epoch's signed root.
 //! - [`mailbox`]: [`MailboxStore`](mailbox::MailboxStore), the messenger's
 //!   E2E key directory, per-device mailboxes (group-committed batches),
 //!   blocks and reports.
@@ -38,6 +41,7 @@
 pub mod db;
 pub mod error;
 pub mod keyd;
+pub mod kt;
 pub mod mailbox;
 pub mod messenger;
 pub mod partner;
@@ -45,6 +49,7 @@ mod sql;
 
 pub use db::{Backend, Db};
 pub use error::StoreError;
+pub use kt::{KtStore, SqlKtStore};
 pub use mailbox::{MailboxStore, SqlMailboxStore};
 pub use messenger::{
     Account, AttemptClaim, CodeRequest, ConsentWrite, Device, FeedDue, FeedStats, MessengerStore,

@@ -252,8 +252,12 @@ struct ClientTally {
 
 async fn run(opts: &ConsentBenchOptions, location: &Location) -> BenchResult<ConsentBenchReport> {
     let admin_token = BearerToken::generate();
+    // The key directory's keys, for this run only (the directory is
+    // published to but not measured here).
+    let kt_keys = tempfile::tempdir().map_err(err)?;
     let app = Application::build(Settings {
         checkpoint_every: opts.checkpoint_every,
+        kt_key_dir: Some(kt_keys.path().to_path_buf()),
         // The generator registers every account from this one address,
         // in one number range.
         config: MessengerConfig {

@@ -66,6 +66,18 @@ pub enum BenchCmd {
         #[arg(long)]
         in_process: bool,
     },
+    /// The key directory (key transparency): the time to publish an epoch
+    /// of 1,000 and of --large account changes, one lookup with its proof
+    /// verification, the proof sizes; prints `name: value` lines. Build
+    /// with --release for meaningful figures.
+    Kt {
+        /// Changes in the large epoch.
+        #[arg(long, default_value_t = 100_000)]
+        large: usize,
+        /// Lookups to average over.
+        #[arg(long, default_value_t = 200)]
+        lookups: usize,
+    },
     /// (Used by `bench relay`.) Opens idle WebSockets with the device
     /// tokens read from stdin and holds them until stdin closes.
     #[command(hide = true)]
@@ -158,6 +170,20 @@ pub async fn run(b: BenchCmd) -> CliResult {
             let report = crate::bench::relay::bench_relay(opts)
                 .await
                 .map_err(|e| CliError::Internal(anyhow::anyhow!("{e}")))?;
+            print!("{report}");
+        }
+        BenchCmd::Kt { large, lookups } => {
+            if cfg!(debug_assertions) {
+                eprintln!(
+                    "warning: debug build; run `cargo run --release -- bench kt` for real figures"
+                );
+            }
+            let report = crate::bench::kt::bench_kt(crate::bench::kt::KtBenchOptions {
+                large: large.clamp(1, 1_000_000),
+                lookups: lookups.clamp(1, 100_000),
+            })
+            .await
+            .map_err(|e| CliError::Internal(anyhow::anyhow!("{e}")))?;
             print!("{report}");
         }
         BenchCmd::RelayIdleClient { url, count } => {

@@ -120,6 +120,41 @@ impl Demo {
         Ok((Client::new(&self.base).with_token(r.token), r.keyd_token))
     }
 
+    /// Registers a device (accepting the policy in force) and sets up its
+    /// end-to-end state in `dir`, its keys published.
+    async fn e2e_user(
+        &self,
+        phone: &str,
+        dir: &std::path::Path,
+    ) -> CliResult<(Client, accord_client::messaging::Device)> {
+        use accord_client::messaging::{Device, KeySource};
+        let c = Client::new(&self.base);
+        let s = c.start_registration(phone, None).await?;
+        let code = s
+            .dev_code
+            .ok_or_else(|| CliError::Internal(anyhow::anyhow!("dev verifier returned no code")))?;
+        let policy = c.current_policy().await?;
+        let accept = AcceptChoice::default();
+        let r = c
+            .verify_registration(
+                s.registration_id,
+                &code,
+                &device("Pixel 8"),
+                policy.as_ref().map(|p| (p.version, &accept)),
+            )
+            .await?;
+        let client = Client::new(&self.base).with_token(r.token);
+        let mut dev = Device::open_or_create(
+            &dir.join(format!("{}.e2e.json", r.device_id)),
+            &KeySource::KeyFile(dir.join(format!("{}.e2e.key", r.device_id))),
+            r.account_id,
+            r.device_id,
+        )
+        .map_err(super::msg::cli_error)?;
+        dev.setup(&client).await.map_err(super::msg::cli_error)?;
+        Ok((client, dev))
+    }
+
     async fn advance_to(&self, day: i64, t0: Timestamp) -> CliResult<Timestamp> {
         let now = self.admin.clock().await?.now;
         let target = t0.plus_days(day);
@@ -444,6 +479,65 @@ async fn story(d: &mut Demo) -> CliResult {
     }
     println!("    (numbers were blinded before the key service saw them; the messenger saw only 16-bit bucket prefixes;");
     println!("     bob deleted his account, so his number is no longer found)");
+
+    d.say("Erin and Frank message each other and compare safety numbers (key transparency).");
+    let e2e_dir = tempfile::tempdir().map_err(|e| CliError::Internal(e.into()))?;
+    let (erin_c, mut erin) = d.e2e_user("+62 812 3456 7893", e2e_dir.path()).await?;
+    let (frank_c, mut frank) = d.e2e_user("+62 812 3456 7894", e2e_dir.path()).await?;
+    let to_frank = accord_client::messaging::Recipient::Account(frank.account_id());
+    let sent = erin
+        .send_text(&erin_c, &to_frank, "hi Frank")
+        .await
+        .map_err(super::msg::cli_error)?;
+    println!(
+        "    erin sent to {} device(s) of frank, each checked against the key directory's lookup proof",
+        sent.devices
+    );
+    let on_erin = erin
+        .safety_number(&erin_c, frank.account_id())
+        .await
+        .map_err(super::msg::cli_error)?;
+    let on_frank = frank
+        .safety_number(&frank_c, erin.account_id())
+        .await
+        .map_err(super::msg::cli_error)?;
+    println!("    erin's screen:  {}", on_erin.number);
+    println!("    frank's screen: {}", on_frank.number);
+    if on_erin.number != on_frank.number {
+        return Err(CliError::Internal(anyhow::anyhow!(
+            "the two safety numbers differ"
+        )));
+    }
+    erin.mark_verified(&on_erin)
+        .map_err(super::msg::cli_error)?;
+    println!("    they match: erin marks frank verified (a change of his keys would now block her sends until she accepts it)");
+    for (who, c, dev) in [
+        ("erin", &erin_c, &mut erin),
+        ("frank", &frank_c, &mut frank),
+    ] {
+        let a = dev.audit_own(c).await.map_err(super::msg::cli_error)?;
+        println!(
+            "    {who}'s own audit: {} device(s) in the directory, {} warning(s)",
+            a.devices,
+            a.warnings.len()
+        );
+    }
+
+    d.say("An outside auditor checks the key directory's history (accord audit keys).");
+    let mut auditor = accord_client::kt::Auditor::open(&e2e_dir.path().join("kt-audit.json"))
+        .map_err(|e| CliError::Internal(anyhow::anyhow!("{e}")))?;
+    let r = auditor
+        .run(&Client::new(&d.base))
+        .await
+        .map_err(|e| CliError::Tampered(e.to_string()))?;
+    println!(
+        "    audit passed: {} signed root(s) checked, append-only proofs {}",
+        r.roots_checked,
+        match r.proven {
+            Some((from, to)) => format!("from epoch {from} to {to}"),
+            None => "not needed (one epoch)".into(),
+        }
+    );
 
     d.say(
         "The operator verifies the ledger against the checkpoints the partner kept from the feed.",

@@ -1,6 +1,7 @@
 //! Command-line definitions and dispatch; one module per command family.
 
 mod admin;
+mod audit;
 mod bench;
 mod block;
 mod contacts;
@@ -118,6 +119,10 @@ pub enum Command {
     /// End-to-end encrypted messages: send, listen, keys.
     #[command(subcommand)]
     Msg(msg::MsgCmd),
+    /// Audit a messenger: `accord audit keys` checks its key directory's
+    /// history from the published roots (no account needed).
+    #[command(subcommand)]
+    Audit(audit::AuditCmd),
     /// Block a user: their messages are no longer delivered to you.
     Block(block::BlockArgs),
     /// Unblock a user.
@@ -139,6 +144,7 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::Bench(b) => bench::run(b).await,
         Command::Partner(p) => partner::run(p).await,
         Command::Msg(m) => msg::run(m).await,
+        Command::Audit(a) => audit::run(a).await,
         Command::Block(a) => block::block(a).await,
         Command::Unblock(a) => block::unblock(a).await,
     }

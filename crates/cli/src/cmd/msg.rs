@@ -186,6 +186,44 @@ pub enum MsgCmd {
         #[command(flatten)]
         d: DeviceArgs,
     },
+    /// Print the safety number of this account and another (a fingerprint
+    /// of both accounts' identity keys, as the key directory proves them),
+    /// to compare aloud or side by side; --mark records the peer as
+    /// verified: a later change of their keys blocks sending until
+    /// accepted.
+    Verify {
+        #[command(flatten)]
+        d: DeviceArgs,
+        /// The peer: a phone number or an account id.
+        #[arg(long = "with")]
+        with: String,
+        #[arg(long)]
+        region: Option<String>,
+        /// Mark the peer verified (after comparing the numbers).
+        #[arg(long)]
+        mark: bool,
+    },
+    /// Accept the new keys of a verified peer whose keys changed (sending
+    /// to them is blocked until then); the peer is then unverified.
+    Accept {
+        #[command(flatten)]
+        d: DeviceArgs,
+        #[arg(long = "with")]
+        with: String,
+        #[arg(long)]
+        region: Option<String>,
+    },
+    /// Audit this account in the key directory: warn about any device or
+    /// key on it that this device did not publish or accept (`listen` and
+    /// `keys` run this first). Exits 1 on a warning. --accept-device
+    /// accepts another device of yours.
+    Audit {
+        #[command(flatten)]
+        d: DeviceArgs,
+        /// Accept this device id as one of yours.
+        #[arg(long)]
+        accept_device: Option<String>,
+    },
 }
 
 /// A messaging failure as the CLI reports it (exit 2 for the user's input,
@@ -199,6 +237,40 @@ pub fn cli_error(e: MessagingError) -> CliError {
         )),
         e if e.is_input() => CliError::Input(e.to_string()),
         e => CliError::Internal(anyhow::anyhow!("{e}")),
+    }
+}
+
+/// Audits this account in the key directory and warns, loudly, about
+/// what this device did not publish or accept.
+async fn audit_own(client: &Client, device: &mut Device) -> CliResult {
+    let audit = device.audit_own(client).await.map_err(cli_error)?;
+    if audit.warnings.is_empty() {
+        eprintln!(
+            "key directory: this account's {} device(s) are all yours (epoch {})",
+            audit.devices, audit.epoch
+        );
+        return Ok(());
+    }
+    for w in &audit.warnings {
+        eprintln!("WARNING: {w}");
+    }
+    Err(CliError::Tampered(format!(
+        "the key directory shows {} device(s) or key(s) on this account that this device did not publish or accept (accept your own with `accord msg audit --accept-device <id>`)",
+        audit.warnings.len()
+    )))
+}
+
+/// `--with`: an account id, or a phone number (its account found by a
+/// claim, as a send would).
+async fn resolve(
+    client: &Client,
+    device: &mut Device,
+    with: &str,
+    region: Option<&str>,
+) -> CliResult<AccountId> {
+    match parse_recipient(with, region)? {
+        Recipient::Account(a) => Ok(a),
+        Recipient::Phone(p) => device.account_of(client, &p).await.map_err(cli_error),
     }
 }
 
@@ -229,6 +301,9 @@ pub async fn run(c: MsgCmd) -> CliResult {
                 .send_text(&client, &to, &text)
                 .await
                 .map_err(cli_error)?;
+            for a in &sent.key_changes {
+                eprintln!("notice: the keys of {a} changed (a new or removed device); compare safety numbers with `accord msg verify --with {a}`");
+            }
             println!(
                 "sent {} to {} devices{}",
                 sent.client_message_id,
@@ -237,9 +312,58 @@ pub async fn run(c: MsgCmd) -> CliResult {
             );
             Ok(())
         }
+        MsgCmd::Verify {
+            d,
+            with,
+            region,
+            mark,
+        } => {
+            let (_, client, mut device) = d.open()?;
+            let peer = resolve(&client, &mut device, &with, region.as_deref()).await?;
+            let n = device
+                .safety_number(&client, peer)
+                .await
+                .map_err(cli_error)?;
+            println!(
+                "safety number with {peer} (key directory epoch {}):",
+                n.epoch
+            );
+            for line in n.number.split(' ').collect::<Vec<_>>().chunks(4) {
+                println!("  {}", line.join(" "));
+            }
+            if mark {
+                device.mark_verified(&n).map_err(cli_error)?;
+                println!("marked {peer} verified: a change of their keys now blocks sending until you accept it");
+            } else {
+                println!("compare it with theirs; if it matches, run again with --mark");
+            }
+            Ok(())
+        }
+        MsgCmd::Accept { d, with, region } => {
+            let (_, client, mut device) = d.open()?;
+            let peer = resolve(&client, &mut device, &with, region.as_deref()).await?;
+            if device.accept_peer_change(peer).map_err(cli_error)? {
+                println!("accepted the new keys of {peer}; they are unverified until you compare safety numbers again");
+                Ok(())
+            } else {
+                Err(CliError::Input(format!(
+                    "no unaccepted key change of {peer}"
+                )))
+            }
+        }
+        MsgCmd::Audit { d, accept_device } => {
+            let (_, client, mut device) = d.open()?;
+            if let Some(id) = accept_device {
+                let id = DeviceId::parse(&id)
+                    .ok_or_else(|| CliError::Input("--accept-device is not a device id".into()))?;
+                device.accept_own_device(id).map_err(cli_error)?;
+            }
+            audit_own(&client, &mut device).await
+        }
         MsgCmd::Keys { d } => {
             let (_, client, mut device) = d.open()?;
             let count = device.replenish(&client).await.map_err(cli_error)?;
+            audit_own(&client, &mut device).await?;
             println!(
                 "device {}: {} one-time keys on the server, fallback key: {}",
                 device.device_id(),
@@ -259,6 +383,9 @@ pub async fn run(c: MsgCmd) -> CliResult {
                 return Err(CliError::Input("--count must be at least 1".into()));
             }
             let (_, client, mut device) = d.open()?;
+            if device.is_published() {
+                audit_own(&client, &mut device).await?;
+            }
             let opts = ListenOptions {
                 timeout: timeout_s.map(Duration::from_secs),
                 transport: if long_poll {

@@ -509,6 +509,9 @@ async fn start_messenger(
         keys,
         feed,
         trusted_proxies: a.trusted_proxies.clone(),
+        // The key directory's VRF and root keys, next to the key
+        // service's master key (with PostgreSQL too).
+        kt_key_dir: Some(a.data.data_dir.clone()),
         config: accord_messenger::MessengerConfig {
             codes_per_hour: a.codes_per_number,
             codes_per_client_per_hour: a.codes_per_client,

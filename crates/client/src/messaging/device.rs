@@ -205,6 +205,9 @@ impl Device {
         let target = self.one_time_key_target();
         let count = self.upload_keys(client, target, true).await?;
         self.locked(|_, dir| dir.publication = Publication::Published)?;
+        // Pin the key directory's keys now, while this device is new (trust
+        // on first use; later claims are checked against them).
+        self.directory_keys(client).await?;
         Ok(count)
     }
 

@@ -41,6 +41,18 @@ pub enum MessagingError {
     StillStale,
     #[error("unexpected answer from the server: {0}")]
     Protocol(String),
+    /// The server handed out a device (or keys) of `account` that the key
+    /// directory does not prove: nothing is sent to it.
+    #[error("the server gave device {device} of account {account}, which the key directory does not prove: refusing to send (the server may be substituting keys)")]
+    Unproven {
+        account: accord_domain::AccountId,
+        device: accord_domain::DeviceId,
+    },
+    /// A verified peer's device list changed: accept the change first.
+    #[error("the keys of verified account {account} changed: compare safety numbers again, or accept the change (`accord msg accept`), before sending")]
+    PeerChanged { account: accord_domain::AccountId },
+    #[error("key transparency: {0}")]
+    KeyTransparency(#[from] crate::kt::KtError),
 }
 
 impl MessagingError {
@@ -61,6 +73,9 @@ impl MessagingError {
             MessagingError::NoDevices => "no_devices",
             MessagingError::StillStale => "stale_devices",
             MessagingError::Protocol(_) => "protocol",
+            MessagingError::Unproven { .. } => "unproven_device",
+            MessagingError::PeerChanged { .. } => "peer_keys_changed",
+            MessagingError::KeyTransparency(e) => e.code(),
         }
     }
 
@@ -72,7 +87,9 @@ impl MessagingError {
             MessagingError::E2e(_)
             | MessagingError::Io(_)
             | MessagingError::StillStale
-            | MessagingError::Protocol(_) => false,
+            | MessagingError::Protocol(_)
+            | MessagingError::Unproven { .. }
+            | MessagingError::KeyTransparency(_) => false,
             _ => true,
         }
     }

@@ -50,6 +50,11 @@
 //!   claims that found no device), the retry on `stale_devices`.
 //! - `listen`: [`Event`], [`ListenOptions`]: the WebSocket and the
 //!   long-poll, acks, delivery receipts.
+//! - `trust`: key transparency on every claim (lookup proofs checked
+//!   against the pinned directory keys; unproven devices refused),
+//!   verified peers and their safety numbers ([`SafetyNumber`],
+//!   [`PeerStatus`]), and the audit of this device's own account
+//!   ([`OwnAudit`]).
 //! - `error`: [`MessagingError`], with stable codes.
 
 mod device;
@@ -58,6 +63,7 @@ mod key_source;
 mod listen;
 mod send;
 mod state;
+mod trust;
 
 /// The end-to-end types a caller of this module names.
 pub use accord_e2e::payload::MAX_RECEIPT_IDS;
@@ -70,3 +76,4 @@ pub use error::{MessagingError, Result};
 pub use key_source::KeySource;
 pub use listen::{Event, ListenEnd, ListenOptions, Transport};
 pub use send::{Recipient, Sent, EMPTY_CLAIM_BACKOFF, EMPTY_CLAIM_BACKOFF_MAX};
+pub use trust::{OwnAudit, OwnWarning, PeerStatus, SafetyNumber};

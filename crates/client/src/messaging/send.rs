@@ -24,7 +24,7 @@ use accord_e2e::{
     ClientMessageId, DeviceKeys, PeerDevice, Plaintext, PlaintextKind, SendRequest,
     SignedOneTimeKey, WireError,
 };
-use accord_messenger_wire::{ClaimRequest, Claimed, SendMessage, SendOutcome};
+use accord_messenger_wire::{ClaimRequest, Claimed, KtLookup, SendMessage, SendOutcome};
 use reqwest::Method;
 
 use super::device::Device;
@@ -49,6 +49,8 @@ pub(super) struct EmptyClaims {
 pub(super) struct Claim {
     pub(super) account: AccountId,
     pub(super) devices: Vec<(DeviceKeys, SignedOneTimeKey)>,
+    /// The directory's proof of the account's device list.
+    pub(super) kt: Option<KtLookup>,
 }
 
 impl Claim {
@@ -65,6 +67,7 @@ impl Claim {
         Ok(Claim {
             account: r.account_id,
             devices,
+            kt: r.kt,
         })
     }
 
@@ -93,6 +96,9 @@ pub struct Sent {
     pub devices: usize,
     /// The server had already accepted this message id (a retry).
     pub duplicate: bool,
+    /// Unverified peers whose device list changed (proven by the key
+    /// directory): show the user a notice.
+    pub key_changes: Vec<AccountId>,
 }
 
 impl Device {
@@ -153,6 +159,10 @@ impl Device {
         if !self.is_published() {
             self.setup(client).await?;
         }
+        if let Recipient::Account(a) = to {
+            self.check_not_blocked(*a)?;
+        }
+        let mut key_changes = Vec::new();
         for attempt in 0..2 {
             // After a 409 `stale_devices`: claim everything again, whatever
             // is cached and whatever the backoff says.
@@ -184,6 +194,10 @@ impl Device {
                 }
             }
 
+            // Nothing is encrypted to a device the directory does not
+            // prove, nor to a verified peer whose list changed.
+            key_changes.extend(self.verify_claims(client, &claims).await?);
+            self.check_not_blocked(to_account)?;
             let own_device = self.device_id();
             let (envelopes, to_recipient) = self.locked(|m, dir| -> Result<_> {
                 for c in &claims {
@@ -235,6 +249,7 @@ impl Device {
                         to_account,
                         devices,
                         duplicate: outcome.duplicate,
+                        key_changes,
                     })
                 }
                 Err(e) if e.code() == Some("stale_devices") => {

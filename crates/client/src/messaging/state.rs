@@ -97,6 +97,10 @@ pub(super) struct Directory {
     /// twice (its message keys are used up anyway).
     #[serde(default)]
     pub(super) last_envelope: Option<EnvelopeId>,
+    /// Key transparency: the pinned directory keys, peers' proven lists
+    /// and whether they are verified, this account's accepted devices.
+    #[serde(default)]
+    pub(super) kt: super::trust::TrustState,
 }
 
 impl Directory {

@@ -34,4 +34,6 @@ pub enum RelayError {
     Unavailable,
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    KeyDirectory(#[from] crate::kt::KtError),
 }

@@ -7,6 +7,7 @@ use accord_domain::{AccountId, DeviceId, PhoneNumber};
 use accord_e2e::{
     decode_device_keys, decode_one_time_key, DeviceKeys, SignedOneTimeKey, WireError,
 };
+use accord_messenger_wire::{DeviceList, DirectoryDevice};
 use accord_storage::mailbox::PutDeviceKeys;
 use accord_storage::StoreError;
 use std::collections::{BTreeSet, HashSet};
@@ -42,7 +43,9 @@ impl Relay {
         {
             PutDeviceKeys::Stored | PutDeviceKeys::Identical => {
                 self.inner.devices.remove(&account);
-                Ok(())
+                // Also after `Identical`: a retry after a failed
+                // publication publishes now (unchanged values are skipped).
+                self.publish_accounts(&[account]).await
             }
             PutDeviceKeys::Conflict => Err(RelayError::DeviceKeysExist),
         }
@@ -159,6 +162,39 @@ impl Relay {
         Ok(v)
     }
 
+    /// The device list the key directory should hold for `account`: its
+    /// devices that exist and have identity keys, read afresh (empty for
+    /// a deleted account).
+    pub async fn directory_value(&self, account: AccountId) -> Result<DeviceList, RelayError> {
+        self.inner.devices.remove(&account);
+        let mut out = Vec::new();
+        for d in self.devices_of(account).await?.unwrap_or_default().iter() {
+            if let Some(k) = self.stored_keys(*d).await? {
+                out.push(DirectoryDevice {
+                    device_id: *d,
+                    ed25519: *k.ed25519.as_bytes(),
+                    curve25519: k.curve25519.to_bytes(),
+                });
+            }
+        }
+        Ok(DeviceList::new(out))
+    }
+
+    /// Publishes the current device lists of `accounts` into the key
+    /// directory (one epoch; nothing when none changed or no directory is
+    /// attached).
+    pub async fn publish_accounts(&self, accounts: &[AccountId]) -> Result<(), RelayError> {
+        let Some(kt) = self.inner.kt.get() else {
+            return Ok(());
+        };
+        let mut updates = Vec::with_capacity(accounts.len());
+        for a in accounts {
+            updates.push((*a, self.directory_value(*a).await?));
+        }
+        kt.publish(updates).await?;
+        Ok(())
+    }
+
     pub async fn claim(
         &self,
         requester: DeviceId,
@@ -190,9 +226,20 @@ impl Relay {
                 one_time_key: otk,
             });
         }
+        // The proof of what the directory holds for the account: the
+        // client checks every device above against it.
+        let kt = match self.inner.kt.get() {
+            None => None,
+            Some(kt) => match kt.lookup(account.id).await {
+                Ok(l) => Some(l),
+                Err(crate::kt::KtError::NotFound) => None,
+                Err(e) => return Err(e.into()),
+            },
+        };
         Ok(Claimed {
             account_id: account.id,
             devices,
+            kt,
         })
     }
 }

@@ -52,6 +52,7 @@ pub use error::RelayError;
 pub use keys::{ClaimTarget, Claimed, ClaimedDevice, KeyCount};
 pub use messages::{frame_of, SendOutcome};
 
+use crate::kt::KeyDirectory;
 use crate::relay::limit::TokenBuckets;
 use crate::relay::wake::{LocalWake, Wake};
 use crate::relay::writer::Writer;
@@ -59,7 +60,7 @@ use crate::ttl_cache::TtlCache;
 use accord_domain::{AccountId, Clock, DeviceId, Timestamp};
 use accord_storage::{MailboxStore, MessengerStore};
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 #[derive(Debug)]
@@ -81,6 +82,9 @@ struct Inner {
     wrote: Mutex<HashSet<(AccountId, AccountId)>>,
     /// Pairs found not to have written, rechecked after the TTL.
     not_wrote: TtlCache<(AccountId, AccountId), ()>,
+    /// The key directory every device-list change is published into
+    /// (attached by the composition root).
+    kt: OnceLock<KeyDirectory>,
 }
 
 /// The relay. Cheap to clone.
@@ -129,6 +133,7 @@ impl Relay {
                 blocks: TtlCache::new(Duration::from_secs(5)),
                 wrote: Mutex::new(HashSet::new()),
                 not_wrote: TtlCache::new(Duration::from_secs(2)),
+                kt: OnceLock::new(),
                 store,
                 accounts,
                 clock,
@@ -140,6 +145,17 @@ impl Relay {
         // Expired items are purged by the messenger's background work
         // (`Application::background`), which stops with the service.
         relay
+    }
+
+    /// Attaches the key directory: from now on every change of an
+    /// account's device list is published into it, and claims carry the
+    /// account's lookup proof. Only the first call counts.
+    pub fn attach_key_directory(&self, kt: KeyDirectory) {
+        let _ = self.inner.kt.set(kt);
+    }
+
+    pub fn key_directory(&self) -> Option<&KeyDirectory> {
+        self.inner.kt.get()
     }
 
     pub fn now(&self) -> Timestamp {

@@ -17,6 +17,16 @@ fn user_endpoints() -> Vec<(Method, &'static str, Option<Value>)> {
         (Method::POST, "/v1/me/consent/product/withdraw", None),
         (Method::DELETE, "/v1/me/consent/ads", None),
         (
+            Method::GET,
+            "/v1/kt/lookup/00000000-0000-4000-8000-000000000000",
+            None,
+        ),
+        (
+            Method::GET,
+            "/v1/kt/history/00000000-0000-4000-8000-000000000000",
+            None,
+        ),
+        (
             Method::POST,
             "/v1/policies/1/accept",
             Some(json!({ "share": true })),

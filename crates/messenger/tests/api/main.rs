@@ -13,6 +13,7 @@ mod coordination;
 mod coordination_props;
 mod e2e_server;
 mod helpers;
+mod kt;
 mod ledger;
 mod logs;
 mod openapi;

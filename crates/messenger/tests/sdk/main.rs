@@ -8,6 +8,7 @@
 //! not in `accord-client`, so that the SDK has no dependency, not even a
 //! dev-dependency, on the server's axum and sqlx.
 
+mod kt;
 mod server;
 
 use std::ops::ControlFlow;

@@ -66,9 +66,14 @@ impl Observed {
 pub struct Server {
     pub base: String,
     pub observed: Arc<Observed>,
+    /// The stores and the relay behind the API: what a malicious
+    /// messenger could change behind its own back.
+    pub store: Arc<accord_storage::SqlMessengerStore>,
+    pub mailboxes: Arc<accord_storage::SqlMailboxStore>,
+    pub relay: accord_messenger::relay::Relay,
     stop: Option<tokio::sync::watch::Sender<bool>>,
     // Dropped last: the database lives here.
-    _data: tempfile::TempDir,
+    data: Option<tempfile::TempDir>,
 }
 
 impl Drop for Server {
@@ -81,7 +86,28 @@ impl Drop for Server {
 
 impl Server {
     pub async fn start() -> Server {
-        let data = tempfile::tempdir().unwrap();
+        Server::start_in(tempfile::tempdir().unwrap())
+            .await
+            .expect("the messenger builds")
+    }
+
+    /// Stops the server and hands back its data directory.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(true);
+        }
+        self.data.take().expect("the data directory")
+    }
+
+    pub fn data_path(&self) -> &std::path::Path {
+        self.data.as_ref().expect("the data directory").path()
+    }
+
+    /// A server on the data directory `data` (new, or one a stopped
+    /// server left).
+    pub async fn start_in(
+        data: tempfile::TempDir,
+    ) -> Result<Server, accord_messenger::StartupError> {
         let built = Application::build(Settings {
             e2e: E2eConfig {
                 // The fallback test claims every one-time key of a device.
@@ -95,8 +121,7 @@ impl Server {
                 Arc::new(SystemClock),
             )
         })
-        .await
-        .expect("the messenger builds");
+        .await?;
         let observed = Arc::new(Observed::default());
         let o = observed.clone();
         // An outer router with the real one as its fallback, so that the
@@ -116,12 +141,15 @@ impl Server {
             .await
             .expect("the server runs")
         });
-        Server {
+        Ok(Server {
             base,
             observed,
+            store: built.store().clone(),
+            mailboxes: built.mailboxes().clone(),
+            relay: built.relay().clone(),
             stop: Some(tx),
-            _data: data,
-        }
+            data: Some(data),
+        })
     }
 
     /// Registers a device for `phone` (a new account, or one more device

@@ -38,5 +38,11 @@ pub async fn export(State(s): State<AppState>, AnyUser(c): AnyUser) -> ApiResult
     responses((status = 204), (status = 401, body = ErrorBody)))]
 pub async fn delete_me(State(s): State<AppState>, AnyUser(c): AnyUser) -> ApiResult<StatusCode> {
     s.messenger.delete(c.account.id).await?;
+    // The account's devices leave the key directory (an empty list). The
+    // deletion stands even if this fails; the next start does not redo
+    // it, so it is logged loudly.
+    if let Err(e) = s.e2e.publish_accounts(&[c.account.id]).await {
+        tracing::error!(error = %e, account = %c.account.id, "deleted account not published to the key directory");
+    }
     Ok(StatusCode::NO_CONTENT)
 }

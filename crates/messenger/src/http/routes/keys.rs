@@ -54,6 +54,7 @@ impl From<RelayError> for ApiError {
                 e.to_string(),
             ),
             R::Store(s) => crate::service::ServiceError::Store(s).into(),
+            R::KeyDirectory(k) => k.into(),
         }
     }
 }

@@ -6,6 +6,7 @@ mod blocks;
 mod consent;
 mod contacts;
 mod keys;
+mod kt;
 mod messages;
 pub mod number;
 mod policy;
@@ -19,6 +20,7 @@ pub use blocks::*;
 pub use consent::*;
 pub use contacts::*;
 pub use keys::*;
+pub use kt::*;
 pub use messages::*;
 pub use policy::*;
 pub use registration::*;
@@ -59,6 +61,10 @@ pub fn router(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) 
         .routes(routes!(keys::upload_one_time_keys))
         .routes(routes!(keys::one_time_key_count))
         .routes(routes!(keys::claim_keys))
+        .routes(routes!(kt::roots))
+        .routes(routes!(kt::lookup))
+        .routes(routes!(kt::history))
+        .routes(routes!(kt::audit))
         .routes(
             routes!(messages::send_message, messages::fetch_messages)
                 .layer(DefaultBodyLimit::max(messages::MAX_SEND_BODY_BYTES)),
