@@ -294,8 +294,13 @@ fn across_two_nodes(prefix_a: &str, prefix_b: &str, resync_s: &str) {
         std::env::var("ACCORD_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
     let name = format!("accord_test_{}", uuid::Uuid::new_v4().simple());
     let url = format!("{pg}/{name}");
+    // The nodes share the key directory's keys (each has a data
+    // directory of its own).
+    let kt_keys = tempfile::tempdir().unwrap();
     let node = |prefix: &str| {
         Server::start_with(&[
+            "--kt-key-dir",
+            kt_keys.path().to_str().unwrap(),
             "--services",
             "messenger",
             "--database-url",
@@ -381,6 +386,23 @@ fn two_users_two_devices_send_listen_receipts_block_unblock() {
     let b2 = register(&server, dir.path(), "b2", BOB);
     assert_eq!(a1.account, a2.account);
     assert_eq!(b1.account, b2.account);
+    // Each device sees its sibling in the key directory as a device it
+    // never added (the warning of a device slipped into the account), until
+    // its user accepts it.
+    for (d, sibling) in [(&a1, &a2), (&a2, &a1), (&b1, &b2), (&b2, &b1)] {
+        let (code, out, err) = accord(&["msg", "audit", "--session", d.s()]);
+        assert_eq!(code, 1, "{out}\n{err}");
+        assert!(err.contains(&sibling.device), "{err}");
+        let (code, out, err) = accord(&[
+            "msg",
+            "audit",
+            "--session",
+            d.s(),
+            "--accept-device",
+            &sibling.device,
+        ]);
+        assert_eq!(code, 0, "{out}\n{err}");
+    }
     let from = |d: &Dev, text: &str| format!("from {}/{}: {text}", d.account, d.device);
     let delivered = |id: &str, d: &Dev| format!("delivered {id} to {}", d.device);
 

@@ -51,7 +51,12 @@ pub trait KtStore: Send + Sync + std::fmt::Debug + 'static {
     /// signature. `NotFound` when the epoch was never appended.
     async fn set_root(&self, epoch: u64, root: &[u8], signature: &[u8]) -> Result<()>;
     /// Every epoch, in order.
-    async fn epochs(&self) -> Result<Vec<KtEpoch>>;
+    async fn epochs(&self) -> Result<Vec<KtEpoch>> {
+        self.epochs_after(0).await
+    }
+    /// The epochs after `after`, in order (none when `after` is the
+    /// newest: one indexed read, cheap enough to ask before each lookup).
+    async fn epochs_after(&self, after: u64) -> Result<Vec<KtEpoch>>;
     /// The updates of epochs `from..=to`, in epoch order.
     async fn updates(&self, from: u64, to: u64) -> Result<Vec<KtUpdate>>;
 }
@@ -120,10 +125,11 @@ impl KtStore for SqlKtStore {
         Ok(())
     }
 
-    async fn epochs(&self) -> Result<Vec<KtEpoch>> {
+    async fn epochs_after(&self, after: u64) -> Result<Vec<KtEpoch>> {
         let rows = sqlx::query(
-            "SELECT epoch, published_at, root, signature FROM kt_epochs ORDER BY epoch",
+            "SELECT epoch, published_at, root, signature FROM kt_epochs WHERE epoch > $1 ORDER BY epoch",
         )
+        .bind(to_i64(after.min(i64::MAX as u64))?)
         .fetch_all(&self.db.pool)
         .await?;
         rows.iter()

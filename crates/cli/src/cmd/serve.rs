@@ -113,6 +113,11 @@ pub struct ServeArgs {
     /// start). Keep it where the database's writers cannot read it.
     #[arg(long, env = "ACCORD_LOG_KEY_FILE")]
     pub log_key_file: Option<PathBuf>,
+    /// Where the key directory's VRF and root-signing keys live (default:
+    /// the data directory; created on first start). Messenger nodes that
+    /// share one PostgreSQL database must share these keys.
+    #[arg(long, env = "ACCORD_KT_KEY_DIR")]
+    pub kt_key_dir: Option<PathBuf>,
     /// The messenger's log key (hex, its `GET /v1/transparency/key`), for
     /// a partner run without the messenger in this process: it checks
     /// feed checkpoints and citations against it.
@@ -511,7 +516,11 @@ async fn start_messenger(
         trusted_proxies: a.trusted_proxies.clone(),
         // The key directory's VRF and root keys, next to the key
         // service's master key (with PostgreSQL too).
-        kt_key_dir: Some(a.data.data_dir.clone()),
+        kt_key_dir: Some(
+            a.kt_key_dir
+                .clone()
+                .unwrap_or_else(|| a.data.data_dir.clone()),
+        ),
         config: accord_messenger::MessengerConfig {
             codes_per_hour: a.codes_per_number,
             codes_per_client_per_hour: a.codes_per_client,

@@ -53,6 +53,17 @@ use zeroize::Zeroizing;
 
 pub use keys::{ROOT_KEY_FILE, VRF_KEY_FILE};
 
+/// Tries of a publication whose epoch number another node took first.
+const PUBLISH_ATTEMPTS: usize = 5;
+
+/// Why the log is applied: on start (sign what a crash left unsigned) or
+/// to catch up with another node (stop at its publication in flight).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Replay {
+    Start,
+    CatchUp,
+}
+
 /// The directory's configuration: WhatsApp's.
 pub type KtConfig = akd::WhatsAppV1Configuration;
 type Akd = akd::Directory<KtConfig, AsyncInMemoryDatabase, FileVrf>;
@@ -172,26 +183,67 @@ impl KeyDirectory {
     }
 
     async fn replay(&self) -> Result<(), KtError> {
-        let inner = &self.inner;
-        let mut state = inner.state.write().await;
-        let epochs = inner.store.epochs().await?;
-        let Some(last) = epochs.last().map(|e| e.epoch) else {
+        let mut state = self.inner.state.write().await;
+        let applied = self.apply_log(&mut state, Replay::Start).await?;
+        if applied > 0 {
+            tracing::info!(
+                epoch = state.roots.len(),
+                "key directory rebuilt from its log"
+            );
+        }
+        Ok(())
+    }
+
+    /// Brings this node's directory up to the log: the epochs another
+    /// messenger node on the same database published since this one last
+    /// looked. Every node must hold the same key files (`--kt-key-dir`):
+    /// the same VRF key and updates give the same roots, which are checked
+    /// against the ones the publishing node signed.
+    async fn catch_up(&self) -> Result<(), KtError> {
+        let local = self.inner.state.read().await.roots.len() as u64;
+        if self.inner.store.epochs_after(local).await?.is_empty() {
             return Ok(());
+        }
+        let mut state = self.inner.state.write().await;
+        self.apply_log(&mut state, Replay::CatchUp).await?;
+        Ok(())
+    }
+
+    /// Applies the logged epochs after `state`'s newest; returns how many.
+    /// On start an epoch without a root (a crash between the log and the
+    /// signature) is signed; while running it is another node's
+    /// publication in flight, and applying stops before it.
+    async fn apply_log(&self, state: &mut State, mode: Replay) -> Result<usize, KtError> {
+        let inner = &self.inner;
+        let local = state.roots.len() as u64;
+        let epochs = inner.store.epochs_after(local).await?;
+        let Some(last) = epochs.last().map(|e| e.epoch) else {
+            return Ok(0);
         };
-        let mut updates = inner.store.updates(1, last).await?.into_iter().peekable();
+        let mut updates = inner
+            .store
+            .updates(local + 1, last)
+            .await?
+            .into_iter()
+            .peekable();
+        let mut applied = 0;
         for (i, e) in epochs.iter().enumerate() {
-            if e.epoch != i as u64 + 1 {
+            if e.epoch != local + i as u64 + 1 {
                 return Err(KtError::Akd(format!(
                     "epoch {} is missing from the log",
-                    i + 1
+                    local + i as u64 + 1
                 )));
             }
+            if mode == Replay::CatchUp && e.root.is_none() {
+                break;
+            }
             let mut batch = Vec::new();
+            let mut values = Vec::new();
             while let Some(u) = updates.next_if(|u| u.epoch == e.epoch) {
                 let account = uuid::Uuid::from_slice(&u.label)
                     .map(AccountId)
                     .map_err(|_| StoreError::Corrupt("key-transparency label".into()))?;
-                state.published.insert(account, u.value.clone());
+                values.push((account, u.value.clone()));
                 batch.push((AkdLabel(u.label), AkdValue(u.value)));
             }
             let EpochHash(epoch, root) = inner.akd.publish(batch).await?;
@@ -221,10 +273,11 @@ impl KeyDirectory {
                     signed
                 }
             };
+            state.published.extend(values);
             state.roots.push(signed);
+            applied += 1;
         }
-        tracing::info!(epoch = last, "key directory rebuilt from its log");
-        Ok(())
+        Ok(applied)
     }
 
     fn sign(&self, epoch: u64, root: &[u8; 32]) -> SignedRoot {
@@ -248,10 +301,32 @@ impl KeyDirectory {
         &self,
         updates: Vec<(AccountId, DeviceList)>,
     ) -> Result<Option<u64>, KtError> {
+        for _ in 0..PUBLISH_ATTEMPTS {
+            match self.publish_once(&updates).await {
+                Err(KtError::Store(StoreError::Conflict(_))) => {
+                    // Another node took this epoch number: apply its
+                    // epochs and try again on top of them.
+                    let mut state = self.inner.state.write().await;
+                    self.apply_log(&mut state, Replay::CatchUp).await?;
+                }
+                other => return other,
+            }
+        }
+        Err(KtError::Akd(
+            "the key directory's epochs kept being taken by other nodes".into(),
+        ))
+    }
+
+    async fn publish_once(
+        &self,
+        updates: &[(AccountId, DeviceList)],
+    ) -> Result<Option<u64>, KtError> {
+        self.catch_up().await?;
         let inner = &self.inner;
         let mut state = inner.state.write().await;
         let mut batch: HashMap<AccountId, Vec<u8>> = HashMap::new();
         for (account, list) in updates {
+            let account = *account;
             let value = list.encode();
             // An account never published with no device has nothing to say.
             let unchanged = match state.published.get(&account) {
@@ -321,6 +396,7 @@ impl KeyDirectory {
 
     /// The account's current value with its lookup proof.
     pub async fn lookup(&self, account: AccountId) -> Result<KtLookup, KtError> {
+        self.catch_up().await?;
         let state = self.inner.state.read().await;
         if !state.published.contains_key(&account) {
             return Err(KtError::NotFound);
@@ -335,6 +411,7 @@ impl KeyDirectory {
 
     /// Every value the account had, with its history proof.
     pub async fn history(&self, account: AccountId) -> Result<KtHistory, KtError> {
+        self.catch_up().await?;
         let state = self.inner.state.read().await;
         if !state.published.contains_key(&account) {
             return Err(KtError::NotFound);
