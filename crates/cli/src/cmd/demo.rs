@@ -102,6 +102,18 @@ impl Demo {
         region: Option<&str>,
         accept: Option<AcceptChoice>,
     ) -> CliResult<(Client, Option<String>)> {
+        let r = self.registered(phone, region, accept).await?;
+        Ok((Client::new(&self.base).with_token(r.token), r.keyd_token))
+    }
+
+    /// Registers a device with the dev verifier's code, accepting the
+    /// policy in force with `accept` (default: as the screen is shown).
+    async fn registered(
+        &self,
+        phone: &str,
+        region: Option<&str>,
+        accept: Option<AcceptChoice>,
+    ) -> CliResult<accord_client::wire::Registered> {
         let c = Client::new(&self.base);
         let s = c.start_registration(phone, region).await?;
         let code = s
@@ -109,15 +121,13 @@ impl Demo {
             .ok_or_else(|| CliError::Internal(anyhow::anyhow!("dev verifier returned no code")))?;
         let policy = c.current_policy().await?;
         let accept = accept.unwrap_or_default();
-        let r = c
-            .verify_registration(
-                s.registration_id,
-                &code,
-                &device("Pixel 8"),
-                policy.as_ref().map(|p| (p.version, &accept)),
-            )
-            .await?;
-        Ok((Client::new(&self.base).with_token(r.token), r.keyd_token))
+        Ok(c.verify_registration(
+            s.registration_id,
+            &code,
+            &device("Pixel 8"),
+            policy.as_ref().map(|p| (p.version, &accept)),
+        )
+        .await?)
     }
 
     /// Registers a device (accepting the policy in force) and sets up its
@@ -128,21 +138,7 @@ impl Demo {
         dir: &std::path::Path,
     ) -> CliResult<(Client, accord_client::messaging::Device)> {
         use accord_client::messaging::{Device, KeySource};
-        let c = Client::new(&self.base);
-        let s = c.start_registration(phone, None).await?;
-        let code = s
-            .dev_code
-            .ok_or_else(|| CliError::Internal(anyhow::anyhow!("dev verifier returned no code")))?;
-        let policy = c.current_policy().await?;
-        let accept = AcceptChoice::default();
-        let r = c
-            .verify_registration(
-                s.registration_id,
-                &code,
-                &device("Pixel 8"),
-                policy.as_ref().map(|p| (p.version, &accept)),
-            )
-            .await?;
+        let r = self.registered(phone, None, None).await?;
         let client = Client::new(&self.base).with_token(r.token);
         let mut dev = Device::open_or_create(
             &dir.join(format!("{}.e2e.json", r.device_id)),

@@ -23,14 +23,7 @@ use super::{device, Dev};
 const NOW: Timestamp = Timestamp(1_800_000_000_000);
 
 fn info() -> DeviceInfo {
-    DeviceInfo {
-        os: "android".into(),
-        os_version: "15".into(),
-        model: "Pixel 8".into(),
-        app_version: "2.26.1".into(),
-        locale: "id-ID".into(),
-        carrier: None,
-    }
+    super::server::device_info()
 }
 
 /// What a malicious messenger does behind its directory: adds a device of
@@ -295,6 +288,25 @@ async fn a_verified_peers_key_change_blocks_sending_until_accepted() {
     assert_ne!(again.number, n.number);
 }
 
+/// Gives epoch 2 of the messenger's key-directory log in `data_dir`
+/// epoch 1's value, as a writer of the database would; the database,
+/// still open.
+async fn rewrite_epoch_2(data_dir: &std::path::Path) -> accord_storage::Db {
+    let db = accord_storage::Db::open_service(data_dir.to_str().unwrap(), "messenger")
+        .await
+        .unwrap();
+    let value: Vec<u8> = sqlx::query_scalar("SELECT value FROM kt_updates WHERE epoch = 1")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE kt_updates SET value = $1 WHERE epoch = 2")
+        .bind(value)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    db
+}
+
 async fn roots(client: &Client) -> KtRoots {
     client
         .request(Method::GET, "/v1/kt/roots", None)
@@ -325,18 +337,7 @@ async fn the_auditor_refuses_a_rewritten_history() {
     // The operator rewrites epoch 2 in the log. With the signed roots
     // left in place the messenger does not even start...
     let dir = server.stop();
-    let db = accord_storage::Db::open_service(dir.path().to_str().unwrap(), "messenger")
-        .await
-        .unwrap();
-    let value: Vec<u8> = sqlx::query_scalar("SELECT value FROM kt_updates WHERE epoch = 1")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    sqlx::query("UPDATE kt_updates SET value = $1 WHERE epoch = 2")
-        .bind(value)
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    let db = rewrite_epoch_2(dir.path()).await;
     db.pool.close().await;
     let err = Server::start_in(dir).await.err().expect("refuses to start");
     assert!(err.to_string().contains("epoch 2"), "{err}");
@@ -352,18 +353,7 @@ async fn the_auditor_refuses_a_rewritten_history() {
     let mut auditor = Auditor::open(&state.path().join("audit.json")).unwrap();
     auditor.run(&anon).await.unwrap();
     let dir = server.stop();
-    let db = accord_storage::Db::open_service(dir.path().to_str().unwrap(), "messenger")
-        .await
-        .unwrap();
-    let value: Vec<u8> = sqlx::query_scalar("SELECT value FROM kt_updates WHERE epoch = 1")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    sqlx::query("UPDATE kt_updates SET value = $1 WHERE epoch = 2")
-        .bind(value)
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    let db = rewrite_epoch_2(dir.path()).await;
     sqlx::query("UPDATE kt_epochs SET root = NULL, signature = NULL")
         .execute(&db.pool)
         .await

@@ -166,7 +166,7 @@ impl Server {
     }
 }
 
-fn device_info() -> DeviceInfo {
+pub fn device_info() -> DeviceInfo {
     DeviceInfo {
         os: "android".into(),
         os_version: "15".into(),
