@@ -381,7 +381,10 @@ impl KeyDirectory {
     }
 
     /// The signed roots of epochs `from..` (at most `limit`).
-    pub async fn roots(&self, from: u64, limit: u64) -> (u64, Vec<SignedRoot>) {
+    /// (Caught up with other nodes first, so an auditor that asks several
+    /// nodes never sees the latest epoch go back.)
+    pub async fn roots(&self, from: u64, limit: u64) -> Result<(u64, Vec<SignedRoot>), KtError> {
+        self.catch_up().await?;
         let state = self.inner.state.read().await;
         let start = usize::try_from(from.max(1) - 1).unwrap_or(usize::MAX);
         let roots = state
@@ -391,7 +394,7 @@ impl KeyDirectory {
             .take(usize::try_from(limit).unwrap_or(usize::MAX))
             .cloned()
             .collect();
-        (state.roots.len() as u64, roots)
+        Ok((state.roots.len() as u64, roots))
     }
 
     /// The account's current value with its lookup proof.
@@ -431,6 +434,7 @@ impl KeyDirectory {
     /// The append-only proof from epoch `from` to `to` (`1 <= from < to`,
     /// at most [`accord_messenger_wire::MAX_AUDIT_EPOCHS`] apart).
     pub async fn audit(&self, from: u64, to: u64) -> Result<KtAudit, KtError> {
+        self.catch_up().await?;
         let state = self.inner.state.read().await;
         let latest = state.roots.len() as u64;
         if from == 0 || from >= to || to > latest {
@@ -472,4 +476,80 @@ fn encode_proof(m: &impl Message) -> Result<String, KtError> {
         .write_to_bytes()
         .map_err(|e| KtError::Akd(format!("proof encoding: {e}")))?;
     Ok(STANDARD.encode(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use accord_domain::{DeviceId, SystemClock};
+    use accord_messenger_wire::DirectoryDevice;
+    use accord_storage::{Db, SqlKtStore};
+
+    fn one_device() -> DeviceList {
+        let id = DeviceId::random();
+        let mut ed25519 = [0u8; 32];
+        ed25519[..16].copy_from_slice(id.0.as_bytes());
+        DeviceList::new(vec![DirectoryDevice {
+            device_id: id,
+            ed25519,
+            curve25519: [7; 32],
+        }])
+    }
+
+    /// Two messenger nodes over one database, with the same key files: each
+    /// sees what the other published, in lookups, roots and audits, and
+    /// their epochs interleave without a gap or a fork.
+    #[tokio::test]
+    async fn two_nodes_over_one_log_see_each_others_epochs() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open_service(dir.path().to_str().unwrap(), "messenger")
+            .await
+            .unwrap();
+        let store: Arc<dyn KtStore> = Arc::new(SqlKtStore::new(db).await.unwrap());
+        let keys = dir.path().join("keys");
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let a = KeyDirectory::open(store.clone(), &keys, clock.clone())
+            .await
+            .unwrap();
+        let b = KeyDirectory::open(store.clone(), &keys, clock)
+            .await
+            .unwrap();
+        let (alice, bob) = (AccountId::random(), AccountId::random());
+        assert_eq!(
+            a.publish(vec![(alice, one_device())]).await.unwrap(),
+            Some(1)
+        );
+        // B has not published anything, yet it proves A's epoch...
+        let seen = b.lookup(alice).await.unwrap();
+        assert_eq!(seen.root.epoch, 1);
+        // ...and its own publication comes after it, not over it.
+        assert_eq!(b.publish(vec![(bob, one_device())]).await.unwrap(), Some(2));
+        let (latest, roots) = a.roots(1, 10).await.unwrap();
+        assert_eq!((latest, roots.len()), (2, 2));
+        assert_eq!(roots, b.roots(1, 10).await.unwrap().1);
+        a.audit(1, 2).await.unwrap();
+        assert_eq!(a.lookup(bob).await.unwrap().root.epoch, 2);
+    }
+
+    /// A node whose key files differ fails its catch-up instead of serving
+    /// a view of its own.
+    #[tokio::test]
+    async fn a_node_with_other_keys_refuses_the_others_epochs() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open_service(dir.path().to_str().unwrap(), "messenger")
+            .await
+            .unwrap();
+        let store: Arc<dyn KtStore> = Arc::new(SqlKtStore::new(db).await.unwrap());
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let a = KeyDirectory::open(store.clone(), &dir.path().join("a"), clock.clone())
+            .await
+            .unwrap();
+        let b = KeyDirectory::open(store, &dir.path().join("b"), clock)
+            .await
+            .unwrap();
+        let alice = AccountId::random();
+        a.publish(vec![(alice, one_device())]).await.unwrap();
+        let err = b.lookup(alice).await.unwrap_err();
+        assert!(matches!(err, KtError::RootMismatch(1)), "{err}");
+    }
 }

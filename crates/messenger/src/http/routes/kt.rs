@@ -53,7 +53,7 @@ pub async fn roots(
     Query(q): Query<RootsQuery>,
 ) -> ApiResult<Json<KtRoots>> {
     let kt = directory(&s)?;
-    let (latest_epoch, roots) = kt.roots(q.from.unwrap_or(1), MAX_ROOTS_PER_PAGE).await;
+    let (latest_epoch, roots) = kt.roots(q.from.unwrap_or(1), MAX_ROOTS_PER_PAGE).await?;
     Ok(Json(KtRoots {
         keys: kt.keys().clone(),
         latest_epoch,
