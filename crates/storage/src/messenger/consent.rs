@@ -37,29 +37,29 @@ pub struct Appended {
     pub entry: LedgerEntry,
 }
 
-/// `($1,..,$cols),(..)`: `rows` tuples of `cols` placeholders each,
-/// numbered from `$first`.
-fn tuples(first: usize, rows: usize, cols: usize) -> String {
-    let mut sql = String::new();
-    for r in 0..rows {
-        if r > 0 {
-            sql.push(',');
-        }
-        sql.push('(');
-        for c in 0..cols {
-            if c > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!("${}", first + r * cols + c));
-        }
-        sql.push(')');
-    }
-    sql
+/// `($1::t1,..),(..)`: `rows` tuples of one placeholder per entry of
+/// `casts`, numbered from `$1`; an empty cast leaves the placeholder bare.
+fn tuples(rows: usize, casts: &[&str]) -> String {
+    let n = casts.len();
+    (0..rows)
+        .map(|r| {
+            let cells: Vec<String> = casts
+                .iter()
+                .enumerate()
+                .map(|(c, ty)| match *ty {
+                    "" => format!("${}", 1 + r * n + c),
+                    ty => format!("${}::{ty}", 1 + r * n + c),
+                })
+                .collect();
+            format!("({})", cells.join(","))
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
-/// `$first,..`: a list of `n` placeholders.
-fn list(first: usize, n: usize) -> String {
-    (first..first + n)
+/// `$1,..`: a list of `n` placeholders.
+fn list(n: usize) -> String {
+    (1..=n)
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(",")
@@ -84,7 +84,7 @@ async fn lock_heads(
     if shards.is_empty() {
         return Ok(heads);
     }
-    let ids = list(1, shards.len());
+    let ids = list(shards.len());
     let select = if is_postgres(tx) {
         // Row locks taken in shard order (the lock follows the sort), so
         // two transactions never wait on each other in a cycle.
@@ -142,7 +142,7 @@ async fn insert_sealed(
     for chunk in out.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO ledger (shard, seq, at, account_id, kind, payload, prev_hash, hash) VALUES {}",
-            tuples(1, chunk.len(), 8)
+            tuples(chunk.len(), &[""; 8])
         );
         let mut q = sqlx::query(&sql);
         for a in chunk {
@@ -193,21 +193,11 @@ async fn store_heads(
 /// its column's type, SQLite (which cannot name a `VALUES` list's
 /// columns) a select that names them.
 fn values_table(rows: usize, cols: &[(&str, &str)], postgres: bool) -> String {
-    let n = cols.len();
-    let values = (0..rows)
-        .map(|r| {
-            let cells: Vec<String> = cols
-                .iter()
-                .enumerate()
-                .map(|(c, (_, ty))| match postgres {
-                    true => format!("${}::{ty}", 1 + r * n + c),
-                    false => format!("${}", 1 + r * n + c),
-                })
-                .collect();
-            format!("({})", cells.join(","))
-        })
-        .collect::<Vec<_>>()
-        .join(",");
+    let casts: Vec<&str> = cols
+        .iter()
+        .map(|(_, ty)| if postgres { *ty } else { "" })
+        .collect();
+    let values = tuples(rows, &casts);
     let names: Vec<&str> = cols.iter().map(|(name, _)| *name).collect();
     if postgres {
         format!("(VALUES {values}) AS v ({})", names.join(", "))
@@ -314,7 +304,7 @@ pub(super) async fn record_consents(db: &Db, writes: &[ConsentWrite]) -> Result<
         .collect();
     // The conditional updates, one statement per chunk: the rows that
     // matched their expected revision come back.
-    let postgres = is_postgres(&tx);
+    let postgres = db.backend == Backend::Postgres;
     let mut updated = std::collections::HashSet::new();
     for chunk in candidates.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
