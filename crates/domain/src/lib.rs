@@ -29,9 +29,13 @@
 //! - [`transparency`]: the ledger as sharded RFC 6962 Merkle logs:
 //!   shards, signed checkpoints, inclusion and consistency proofs, and
 //!   checking a chain against checkpoints held outside the database.
+//! - [`business`]: business messaging's rules: categories, templates and
+//!   their rendering, the quality rating, the messaging-limit tiers and
+//!   the refusal codes.
 //! - [`receipt`]: consent receipts in the spirit of the Kantara Consent
 //!   Receipt specification.
 
+pub mod business;
 pub mod consent;
 pub mod coordination;
 pub mod device;

@@ -120,6 +120,20 @@ impl LogKey {
         hex::encode(self.0.as_bytes())
     }
 
+    /// Checks a signature (64 bytes as hex) over `message`, which must
+    /// begin with an origin line of its own (`accord business template
+    /// v1`): the key signs checkpoints and business templates, and the
+    /// first line keeps one from passing for the other.
+    pub fn verify_message(&self, message: &[u8], signature: &str) -> Result<(), ProofError> {
+        let sig = hex::decode(signature)
+            .ok()
+            .and_then(|b| Signature::from_slice(&b).ok())
+            .ok_or(ProofError::Malformed("signature"))?;
+        self.0
+            .verify(message, &sig)
+            .map_err(|_| ProofError::Malformed("signature (it does not verify)"))
+    }
+
     /// Checks the signature of `c`.
     pub fn verify(&self, c: &SignedCheckpoint) -> Result<(), ProofError> {
         let sig = hex::decode(&c.signature)
@@ -151,6 +165,11 @@ impl LogSigner {
 
     pub fn public(&self) -> LogKey {
         LogKey(self.0.verifying_key())
+    }
+
+    /// Signs `message` (see [`LogKey::verify_message`]); 64 bytes as hex.
+    pub fn sign_message(&self, message: &[u8]) -> String {
+        hex::encode(self.0.sign(message).to_bytes())
     }
 
     pub fn sign(&self, checkpoint: Checkpoint) -> SignedCheckpoint {
