@@ -436,7 +436,11 @@ impl QualityRules {
         if ratio >= self.red_ratio {
             (
                 Quality::Red,
-                format!("{counts} ({}, red from {})", pct(ratio), pct(self.red_ratio)),
+                format!(
+                    "{counts} ({}, red from {})",
+                    pct(ratio),
+                    pct(self.red_ratio)
+                ),
             )
         } else if ratio >= self.yellow_ratio {
             (
@@ -455,13 +459,8 @@ impl QualityRules {
 
 /// The messaging-limit tiers: unique users a business may start
 /// conversations with per rolling 24 hours. `None` is unlimited.
-pub const TIER_LIMITS: [Option<u64>; 5] = [
-    Some(250),
-    Some(2_000),
-    Some(10_000),
-    Some(100_000),
-    None,
-];
+pub const TIER_LIMITS: [Option<u64>; 5] =
+    [Some(250), Some(2_000), Some(10_000), Some(100_000), None];
 
 /// The tier ladder and when a business moves on it.
 #[derive(Clone, Debug, PartialEq)]
@@ -741,7 +740,9 @@ mod tests {
         let mut c = a.clone();
         c.name = "order_receipt\n5:hello".into();
         assert_ne!(a.signed_message(), c.signed_message());
-        assert!(a.signed_message().starts_with(b"accord business template v1\n"));
+        assert!(a
+            .signed_message()
+            .starts_with(b"accord business template v1\n"));
     }
 
     #[test]
@@ -768,7 +769,10 @@ mod tests {
             None,
             "not twice within the dwell time"
         );
-        assert_eq!(r.evaluate(2, Quality::Red, 10_000, t0, later).unwrap().to, 1);
+        assert_eq!(
+            r.evaluate(2, Quality::Red, 10_000, t0, later).unwrap().to,
+            1
+        );
         assert_eq!(r.evaluate(0, Quality::Red, 0, t0, later), None);
         assert_eq!(r.evaluate(4, Quality::Green, 1_000_000, t0, later), None);
         assert_eq!(r.limit(4), None);

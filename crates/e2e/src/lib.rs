@@ -41,10 +41,10 @@ pub use payload::{PayloadError, Plaintext, PlaintextKind};
 pub use pickle::PickleError;
 pub use wire::{
     decode_client_frame, decode_device_keys, decode_envelope, decode_one_time_key,
-    decode_one_time_keys, decode_send_request, decode_server_frame, encode, Ciphertext,
-    ClientFrame, ClientMessageId, DeliveredEnvelope, DeviceKeys, Envelope, EnvelopeId,
-    OlmMessageType, OneTimeKeyId, SendRequest, ServerFrame, SignedOneTimeKey, WireError, WireType,
-    MAX_ACK_IDS, MAX_ENVELOPES, MAX_ENVELOPE_BYTES,
+    decode_one_time_keys, decode_send_request, decode_server_frame, encode, BusinessMeta,
+    Ciphertext, ClientFrame, ClientMessageId, DeliveredEnvelope, DeviceKeys, Envelope, EnvelopeId,
+    OlmMessageType, OneTimeKeyId, SendRequest, ServerFrame, SignedOneTimeKey, TemplateRef,
+    WireError, WireType, MAX_ACK_IDS, MAX_ENVELOPES, MAX_ENVELOPE_BYTES,
 };
 
 /// Length of `value`'s JSON, counted without allocating, so that a buffer

@@ -43,6 +43,12 @@ pub enum PlaintextKind {
     ReadReceipt {
         client_message_ids: Vec<ClientMessageId>,
     },
+    /// A business's template message: the parameters only. The body is
+    /// the approved template the envelope names, which the recipient's
+    /// client fetches signed and renders.
+    Template {
+        params: Vec<String>,
+    },
 }
 
 /// Why a payload could not be built or read.
@@ -146,6 +152,9 @@ impl fmt::Debug for PlaintextKind {
                 .debug_struct("ReadReceipt")
                 .field("client_message_ids", client_message_ids)
                 .finish(),
+            PlaintextKind::Template { params } => {
+                write!(f, "Template {{ params: <{} values> }}", params.len())
+            }
         }
     }
 }

@@ -566,6 +566,28 @@ object_struct! {
     }
 }
 
+object_struct! {
+    /// What the messenger knows of a business message, and the
+    /// recipient's client is told: its category and, unless it is a
+    /// free-form `service` message, its template. Never its content.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+    pub struct BusinessMeta {
+        pub category: accord_domain::business::Category,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub template: Option<TemplateRef>,
+    }
+}
+
+object_struct! {
+    /// An approved template, by name, language and version.
+    #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+    pub struct TemplateRef {
+        pub name: String,
+        pub language: String,
+        pub version: u32,
+    }
+}
+
 /// One logical message: one envelope per recipient device, 1 to
 /// [`MAX_ENVELOPES`], no device twice. Fields are private so that a value is
 /// valid by construction.
@@ -689,6 +711,13 @@ object_struct! {
         pub server_ts: Timestamp,
         pub message_type: OlmMessageType,
         pub ciphertext: Ciphertext,
+        /// Set on a business's message: the template (or free-form
+        /// service) and category the business API admitted it as. The
+        /// recipient's client renders the approved, signed template with
+        /// the parameters from the plaintext, and shows a message that
+        /// does not fit as unverified.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub business: Option<BusinessMeta>,
     }
 }
 

@@ -1,5 +1,6 @@
 //! What every service's OpenAPI document has in common: the security
-//! schemes (`bearer` for callers, `admin` for the operator), the
+//! schemes (`bearer` for callers, `admin` for the operator, `api_key`
+//! for a business's API key), the
 //! [`ErrorBody`] schema, and the standard routes that [`finish`](crate::finish)
 //! adds (`/healthz`, `/openapi.json`, `/metrics`), and on every operation
 //! the error answers that this layer gives whatever the route
@@ -65,7 +66,7 @@ impl Modify for Standard {
     fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
         api.merge(StandardDoc::openapi());
         let c = api.components.get_or_insert_with(Default::default);
-        for name in ["bearer", "admin"] {
+        for name in ["bearer", "admin", "api_key"] {
             c.add_security_scheme(
                 name,
                 SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
@@ -111,7 +112,7 @@ fn add_operation_errors(op: &mut Operation) {
         .collect();
     let has = |name: &str| schemes.iter().any(|s| s == name);
     let mut add = Vec::new();
-    if has("bearer") || has("admin") {
+    if has("bearer") || has("admin") || has("api_key") {
         add.push(("401", "unauthorized: no, malformed or unknown bearer token"));
     }
     if has("admin") {

@@ -25,6 +25,8 @@ pub struct Sweep<'a> {
     pub bearer: &'a str,
     /// The operator's token, for `admin` operations.
     pub admin: &'a str,
+    /// A business's API key, for `api_key` operations (`bearer` if none).
+    pub api_key: Option<&'a str>,
     /// Values for the path parameters (`{name}`) the document uses.
     pub params: &'a [(&'a str, &'a str)],
     /// Routes authenticated by a signature over the body, not a token.
@@ -77,6 +79,7 @@ impl Sweep<'_> {
                     .and_then(|s| s.keys().next().cloned());
                 let token = match scheme.as_deref() {
                     Some("admin") => Some(self.admin),
+                    Some("api_key") => Some(self.api_key.unwrap_or(self.bearer)),
                     Some(_) => Some(self.bearer),
                     None => None,
                 };

@@ -10,6 +10,9 @@
 //!   caller's consent and account;
 //! - [`admin`]: the operator's policy publication, ledger paging, the
 //!   simulated clock and pseudonym refresh;
+//! - [`business`]: business messaging: registration and API keys,
+//!   templates and their review, the business send, status, events,
+//!   webhooks (and their payload) and users' controls per business;
 //! - [`contacts`]: contact discovery's configuration and buckets;
 //! - [`e2e`]: the key directory, claims, sends, the long-poll fetch and
 //!   ack, reports. The frames and keys themselves are `accord-e2e`'s.
@@ -22,6 +25,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod business;
 pub mod contacts;
 pub mod e2e;
 pub mod kt;
@@ -29,6 +33,7 @@ pub mod transparency;
 
 pub use account::*;
 pub use admin::*;
+pub use business::*;
 pub use contacts::*;
 pub use e2e::*;
 pub use kt::*;

@@ -23,6 +23,9 @@
 //!   (codes returned in the API response, only with `--dev`) or a webhook
 //!   to an SMS gateway.
 //!
+//! - [`business`]: business messaging: registration and API keys,
+//!   templates and their review, admission of business sends, users'
+//!   controls, quality and tiers, status webhooks.
 //! - [`relay`]: the E2E relay: key directory, per-device mailboxes with a
 //!   group-commit writer, WebSocket and long-poll delivery, receipts,
 //!   blocks and reports. Ciphertext only. ([`accord_e2e`], re-exported,
@@ -43,6 +46,7 @@
 //! template only.
 
 pub mod auth_cache;
+pub mod business;
 pub mod consent_writer;
 pub mod feed;
 pub mod http;

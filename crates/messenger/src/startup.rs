@@ -5,6 +5,7 @@
 //! serve`, `accord demo`, the benches and every test helper build the
 //! messenger here, so tests start exactly what production starts.
 
+use crate::business::{Business, BusinessConfig};
 use crate::feed::{Dispatcher, FeedConfig};
 use crate::keys::KeyAccess;
 use crate::kt::KeyDirectory;
@@ -17,7 +18,9 @@ use crate::AppState;
 use accord_crypto::token::TokenHash;
 use accord_domain::{Clock, ConsentProfile, SimulatedClock};
 use accord_http::{spawn_loop, spawn_server, Stop, Task};
-use accord_storage::{Backend, Db, SqlKtStore, SqlMailboxStore, SqlMessengerStore, StoreError};
+use accord_storage::{
+    Backend, Db, SqlBusinessStore, SqlKtStore, SqlMailboxStore, SqlMessengerStore, StoreError,
+};
 use axum::Router;
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +57,8 @@ pub struct Settings {
     /// How often the grown shards of the consent log get a signed
     /// checkpoint ([`CHECKPOINT_EVERY`] by default).
     pub checkpoint_every: Duration,
+    /// Business messaging's tunables.
+    pub business: BusinessConfig,
 }
 
 impl Settings {
@@ -81,6 +86,7 @@ impl Settings {
             kt_key_dir: None,
             log_key: SignerSource::Ephemeral,
             checkpoint_every: CHECKPOINT_EVERY,
+            business: BusinessConfig::default(),
         }
     }
 }
@@ -120,6 +126,11 @@ const PURGE_EVERY: Duration = Duration::from_secs(600);
 /// How often the consent log's grown shards get a signed checkpoint (the
 /// issue asks for at least one a minute while entries are appended).
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(15);
+/// How often the business webhook outbox is drained (at once again
+/// while a pass leaves due events behind).
+const WEBHOOKS_EVERY: Duration = Duration::from_secs(1);
+/// How often every business's quality and tier are re-evaluated.
+const STANDING_EVERY: Duration = Duration::from_secs(60);
 /// How often missing pseudonyms are computed (new users, key rotation).
 const PSEUDONYM_REFRESH_EVERY: Duration = Duration::from_secs(5);
 
@@ -137,6 +148,7 @@ impl Application {
         let db = Db::open_service(&s.location, "messenger").await?;
         let kt_store = Arc::new(SqlKtStore::new(db.clone()).await?);
         let store = Arc::new(SqlMessengerStore::new(db.clone()).await?);
+        let businesses = Arc::new(SqlBusinessStore::new(db.clone()));
         let mailboxes = Arc::new(SqlMailboxStore::new(db).await?);
         let wake: Arc<dyn Wake> = match &s.nats {
             None => Arc::new(LocalWake::default()),
@@ -166,12 +178,19 @@ impl Application {
         };
         let messenger = Messenger::new(
             store.clone(),
-            s.clock,
+            s.clock.clone(),
             s.verifier,
             s.config,
             s.keys,
             signer,
             consent_writers,
+        );
+        let business = Business::new(
+            businesses,
+            relay.clone(),
+            s.clock.clone(),
+            messenger.log().clone(),
+            s.business,
         );
         let dispatcher = s
             .feed
@@ -184,6 +203,7 @@ impl Application {
             simulated_clock: s.simulated_clock,
             feed: s.feed,
             e2e: relay,
+            business,
             trusted_proxies: s.trusted_proxies,
         };
         Ok(Application {
@@ -207,6 +227,11 @@ impl Application {
 
     pub fn relay(&self) -> &Relay {
         &self.state.e2e
+    }
+
+    /// Business messaging.
+    pub fn business(&self) -> &Business {
+        &self.state.business
     }
 
     /// The coordination feed's dispatcher, when a partner is configured.
@@ -287,6 +312,29 @@ impl Application {
                 }
             }));
         }
+        let business = self.state.business.clone();
+        tasks.push(spawn_loop(WEBHOOKS_EVERY, stop.clone(), move || {
+            let b = business.clone();
+            async move {
+                match b.dispatch_webhooks().await {
+                    Ok(more) => more,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "webhook dispatch failed; will retry");
+                        false
+                    }
+                }
+            }
+        }));
+        let business = self.state.business.clone();
+        tasks.push(spawn_loop(STANDING_EVERY, stop.clone(), move || {
+            let b = business.clone();
+            async move {
+                if let Err(e) = b.evaluate_all().await {
+                    tracing::warn!(error = %e, "business standing not evaluated; will retry");
+                }
+                false
+            }
+        }));
         let relay = self.state.e2e.clone();
         tasks.push(spawn_loop(PURGE_EVERY, stop.clone(), move || {
             let relay = relay.clone();

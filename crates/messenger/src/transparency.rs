@@ -126,6 +126,13 @@ impl ConsentLog {
         self.signed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Signs `message` with the log key; the message's first line must
+    /// be an origin of its own (`accord business template v1`), so that
+    /// it cannot pass for a checkpoint.
+    pub fn sign_message(&self, message: &[u8]) -> String {
+        self.signer.sign_message(message)
+    }
+
     /// The key checkpoints are verified against.
     pub fn public_key(&self) -> LogKey {
         self.signer.public()

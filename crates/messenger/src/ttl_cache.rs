@@ -42,6 +42,10 @@ impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
         map.insert(k, (Instant::now(), v));
     }
 
+    pub(crate) fn clear(&self) {
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
     pub(crate) fn remove(&self, k: &K) {
         self.map.lock().unwrap_or_else(|e| e.into_inner()).remove(k);
     }

@@ -28,6 +28,10 @@
 //! - [`mailbox`]: [`MailboxStore`](mailbox::MailboxStore), the messenger's
 //!   E2E key directory, per-device mailboxes (group-committed batches),
 //!   blocks and reports.
+//! - [`business`]: [`BusinessStore`](business::BusinessStore), business
+//!   messaging in the messenger's database: businesses, API keys (hashes),
+//!   templates, users' controls, service windows, status events (the
+//!   webhook outbox) and webhooks.
 //! - [`partner`]: [`PartnerStore`](partner::PartnerStore), what the
 //!   coordination feed delivered, partner users, links, contact edges.
 //! - [`error`]: the storage error type, `StoreError`.
@@ -38,6 +42,7 @@
 //! **Architecture invariant:** every service has its own database; no
 //! store here opens another service's tables.
 
+pub mod business;
 pub mod db;
 pub mod error;
 pub mod keyd;
@@ -47,6 +52,7 @@ pub mod messenger;
 pub mod partner;
 mod sql;
 
+pub use business::{BusinessStore, SqlBusinessStore};
 pub use db::{Backend, Db};
 pub use error::StoreError;
 pub use kt::{KtStore, SqlKtStore};

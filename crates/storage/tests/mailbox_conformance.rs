@@ -46,10 +46,12 @@ fn send(
                 recipient_device: *d,
                 message_type: 1,
                 ciphertext: format!("ct:{cmid}:{d:?}").into_bytes(),
+                business_meta: None,
             })
             .collect(),
         at,
         expires_at: Timestamp(at.0 + 30 * DAY_MS),
+        business: None,
     }
 }
 
@@ -472,6 +474,102 @@ async fn postgres_commits_draw_mailbox_ids_one_node_at_a_time() {
                 .unwrap();
             assert_eq!(out.items.len(), 1);
         }
+        t.finish().await;
+    }
+}
+
+/// A business's send records a `sent` event in its commit, and the
+/// recipient's ack a `delivered` one (once per message and recipient,
+/// however many devices ack); a person's send and ack record nothing.
+/// The metadata reaches the recipient's devices only.
+#[tokio::test]
+async fn business_sends_and_acks_write_their_status_events_in_the_same_commit() {
+    use accord_storage::business::BusinessStore;
+    use accord_storage::mailbox::BusinessSend;
+    use accord_storage::SqlBusinessStore;
+    for t in common::backends("messenger").await {
+        let store = SqlMailboxStore::new(t.db.clone()).await.unwrap();
+        let events = SqlBusinessStore::new(t.db.clone());
+        let (biz, user) = (AccountId::random(), AccountId::random());
+        let (bd, u1, u2) = (DeviceId::random(), DeviceId::random(), DeviceId::random());
+        for (acct, dev) in [(biz, bd), (user, u1), (user, u2)] {
+            store.put_device_keys(acct, dev, "{}", T0).await.unwrap();
+        }
+        let mut s = send((biz, bd), user, "wamid-1", &[u1, u2], T0);
+        for e in &mut s.envelopes {
+            e.business_meta = Some(r#"{"category":"utility"}"#.into());
+        }
+        s.business = Some(BusinessSend {
+            category: "utility".into(),
+            initiated: true,
+        });
+        let person = send((user, u1), biz, "hello", &[bd], T0);
+        let out = store
+            .commit_batch(&WriteBatch {
+                sends: vec![s.clone(), person],
+                acks: vec![],
+            })
+            .await
+            .unwrap();
+        assert_eq!(out.duplicate, vec![false, false]);
+        let metas: Vec<Option<String>> = store
+            .fetch(u1, 0, T0, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| match i {
+                MailItem::Envelope { business_meta, .. } => business_meta,
+                _ => None,
+            })
+            .collect();
+        assert_eq!(metas, vec![Some(r#"{"category":"utility"}"#.to_owned())]);
+        let ids: Vec<(DeviceId, u64)> = out
+            .items
+            .iter()
+            .filter(|(d, _)| *d == u1 || *d == u2)
+            .map(|(d, i)| (*d, i.id()))
+            .collect();
+        let acks = ids
+            .iter()
+            .map(|(d, id)| Ack {
+                device: *d,
+                ids: vec![*id],
+                at: Timestamp(T0.0 + 5),
+                expires_at: Timestamp(T0.0 + DAY_MS),
+            })
+            .collect();
+        // The person's message to the business is acked too: no event.
+        let back = out
+            .items
+            .iter()
+            .find(|(d, _)| *d == bd)
+            .map(|(_, i)| i.id())
+            .unwrap();
+        let mut acks: Vec<Ack> = acks;
+        acks.push(Ack {
+            device: bd,
+            ids: vec![back],
+            at: Timestamp(T0.0 + 5),
+            expires_at: Timestamp(T0.0 + DAY_MS),
+        });
+        commit(&store, vec![s], acks).await;
+        let got = events.events(biz, 10).await.unwrap();
+        let mut kinds: Vec<(String, String)> = got
+            .iter()
+            .map(|e| (e.status.clone(), e.message_id.clone()))
+            .collect();
+        kinds.sort();
+        assert_eq!(
+            kinds,
+            vec![
+                ("delivered".to_owned(), "wamid-1".to_owned()),
+                ("sent".to_owned(), "wamid-1".to_owned())
+            ],
+            "{:?}",
+            t.db.backend
+        );
+        assert!(got.iter().all(|e| e.recipient == user && e.hook_state == 0));
+        assert!(events.events(user, 10).await.unwrap().is_empty());
         t.finish().await;
     }
 }

@@ -396,8 +396,31 @@ pub async fn run(c: MsgCmd) -> CliResult {
             };
             let mut seen = 0usize;
             let mut to_acknowledge: BTreeMap<AccountId, Vec<ClientMessageId>> = BTreeMap::new();
+            // Business messages are rendered (their signed template
+            // fetched and checked) once the listen ends.
+            let mut business = Vec::new();
             let end = device
                 .listen(&client, opts, |event| {
+                    if let Event::Message {
+                        envelope_id,
+                        from,
+                        plaintext,
+                        business: Some(meta),
+                        ..
+                    } = &event
+                    {
+                        business.push((
+                            *envelope_id,
+                            from.account,
+                            meta.clone(),
+                            plaintext.clone(),
+                        ));
+                        seen += 1;
+                        return match count {
+                            Some(n) if seen >= n => ControlFlow::Break(()),
+                            _ => ControlFlow::Continue(()),
+                        };
+                    }
                     if print_event(&event) {
                         seen += 1;
                     }
@@ -419,6 +442,13 @@ pub async fn run(c: MsgCmd) -> CliResult {
                 })
                 .await
                 .map_err(cli_error)?;
+            for (envelope, from, meta, plaintext) in business {
+                let m = device
+                    .render_business(&client, from, &meta, &plaintext)
+                    .await
+                    .map_err(cli_error)?;
+                println!("envelope {}: {}", envelope.0, printable(&m.line()));
+            }
             if read_receipts {
                 let own = device.account_id();
                 for (account, ids) in to_acknowledge {
@@ -478,6 +508,15 @@ fn print_event(event: &Event) -> bool {
                 let ids: Vec<&str> = client_message_ids.iter().map(|i| i.as_str()).collect();
                 println!("read {} by {}/{}", ids.join(","), from.account, from.device);
                 true
+            }
+            // Without the envelope's business metadata: not shown as a
+            // business's message.
+            PlaintextKind::Template { .. } => {
+                eprintln!(
+                    "a template message from {}/{} that no business sent: not shown",
+                    from.account, from.device
+                );
+                false
             }
         },
         Event::Delivered {

@@ -46,6 +46,10 @@ pub enum Event {
         from: PeerDevice,
         server_ts: Timestamp,
         plaintext: Plaintext,
+        /// Set on a business's message: what the server admitted it as.
+        /// Render it with [`Device::render_business`] (never show the
+        /// plaintext of a template message as it is).
+        business: Option<accord_e2e::BusinessMeta>,
     },
     /// The server's delivery receipt: `recipient_device` acked the envelope
     /// of `client_message_id`.
@@ -492,6 +496,7 @@ impl Device {
                 from,
                 server_ts: env.server_ts,
                 plaintext,
+                business: env.business.clone(),
             },
             Err(e) => Event::Undecryptable {
                 envelope_id: env.id,

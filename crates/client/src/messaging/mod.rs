@@ -55,8 +55,13 @@
 //!   verified peers and their safety numbers ([`SafetyNumber`],
 //!   [`PeerStatus`]), and the audit of this device's own account
 //!   ([`OwnAudit`]).
+//! - `business`: business messages as a user sees them: the signed,
+//!   approved template rendered with the message's parameters, or
+//!   unverified with the reason ([`BusinessMessage`], [`Rendered`]);
+//!   sending as a business's device is [`Device::send_business`].
 //! - `error`: [`MessagingError`], with stable codes.
 
+mod business;
 mod device;
 mod error;
 mod key_source;
@@ -71,6 +76,7 @@ pub use accord_e2e::{ClientMessageId, EnvelopeId, PeerDevice, Plaintext, Plainte
 /// How many one-time keys the server holds for this device.
 pub use accord_messenger_wire::KeyCount;
 
+pub use business::{BusinessMessage, Rendered};
 pub use device::{Device, REPLENISH_BELOW};
 pub use error::{MessagingError, Result};
 pub use key_source::KeySource;

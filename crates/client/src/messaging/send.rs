@@ -20,11 +20,14 @@
 use std::time::Duration;
 
 use accord_domain::{AccountId, DeviceId, PhoneNumber, Timestamp};
+use accord_e2e::BusinessMeta;
 use accord_e2e::{
     ClientMessageId, DeviceKeys, PeerDevice, Plaintext, PlaintextKind, SendRequest,
     SignedOneTimeKey, WireError,
 };
-use accord_messenger_wire::{ClaimRequest, Claimed, KtLookup, SendMessage, SendOutcome};
+use accord_messenger_wire::{
+    BusinessSend, BusinessSent, ClaimRequest, Claimed, KtLookup, SendMessage, SendOutcome,
+};
 use reqwest::Method;
 
 use super::device::Device;
@@ -77,6 +80,19 @@ impl Claim {
             .find(|(k, _)| k.device_id == device)
             .map(|(_, otk)| otk)
     }
+}
+
+/// How a send reaches the messenger: as a person's device
+/// (`/v1/keys/claim`, `/v1/messages`), or as a business's device through
+/// the business API with its API key (`/v1/business/claim`,
+/// `/v1/business/messages`) and the message's metadata.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Via<'a> {
+    Person,
+    Business {
+        api: &'a Client,
+        meta: &'a BusinessMeta,
+    },
 }
 
 /// Who a message is for.
@@ -156,6 +172,33 @@ impl Device {
         to: &Recipient,
         plaintext: &Plaintext,
     ) -> Result<Sent> {
+        self.send_via(client, to, plaintext, Via::Person).await
+    }
+
+    /// Sends a business message as this (business) device: `api` is a
+    /// client holding the business's API key, `meta` what the message is
+    /// admitted as (its template, or a free-form service reply), `kind`
+    /// the plaintext (a template's parameters, or a text). A refusal is
+    /// the server's error with its stable code (`not_opted_in`, ...).
+    pub async fn send_business(
+        &mut self,
+        client: &Client,
+        api: &Client,
+        to: &Recipient,
+        meta: &BusinessMeta,
+        plaintext: &Plaintext,
+    ) -> Result<Sent> {
+        self.send_via(client, to, plaintext, Via::Business { api, meta })
+            .await
+    }
+
+    async fn send_via(
+        &mut self,
+        client: &Client,
+        to: &Recipient,
+        plaintext: &Plaintext,
+        via: Via<'_>,
+    ) -> Result<Sent> {
         if !self.is_published() {
             self.setup(client).await?;
         }
@@ -173,7 +216,9 @@ impl Device {
                 Recipient::Phone(p) => match self.dir.phones.get(p.e164()) {
                     Some(a) if !fresh => *a,
                     _ => {
-                        let claim = self.claim(client, &ClaimRequest::phone(p.e164())).await?;
+                        let claim = self
+                            .claim_via(client, &ClaimRequest::phone(p.e164()), via)
+                            .await?;
                         let account = claim.account;
                         claims.push(claim);
                         let e164 = p.e164().to_owned();
@@ -190,7 +235,10 @@ impl Device {
                     continue;
                 }
                 if fresh || (self.needs_claim(account) && !self.backing_off(account)) {
-                    claims.push(self.claim(client, &ClaimRequest::account(account)).await?);
+                    claims.push(
+                        self.claim_via(client, &ClaimRequest::account(account), via)
+                            .await?,
+                    );
                 }
             }
 
@@ -235,14 +283,36 @@ impl Device {
             let devices = envelopes.len();
             let request = SendRequest::new(plaintext.client_message_id.clone(), envelopes)
                 .map_err(|e: WireError| MessagingError::Protocol(e.to_string()))?;
-            let body = SendMessage {
-                to_account,
-                send: request,
+            let posted = match via {
+                Via::Person => {
+                    let body = SendMessage {
+                        to_account,
+                        send: request,
+                    };
+                    client
+                        .request::<SendOutcome>(Method::POST, "/v1/messages", Some(&to_json(&body)))
+                        .await
+                }
+                Via::Business { api, meta } => {
+                    let body = BusinessSend {
+                        device_id: self.device_id(),
+                        to_account,
+                        meta: meta.clone(),
+                        send: request,
+                    };
+                    api.request::<BusinessSent>(
+                        Method::POST,
+                        "/v1/business/messages",
+                        Some(&to_json(&body)),
+                    )
+                    .await
+                    .map(|s| SendOutcome {
+                        accepted: s.accepted,
+                        duplicate: s.duplicate,
+                    })
+                }
             };
-            match client
-                .request::<SendOutcome>(Method::POST, "/v1/messages", Some(&to_json(&body)))
-                .await
-            {
+            match posted {
                 Ok(outcome) => {
                     return Ok(Sent {
                         client_message_id: plaintext.client_message_id.clone(),
@@ -315,9 +385,26 @@ impl Device {
     /// Claims keys of an account's devices, and notes whether it found any
     /// (the backoff of empty claims).
     pub(super) async fn claim(&mut self, client: &Client, body: &ClaimRequest) -> Result<Claim> {
-        let r: Claimed = client
-            .request(Method::POST, "/v1/keys/claim", Some(&to_json(body)))
-            .await?;
+        self.claim_via(client, body, Via::Person).await
+    }
+
+    async fn claim_via(
+        &mut self,
+        client: &Client,
+        body: &ClaimRequest,
+        via: Via<'_>,
+    ) -> Result<Claim> {
+        let r: Claimed = match via {
+            Via::Person => {
+                client
+                    .request(Method::POST, "/v1/keys/claim", Some(&to_json(body)))
+                    .await?
+            }
+            Via::Business { api, .. } => {
+                api.request(Method::POST, "/v1/business/claim", Some(&to_json(body)))
+                    .await?
+            }
+        };
         let claim = Claim::from_response(r)?;
         self.note_claim(&claim);
         Ok(claim)

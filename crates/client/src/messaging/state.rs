@@ -101,6 +101,10 @@ pub(super) struct Directory {
     /// and whether they are verified, this account's accepted devices.
     #[serde(default)]
     pub(super) kt: super::trust::TrustState,
+    /// The messenger's log key (hex), pinned the first time a business
+    /// template was checked: template bodies are signed with it.
+    #[serde(default)]
+    pub(super) log_key: Option<String>,
 }
 
 impl Directory {

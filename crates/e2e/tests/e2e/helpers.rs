@@ -151,6 +151,7 @@ impl Directory {
                     server_ts: Timestamp(self.now),
                     message_type: e.message_type,
                     ciphertext: e.ciphertext,
+                    business: None,
                 });
                 let decoded = wire::decode_server_frame(&wire::encode(&frame)).unwrap();
                 let ServerFrame::Envelope(d) = decoded else {

@@ -41,6 +41,7 @@ fn samples() -> Vec<Vec<u8>> {
             server_ts: Timestamp(1),
             message_type: OlmMessageType::PreKey,
             ciphertext: env.ciphertext.clone(),
+            business: None,
         })),
     ]
 }

@@ -37,6 +37,7 @@ fn frames_have_the_documented_json_shape() {
         server_ts: Timestamp(1_700_000_000_000),
         message_type: OlmMessageType::PreKey,
         ciphertext: Ciphertext::from_bytes(vec![1, 2, 3]).unwrap(),
+        business: None,
     };
     let frame = ServerFrame::Envelope(delivered);
     assert_eq!(
@@ -56,7 +57,30 @@ fn frames_have_the_documented_json_shape() {
         json!({"type": "error", "code": "duplicate_recipient",
                "message": "two envelopes are addressed to the same device"})
     );
-    for f in [frame, receipt, ServerFrame::Pong, err] {
+    let business = ServerFrame::Envelope(DeliveredEnvelope {
+        id: EnvelopeId(8),
+        sender_account: account,
+        sender_device: device,
+        server_ts: Timestamp(2),
+        message_type: OlmMessageType::Normal,
+        ciphertext: Ciphertext::from_bytes(vec![4]).unwrap(),
+        business: Some(accord_e2e::BusinessMeta {
+            category: accord_domain::business::Category::Utility,
+            template: Some(accord_e2e::TemplateRef {
+                name: "order_receipt".into(),
+                language: "en".into(),
+                version: 2,
+            }),
+        }),
+    });
+    assert_eq!(
+        serde_json::to_value(&business).unwrap()["business"],
+        json!({"category": "utility", "template": {"name": "order_receipt", "language": "en", "version": 2}})
+    );
+    let mut odd = serde_json::to_value(&business).unwrap();
+    odd["business"]["extra"] = json!(1);
+    assert!(decode_server_frame(odd.to_string().as_bytes()).is_err());
+    for f in [frame, business, receipt, ServerFrame::Pong, err] {
         assert_eq!(decode_server_frame(&wire::encode(&f)).unwrap(), f);
     }
 }

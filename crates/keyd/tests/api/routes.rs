@@ -16,6 +16,7 @@ async fn every_documented_route_answers_bad_requests_with_the_json_error_body() 
         base_url: &app.base,
         bearer: &token,
         admin: &app.admin_token,
+        api_key: None,
         params: &[("purpose", "coordination"), ("client_id", &id)],
         signed: &[],
         route_limits: &[],

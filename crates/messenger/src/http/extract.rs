@@ -62,3 +62,17 @@ impl AdminAuth for AppState {
         Ok(self.messenger.authenticate(token).await?.is_some())
     }
 }
+
+/// A business, by one of its API keys (`Authorization: Bearer acb_…`):
+/// 401 `api_key_invalid`, `api_key_expired` or `api_key_revoked`, 403
+/// `business_revoked`.
+#[derive(Debug)]
+pub struct BusinessKey(pub std::sync::Arc<accord_storage::business::BusinessRow>);
+
+impl FromRequestParts<AppState> for BusinessKey {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts).ok_or_else(ApiError::unauthorized)?;
+        Ok(BusinessKey(state.business.authenticate(token).await?))
+    }
+}

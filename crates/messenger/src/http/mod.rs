@@ -39,6 +39,8 @@ pub struct AppState {
     pub feed: Option<crate::feed::FeedConfig>,
     /// The E2E relay (key directory, mailboxes, delivery).
     pub e2e: crate::relay::Relay,
+    /// Business messaging.
+    pub business: crate::business::Business,
     /// Reverse proxies whose `X-Forwarded-For` names the client
     /// (`accord_http::ClientAddr`), for limits per client address.
     pub trusted_proxies: Vec<std::net::IpAddr>,

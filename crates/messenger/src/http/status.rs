@@ -92,3 +92,47 @@ pub fn policy_error(e: PolicyError) -> ApiError {
     };
     ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string())
 }
+
+impl From<crate::business::BusinessError> for ApiError {
+    fn from(e: crate::business::BusinessError) -> Self {
+        use crate::business::BusinessError as B;
+        use accord_domain::business::Refusal;
+        let msg = e.to_string();
+        match e {
+            B::Refused(r) => {
+                let status = match r {
+                    Refusal::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+                    _ => StatusCode::FORBIDDEN,
+                };
+                let a = ApiError::new(status, r.code(), msg).with_details(json!({
+                    "refusal": r.code(),
+                    "error_number": r.number(),
+                }));
+                if r == Refusal::RateLimited {
+                    a.with_retry_after(1)
+                } else {
+                    a
+                }
+            }
+            B::NotABusiness => ApiError::new(StatusCode::FORBIDDEN, "not_a_business", msg),
+            B::AlreadyBusiness => ApiError::new(StatusCode::CONFLICT, "business_exists", msg),
+            B::ApiKeyInvalid => ApiError::new(StatusCode::UNAUTHORIZED, "api_key_invalid", msg),
+            B::ApiKeyExpired => ApiError::new(StatusCode::UNAUTHORIZED, "api_key_expired", msg),
+            B::ApiKeyRevoked => ApiError::new(StatusCode::UNAUTHORIZED, "api_key_revoked", msg),
+            B::BusinessRevoked => ApiError::new(StatusCode::FORBIDDEN, "business_revoked", msg),
+            B::UnknownTemplate => ApiError::new(StatusCode::NOT_FOUND, "unknown_template", msg),
+            B::UnknownBusiness => ApiError::new(StatusCode::NOT_FOUND, "unknown_business", msg),
+            B::UnknownRecipient => ApiError::new(StatusCode::NOT_FOUND, "unknown_recipient", msg),
+            B::UseBusinessApi => ApiError::new(StatusCode::FORBIDDEN, "use_business_api", msg),
+            B::BadRequest(m) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", m),
+            B::NotFound => ApiError::not_found(),
+            B::Relay(r) => r.into(),
+            B::Store(StoreError::Conflict(what)) => ApiError::conflict(what),
+            B::Store(StoreError::NotFound(_)) => ApiError::not_found(),
+            B::Store(other) => {
+                tracing::error!(error = %other, "store failure");
+                ApiError::internal()
+            }
+        }
+    }
+}

@@ -129,7 +129,7 @@ impl Relay {
 
     /// The devices with keys of `account` that still exist, cached
     /// briefly; `None` if there is no such account.
-    pub(super) async fn devices_of(
+    pub(crate) async fn devices_of(
         &self,
         account: AccountId,
     ) -> Result<Option<Arc<Vec<DeviceId>>>, RelayError> {
@@ -204,13 +204,37 @@ impl Relay {
             .claim_limits
             .take(&requester)
             .map_err(|retry_after_s| RelayError::RateLimited { retry_after_s })?;
-        let account = match target {
+        let account = self.claim_target(target).await?;
+        self.claim_devices(account).await
+    }
+
+    /// The account a claim names (`NotFound`: no such account).
+    pub async fn claim_target(&self, target: ClaimTarget) -> Result<AccountId, RelayError> {
+        Ok(match target {
             ClaimTarget::Account(a) => self.inner.accounts.account(a).await?,
             ClaimTarget::Phone(p) => self.inner.accounts.account_by_phone(&p).await?,
         }
-        .ok_or(RelayError::NotFound)?;
+        .ok_or(RelayError::NotFound)?
+        .id)
+    }
+
+    /// A claim of `account`'s keys without the per-device claim limit: a
+    /// business's claims, which its API limits (and restricts to users
+    /// who opted in to it or wrote to it) instead.
+    pub async fn claim_account(&self, account_id: AccountId) -> Result<Claimed, RelayError> {
+        let account = self
+            .inner
+            .accounts
+            .account(account_id)
+            .await?
+            .ok_or(RelayError::NotFound)?;
+        self.claim_devices(account.id).await
+    }
+
+    /// One key per device of `account`, and the directory's proof.
+    async fn claim_devices(&self, account: AccountId) -> Result<Claimed, RelayError> {
         let mut devices = Vec::new();
-        let devices_of = self.devices_of(account.id).await?.unwrap_or_default();
+        let devices_of = self.devices_of(account).await?.unwrap_or_default();
         for d in devices_of.iter() {
             let Some(keys) = self.stored_keys(*d).await? else {
                 continue;
@@ -230,14 +254,14 @@ impl Relay {
         // client checks every device above against it.
         let kt = match self.inner.kt.get() {
             None => None,
-            Some(kt) => match kt.lookup(account.id).await {
+            Some(kt) => match kt.lookup(account).await {
                 Ok(l) => Some(l),
                 Err(crate::kt::KtError::NotFound) => None,
                 Err(e) => return Err(e.into()),
             },
         };
         Ok(Claimed {
-            account_id: account.id,
+            account_id: account,
             devices,
             kt,
         })

@@ -10,10 +10,10 @@
 use super::{Relay, RelayError};
 use accord_domain::{AccountId, DeviceId, Timestamp};
 use accord_e2e::{
-    Ciphertext, ClientMessageId, DeliveredEnvelope, EnvelopeId, OlmMessageType, SendRequest,
-    ServerFrame,
+    BusinessMeta, Ciphertext, ClientMessageId, DeliveredEnvelope, EnvelopeId, OlmMessageType,
+    SendRequest, ServerFrame,
 };
-use accord_storage::mailbox::{Ack, MailItem, NewEnvelope, NewSend};
+use accord_storage::mailbox::{Ack, BusinessSend, MailItem, NewEnvelope, NewSend};
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
@@ -30,6 +30,7 @@ pub fn frame_of(item: MailItem) -> Option<ServerFrame> {
             server_ts,
             message_type,
             ciphertext,
+            business_meta,
             ..
         } => ServerFrame::Envelope(DeliveredEnvelope {
             id: EnvelopeId(id),
@@ -38,6 +39,10 @@ pub fn frame_of(item: MailItem) -> Option<ServerFrame> {
             server_ts,
             message_type: OlmMessageType::from_u8(message_type)?,
             ciphertext: Ciphertext::from_bytes(ciphertext).ok()?,
+            business: match business_meta {
+                None => None,
+                Some(json) => Some(serde_json::from_str::<BusinessMeta>(&json).ok()?),
+            },
         }),
         MailItem::Receipt {
             id,
@@ -94,6 +99,44 @@ impl Relay {
             .send_limits
             .take(&sender_device)
             .map_err(|retry_after_s| RelayError::RateLimited { retry_after_s })?;
+        self.send_checked(sender_account, sender_device, to_account, request, None)
+            .await
+    }
+
+    /// A business's send, admitted by the business API (which applied the
+    /// business's own limits, opt-in and blocks instead of the per-device
+    /// and unknown-sender limits): the envelopes to the recipient's
+    /// devices carry `meta`, and a `sent` status event is committed with
+    /// them.
+    pub async fn send_business(
+        &self,
+        sender_account: AccountId,
+        sender_device: DeviceId,
+        to_account: AccountId,
+        request: SendRequest,
+        meta: &BusinessMeta,
+        status: BusinessSend,
+    ) -> Result<SendOutcome, RelayError> {
+        let json =
+            serde_json::to_string(meta).map_err(|e| RelayError::BadRequest(e.to_string()))?;
+        self.send_checked(
+            sender_account,
+            sender_device,
+            to_account,
+            request,
+            Some((json, status)),
+        )
+        .await
+    }
+
+    async fn send_checked(
+        &self,
+        sender_account: AccountId,
+        sender_device: DeviceId,
+        to_account: AccountId,
+        request: SendRequest,
+        business: Option<(String, BusinessSend)>,
+    ) -> Result<SendOutcome, RelayError> {
         let recipients = if to_account == sender_account {
             Arc::new(Vec::new())
         } else {
@@ -120,7 +163,10 @@ impl Relay {
         }
         let blocked =
             to_account != sender_account && self.blocked(to_account, sender_account).await?;
-        if to_account != sender_account && !self.wrote_to(to_account, sender_account).await? {
+        if business.is_none()
+            && to_account != sender_account
+            && !self.wrote_to(to_account, sender_account).await?
+        {
             self.inner
                 .unknown_limits
                 .take(&to_account)
@@ -130,6 +176,10 @@ impl Relay {
         let (cmid, envelopes) = request.into_parts();
         let recipient_set: HashSet<DeviceId> = recipients.iter().copied().collect();
         let now = self.now();
+        let (meta, status) = match business {
+            Some((m, s)) => (Some(m), Some(s)),
+            None => (None, None),
+        };
         let send = NewSend {
             sender_account,
             sender_device,
@@ -139,6 +189,10 @@ impl Relay {
                 .into_iter()
                 .filter(|e| !(blocked && recipient_set.contains(&e.recipient_device)))
                 .map(|e| NewEnvelope {
+                    business_meta: meta
+                        .as_ref()
+                        .filter(|_| recipient_set.contains(&e.recipient_device))
+                        .cloned(),
                     recipient_device: e.recipient_device,
                     message_type: e.message_type.as_u8(),
                     ciphertext: e.ciphertext.into_bytes(),
@@ -146,6 +200,7 @@ impl Relay {
                 .collect(),
             at: now,
             expires_at: Timestamp(now.0 + self.inner.config.envelope_ttl_ms),
+            business: status,
         };
         let duplicate = self.inner.writer.send(send).await?;
         Ok(SendOutcome {

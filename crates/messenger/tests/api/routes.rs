@@ -17,29 +17,52 @@ async fn every_documented_route_answers_bad_requests_with_the_json_error_body() 
     let other = app.register_device(&phone(2), None).await;
     let other_id = other.reg.account_id.to_string();
     let any = uuid::Uuid::new_v4().to_string();
+    let key: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/v1/business", app.base_url))
+        .bearer_auth(&other.reg.token)
+        .json(&serde_json::json!({ "display_name": "Sweep" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let api_key = key["api_key"].as_str().unwrap().to_owned();
     let report = Sweep {
         base_url: &app.base_url,
         bearer: &user.reg.token,
         admin: &app.admin_token,
+        api_key: Some(&api_key),
         params: &[
             ("registration_id", &any),
             ("version", "1"),
             ("purpose", "ads"),
             ("prefix", "00ff"),
             ("account_id", &other_id),
+            ("business", &other_id),
+            ("key_id", &any),
+            ("id", &any),
+            ("name", "order_receipt"),
+            ("language", "en"),
         ],
         signed: &[],
-        route_limits: &[(
-            "/v1/messages",
-            accord_messenger::http::routes::MAX_SEND_BODY_BYTES,
-        )],
+        route_limits: &[
+            (
+                "/v1/messages",
+                accord_messenger::http::routes::MAX_SEND_BODY_BYTES,
+            ),
+            (
+                "/v1/business/messages",
+                accord_messenger::http::routes::MAX_BUSINESS_SEND_BYTES,
+            ),
+        ],
         body_limit: accord_messenger::http::MAX_BODY,
     }
     .run()
     .await;
     assert!(report.failures.is_empty(), "{:#?}", report.failures);
-    // 46 operations of the messenger and 3 standard ones.
-    assert!(report.checked >= 90, "only {} checks", report.checked);
+    // 69 operations of the messenger and 3 standard ones.
+    assert!(report.checked >= 130, "only {} checks", report.checked);
 }
 
 #[tokio::test]

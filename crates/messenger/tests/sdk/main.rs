@@ -8,6 +8,7 @@
 //! not in `accord-client`, so that the SDK has no dependency, not even a
 //! dev-dependency, on the server's axum and sqlx.
 
+mod business;
 mod kt;
 mod server;
 
@@ -78,6 +79,9 @@ async fn receive(d: &mut Dev, n: usize, transport: Transport) -> Vec<String> {
                     }
                     PlaintextKind::ReadReceipt { client_message_ids } => {
                         out.push(format!("read {}", client_message_ids[0]))
+                    }
+                    PlaintextKind::Template { params } => {
+                        out.push(format!("template {}", params.join("|")))
                     }
                 },
                 Event::Delivered {

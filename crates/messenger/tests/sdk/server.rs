@@ -71,6 +71,9 @@ pub struct Server {
     pub store: Arc<accord_storage::SqlMessengerStore>,
     pub mailboxes: Arc<accord_storage::SqlMailboxStore>,
     pub relay: accord_messenger::relay::Relay,
+    pub business: accord_messenger::business::Business,
+    /// A client holding the operator's admin token.
+    pub admin: Client,
     stop: Option<tokio::sync::watch::Sender<bool>>,
     // Dropped last: the database lives here.
     data: Option<tempfile::TempDir>,
@@ -108,17 +111,33 @@ impl Server {
     pub async fn start_in(
         data: tempfile::TempDir,
     ) -> Result<Server, accord_messenger::StartupError> {
+        Server::start_with(
+            data,
+            Arc::new(SystemClock),
+            accord_messenger::business::BusinessConfig::default(),
+        )
+        .await
+    }
+
+    /// A server on `data` with its own clock and business rules.
+    pub async fn start_with(
+        data: tempfile::TempDir,
+        clock: Arc<dyn accord_domain::Clock>,
+        business: accord_messenger::business::BusinessConfig,
+    ) -> Result<Server, accord_messenger::StartupError> {
+        let admin = BearerToken::generate();
         let built = Application::build(Settings {
             e2e: E2eConfig {
                 // The fallback test claims every one-time key of a device.
                 claim_burst: 1000.0,
                 ..E2eConfig::default()
             },
+            business,
             ..Settings::new(
                 data.path().to_str().unwrap(),
-                TokenHash::of(BearerToken::generate().reveal()),
+                TokenHash::of(admin.reveal()),
                 Arc::new(DevVerifier),
-                Arc::new(SystemClock),
+                clock,
             )
         })
         .await?;
@@ -141,12 +160,15 @@ impl Server {
             .await
             .expect("the server runs")
         });
+        let admin_client = Client::new(&base).with_token(admin.reveal());
         Ok(Server {
             base,
             observed,
             store: built.store().clone(),
             mailboxes: built.mailboxes().clone(),
             relay: built.relay().clone(),
+            business: built.business().clone(),
+            admin: admin_client,
             stop: Some(tx),
             data: Some(data),
         })

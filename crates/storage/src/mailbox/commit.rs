@@ -42,7 +42,7 @@ use sqlx::query::Query;
 use sqlx::{Any, AnyPool, Row};
 use std::collections::{HashMap, HashSet};
 
-/// Rows per multi-row insert (at most 9 columns each: 9,000 parameters,
+/// Rows per multi-row insert (at most 10 columns each: 10,000 parameters,
 /// under SQLite's 32,766 and PostgreSQL's 65,535).
 const ROWS_PER_INSERT: usize = 1000;
 /// Two-column rows (send keys, ack pairs) per statement.
@@ -116,7 +116,17 @@ impl<'a> Plan<'a> {
             if dup {
                 continue;
             }
-            w.new_sends.push((key.0.clone(), key.1, s.at.0));
+            w.new_sends.push((key.0.clone(), key.1.clone(), s.at.0));
+            if let Some(b) = &s.business {
+                w.sent_events.push(SentEvent {
+                    business: uuid_text(s.sender_account.0),
+                    message_id: key.1,
+                    recipient: uuid_text(s.to_account.0),
+                    category: b.category.clone(),
+                    initiated: b.initiated,
+                    at: s.at.0,
+                });
+            }
             if s.sender_account != s.to_account {
                 contacts.insert((uuid_text(s.sender_account.0), uuid_text(s.to_account.0)));
             }
@@ -146,6 +156,7 @@ impl<'a> Plan<'a> {
                     body: None,
                     at: ack.at.0,
                     expires_at: ack.expires_at.0,
+                    business_meta: None,
                 });
             }
         }
@@ -167,6 +178,7 @@ fn envelope_rows(s: &NewSend, sender_device: &str, rows: &mut Vec<MailRow>) {
             body: Some(e.ciphertext.clone()),
             at: s.at.0,
             expires_at: s.expires_at.0,
+            business_meta: e.business_meta.clone(),
         });
     }
 }
@@ -184,6 +196,77 @@ struct AckedItem {
     sender_devices: Vec<String>,
 }
 
+/// A business send's `sent` status event (a row of `business_events`).
+struct SentEvent {
+    business: String,
+    message_id: String,
+    recipient: String,
+    category: String,
+    initiated: bool,
+    at: i64,
+}
+
+/// The insert of `n` `sent` events (due at once for the webhook; an
+/// event already recorded is left alone).
+fn sent_events_sql(backend: Backend, n: usize) -> String {
+    format!(
+        "INSERT INTO business_events (business, message_id, recipient, status, category, \
+         initiated, code, at, hook_state, attempts, next_attempt_at) \
+         SELECT v.column1, v.column2, v.column3, 'sent', v.column4, v.column5, NULL, v.column6, \
+         0, 0, v.column7 FROM (VALUES {}) AS v \
+         WHERE true ON CONFLICT (business, message_id, recipient, status) DO NOTHING;",
+        value_rows(
+            backend,
+            n,
+            1,
+            &["TEXT", "TEXT", "TEXT", "TEXT", "BIGINT", "BIGINT", "BIGINT"]
+        )
+    )
+}
+
+fn bind_sent_events<'q>(mut q: AnyQuery<'q>, events: &[SentEvent]) -> AnyQuery<'q> {
+    for e in events {
+        q = q
+            .bind(e.business.clone())
+            .bind(e.message_id.clone())
+            .bind(e.recipient.clone())
+            .bind(e.category.clone())
+            .bind(i64::from(e.initiated))
+            .bind(e.at)
+            .bind(e.at);
+    }
+    q
+}
+
+/// The `delivered` status events of the acked envelopes among `n` ids
+/// that carry business metadata (envelopes to a business's recipient),
+/// at the time bound first. One event per message and recipient account,
+/// however many of its devices ack.
+fn delivered_events_sql(backend: Backend, n: usize) -> String {
+    let ids = match backend {
+        Backend::Sqlite => id_list(n),
+        Backend::Postgres => format!(
+            "({})",
+            (0..n)
+                .map(|i| format!("${}", i + 3))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+    };
+    let (at, next) = match backend {
+        Backend::Sqlite => ("?", "?"),
+        Backend::Postgres => ("$1::BIGINT", "$2::BIGINT"),
+    };
+    format!(
+        "INSERT INTO business_events (business, message_id, recipient, status, category, \
+         initiated, code, at, hook_state, attempts, next_attempt_at) \
+         SELECT DISTINCT m.peer_account, m.client_message_id, k.account_id, 'delivered', NULL, 0, \
+         NULL, {at}, 0, 0, {next} FROM e2e_mailbox m JOIN e2e_device_keys k ON k.device_id = m.device_id \
+         WHERE m.id IN {ids} AND m.business_meta IS NOT NULL \
+         ON CONFLICT (business, message_id, recipient, status) DO NOTHING;"
+    )
+}
+
 /// What a batch writes, and the outcome so far.
 #[derive(Default)]
 struct Writes {
@@ -193,6 +276,8 @@ struct Writes {
     contacts: Vec<(String, String)>,
     /// Mailbox rows to insert: envelopes, then receipts.
     rows: Vec<MailRow>,
+    /// The `sent` status events of new business sends.
+    sent_events: Vec<SentEvent>,
     /// Ids of the acked receipts (deleted) and envelopes (marked).
     acked_receipts: Vec<i64>,
     acked_envelopes: Vec<i64>,
@@ -221,7 +306,7 @@ impl Writes {
 
 type AnyQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
 
-/// Binds the nine columns of each row, in `e2e_mailbox` column order.
+/// Binds the ten columns of each row, in `e2e_mailbox` column order.
 fn bind_rows<'q>(mut q: AnyQuery<'q>, rows: &[MailRow]) -> AnyQuery<'q> {
     for r in rows {
         q = q
@@ -233,7 +318,8 @@ fn bind_rows<'q>(mut q: AnyQuery<'q>, rows: &[MailRow]) -> AnyQuery<'q> {
             .bind(r.message_type)
             .bind(r.body.clone())
             .bind(r.at)
-            .bind(r.expires_at);
+            .bind(r.expires_at)
+            .bind(r.business_meta.clone());
     }
     q
 }
@@ -264,8 +350,8 @@ fn bind_keys<'q>(mut q: AnyQuery<'q>, keys: &[(String, String)]) -> AnyQuery<'q>
 fn insert_sql(backend: Backend, rows: usize) -> String {
     let insert = format!(
         "INSERT INTO e2e_mailbox (device_id, kind, peer_account, peer_device, \
-         client_message_id, message_type, body, at, expires_at) VALUES {}",
-        value_rows(backend, rows, 1, &[""; 9])
+         client_message_id, message_type, body, at, expires_at, business_meta) VALUES {}",
+        value_rows(backend, rows, 1, &[""; 10])
     );
     match backend {
         Backend::Sqlite => format!("{insert}; SELECT last_insert_rowid(), changes();"),
@@ -422,6 +508,13 @@ pub(super) async fn commit_sqlite(db: &Db, batch: &WriteBatch) -> Result<BatchOu
     }
     let envelopes: Vec<&[i64]> = w.acked_envelopes.chunks(IDS_PER_STATEMENT).collect();
     for c in &envelopes {
+        sql.push_str(&delivered_events_sql(Backend::Sqlite, c.len()));
+    }
+    let sent_events: Vec<&[SentEvent]> = w.sent_events.chunks(ROWS_PER_INSERT).collect();
+    for c in &sent_events {
+        sql.push_str(&sent_events_sql(Backend::Sqlite, c.len()));
+    }
+    for c in &envelopes {
         sql.push_str(&format!(
             "UPDATE e2e_mailbox SET body = NULL, acked_at = ? WHERE id IN {};",
             id_list(c.len())
@@ -447,6 +540,15 @@ pub(super) async fn commit_sqlite(db: &Db, batch: &WriteBatch) -> Result<BatchOu
         }
     }
     let ack_at = plan.ack_at();
+    for c in &envelopes {
+        q = q.bind(ack_at).bind(ack_at);
+        for id in c.iter() {
+            q = q.bind(*id);
+        }
+    }
+    for c in &sent_events {
+        q = bind_sent_events(q, c);
+    }
     for c in &envelopes {
         q = q.bind(ack_at);
         for id in c.iter() {
@@ -590,6 +692,20 @@ pub(super) async fn commit_postgres(pool: &AnyPool, batch: &WriteBatch) -> Resul
             value_rows(be, c.len(), 1, &[""; 2])
         );
         bind_keys(sqlx::query(&sql), c).execute(&mut *tx).await?;
+    }
+    for c in w.acked_envelopes.chunks(IDS_PER_STATEMENT) {
+        let sql = delivered_events_sql(be, c.len());
+        let mut q = sqlx::query(&sql).bind(plan.ack_at()).bind(plan.ack_at());
+        for id in c {
+            q = q.bind(*id);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    for c in w.sent_events.chunks(ROWS_PER_INSERT) {
+        let sql = sent_events_sql(be, c.len());
+        bind_sent_events(sqlx::query(&sql), c)
+            .execute(&mut *tx)
+            .await?;
     }
     let mut ids = Vec::with_capacity(w.rows.len());
     if !w.rows.is_empty() {

@@ -52,6 +52,9 @@ pub enum MailItem {
         server_ts: Timestamp,
         message_type: u8,
         ciphertext: Vec<u8>,
+        /// A business message's template and category (JSON, as the
+        /// business API wrote it), on envelopes to the recipient's devices.
+        business_meta: Option<String>,
     },
     Receipt {
         id: u64,
@@ -75,6 +78,20 @@ pub struct NewEnvelope {
     pub recipient_device: DeviceId,
     pub message_type: u8,
     pub ciphertext: Vec<u8>,
+    /// A business message's metadata for the recipient's client (only on
+    /// envelopes to the recipient's devices).
+    pub business_meta: Option<String>,
+}
+
+/// What the status record of a business's send says: a `sent` event is
+/// written in the same commit as the send's envelopes.
+#[derive(Clone, Debug)]
+pub struct BusinessSend {
+    /// `utility`, `authentication`, `marketing` or `service`.
+    pub category: String,
+    /// A business-initiated conversation (a template outside the
+    /// customer-service window): what the messaging-limit tier counts.
+    pub initiated: bool,
 }
 
 /// One accepted send: stored only if (sender device, client message id)
@@ -89,6 +106,9 @@ pub struct NewSend {
     pub envelopes: Vec<NewEnvelope>,
     pub at: Timestamp,
     pub expires_at: Timestamp,
+    /// Set for a business's message: a `sent` status event is recorded
+    /// with it.
+    pub business: Option<BusinessSend>,
 }
 
 /// A device acknowledging items of its mailbox.
@@ -237,6 +257,7 @@ fn mail_row(r: &AnyRow) -> Result<MailItem> {
         body: r.try_get("body")?,
         at: r.try_get("at")?,
         expires_at: 0,
+        business_meta: r.try_get("business_meta")?,
     }
     .into_item(r.try_get::<i64, _>("id")? as u64)
 }
@@ -291,6 +312,7 @@ struct MailRow {
     body: Option<Vec<u8>>,
     at: i64,
     expires_at: i64,
+    business_meta: Option<String>,
 }
 
 impl MailRow {
@@ -306,6 +328,7 @@ impl MailRow {
                 server_ts: Timestamp(self.at),
                 message_type: self.message_type as u8,
                 ciphertext: self.body.unwrap_or_default(),
+                business_meta: self.business_meta,
             },
             1 => MailItem::Receipt {
                 id,
@@ -484,8 +507,8 @@ impl MailboxStore for SqlMailboxStore {
         limit: u32,
     ) -> Result<Vec<MailItem>> {
         let rows = sqlx::query(
-            "SELECT id, kind, peer_account, peer_device, client_message_id, message_type, body, at \
-             FROM e2e_mailbox WHERE device_id = $1 AND id > $2 AND expires_at > $3 AND acked_at IS NULL \
+            "SELECT id, kind, peer_account, peer_device, client_message_id, message_type, body, at, \
+             business_meta FROM e2e_mailbox WHERE device_id = $1 AND id > $2 AND expires_at > $3 AND acked_at IS NULL \
              ORDER BY id LIMIT $4",
         )
         .bind(uuid_text(device.0))

@@ -153,6 +153,11 @@ pub async fn claim_keys(
     body: Bytes,
 ) -> ApiResult<Response> {
     let c: ClaimRequest = wire_body(&body, 1024)?;
+    // A business claims through `/v1/business/claim`, which resolves only
+    // users who opted in to it or wrote to it.
+    if s.business.is_business(caller.account.id).await? {
+        return Err(crate::business::BusinessError::UseBusinessApi.into());
+    }
     let target = match (c.phone, c.account_id) {
         (Some(p), None) => ClaimTarget::Phone(
             PhoneNumber::parse(&p, None).map_err(crate::service::ServiceError::from)?,

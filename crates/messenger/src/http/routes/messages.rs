@@ -29,9 +29,16 @@ pub async fn send_message(
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<SendOutcome>)> {
     let b: SendMessage = wire_body(&body, MAX_SEND_BODY_BYTES)?;
+    if s.business.is_business(caller.account.id).await? {
+        return Err(crate::business::BusinessError::UseBusinessApi.into());
+    }
     let out = s
         .e2e
         .send(caller.account.id, caller.device, b.to_account, b.send)
+        .await?;
+    // A message to a business opens its customer-service window.
+    s.business
+        .note_user_message(caller.account.id, b.to_account)
         .await?;
     Ok((StatusCode::ACCEPTED, Json(out)))
 }

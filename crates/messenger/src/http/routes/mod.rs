@@ -3,6 +3,7 @@
 mod account;
 mod admin;
 mod blocks;
+mod business;
 mod consent;
 mod contacts;
 mod keys;
@@ -17,6 +18,7 @@ mod transparency;
 pub use account::*;
 pub use admin::*;
 pub use blocks::*;
+pub use business::*;
 pub use consent::*;
 pub use contacts::*;
 pub use keys::*;
@@ -83,7 +85,29 @@ pub fn router(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) 
         .routes(routes!(transparency::log_key))
         .routes(routes!(transparency::checkpoints))
         .routes(routes!(transparency::inclusion))
-        .routes(routes!(transparency::consistency));
+        .routes(routes!(transparency::consistency))
+        .routes(routes!(business::register_business))
+        .routes(routes!(business::create_key, business::list_keys))
+        .routes(routes!(business::revoke_key))
+        .routes(routes!(business::status))
+        .routes(routes!(business::submit_template, business::list_templates))
+        .routes(routes!(business::claim))
+        .routes(
+            routes!(business::send).layer(DefaultBodyLimit::max(business::MAX_BUSINESS_SEND_BYTES)),
+        )
+        .routes(routes!(business::events))
+        .routes(routes!(business::set_webhook, business::delete_webhook))
+        .routes(routes!(business::test_webhook))
+        .routes(routes!(business::profile))
+        .routes(routes!(business::lookup_business))
+        .routes(routes!(business::signed_template))
+        .routes(routes!(business::my_businesses))
+        .routes(routes!(business::set_controls))
+        .routes(routes!(business::template_queue))
+        .routes(routes!(business::review_template))
+        .routes(routes!(business::list_businesses))
+        .routes(routes!(business::set_verified))
+        .routes(routes!(business::set_revoked));
     if state.simulated_clock.is_some() {
         r = r.routes(routes!(admin::clock, admin::advance_clock));
     }
