@@ -59,6 +59,47 @@ pub enum Admin {
         #[command(flatten)]
         conn: AdminArgs,
     },
+    /// Every business, its quality and tier.
+    Businesses {
+        #[command(flatten)]
+        conn: AdminArgs,
+    },
+    /// Mark a business verified (users see its name and badge), or with
+    /// --undo not.
+    VerifyBusiness {
+        #[command(flatten)]
+        conn: AdminArgs,
+        business: String,
+        #[arg(long)]
+        undo: bool,
+    },
+    /// Revoke a business (its API keys stop working), or with --undo
+    /// reinstate it.
+    RevokeBusiness {
+        #[command(flatten)]
+        conn: AdminArgs,
+        business: String,
+        #[arg(long)]
+        undo: bool,
+    },
+    /// Business templates by review state (default: pending).
+    Templates {
+        #[command(flatten)]
+        conn: AdminArgs,
+        #[arg(long, default_value = "pending")]
+        status: String,
+    },
+    /// Approve, reject, pause or resume a template.
+    ReviewTemplate {
+        #[command(flatten)]
+        conn: AdminArgs,
+        id: uuid::Uuid,
+        /// approve, reject, pause or resume.
+        #[arg(long)]
+        decision: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// Show or advance the simulated clock (server started with --simulated-clock).
     Clock {
         #[command(flatten)]
@@ -195,6 +236,94 @@ pub async fn run(a: Admin) -> CliResult {
                 st["max_attempts"]
             );
             println!("accounts held by the partner: {}", st["held_accounts"]);
+        }
+        Admin::Businesses { conn } => {
+            let list: Vec<accord_messenger_wire::BusinessStatus> = client(&conn)?
+                .request(reqwest::Method::GET, "/v1/admin/businesses", None)
+                .await?;
+            for b in list {
+                println!(
+                    "{} {:?} verified={} revoked={} quality={} tier={} — {}",
+                    b.business,
+                    b.display_name,
+                    b.verified,
+                    b.revoked,
+                    b.quality.as_str(),
+                    b.tier,
+                    b.quality_reason
+                );
+            }
+        }
+        Admin::VerifyBusiness {
+            conn,
+            business,
+            undo,
+        } => {
+            let id = AccountId::parse(&business)
+                .ok_or_else(|| CliError::Input("the business is its account id (a UUID)".into()))?;
+            client(&conn)?
+                .request_raw(
+                    reqwest::Method::PUT,
+                    &format!("/v1/admin/businesses/{id}/verified"),
+                    Some(&serde_json::json!({ "value": !undo })),
+                )
+                .await?;
+            println!(
+                "business {id} {}",
+                if undo { "unverified" } else { "verified" }
+            );
+        }
+        Admin::RevokeBusiness {
+            conn,
+            business,
+            undo,
+        } => {
+            let id = AccountId::parse(&business)
+                .ok_or_else(|| CliError::Input("the business is its account id (a UUID)".into()))?;
+            client(&conn)?
+                .request_raw(
+                    reqwest::Method::PUT,
+                    &format!("/v1/admin/businesses/{id}/revoked"),
+                    Some(&serde_json::json!({ "value": !undo })),
+                )
+                .await?;
+            println!(
+                "business {id} {}",
+                if undo { "reinstated" } else { "revoked" }
+            );
+        }
+        Admin::Templates { conn, status } => {
+            let list: Vec<accord_messenger_wire::TemplateView> = client(&conn)?
+                .request(
+                    reqwest::Method::GET,
+                    &format!("/v1/admin/templates?status={status}"),
+                    None,
+                )
+                .await?;
+            for t in list {
+                println!(
+                    "{} {} {} {} v{} {} {:?}",
+                    t.id, t.business, t.name, t.language, t.version, t.category, t.body
+                );
+            }
+        }
+        Admin::ReviewTemplate {
+            conn,
+            id,
+            decision,
+            reason,
+        } => {
+            let t: accord_messenger_wire::TemplateView = client(&conn)?
+                .request(
+                    reqwest::Method::POST,
+                    &format!("/v1/admin/templates/{id}/review"),
+                    Some(&serde_json::json!({ "decision": decision, "reason": reason })),
+                )
+                .await?;
+            println!(
+                "template {} {} v{}: {}",
+                t.name, t.language, t.version, t.status
+            );
         }
         Admin::Clock {
             conn,

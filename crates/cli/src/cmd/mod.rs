@@ -4,6 +4,8 @@ mod admin;
 mod audit;
 mod bench;
 mod block;
+mod business;
+mod business_agent;
 mod contacts;
 mod demo;
 mod ledger;
@@ -123,6 +125,11 @@ pub enum Command {
     /// history from the published roots (no account needed).
     #[command(subcommand)]
     Audit(audit::AuditCmd),
+    /// Business messaging: for a business (register, keys, templates,
+    /// status, webhooks, agent, send) and for a user (opt in, mute, block,
+    /// report, list).
+    #[command(subcommand)]
+    Business(business::BusinessCmd),
     /// Block a user: their messages are no longer delivered to you.
     Block(block::BlockArgs),
     /// Unblock a user.
@@ -145,6 +152,7 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::Partner(p) => partner::run(p).await,
         Command::Msg(m) => msg::run(m).await,
         Command::Audit(a) => audit::run(a).await,
+        Command::Business(b) => business::run(b).await,
         Command::Block(a) => block::block(a).await,
         Command::Unblock(a) => block::unblock(a).await,
     }

@@ -41,6 +41,20 @@ pub struct Device {
     /// The accounts whose last claim found no device, and when to ask
     /// again (in memory only: see `send`).
     pub(super) empty_claims: HashMap<AccountId, EmptyClaims>,
+    /// Held by [`Device::hold`]: this process alone owns the state, keeps
+    /// it in memory and writes it on [`Device::flush`] (and on drop).
+    pub(super) held: Option<super::state::StateLock>,
+    /// Changes not yet written (only while held).
+    pub(super) dirty: bool,
+}
+
+/// A held device writes what it has not written yet.
+impl Drop for Device {
+    fn drop(&mut self) {
+        if self.held.is_some() && self.dirty {
+            let _ = self.save();
+        }
+    }
 }
 
 /// Prints ids and counts only.
@@ -79,6 +93,8 @@ impl Device {
             dir: Directory::default(),
             clock: Arc::new(SystemClock),
             empty_claims: HashMap::new(),
+            held: None,
+            dirty: false,
         };
         device.save()?;
         Ok(device)
@@ -99,6 +115,8 @@ impl Device {
             dir,
             clock: Arc::new(SystemClock),
             empty_claims: HashMap::new(),
+            held: None,
+            dirty: false,
         })
     }
 
@@ -156,13 +174,47 @@ impl Device {
         write_private_atomic(&self.path, &json)
     }
 
+    /// Takes the state for this process alone (a long-running sender such
+    /// as a business agent): the file lock is held until the device is
+    /// dropped, the state is re-read once, and from then on changes stay in
+    /// memory until [`Device::flush`] (or drop) writes them. Each change
+    /// then costs no file read and write. What a crash loses: the outbound
+    /// sessions since the last flush (the next message to those devices
+    /// claims a key and starts a new session; what was sent is already
+    /// decryptable by its recipients).
+    pub fn hold(&mut self) -> Result<()> {
+        if self.held.is_some() {
+            return Ok(());
+        }
+        let guard = lock(&self.path)?;
+        let file = read_state_file(&self.path)?;
+        let (machine, dir) = unseal(&file, &self.key)?;
+        self.machine = machine;
+        self.dir = dir;
+        self.held = Some(guard);
+        Ok(())
+    }
+
+    /// Writes a held device's changes (nothing when none).
+    pub fn flush(&mut self) -> Result<()> {
+        if self.dirty {
+            self.save()?;
+            self.dirty = false;
+        }
+        Ok(())
+    }
+
     /// Runs `f` on the current state under the file lock: reloads the state
     /// file first (another process may have changed it) and writes it back
-    /// after.
+    /// after. A held device changes its state in memory only.
     pub(super) fn locked<T>(
         &mut self,
         f: impl FnOnce(&mut E2eMachine, &mut Directory) -> T,
     ) -> Result<T> {
+        if self.held.is_some() {
+            self.dirty = true;
+            return Ok(f(&mut self.machine, &mut self.dir));
+        }
         let _lock = lock(&self.path)?;
         let file = read_state_file(&self.path)?;
         if file.kdf != self.kdf

@@ -59,8 +59,11 @@
 //!   approved template rendered with the message's parameters, or
 //!   unverified with the reason ([`BusinessMessage`], [`Rendered`]);
 //!   sending as a business's device is [`Device::send_business`].
+//! - `agent`: [`BusinessDevice`], a held business device for many
+//!   concurrent sends (what `accord business agent` runs).
 //! - `error`: [`MessagingError`], with stable codes.
 
+mod agent;
 mod business;
 mod device;
 mod error;
@@ -76,6 +79,7 @@ pub use accord_e2e::{ClientMessageId, EnvelopeId, PeerDevice, Plaintext, Plainte
 /// How many one-time keys the server holds for this device.
 pub use accord_messenger_wire::KeyCount;
 
+pub use agent::BusinessDevice;
 pub use business::{BusinessMessage, Rendered};
 pub use device::{Device, REPLENISH_BELOW};
 pub use error::{MessagingError, Result};

@@ -57,7 +57,7 @@ pub(super) struct Claim {
 }
 
 impl Claim {
-    fn from_response(r: Claimed) -> Result<Self> {
+    pub(super) fn from_response(r: Claimed) -> Result<Self> {
         let mut devices = Vec::with_capacity(r.devices.len());
         for d in r.devices {
             if d.device_keys.device_id != d.device_id {
@@ -74,7 +74,7 @@ impl Claim {
         })
     }
 
-    fn one_time_key(&self, device: DeviceId) -> Option<&SignedOneTimeKey> {
+    pub(super) fn one_time_key(&self, device: DeviceId) -> Option<&SignedOneTimeKey> {
         self.devices
             .iter()
             .find(|(k, _)| k.device_id == device)
@@ -335,7 +335,7 @@ impl Device {
 
     /// Whether sending to `account` needs a claim first: its device list is
     /// unknown or empty, or a device of it has no session yet.
-    fn needs_claim(&self, account: AccountId) -> bool {
+    pub(super) fn needs_claim(&self, account: AccountId) -> bool {
         let own_device = self.device_id();
         match self.dir.accounts.get(&account) {
             None => true,
@@ -360,7 +360,7 @@ impl Device {
 
     /// Starts or lengthens the pause after a claim of `account` that found
     /// no device; forgets it when the claim found one.
-    fn note_claim(&mut self, claim: &Claim) {
+    pub(super) fn note_claim(&mut self, claim: &Claim) {
         if !claim.devices.is_empty() {
             self.empty_claims.remove(&claim.account);
             return;

@@ -1,0 +1,405 @@
+//! `accord business agent`: the process a business runs on its own
+//! machine. It holds the business's device keys and offers, on loopback, a
+//! local API in the shape of the hosted business messaging APIs, so that
+//! a business that already speaks one changes only its base URL and keeps
+//! its keys:
+//!
+//! - `POST /v1/messages`, or `POST /{version}/{phone_number_id}/messages`
+//!   as the hosted APIs spell it, with `to`, `type` (`template` or
+//!   `text`), `template.name`, `template.language.code` and
+//!   `template.components[].parameters[].text`, or `text.body`;
+//! - answers `{"messages":[{"id": ...}], "contacts": [...]}`, or
+//!   `{"error": {"code": <number>, "type": "<stable code>", "message":
+//!   ...}}` with the hosted APIs' numbers where they have one;
+//! - `Authorization: Bearer <the business's API key>` (the same key the
+//!   agent uses towards the messenger).
+//!
+//! Each message is checked here first (the template's parameters against
+//! the approved body, which the messenger cannot check: it never sees
+//! them), then encrypted with the client SDK ([`BusinessDevice`]) and sent
+//! through the messenger's business API, which applies the user's
+//! controls and the business's limits. Nothing is half-sent: a refusal
+//! anywhere means no envelope was stored.
+
+use crate::error::{CliError, CliResult};
+use accord_client::messaging::{BusinessDevice, MessagingError, Plaintext, Recipient};
+use accord_client::Client;
+use accord_crypto::token::TokenHash;
+use accord_domain::business::{check_params, Category, RenderError};
+use accord_domain::PhoneNumber;
+use accord_e2e::{BusinessMeta, ClientMessageId, TemplateRef};
+use accord_messenger_wire::TemplateView;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long the agent trusts its list of approved templates.
+const TEMPLATES_TTL: Duration = Duration::from_secs(10);
+
+/// The agent's state.
+pub struct Agent {
+    pub device: BusinessDevice,
+    api: Client,
+    key_hash: TokenHash,
+    /// (name, language) → the newest approved version and its parameter
+    /// count, and when the list was read.
+    templates: Mutex<(
+        Option<Instant>,
+        HashMap<(String, String), (u32, usize, Category)>,
+    )>,
+    /// The default region for national numbers in `to`.
+    region: Option<String>,
+}
+
+impl Agent {
+    pub fn new(device: BusinessDevice, api: Client, api_key: &str, region: Option<String>) -> Self {
+        Agent {
+            device,
+            api,
+            key_hash: TokenHash::of(api_key),
+            templates: Mutex::new((None, HashMap::new())),
+            region,
+        }
+    }
+
+    /// The router of the local API.
+    pub fn router(self: Arc<Self>) -> Router {
+        Router::new()
+            .route("/v1/messages", post(send))
+            .route("/{version}/{phone_number_id}/messages", post(send))
+            .with_state(self)
+    }
+
+    /// The newest approved version of a template and its parameter count.
+    async fn template(
+        &self,
+        name: &str,
+        language: &str,
+    ) -> Result<Option<(u32, usize, Category)>, Failure> {
+        let key = (name.to_owned(), language.to_owned());
+        {
+            let t = self.templates.lock().unwrap_or_else(|e| e.into_inner());
+            if t.0.is_some_and(|at| at.elapsed() < TEMPLATES_TTL) {
+                if let Some(v) = t.1.get(&key) {
+                    return Ok(Some(*v));
+                }
+            }
+        }
+        let list: Vec<TemplateView> = self
+            .api
+            .request(Method::GET, "/v1/business/templates", None)
+            .await
+            .map_err(|e| Failure::from_client(&e))?;
+        let mut map: HashMap<(String, String), (u32, usize, Category)> = HashMap::new();
+        for t in list.into_iter().filter(|t| t.status == "approved") {
+            let e = map.entry((t.name.clone(), t.language.clone())).or_insert((
+                t.version,
+                t.params as usize,
+                t.category,
+            ));
+            if t.version > e.0 {
+                *e = (t.version, t.params as usize, t.category);
+            }
+        }
+        let found = map.get(&key).copied();
+        *self.templates.lock().unwrap_or_else(|e| e.into_inner()) = (Some(Instant::now()), map);
+        Ok(found)
+    }
+}
+
+/// The hosted APIs' request body (the fields the agent reads; others are
+/// ignored, as the hosted APIs ignore `messaging_product`).
+#[derive(Debug, Deserialize)]
+pub struct SendBody {
+    pub to: String,
+    #[serde(rename = "type", default = "default_type")]
+    pub kind: String,
+    #[serde(default)]
+    pub template: Option<TemplateBody>,
+    #[serde(default)]
+    pub text: Option<TextBody>,
+}
+
+fn default_type() -> String {
+    "text".into()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TemplateBody {
+    pub name: String,
+    pub language: LanguageBody,
+    #[serde(default)]
+    pub components: Vec<ComponentBody>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LanguageBody {
+    pub code: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ComponentBody {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub parameters: Vec<ParameterBody>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ParameterBody {
+    #[serde(default)]
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TextBody {
+    pub body: String,
+}
+
+/// An error answer in the hosted APIs' shape.
+#[derive(Debug)]
+pub struct Failure {
+    status: StatusCode,
+    number: u32,
+    code: String,
+    message: String,
+}
+
+impl Failure {
+    fn new(status: StatusCode, number: u32, code: &str, message: impl Into<String>) -> Self {
+        Failure {
+            status,
+            number,
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    fn bad(number: u32, code: &str, message: impl Into<String>) -> Self {
+        Failure::new(StatusCode::BAD_REQUEST, number, code, message)
+    }
+
+    /// The messenger's answer, with its number when it is a refusal.
+    fn from_client(e: &accord_client::ClientError) -> Self {
+        let code = e.code().unwrap_or("messenger_unavailable");
+        let number = accord_domain::business::Refusal::parse(code)
+            .map(accord_domain::business::Refusal::number)
+            .unwrap_or(match code {
+                "unknown_recipient" => 131_030,
+                "api_key_invalid" | "api_key_expired" | "api_key_revoked" => 190,
+                "business_revoked" => 131_031,
+                _ => 131_000,
+            });
+        let status = e
+            .status()
+            .and_then(|s| StatusCode::from_u16(s).ok())
+            .unwrap_or(StatusCode::BAD_GATEWAY);
+        Failure::new(status, number, code, e.to_string())
+    }
+
+    fn from_messaging(e: MessagingError) -> Self {
+        match e {
+            MessagingError::Client(c) => Failure::from_client(&c),
+            MessagingError::NoDevices => Failure::bad(
+                131_026,
+                "no_devices",
+                "the recipient has no device that can receive messages",
+            ),
+            other => Failure::new(
+                StatusCode::BAD_GATEWAY,
+                131_000,
+                other.code(),
+                other.to_string(),
+            ),
+        }
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({
+                "error": {
+                    "message": self.message,
+                    "type": self.code,
+                    "code": self.number,
+                }
+            })),
+        )
+            .into_response()
+    }
+}
+
+fn render_failure(e: RenderError) -> Failure {
+    match e {
+        RenderError::ParamCount { .. } => Failure::bad(132_000, e.code(), e.to_string()),
+        _ => Failure::bad(131_008, e.code(), e.to_string()),
+    }
+}
+
+async fn send(
+    State(agent): State<Arc<Agent>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, Failure> {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            Failure::new(
+                StatusCode::UNAUTHORIZED,
+                190,
+                "unauthorized",
+                "Authorization: Bearer <API key> is required",
+            )
+        })?;
+    if TokenHash::of(token.trim()) != agent.key_hash {
+        return Err(Failure::new(
+            StatusCode::UNAUTHORIZED,
+            190,
+            "api_key_invalid",
+            "not this agent's API key",
+        ));
+    }
+    let b: SendBody = serde_json::from_slice(&body).map_err(|e| {
+        Failure::bad(
+            100,
+            "invalid_json",
+            format!("the body is not a message: {e}"),
+        )
+    })?;
+    let phone = PhoneNumber::parse(&b.to, agent.region.as_deref())
+        .map_err(|e| Failure::bad(100, "invalid_phone", format!("`to`: {e}")))?;
+    let message_id = ClientMessageId::random();
+    let (meta, kind) = match b.kind.as_str() {
+        "template" => {
+            let t = b.template.ok_or_else(|| {
+                Failure::bad(
+                    100,
+                    "invalid_field",
+                    "`template` is required for type template",
+                )
+            })?;
+            let params: Vec<String> = t
+                .components
+                .iter()
+                .filter(|c| c.kind == "body")
+                .flat_map(|c| c.parameters.iter())
+                .map(|p| p.text.clone().unwrap_or_default())
+                .collect();
+            let (version, expected, category) = agent
+                .template(&t.name, &t.language.code)
+                .await?
+                .ok_or_else(|| {
+                    Failure::new(
+                        StatusCode::NOT_FOUND,
+                        132_001,
+                        "template_not_approved",
+                        format!("no approved template {} in {}", t.name, t.language.code),
+                    )
+                })?;
+            check_params(expected, &params).map_err(render_failure)?;
+            (
+                BusinessMeta {
+                    category,
+                    template: Some(TemplateRef {
+                        name: t.name,
+                        language: t.language.code,
+                        version,
+                    }),
+                },
+                accord_e2e::PlaintextKind::Template { params },
+            )
+        }
+        "text" => {
+            let text = b.text.ok_or_else(|| {
+                Failure::bad(
+                    100,
+                    "invalid_field",
+                    "`text.body` is required for type text",
+                )
+            })?;
+            if text.body.trim().is_empty() || text.body.chars().count() > 4_096 {
+                return Err(Failure::bad(
+                    100,
+                    "invalid_field",
+                    "`text.body` is 1 to 4,096 characters",
+                ));
+            }
+            (
+                BusinessMeta {
+                    category: Category::Service,
+                    template: None,
+                },
+                accord_e2e::PlaintextKind::Text { body: text.body },
+            )
+        }
+        other => {
+            return Err(Failure::bad(
+                100,
+                "invalid_field",
+                format!("`type` must be template or text, not {other:?}"),
+            ))
+        }
+    };
+    let plaintext = Plaintext {
+        client_message_id: message_id.clone(),
+        sent_at: accord_domain::Clock::now(&accord_domain::SystemClock),
+        kind,
+    };
+    let sent = agent
+        .device
+        .send(&Recipient::Phone(phone.clone()), &meta, &plaintext)
+        .await
+        .map_err(Failure::from_messaging)?;
+    Ok(Json(json!({
+        "messaging_product": "accord",
+        "contacts": [{ "input": b.to, "wa_id": sent.to_account.to_string() }],
+        "messages": [{ "id": message_id.as_str(), "message_status": "accepted" }],
+    })))
+}
+
+/// Serves the agent until Ctrl-C, flushing the device state every second
+/// and at the end.
+pub async fn serve(agent: Arc<Agent>, listen: &str) -> CliResult {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| CliError::Input(format!("cannot listen on {listen}: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| CliError::Internal(e.into()))?;
+    println!(
+        "business agent for {} on http://{addr}",
+        agent.device.account_id()
+    );
+    println!("send with: curl -H 'Authorization: Bearer <API key>' http://{addr}/v1/messages -d '{{\"to\":\"+62...\",\"type\":\"template\",\"template\":{{\"name\":\"order_receipt\",\"language\":{{\"code\":\"en\"}},\"components\":[{{\"type\":\"body\",\"parameters\":[{{\"type\":\"text\",\"text\":\"A-17\"}}]}}]}}}}'");
+    let flusher = agent.clone();
+    let flush = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if let Err(e) = flusher.device.flush() {
+                tracing::warn!(error = %e, "agent state not written; will retry");
+            }
+        }
+    });
+    let app = agent.clone().router();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|e| CliError::Internal(e.into()))?;
+    flush.abort();
+    agent.device.flush().map_err(super::msg::cli_error)?;
+    Ok(())
+}

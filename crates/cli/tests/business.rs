@@ -1,0 +1,260 @@
+//! Business messaging as its people run it, every command a process: the
+//! real `accord serve --dev`, a business that registers, submits a
+//! template and runs `accord business agent`, an operator who approves
+//! and verifies, and a user who opts in, receives, mutes and lists. The
+//! agent's local API answers in the hosted APIs' shape, bad input gets a
+//! stable code and exit 2, and no plaintext reaches any file or log.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+
+const SHOP: &str = "+6281355500001";
+const USER: &str = "+6281355500002";
+const STRANGER: &str = "+6281355500003";
+
+/// `accord business agent` in the background; its base URL.
+fn agent(shop: &Dev) -> (Child, String) {
+    let mut child = accord_cmd(&[
+        "business",
+        "agent",
+        "--session",
+        shop.s(),
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("the agent starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("the agent printed its address before exiting")
+            .unwrap();
+        if let Some(rest) = line.split(" on ").nth(1) {
+            break rest.trim().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+    (child, url)
+}
+
+fn ok(args: &[&str]) -> String {
+    let (code, out, err) = accord(args);
+    assert_eq!(code, 0, "{args:?}: {out}\n{err}");
+    out
+}
+
+#[test]
+fn a_business_sends_through_its_agent_and_a_user_controls_it() {
+    let server = Server::start();
+    let data = server.data.path().to_str().unwrap().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let shop = register(&server, dir.path(), "shop", SHOP);
+    let user = register(&server, dir.path(), "user", USER);
+    let admin = ["--server", server.url.as_str(), "--data-dir", data.as_str()];
+
+    let out = ok(&[
+        "business",
+        "register",
+        "--session",
+        shop.s(),
+        "--name",
+        "Toko <b>Sinar</b>",
+    ]);
+    assert!(
+        out.contains("API key") && !out.contains("acb_"),
+        "the key is saved, not printed: {out}"
+    );
+    let out = ok(&[
+        "business",
+        "templates",
+        "submit",
+        "--session",
+        shop.s(),
+        "--name",
+        "order_receipt",
+        "--category",
+        "utility",
+        "--body",
+        "Order {{1}} paid: {{2}}",
+    ]);
+    assert!(
+        out.contains("version 1 submitted (2 parameters): pending"),
+        "{out}"
+    );
+    let mut args = vec!["admin", "templates"];
+    args.extend_from_slice(&admin);
+    let queue = ok(&args);
+    let id = queue
+        .split_whitespace()
+        .next()
+        .expect("a pending template")
+        .to_owned();
+    let mut args = vec![
+        "admin",
+        "review-template",
+        id.as_str(),
+        "--decision",
+        "approve",
+    ];
+    args.extend_from_slice(&admin);
+    assert!(ok(&args).contains("approved"));
+    let mut args = vec!["admin", "verify-business", shop.account.as_str()];
+    args.extend_from_slice(&admin);
+    ok(&args);
+
+    // The user has not opted in: the agent cannot reach the number.
+    let (mut agent_child, url) = agent(&shop);
+    let send = |to: &str, extra: &[&str]| {
+        let mut args = vec![
+            "business",
+            "send",
+            "--session",
+            shop.s(),
+            "--agent",
+            url.as_str(),
+            "--to",
+            to,
+        ];
+        args.extend_from_slice(extra);
+        accord(&args)
+    };
+    let receipt = [
+        "--template",
+        "order_receipt",
+        "--param",
+        "A-17",
+        "--param",
+        "Rp 50.000",
+    ];
+    let (code, _, err) = send(USER, &receipt);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("unknown_recipient"), "{err}");
+    // A stranger (no account) gets the very same answer.
+    let (_, _, err2) = send(STRANGER, &receipt);
+    assert!(err2.contains("unknown_recipient"), "{err2}");
+
+    let out = ok(&[
+        "business",
+        "optin",
+        "--session",
+        user.s(),
+        "--business",
+        SHOP,
+    ]);
+    assert!(
+        out.contains("✓ Toko <b>Sinar</b>: may send utility, authentication"),
+        "{out}"
+    );
+    let (code, out, err) = send(USER, &receipt);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("sent "), "{out}");
+    let listened = listen(&user, 1);
+    assert!(
+        listened
+            .iter()
+            .any(|l| l.contains("[✓ Toko <b>Sinar</b>] utility: Order A-17 paid: Rp 50.000")),
+        "{listened:?}"
+    );
+
+    // Bad input: each a stable code, exit 2, nothing sent.
+    for (extra, code_name) in [
+        (
+            vec!["--template", "order_receipt", "--param", "A-18"],
+            "param_count",
+        ),
+        (
+            vec!["--template", "nope", "--param", "x"],
+            "template_not_approved",
+        ),
+    ] {
+        let (code, _, err) = send(USER, &extra);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains(code_name), "{code_name}: {err}");
+    }
+    let long = "x".repeat(1025);
+    let (code, _, err) = send(
+        USER,
+        &[
+            "--template",
+            "order_receipt",
+            "--param",
+            &long,
+            "--param",
+            "1",
+        ],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("param_too_long"), "{err}");
+    let (code, _, err) = send(USER, &["--text", "CANARY-BUSINESS-7731"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("outside_service_window"), "{err}");
+
+    // The user writes; the business replies in the window.
+    ok(&[
+        "msg",
+        "send",
+        "--session",
+        user.s(),
+        "--to",
+        SHOP,
+        "CANARY-USER-5521 where is it?",
+    ]);
+    let (code, out, err) = send(USER, &["--text", "CANARY-BUSINESS-7731 on its way"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let listened = listen(&user, 1);
+    assert!(
+        listened
+            .iter()
+            .any(|l| l.contains("service: CANARY-BUSINESS-7731 on its way")),
+        "{listened:?}"
+    );
+
+    // Mute, and the list says why.
+    ok(&[
+        "business",
+        "mute",
+        "--session",
+        user.s(),
+        "--business",
+        SHOP,
+        "--category",
+        "utility",
+    ]);
+    let (code, _, err) = send(USER, &receipt);
+    assert_eq!(code, 2);
+    assert!(err.contains("muted_by_user"), "{err}");
+    let out = ok(&["business", "list", "--session", user.s()]);
+    assert!(
+        out.contains("you muted: utility") && out.contains("it may reply freely until"),
+        "{out}"
+    );
+    let out = ok(&["business", "status", "--session", shop.s()]);
+    assert!(
+        out.contains("quality green") && out.contains("tier 0 (250 users / 24 h)"),
+        "{out}"
+    );
+
+    let _ = agent_child.kill();
+    let _ = agent_child.wait();
+    // No plaintext in any file of the server's or the devices' directories,
+    // nor in the server's log.
+    let log = server.log.lock().unwrap().clone();
+    for canary in ["CANARY-BUSINESS-7731", "CANARY-USER-5521", "Rp 50.000"] {
+        assert!(!log.contains(canary), "{canary} in the log");
+        for root in [server.data.path(), dir.path()] {
+            for (path, bytes) in files_under(root) {
+                assert!(
+                    !bytes.windows(canary.len()).any(|w| w == canary.as_bytes()),
+                    "{canary} in {}",
+                    path.display()
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! A business's device for many concurrent sends: what `accord business
+//! agent` runs.
+//!
+//! [`Device::send_business`] holds `&mut Device` for a whole send: two
+//! round trips (claim, send) and a key-transparency check, one message
+//! at a time. [`BusinessDevice`] splits a send so that only the state
+//! changes hold the device, and everything else runs concurrently:
+//!
+//! 1. under the lock (microseconds): which accounts need a claim;
+//! 2. without it: the claims (`/v1/business/claim`, with the business's
+//!    API key) and the check of each claim's lookup proof against the
+//!    pinned directory keys (pure CPU, on any core);
+//! 3. under the lock: the rollback and peer-list rules of `trust.rs` and
+//!    the encryption (an Olm session per new device);
+//! 4. without it: the send (`/v1/business/messages`); a 409
+//!    `stale_devices` claims afresh and retries once, with the same
+//!    message id.
+//!
+//! The device is [held](Device::hold): its state stays in memory and is
+//! written by [`BusinessDevice::flush`] (the agent flushes every second and
+//! on shutdown). A peer whose proven device list changed has its history
+//! checked (outside the lock) before the send goes on, as `trust.rs` does;
+//! a verified peer's change blocks sends to it.
+
+use std::sync::Mutex;
+
+use accord_domain::AccountId;
+use accord_e2e::{BusinessMeta, Plaintext, SendRequest, WireError};
+use accord_messenger_wire::{BusinessSend, BusinessSent, ClaimRequest, Claimed, KtHistory};
+use reqwest::Method;
+
+use super::device::Device;
+use super::error::{MessagingError, Result};
+use super::send::{Claim, Recipient, Sent};
+use super::trust::{PeerStatus, PeerTrust};
+use crate::kt::{fingerprint, verify, DirectoryKeys, Proven};
+use crate::{to_json, Client};
+
+/// A business's device shared by concurrent sends.
+pub struct BusinessDevice {
+    device: Mutex<Device>,
+    keys: DirectoryKeys,
+    account: AccountId,
+    /// The device's own token (directory keys, history proofs).
+    client: Client,
+    /// The business's API key (claims and sends).
+    api: Client,
+}
+
+impl std::fmt::Debug for BusinessDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BusinessDevice")
+            .field("account", &self.account)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What step 3 did.
+enum Step {
+    /// The envelopes, and how many are for the recipient's devices.
+    Ready(Vec<accord_e2e::Envelope>, usize),
+    /// An unverified peer's list changed: its history must be checked
+    /// first.
+    Changed { account: AccountId, old: String },
+}
+
+impl BusinessDevice {
+    /// Publishes the device's keys if needed, pins the directory's keys,
+    /// and holds the state for this process.
+    pub async fn open(mut device: Device, client: Client, api: Client) -> Result<Self> {
+        device.setup(&client).await?;
+        let keys = device.directory_keys(&client).await?;
+        device.hold()?;
+        Ok(BusinessDevice {
+            account: device.account_id(),
+            device: Mutex::new(device),
+            keys,
+            client,
+            api,
+        })
+    }
+
+    pub fn account_id(&self) -> AccountId {
+        self.account
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Device) -> T) -> T {
+        let mut d = self.device.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut d)
+    }
+
+    /// Writes the state's changes since the last flush.
+    pub fn flush(&self) -> Result<()> {
+        self.with(|d| d.flush())
+    }
+
+    async fn claim(&self, body: &ClaimRequest) -> Result<Claim> {
+        let r: Claimed = self
+            .api
+            .request(Method::POST, "/v1/business/claim", Some(&to_json(body)))
+            .await?;
+        Claim::from_response(r)
+    }
+
+    /// Checks a claim's proof (no lock): every claimed device must be in
+    /// the proven list with the same keys.
+    fn prove(&self, claim: &Claim) -> Result<Option<Proven>> {
+        let Some(lookup) = &claim.kt else {
+            if claim.devices.is_empty() {
+                return Ok(None);
+            }
+            return Err(MessagingError::Unproven {
+                account: claim.account,
+                device: claim.devices[0].0.device_id,
+            });
+        };
+        let proven = verify::verify_lookup(&self.keys, claim.account, lookup)?;
+        for (k, _) in &claim.devices {
+            let ok = proven.devices.get(k.device_id).is_some_and(|d| {
+                d.ed25519 == *k.ed25519.as_bytes() && d.curve25519 == k.curve25519.to_bytes()
+            });
+            if !ok {
+                return Err(MessagingError::Unproven {
+                    account: claim.account,
+                    device: k.device_id,
+                });
+            }
+        }
+        Ok(Some(proven))
+    }
+
+    /// Sends one business message (see the module docs).
+    pub async fn send(
+        &self,
+        to: &Recipient,
+        meta: &BusinessMeta,
+        plaintext: &Plaintext,
+    ) -> Result<Sent> {
+        let mut key_changes = Vec::new();
+        let mut attempt = 0;
+        let mut history_checks = 0;
+        loop {
+            let fresh = attempt > 0;
+            // 1. What needs a claim.
+            let (known_to, need_to, need_own) = self.with(|d| {
+                let known = match to {
+                    Recipient::Account(a) => Some(*a),
+                    Recipient::Phone(p) if !fresh => d.dir.phones.get(p.e164()).copied(),
+                    Recipient::Phone(_) => None,
+                };
+                let need_to = known.is_none_or(|a| fresh || d.needs_claim(a));
+                let need_own = fresh || d.needs_claim(self.account);
+                (known, need_to, need_own)
+            });
+            // 2. Claims and proofs, without the lock.
+            let mut claims = Vec::new();
+            if need_to {
+                let body = match (to, known_to) {
+                    (_, Some(a)) => ClaimRequest::account(a),
+                    (Recipient::Phone(p), None) => ClaimRequest::phone(p.e164()),
+                    (Recipient::Account(a), None) => ClaimRequest::account(*a),
+                };
+                claims.push(self.claim(&body).await?);
+            }
+            let to_account = match (known_to, claims.first()) {
+                (Some(a), _) => a,
+                (None, Some(c)) => c.account,
+                (None, None) => return Err(MessagingError::NoDevices),
+            };
+            if need_own && to_account != self.account {
+                claims.push(self.claim(&ClaimRequest::account(self.account)).await?);
+            }
+            let mut proven = Vec::with_capacity(claims.len());
+            for c in &claims {
+                proven.push(self.prove(c)?);
+            }
+            // 3. The trust rules and the encryption, under the lock.
+            let step = self.with(|d| -> Result<_> {
+                let mut changed = None;
+                for p in proven.iter().flatten() {
+                    if p.epoch < d.dir.kt.last_epoch {
+                        return Err(crate::kt::KtError::Rollback {
+                            epoch: p.epoch,
+                            seen: d.dir.kt.last_epoch,
+                        }
+                        .into());
+                    }
+                    if p.account == self.account {
+                        continue;
+                    }
+                    let fp = fingerprint(&p.devices);
+                    match d.dir.kt.peers.get(&p.account) {
+                        None => {
+                            d.locked(|_, dir| {
+                                dir.kt.peers.insert(
+                                    p.account,
+                                    PeerTrust {
+                                        fingerprint: fp,
+                                        status: PeerStatus::Unverified,
+                                    },
+                                );
+                            })?;
+                        }
+                        Some(t) if t.fingerprint == fp => {
+                            if matches!(t.status, PeerStatus::Changed { .. }) {
+                                return Err(MessagingError::PeerChanged { account: p.account });
+                            }
+                        }
+                        Some(t) => match t.status {
+                            PeerStatus::Unverified => {
+                                changed = Some(Step::Changed {
+                                    account: p.account,
+                                    old: t.fingerprint.clone(),
+                                })
+                            }
+                            _ => return Err(MessagingError::PeerChanged { account: p.account }),
+                        },
+                    }
+                }
+                if let Some(step) = changed {
+                    return Ok(step);
+                }
+                d.check_not_blocked(to_account)?;
+                let epoch = proven.iter().flatten().map(|p| p.epoch).max();
+                let own_device = d.device_id();
+                let out = d.locked(|m, dir| -> Result<_> {
+                    if let Some(e) = epoch {
+                        dir.kt.last_epoch = dir.kt.last_epoch.max(e);
+                    }
+                    if let (Recipient::Phone(p), Some(c)) = (to, claims.first()) {
+                        dir.phones.insert(p.e164().to_owned(), c.account);
+                    }
+                    for c in &claims {
+                        dir.accounts.insert(
+                            c.account,
+                            c.devices.iter().map(|(k, _)| k.clone()).collect(),
+                        );
+                    }
+                    let mut envelopes = Vec::new();
+                    let mut to_recipient = 0;
+                    let mut targets = vec![to_account];
+                    if to_account != self.account {
+                        targets.push(self.account);
+                    }
+                    for account in targets {
+                        let claim = claims.iter().find(|c| c.account == account);
+                        for keys in dir.accounts.get(&account).into_iter().flatten() {
+                            if keys.device_id == own_device {
+                                continue;
+                            }
+                            let otk = claim.and_then(|c| c.one_time_key(keys.device_id));
+                            envelopes.push(m.encrypt_for(account, keys, otk, plaintext)?);
+                            if account == to_account {
+                                to_recipient += 1;
+                            }
+                        }
+                    }
+                    Ok(Step::Ready(envelopes, to_recipient))
+                })??;
+                for c in &claims {
+                    d.note_claim(c);
+                }
+                Ok(out)
+            })?;
+            let (envelopes, to_recipient) = match step {
+                Step::Ready(envelopes, n) => (envelopes, n),
+                Step::Changed { account, old } => {
+                    // The old list must be in the account's proven history.
+                    history_checks += 1;
+                    if history_checks > 2 {
+                        return Err(MessagingError::PeerChanged { account });
+                    }
+                    let history: KtHistory = self
+                        .client
+                        .request(Method::GET, &format!("/v1/kt/history/{account}"), None)
+                        .await?;
+                    let (_, values) = verify::verify_history(&self.keys, account, &history)?;
+                    let newest = values.first().map(|(_, l)| fingerprint(l));
+                    if !values.iter().any(|(_, l)| fingerprint(l) == old) || newest.is_none() {
+                        return Err(crate::kt::KtError::Value(
+                            "the device list seen before is not in the account's history".into(),
+                        )
+                        .into());
+                    }
+                    self.with(|d| {
+                        d.locked(|_, dir| {
+                            if let Some(p) = dir.kt.peers.get_mut(&account) {
+                                p.fingerprint = newest.unwrap_or_default();
+                            }
+                        })
+                    })?;
+                    key_changes.push(account);
+                    continue;
+                }
+            };
+            if to_recipient == 0 {
+                return Err(MessagingError::NoDevices);
+            }
+            let devices = envelopes.len();
+            let request = SendRequest::new(plaintext.client_message_id.clone(), envelopes)
+                .map_err(|e: WireError| MessagingError::Protocol(e.to_string()))?;
+            let body = BusinessSend {
+                device_id: self.with(|d| d.device_id()),
+                to_account,
+                meta: meta.clone(),
+                send: request,
+            };
+            // 4. The send, without the lock.
+            match self
+                .api
+                .request::<BusinessSent>(
+                    Method::POST,
+                    "/v1/business/messages",
+                    Some(&to_json(&body)),
+                )
+                .await
+            {
+                Ok(s) => {
+                    return Ok(Sent {
+                        client_message_id: plaintext.client_message_id.clone(),
+                        to_account,
+                        devices,
+                        duplicate: s.duplicate,
+                        key_changes,
+                    })
+                }
+                Err(e) if e.code() == Some("stale_devices") && attempt == 0 => attempt += 1,
+                Err(e) if e.code() == Some("stale_devices") => {
+                    return Err(MessagingError::StillStale)
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
