@@ -1,5 +1,7 @@
 //! Load generators behind `accord bench` (see `cmd/bench.rs`).
 //!
+//! - [`business`]: `accord bench business`, one business agent sending
+//!   utility templates to many opted-in recipients through the messenger.
 //! - [`consent`]: `accord bench consent`, consent changes through the
 //!   messenger's HTTP API (SQLite or PostgreSQL).
 //! - [`kt`]: `accord bench kt`, the key directory: publishing epochs,
@@ -9,6 +11,7 @@
 //! - [`relay`]: `accord bench relay`, the messenger's E2E relay under
 //!   load (throughput, send-to-delivery latency, idle connections).
 
+pub mod business;
 pub mod consent;
 pub mod kt;
 pub mod oprf;

@@ -101,14 +101,14 @@ impl fmt::Display for RelayBenchReport {
     }
 }
 
-type BenchResult<T> = Result<T, String>;
+pub(crate) type BenchResult<T> = Result<T, String>;
 
-fn err(e: impl fmt::Display) -> String {
+pub(crate) fn err(e: impl fmt::Display) -> String {
     e.to_string()
 }
 
 /// Raises the open-file limit to its hard maximum.
-fn raise_nofile() -> u64 {
+pub(crate) fn raise_nofile() -> u64 {
     // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
     unsafe {
         let mut r = libc::rlimit {
@@ -143,13 +143,38 @@ pub fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-struct BenchDevice {
-    token: String,
-    account: AccountId,
-    device: DeviceId,
+pub(crate) struct BenchDevice {
+    pub(crate) token: String,
+    pub(crate) account: AccountId,
+    pub(crate) device: DeviceId,
 }
 
+/// A device registered for `phone` with the dev verifier's code, its
+/// identity keys published (from a throwaway machine: the relay bench
+/// sends opaque bytes).
 async fn register(http: &reqwest::Client, base: &str, phone: &str) -> BenchResult<BenchDevice> {
+    let d = register_account(http, base, phone).await?;
+    let keys = E2eMachine::new(d.device).device_keys();
+    let r = http
+        .put(format!("{base}/v1/keys/device"))
+        .bearer_auth(&d.token)
+        .json(&keys)
+        .send()
+        .await
+        .map_err(err)?;
+    if r.status().as_u16() != 204 {
+        return Err(format!("key upload: {}", r.status()));
+    }
+    Ok(d)
+}
+
+/// A device registered for `phone` with the dev verifier's code, without
+/// keys.
+pub(crate) async fn register_account(
+    http: &reqwest::Client,
+    base: &str,
+    phone: &str,
+) -> BenchResult<BenchDevice> {
     let started: serde_json::Value = http
         .post(format!("{base}/v1/registrations"))
         .json(&json!({ "phone": phone }))
@@ -182,17 +207,6 @@ async fn register(http: &reqwest::Client, base: &str, phone: &str) -> BenchResul
         DeviceId::parse(reg["device_id"].as_str().ok_or("no device id")?).ok_or("bad id")?;
     let account =
         AccountId::parse(reg["account_id"].as_str().ok_or("no account id")?).ok_or("bad id")?;
-    let keys = E2eMachine::new(device).device_keys();
-    let r = http
-        .put(format!("{base}/v1/keys/device"))
-        .bearer_auth(token)
-        .json(&keys)
-        .send()
-        .await
-        .map_err(err)?;
-    if r.status().as_u16() != 204 {
-        return Err(format!("key upload: {}", r.status()));
-    }
     Ok(BenchDevice {
         token: token.to_owned(),
         account,
@@ -200,10 +214,10 @@ async fn register(http: &reqwest::Client, base: &str, phone: &str) -> BenchResul
     })
 }
 
-type Ws =
+pub(crate) type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect(base: &str, token: &str) -> BenchResult<Ws> {
+pub(crate) async fn connect(base: &str, token: &str) -> BenchResult<Ws> {
     let mut req = format!("{}/v1/stream", base.replace("http://", "ws://"))
         .into_client_request()
         .map_err(err)?;

@@ -78,6 +78,18 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 200)]
         lookups: usize,
     },
+    /// One business agent (the real `accord business agent`, a child
+    /// process) sends utility templates to --recipients opted-in users, a
+    /// new Olm session each, through the real messenger on loopback;
+    /// prints `messages_per_s`, `p99_ms` (agent accept to the recipient's
+    /// WebSocket) and the agent's `rss_mb`. Build with --release.
+    Business {
+        #[arg(long, default_value_t = 10_000)]
+        recipients: usize,
+        /// Concurrent clients of the agent's local API.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+    },
     /// (Used by `bench relay`.) Opens idle WebSockets with the device
     /// tokens read from stdin and holds them until stdin closes.
     #[command(hide = true)]
@@ -184,6 +196,30 @@ pub async fn run(b: BenchCmd) -> CliResult {
             })
             .await
             .map_err(|e| CliError::Internal(anyhow::anyhow!("{e}")))?;
+            print!("{report}");
+        }
+        BenchCmd::Business {
+            recipients,
+            concurrency,
+        } => {
+            if cfg!(debug_assertions) {
+                eprintln!("warning: debug build; run `cargo run --release -- bench business` for real figures");
+            }
+            if recipients == 0 || recipients > 100_000 {
+                return Err(CliError::Input("--recipients must be 1 to 100000".into()));
+            }
+            if concurrency == 0 || concurrency > 1_024 {
+                return Err(CliError::Input("--concurrency must be 1 to 1024".into()));
+            }
+            let exe = std::env::current_exe().map_err(|e| CliError::Internal(e.into()))?;
+            let report = crate::bench::business::run(crate::bench::business::BusinessBenchOptions {
+                recipients,
+                concurrency,
+                exe,
+                sample: 20.min(recipients),
+            })
+            .await
+            .map_err(|e| CliError::Internal(anyhow::anyhow!(e)))?;
             print!("{report}");
         }
         BenchCmd::RelayIdleClient { url, count } => {
