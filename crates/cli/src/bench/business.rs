@@ -212,8 +212,10 @@ pub async fn run(opts: BusinessBenchOptions) -> BenchResult<BusinessBenchReport>
     let t: serde_json::Value = http
         .post(format!("{base}/v1/business/templates"))
         .bearer_auth(&api_key)
-        .json(&json!({"name": "order_receipt", "language": "en", "category": "utility",
-                       "body": "Order {{1}} is confirmed. Total {{2}}. Thank you!"}))
+        .json(
+            &json!({"name": "order_receipt", "language": "en", "category": "utility",
+                       "body": "Order {{1}} is confirmed. Total {{2}}. Thank you!"}),
+        )
         .send()
         .await
         .map_err(err)?
@@ -330,7 +332,10 @@ pub async fn run(opts: BusinessBenchOptions) -> BenchResult<BusinessBenchReport>
                 {
                     delivered.fetch_add(1, Ordering::Relaxed);
                     if keep {
-                        sampled.lock().unwrap_or_else(|e| e.into_inner()).push((i, env));
+                        sampled
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push((i, env));
                     }
                 }
             }
@@ -492,7 +497,11 @@ pub async fn run(opts: BusinessBenchOptions) -> BenchResult<BusinessBenchReport>
         if let Ok(p) = m.decrypt_delivered(&biz_keys.curve25519, &env) {
             let ok = matches!(&p.kind, PlaintextKind::Template { params }
                 if params.first().map(String::as_str) == Some(format!("INV-{i}").as_str()))
-                && env.business.as_ref().and_then(|b| b.template.as_ref()).map(|t| t.name.as_str())
+                && env
+                    .business
+                    .as_ref()
+                    .and_then(|b| b.template.as_ref())
+                    .map(|t| t.name.as_str())
                     == Some("order_receipt");
             if ok {
                 verified += 1;

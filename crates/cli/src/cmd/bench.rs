@@ -212,14 +212,15 @@ pub async fn run(b: BenchCmd) -> CliResult {
                 return Err(CliError::Input("--concurrency must be 1 to 1024".into()));
             }
             let exe = std::env::current_exe().map_err(|e| CliError::Internal(e.into()))?;
-            let report = crate::bench::business::run(crate::bench::business::BusinessBenchOptions {
-                recipients,
-                concurrency,
-                exe,
-                sample: 20.min(recipients),
-            })
-            .await
-            .map_err(|e| CliError::Internal(anyhow::anyhow!(e)))?;
+            let report =
+                crate::bench::business::run(crate::bench::business::BusinessBenchOptions {
+                    recipients,
+                    concurrency,
+                    exe,
+                    sample: 20.min(recipients),
+                })
+                .await
+                .map_err(|e| CliError::Internal(anyhow::anyhow!(e)))?;
             print!("{report}");
         }
         BenchCmd::RelayIdleClient { url, count } => {

@@ -233,6 +233,11 @@ pub async fn run(a: DemoArgs) -> CliResult {
             feed_secret,
         )),
         log_key: log_key_file,
+        // Every person in the story registers from this one address.
+        config: accord_messenger::MessengerConfig {
+            codes_per_client_per_hour: 100,
+            ..accord_messenger::MessengerConfig::default()
+        },
         ..accord_messenger::Settings::new(
             dir.display().to_string(),
             TokenHash::of(admin_token.reveal()),
@@ -535,6 +540,8 @@ async fn story(d: &mut Demo) -> CliResult {
         }
     );
 
+    business_story(d, e2e_dir.path()).await?;
+
     d.say(
         "The operator verifies the ledger against the checkpoints the partner kept from the feed.",
     );
@@ -558,5 +565,273 @@ async fn story(d: &mut Demo) -> CliResult {
         r.entries,
         r.shards.iter().filter(|s| s.entries > 0).count()
     );
+    Ok(())
+}
+
+/// The business chapter: receipts and deliveries arrive; one business's
+/// marketing is muted by some users and blocked by others, its quality
+/// drops, and its marketing is paused while its receipts keep flowing.
+async fn business_story(d: &mut Demo, dir: &std::path::Path) -> CliResult {
+    use accord_client::messaging::{BusinessDevice, Event, ListenOptions, Plaintext, Recipient};
+    use accord_domain::business::Category;
+    use accord_e2e::{BusinessMeta, ClientMessageId, TemplateRef};
+    use reqwest::Method;
+    use serde_json::json;
+    let e = super::msg::cli_error;
+
+    d.say(
+        "Toko Sinar registers as a business; the operator approves its templates and verifies it.",
+    );
+    let (shop_c, shop) = d.e2e_user("+62 812 3456 7900", dir).await?;
+    let key: accord_messenger_wire::ApiKeyCreated = shop_c
+        .request(
+            Method::POST,
+            "/v1/business",
+            Some(&json!({ "display_name": "Toko Sinar" })),
+        )
+        .await?;
+    let api = Client::new(&d.base).with_token(&key.api_key);
+    let mut versions = Vec::new();
+    for (name, category, body) in [
+        (
+            "order_receipt",
+            "utility",
+            "Order {{1}} is paid: {{2}}. Thank you!",
+        ),
+        ("delivery_update", "utility", "Parcel {{1}} is {{2}}."),
+        (
+            "promo",
+            "marketing",
+            "This week only: {{1}} off everything.",
+        ),
+    ] {
+        let t: accord_messenger_wire::TemplateView = api
+            .request(
+                Method::POST,
+                "/v1/business/templates",
+                Some(&json!({"name": name, "language": "en", "category": category, "body": body})),
+            )
+            .await?;
+        let _: accord_messenger_wire::TemplateView = d
+            .admin
+            .request(
+                Method::POST,
+                &format!("/v1/admin/templates/{}/review", t.id),
+                Some(&json!({ "decision": "approve" })),
+            )
+            .await?;
+        println!("    {name} ({category}) version {}: approved", t.version);
+        versions.push((name, category, t.version));
+    }
+    d.admin
+        .request_raw(
+            Method::PUT,
+            &format!("/v1/admin/businesses/{}/verified", key.business),
+            Some(&json!({ "value": true })),
+        )
+        .await?;
+    println!("    the business's device is an E2E device like any other; its agent holds the keys");
+    let agent = BusinessDevice::open(shop, shop_c.clone(), api.clone())
+        .await
+        .map_err(e)?;
+    let meta = |name: &str| {
+        let (n, c, v) = versions
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .copied()
+            .unwrap_or(("", "utility", 0));
+        BusinessMeta {
+            category: Category::parse(c).unwrap_or(Category::Utility),
+            template: Some(TemplateRef {
+                name: n.into(),
+                language: "en".into(),
+                version: v,
+            }),
+        }
+    };
+    let template = |params: &[&str]| Plaintext {
+        client_message_id: ClientMessageId::random(),
+        sent_at: Timestamp(0),
+        kind: accord_e2e::PlaintextKind::Template {
+            params: params.iter().map(|p| (*p).to_owned()).collect(),
+        },
+    };
+
+    d.say("Eight customers opt in to Toko Sinar; six of them to its marketing too. Receipts and deliveries arrive.");
+    let mut customers = Vec::new();
+    for i in 0..8 {
+        let (c, dev) = d
+            .e2e_user(&format!("+62 812 3456 79{:02}", 10 + i), dir)
+            .await?;
+        let body = if i < 6 {
+            json!({ "opted_in": true, "marketing": true })
+        } else {
+            json!({ "opted_in": true })
+        };
+        let _: serde_json::Value = c
+            .request(
+                Method::PUT,
+                &format!("/v1/me/businesses/{}", key.business),
+                Some(&body),
+            )
+            .await?;
+        customers.push((c, dev));
+    }
+    for (i, (_, dev)) in customers.iter().enumerate() {
+        let to = Recipient::Account(dev.account_id());
+        let order = format!("A-{}", 100 + i);
+        agent
+            .send(
+                &to,
+                &meta("order_receipt"),
+                &template(&[&order, "Rp 125.000"]),
+            )
+            .await
+            .map_err(e)?;
+        agent
+            .send(
+                &to,
+                &meta("delivery_update"),
+                &template(&[&format!("JX-{i}"), "out for delivery"]),
+            )
+            .await
+            .map_err(e)?;
+    }
+    /// Receives `n` business messages on `dev` and renders them.
+    async fn inbox(
+        c: &Client,
+        dev: &mut accord_client::messaging::Device,
+        n: usize,
+    ) -> CliResult<Vec<(u64, String)>> {
+        let mut got = Vec::new();
+        let opts = ListenOptions {
+            timeout: Some(std::time::Duration::from_secs(10)),
+            ..ListenOptions::default()
+        };
+        dev.listen(c, opts, |ev| {
+            if let Event::Message {
+                envelope_id,
+                from,
+                plaintext,
+                business: Some(meta),
+                ..
+            } = ev
+            {
+                got.push((envelope_id, from.account, meta, plaintext));
+            }
+            if got.len() >= n {
+                std::ops::ControlFlow::Break(())
+            } else {
+                std::ops::ControlFlow::Continue(())
+            }
+        })
+        .await
+        .map_err(super::msg::cli_error)?;
+        let mut out = Vec::new();
+        for (id, from, meta, p) in got {
+            let m = dev
+                .render_business(c, from, &meta, &p)
+                .await
+                .map_err(super::msg::cli_error)?;
+            out.push((id.0, m.line()));
+        }
+        Ok(out)
+    }
+    for (i, (c, dev)) in customers.iter_mut().enumerate() {
+        let lines = inbox(c, dev, 2).await?;
+        if i == 0 {
+            for (_, l) in &lines {
+                println!("    customer 1 sees: {l}");
+            }
+        }
+    }
+    println!("    (the messenger relayed ciphertext; it saw template names and categories, never the order numbers)");
+
+    d.say("Toko Sinar sends a promotion: two customers mute its marketing, two block it, one reports the message.");
+    let mut reported = 0;
+    for (i, (c, dev)) in customers.iter_mut().enumerate().take(6) {
+        agent
+            .send(
+                &Recipient::Account(dev.account_id()),
+                &meta("promo"),
+                &template(&["30%"]),
+            )
+            .await
+            .map_err(e)?;
+        let lines = inbox(c, dev, 1).await?;
+        if i == 0 {
+            println!("    customer 1 sees: {}", lines[0].1);
+        }
+        let change = match i {
+            0 | 1 => Some(json!({ "mute": ["marketing"] })),
+            2 | 3 => Some(json!({ "blocked": true })),
+            _ => None,
+        };
+        if let Some(body) = change {
+            let _: serde_json::Value = c
+                .request(
+                    Method::PUT,
+                    &format!("/v1/me/businesses/{}", key.business),
+                    Some(&body),
+                )
+                .await?;
+        }
+        if i == 4 {
+            c.request_raw(
+                Method::POST,
+                "/v1/reports",
+                Some(&json!({ "envelope_id": lines[0].0 })),
+            )
+            .await?;
+            reported += 1;
+        }
+    }
+    for (i, (_, dev)) in customers.iter().enumerate().take(4) {
+        let r = agent
+            .send(
+                &Recipient::Account(dev.account_id()),
+                &meta("promo"),
+                &template(&["40%"]),
+            )
+            .await;
+        let code = match r {
+            Err(accord_client::messaging::MessagingError::Client(c)) => {
+                c.code().unwrap_or("?").to_owned()
+            }
+            other => format!("{other:?}"),
+        };
+        println!(
+            "    the next promotion to customer {}: refused, {code} (Toko Sinar sees it as failed)",
+            i + 1
+        );
+    }
+    println!("    {reported} report(s) and 2 block(s) count against its quality");
+
+    d.say("Its quality turns red: marketing is paused, receipts keep flowing.");
+    let s: accord_messenger_wire::BusinessStatus = api
+        .request(Method::GET, "/v1/business/status", None)
+        .await?;
+    println!("    quality {}: {}", s.quality.as_str(), s.quality_reason);
+    let (_, dev) = &customers[5];
+    let to = Recipient::Account(dev.account_id());
+    match agent.send(&to, &meta("promo"), &template(&["50%"])).await {
+        Err(accord_client::messaging::MessagingError::Client(c)) => {
+            println!(
+                "    a promotion to a customer who still wants them: refused, {}",
+                c.code().unwrap_or("?")
+            )
+        }
+        other => println!("    a promotion after red quality: {other:?}"),
+    }
+    agent
+        .send(
+            &to,
+            &meta("order_receipt"),
+            &template(&["A-200", "Rp 80.000"]),
+        )
+        .await
+        .map_err(e)?;
+    println!("    an order receipt to the same customer: sent");
+    agent.flush().map_err(e)?;
     Ok(())
 }
