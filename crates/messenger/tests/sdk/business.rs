@@ -573,6 +573,8 @@ type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
 struct Receiver {
     got: Received,
     failing: Arc<std::sync::atomic::AtomicBool>,
+    /// Answers only after 3 s (the messenger gives up after its timeout).
+    hanging: Arc<std::sync::atomic::AtomicBool>,
 }
 
 async fn receiver() -> (String, Receiver) {
@@ -591,6 +593,9 @@ async fn receiver() -> (String, Receiver) {
                     .unwrap_or("")
                     .to_owned();
                 state.got.lock().unwrap().push((sig, body.to_vec()));
+                if state.hanging.load(std::sync::atomic::Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                }
                 if state.failing.load(std::sync::atomic::Ordering::SeqCst) {
                     StatusCode::INTERNAL_SERVER_ERROR
                 } else {
@@ -609,7 +614,11 @@ async fn receiver() -> (String, Receiver) {
 async fn webhooks_are_signed_retried_across_a_restart_and_deduplicable() {
     let clock = SimulatedClock::following_wall_clock();
     let data = tempfile::tempdir().unwrap();
-    let server = Server::start_with(data, Arc::new(clock.clone()), rules())
+    let slow = || BusinessConfig {
+        webhook_timeout: Duration::from_millis(300),
+        ..rules()
+    };
+    let server = Server::start_with(data, Arc::new(clock.clone()), slow())
         .await
         .unwrap();
     let mut shop = business(&server, "+6281300000021", "Antar").await;
@@ -673,9 +682,32 @@ async fn webhooks_are_signed_retried_across_a_restart_and_deduplicable() {
     .await
     .unwrap_err();
 
+    // The receiver hangs: the messenger stops waiting after its timeout,
+    // and the events wait for the next attempt.
+    rx.hanging.store(true, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    server.business.dispatch_webhooks().await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the dispatcher waited for a hung receiver"
+    );
+    let ev: Vec<accord_messenger_wire::EventView> = shop
+        .api
+        .request(Method::GET, "/v1/business/events", None)
+        .await
+        .unwrap();
+    assert!(
+        ev.iter().all(|e| e.webhook == "due"
+            && e.attempts == 1
+            && e.last_error.as_deref() == Some("the receiver did not answer in time")),
+        "{ev:?}"
+    );
+    rx.hanging.store(false, std::sync::atomic::Ordering::SeqCst);
+
     // The receiver is down (500): nothing is lost; the events wait.
     rx.failing.store(true, std::sync::atomic::Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    clock.advance_millis(2_000);
     server.business.dispatch_webhooks().await.unwrap();
     let s = status(&shop).await;
     let w = s.webhook.unwrap();
@@ -684,12 +716,12 @@ async fn webhooks_are_signed_retried_across_a_restart_and_deduplicable() {
     // Across a restart of the messenger, with the receiver back: every
     // event arrives once the backoff passed.
     let data = server.stop();
-    let server = Server::start_with(data, Arc::new(clock.clone()), rules())
+    let server = Server::start_with(data, Arc::new(clock.clone()), slow())
         .await
         .unwrap();
     let api = Client::new(&server.base).with_token(&shop.key);
     rx.failing.store(false, std::sync::atomic::Ordering::SeqCst);
-    clock.advance_millis(5_000);
+    clock.advance_millis(10_000);
     server.business.dispatch_webhooks().await.unwrap();
     let got = rx.got.lock().unwrap().clone();
     let mut ids = std::collections::BTreeMap::new();

@@ -37,7 +37,7 @@ pub const MAX_BUSINESS_SEND_BYTES: usize = MAX_SEND_REQUEST_BYTES + 4 * 1024;
 /// (shown once).
 #[utoipa::path(post, path = "/v1/business", tag = "business", security(("bearer" = [])),
     request_body = RegisterBusiness,
-    responses((status = 201, body = ApiKeyCreated), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody, (status = 403, body = ErrorBody, description = "policy_acceptance_required"))))]
+    responses((status = 201, body = ApiKeyCreated), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 403, body = ErrorBody, description = "policy_acceptance_required")))]
 pub async fn register_business(
     State(s): State<AppState>,
     User(caller): User,
@@ -79,7 +79,7 @@ pub async fn list_keys(
 /// Revokes an API key of the caller's business: it stops working at once.
 #[utoipa::path(delete, path = "/v1/business/keys/{key_id}", tag = "business", security(("bearer" = [])),
     params(("key_id" = Uuid, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody, (status = 403, body = ErrorBody, description = "policy_acceptance_required"))))]
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 403, body = ErrorBody, description = "policy_acceptance_required")))]
 pub async fn revoke_key(
     State(s): State<AppState>,
     User(caller): User,
@@ -162,7 +162,7 @@ pub async fn claim(
     request_body = BusinessSend,
     responses((status = 202, body = BusinessSent), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody, description = "not_opted_in, outside_service_window, template_not_approved, template_paused, tier_limit_reached, quality_paused, blocked_by_user, muted_by_user, business_revoked"),
-        (status = 409, body = ErrorBody), (status = 429, body = ErrorBody, (status = 404, body = ErrorBody, description = "the recipient account does not exist"))))]
+        (status = 409, body = ErrorBody), (status = 429, body = ErrorBody), (status = 404, body = ErrorBody, description = "the recipient account does not exist")))]
 pub async fn send(
     State(s): State<AppState>,
     BusinessKey(b): BusinessKey,
@@ -231,7 +231,7 @@ pub async fn test_webhook(
 /// A business as users see it: its name only once it is verified.
 #[utoipa::path(get, path = "/v1/businesses/{business}", tag = "business", security(("bearer" = [])),
     params(("business" = String, Path)),
-    responses((status = 200, body = BusinessProfile), (status = 404, body = ErrorBody, (status = 403, body = ErrorBody, description = "policy_acceptance_required"))))]
+    responses((status = 200, body = BusinessProfile), (status = 404, body = ErrorBody), (status = 403, body = ErrorBody, description = "policy_acceptance_required")))]
 pub async fn profile(
     State(s): State<AppState>,
     User(_caller): User,
@@ -244,7 +244,7 @@ pub async fn profile(
 /// is not a business's).
 #[utoipa::path(post, path = "/v1/businesses/lookup", tag = "business", security(("bearer" = [])),
     request_body = BusinessLookup,
-    responses((status = 200, body = BusinessProfile), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody, (status = 403, body = ErrorBody, description = "policy_acceptance_required"))))]
+    responses((status = 200, body = BusinessProfile), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 403, body = ErrorBody, description = "policy_acceptance_required")))]
 pub async fn lookup_business(
     State(s): State<AppState>,
     User(_caller): User,
@@ -265,7 +265,7 @@ pub async fn lookup_business(
 /// recipient's client to render a business message with.
 #[utoipa::path(get, path = "/v1/businesses/{business}/templates/{name}/{language}/{version}", tag = "business", security(("bearer" = [])),
     params(("business" = String, Path), ("name" = String, Path), ("language" = String, Path), ("version" = u32, Path)),
-    responses((status = 200, body = SignedTemplate), (status = 404, body = ErrorBody, (status = 403, body = ErrorBody, description = "policy_acceptance_required"))))]
+    responses((status = 200, body = SignedTemplate), (status = 404, body = ErrorBody), (status = 403, body = ErrorBody, description = "policy_acceptance_required")))]
 pub async fn signed_template(
     State(s): State<AppState>,
     User(_caller): User,
@@ -280,7 +280,7 @@ pub async fn signed_template(
 
 /// The businesses that may message the caller, and why.
 #[utoipa::path(get, path = "/v1/me/businesses", tag = "business", security(("bearer" = [])),
-    responses((status = 200, body = Vec<BusinessControl>), (status = 401, body = ErrorBody, (status = 403, body = ErrorBody, description = "policy_acceptance_required"))))]
+    responses((status = 200, body = Vec<BusinessControl>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "policy_acceptance_required")))]
 pub async fn my_businesses(
     State(s): State<AppState>,
     User(caller): User,
@@ -292,7 +292,7 @@ pub async fn my_businesses(
 /// business.
 #[utoipa::path(put, path = "/v1/me/businesses/{business}", tag = "business", security(("bearer" = [])),
     params(("business" = String, Path)), request_body = SetControls,
-    responses((status = 200, body = BusinessControl), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody, (status = 403, body = ErrorBody, description = "policy_acceptance_required"))))]
+    responses((status = 200, body = BusinessControl), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 403, body = ErrorBody, description = "policy_acceptance_required")))]
 pub async fn set_controls(
     State(s): State<AppState>,
     User(caller): User,
