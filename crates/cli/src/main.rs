@@ -8,6 +8,7 @@ mod bench;
 mod cmd;
 mod error;
 mod session;
+mod ws;
 
 use clap::Parser;
 use std::process::ExitCode;

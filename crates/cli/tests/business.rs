@@ -8,27 +8,73 @@
 mod common;
 
 use common::*;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
 
 const SHOP: &str = "+6281355500001";
 const USER: &str = "+6281355500002";
 const STRANGER: &str = "+6281355500003";
 
+/// A webhook receiver on loopback: every request's signature header and
+/// body; answers 200.
+fn receiver() -> (String, Arc<Mutex<Vec<(String, Vec<u8>)>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let got: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+    let sink = got.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            let sink = sink.clone();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(stream.try_clone().unwrap());
+                let (mut len, mut sig) = (0usize, String::new());
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let l = line.trim_end().to_ascii_lowercase();
+                    if l.is_empty() {
+                        break;
+                    }
+                    if let Some(v) = l.strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                    if let Some(v) = l.strip_prefix("x-hub-signature-256:") {
+                        sig = v.trim().to_owned();
+                    }
+                }
+                let mut body = vec![0u8; len];
+                if r.read_exact(&mut body).is_ok() {
+                    sink.lock().unwrap().push((sig, body));
+                }
+                let mut w = stream;
+                let _ = w.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+            });
+        }
+    });
+    (url, got)
+}
+
 /// `accord business agent` in the background; its base URL.
-fn agent(shop: &Dev) -> (Child, String) {
-    let mut child = accord_cmd(&[
+fn agent(shop: &Dev, extra: &[&str]) -> (Child, String) {
+    let mut args = vec![
         "business",
         "agent",
         "--session",
         shop.s(),
         "--listen",
         "127.0.0.1:0",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .expect("the agent starts");
+    ];
+    args.extend_from_slice(extra);
+    let mut child = accord_cmd(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the agent starts");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let url = loop {
         let line = lines
@@ -109,7 +155,18 @@ fn a_business_sends_through_its_agent_and_a_user_controls_it() {
     ok(&args);
 
     // The user has not opted in: the agent cannot reach the number.
-    let (mut agent_child, url) = agent(&shop);
+    // The agent also forwards statuses and users' messages to the
+    // business's own endpoint (no public endpoint needed).
+    let (hook, forwarded) = receiver();
+    let (mut agent_child, url) = agent(
+        &shop,
+        &[
+            "--forward-webhook",
+            hook.as_str(),
+            "--webhook-secret",
+            "s3cr3t-forward",
+        ],
+    );
     let send = |to: &str, extra: &[&str]| {
         let mut args = vec![
             "business",
@@ -207,7 +264,8 @@ fn a_business_sends_through_its_agent_and_a_user_controls_it() {
     ]);
     let (code, out, err) = send(USER, &["--text", "CANARY-BUSINESS-7731 on its way"]);
     assert_eq!(code, 0, "{out}{err}");
-    let listened = listen(&user, 1);
+    // The agent's delivery receipt of the user's message, and the reply.
+    let listened = listen(&user, 2);
     assert!(
         listened
             .iter()
@@ -240,6 +298,34 @@ fn a_business_sends_through_its_agent_and_a_user_controls_it() {
         "{out}"
     );
 
+    // What the agent forwarded: signed; the statuses of its sends, the
+    // delivery receipts, and the user's message, decrypted.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let want = |all: &str| {
+        all.contains("\"status\":\"sent\"")
+            && all.contains("\"status\":\"delivered\"")
+            && all.contains("muted_by_user")
+            && all.contains("CANARY-USER-5521 where is it?")
+    };
+    let mut all = String::new();
+    while std::time::Instant::now() < deadline {
+        let got = forwarded.lock().unwrap().clone();
+        all = got
+            .iter()
+            .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
+            .collect();
+        for (sig, body) in &got {
+            assert!(
+                accord_crypto::mac::verify_hub_signature(b"s3cr3t-forward", body, sig),
+                "a forward is signed over its raw body"
+            );
+        }
+        if want(&all) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(want(&all), "{all}");
     let _ = agent_child.kill();
     let _ = agent_child.wait();
     // No plaintext in any file of the server's or the devices' directories,

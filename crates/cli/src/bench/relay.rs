@@ -35,7 +35,6 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 #[derive(Clone, Debug)]
@@ -214,27 +213,7 @@ pub(crate) async fn register_account(
     })
 }
 
-pub(crate) type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-pub(crate) async fn connect(base: &str, token: &str) -> BenchResult<Ws> {
-    let mut req = format!("{}/v1/stream", base.replace("http://", "ws://"))
-        .into_client_request()
-        .map_err(err)?;
-    req.headers_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().map_err(err)?,
-    );
-    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(4 * 1024);
-    Ok(
-        tokio_tungstenite::connect_async_with_config(req, Some(config), false)
-            .await
-            .map_err(err)?
-            .0,
-    )
-}
+pub(crate) use crate::ws::{connect, Ws};
 
 struct Shared {
     start: Instant,

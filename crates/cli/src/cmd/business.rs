@@ -146,6 +146,14 @@ pub enum BusinessCmd {
         /// Region for national numbers in `to`.
         #[arg(long)]
         region: Option<String>,
+        /// Also forward send statuses, delivery and read receipts and
+        /// users' messages to this URL (signed X-Hub-Signature-256 with
+        /// --webhook-secret): for a business without a public endpoint.
+        #[arg(long, requires = "webhook_secret")]
+        forward_webhook: Option<String>,
+        /// The HMAC-SHA256 key of the forwarded requests' signature.
+        #[arg(long, env = "ACCORD_WEBHOOK_SECRET", hide_env_values = true)]
+        webhook_secret: Option<String>,
     },
     /// Send a template (or, with --text, a free-form service reply)
     /// through a running agent.
@@ -504,6 +512,8 @@ pub async fn run(cmd: BusinessCmd) -> CliResult {
             api_key,
             listen,
             region,
+            forward_webhook,
+            webhook_secret,
         } => {
             d.e2e.check()?;
             let path = d.s.path();
@@ -517,8 +527,25 @@ pub async fn run(cmd: BusinessCmd) -> CliResult {
             let bd = BusinessDevice::open(device, session.client(), api.clone())
                 .await
                 .map_err(cli_error)?;
-            let agent = Arc::new(super::business_agent::Agent::new(bd, api, &key, region));
-            super::business_agent::serve(agent, &listen).await?;
+            let forward = match (forward_webhook, webhook_secret) {
+                (Some(url), Some(secret)) => {
+                    if reqwest::Url::parse(&url).is_err() {
+                        return Err(CliError::Input(format!(
+                            "--forward-webhook {url:?} is not a URL"
+                        )));
+                    }
+                    Some(super::business_agent::Forward::start(
+                        url,
+                        secret,
+                        session.account_id.clone(),
+                    ))
+                }
+                _ => None,
+            };
+            let agent = Arc::new(super::business_agent::Agent::new(
+                bd, api, &key, region, forward,
+            ));
+            super::business_agent::serve(agent, &listen, session.token.clone()).await?;
         }
         BusinessCmd::Send {
             k,

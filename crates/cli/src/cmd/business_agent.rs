@@ -47,6 +47,8 @@ const TEMPLATES_TTL: Duration = Duration::from_secs(10);
 /// The agent's state.
 pub struct Agent {
     pub device: BusinessDevice,
+    /// Where status events and inbound messages are forwarded, if asked.
+    forward: Option<Forward>,
     api: Client,
     key_hash: TokenHash,
     /// (name, language) → the newest approved version and its parameter
@@ -60,9 +62,16 @@ pub struct Agent {
 }
 
 impl Agent {
-    pub fn new(device: BusinessDevice, api: Client, api_key: &str, region: Option<String>) -> Self {
+    pub fn new(
+        device: BusinessDevice,
+        api: Client,
+        api_key: &str,
+        region: Option<String>,
+        forward: Option<Forward>,
+    ) -> Self {
         Agent {
             device,
+            forward,
             api,
             key_hash: TokenHash::of(api_key),
             templates: Mutex::new((None, HashMap::new())),
@@ -357,11 +366,28 @@ async fn send(
         sent_at: accord_domain::Clock::now(&accord_domain::SystemClock),
         kind,
     };
-    let sent = agent
+    let sent = match agent
         .device
         .send(&Recipient::Phone(phone.clone()), &meta, &plaintext)
         .await
-        .map_err(Failure::from_messaging)?;
+    {
+        Ok(s) => s,
+        Err(e) => {
+            let f = Failure::from_messaging(e);
+            if let Some(fw) = &agent.forward {
+                fw.status(status_json(message_id.as_str(), "failed", &b.to, Some(&f)));
+            }
+            return Err(f);
+        }
+    };
+    if let Some(fw) = &agent.forward {
+        fw.status(status_json(
+            message_id.as_str(),
+            "sent",
+            &sent.to_account.to_string(),
+            None,
+        ));
+    }
     Ok(Json(json!({
         "messaging_product": "accord",
         "contacts": [{ "input": b.to, "wa_id": sent.to_account.to_string() }],
@@ -371,7 +397,7 @@ async fn send(
 
 /// Serves the agent until Ctrl-C, flushing the device state every second
 /// and at the end.
-pub async fn serve(agent: Arc<Agent>, listen: &str) -> CliResult {
+pub async fn serve(agent: Arc<Agent>, listen: &str, device_token: String) -> CliResult {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| CliError::Input(format!("cannot listen on {listen}: {e}")))?;
@@ -383,6 +409,10 @@ pub async fn serve(agent: Arc<Agent>, listen: &str) -> CliResult {
         agent.device.account_id()
     );
     println!("send with: curl -H 'Authorization: Bearer <API key>' http://{addr}/v1/messages -d '{{\"to\":\"+62...\",\"type\":\"template\",\"template\":{{\"name\":\"order_receipt\",\"language\":{{\"code\":\"en\"}},\"components\":[{{\"type\":\"body\",\"parameters\":[{{\"type\":\"text\",\"text\":\"A-17\"}}]}}]}}}}'");
+    if let Some(fw) = agent.forward.clone() {
+        println!("forwarding statuses and inbound messages to {}", fw.url);
+        tokio::spawn(fw.run_stream(agent.clone(), device_token));
+    }
     let flusher = agent.clone();
     let flush = tokio::spawn(async move {
         loop {
@@ -402,4 +432,218 @@ pub async fn serve(agent: Arc<Agent>, listen: &str) -> CliResult {
     flush.abort();
     agent.device.flush().map_err(super::msg::cli_error)?;
     Ok(())
+}
+
+// ---- forwarding to the business ------------------------------------------
+
+/// Where the agent forwards what it sees: the statuses of its sends
+/// (`sent` on accept, `failed` with the code on refusal), `delivered` from
+/// the messenger's delivery receipts and `read` from users' read
+/// receipts on its device's stream, and the messages users send to the
+/// business, decrypted. In the hosted APIs' webhook shape, signed
+/// `X-Hub-Signature-256` under `--webhook-secret`. This is the path for a
+/// business without a public endpoint: the agent's connection is
+/// outbound. Items from the stream are acked to the messenger only once
+/// the business's endpoint took them, so an inbound message is never
+/// lost; statuses of sends are retried in memory (the messenger's own
+/// webhook outbox is the durable path).
+#[derive(Clone)]
+pub struct Forward {
+    url: String,
+    secret: Arc<Vec<u8>>,
+    business: String,
+    tx: tokio::sync::mpsc::UnboundedSender<Value>,
+}
+
+/// A status in the hosted APIs' webhook shape, with a deterministic event
+/// id (a retry carries the same one).
+fn status_json(message_id: &str, status: &str, recipient: &str, f: Option<&Failure>) -> Value {
+    let mut v = json!({
+        "event_id": format!("agt_{message_id}_{status}"),
+        "id": message_id,
+        "status": status,
+        "timestamp": (accord_domain::Clock::now(&accord_domain::SystemClock).0 / 1000).to_string(),
+        "recipient_id": recipient,
+    });
+    if let Some(f) = f {
+        v["errors"] = json!([{ "code": f.number, "title": f.code, "message": f.message }]);
+    }
+    v
+}
+
+impl Forward {
+    /// Starts the forwarder of send statuses; `run_stream` forwards the
+    /// device's stream.
+    pub fn start(url: String, secret: String, business: String) -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+        let fw = Forward {
+            url,
+            secret: Arc::new(secret.into_bytes()),
+            business,
+            tx,
+        };
+        let me = fw.clone();
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < 100 {
+                    match rx.try_recv() {
+                        Ok(v) => batch.push(v),
+                        Err(_) => break,
+                    }
+                }
+                me.post_until_taken(&http, batch, Vec::new()).await;
+            }
+        });
+        fw
+    }
+
+    fn status(&self, v: Value) {
+        let _ = self.tx.send(v);
+    }
+
+    /// Posts statuses and messages, retrying with backoff until the
+    /// endpoint answers 2xx.
+    async fn post_until_taken(
+        &self,
+        http: &reqwest::Client,
+        statuses: Vec<Value>,
+        messages: Vec<Value>,
+    ) {
+        let body = json!({
+            "object": "accord_business_account",
+            "entry": [{ "id": self.business, "changes": [{ "field": "messages",
+                "value": { "statuses": statuses, "messages": messages } }] }],
+        });
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        let sig = accord_crypto::mac::hub_signature(&self.secret, &bytes);
+        let mut pause = Duration::from_millis(500);
+        loop {
+            let r = http
+                .post(&self.url)
+                .header("content-type", "application/json")
+                .header(accord_crypto::mac::HUB_SIGNATURE_HEADER, &sig)
+                .body(bytes.clone())
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await;
+            match r {
+                Ok(r) if r.status().is_success() => return,
+                Ok(r) => tracing::warn!(
+                    status = r.status().as_u16(),
+                    "the business's endpoint refused a forward; will retry"
+                ),
+                Err(_) => {
+                    tracing::warn!("the business's endpoint did not take a forward; will retry")
+                }
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(60));
+        }
+    }
+
+    /// Forwards the device's stream until the process ends: reconnects
+    /// with backoff; acks each batch once the endpoint took it.
+    pub async fn run_stream(self, agent: Arc<Agent>, token: String) {
+        use accord_e2e::{PlaintextKind, ServerFrame};
+        use futures_util::{SinkExt, StreamExt};
+        let http = reqwest::Client::new();
+        let mut pause = Duration::from_millis(500);
+        loop {
+            let base = agent.device.client().base().to_owned();
+            let mut ws = match crate::ws::connect(&base, &token).await {
+                Ok(ws) => ws,
+                Err(e) => {
+                    tracing::warn!(error = %e, "agent stream: cannot connect; will retry");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(30));
+                    continue;
+                }
+            };
+            pause = Duration::from_millis(500);
+            loop {
+                // A batch: what arrives within 5 ms of the first frame.
+                let Some(Ok(first)) = ws.next().await else {
+                    break;
+                };
+                let mut frames = vec![first];
+                while frames.len() < 100 {
+                    match tokio::time::timeout(Duration::from_millis(5), ws.next()).await {
+                        Ok(Some(Ok(m))) => frames.push(m),
+                        _ => break,
+                    }
+                }
+                let (mut statuses, mut messages, mut acks) = (Vec::new(), Vec::new(), Vec::new());
+                for m in frames {
+                    let tokio_tungstenite::tungstenite::Message::Text(t) = m else {
+                        continue;
+                    };
+                    let Ok(frame) = accord_e2e::decode_server_frame(t.as_str().as_bytes()) else {
+                        continue;
+                    };
+                    match frame {
+                        ServerFrame::Receipt {
+                            id,
+                            client_message_id,
+                            recipient_device,
+                            ..
+                        } => {
+                            acks.push(id);
+                            let to = agent
+                                .device
+                                .account_of_device(recipient_device)
+                                .map_or(recipient_device.to_string(), |a| a.to_string());
+                            statuses.push(status_json(
+                                client_message_id.as_str(),
+                                "delivered",
+                                &to,
+                                None,
+                            ));
+                        }
+                        ServerFrame::Envelope(env) => {
+                            acks.push(env.id);
+                            let from = env.sender_account.to_string();
+                            let ts = (env.server_ts.0 / 1000).to_string();
+                            match agent.device.decrypt(&env).await {
+                                Ok(None) => {}
+                                Ok(Some(p)) => match p.kind {
+                                    PlaintextKind::Text { body } => messages.push(json!({
+                                        "event_id": format!("agt_in_{}", env.id.0),
+                                        "from": from, "id": p.client_message_id.as_str(),
+                                        "timestamp": ts, "type": "text", "text": { "body": body },
+                                    })),
+                                    PlaintextKind::ReadReceipt { client_message_ids } => {
+                                        for c in client_message_ids {
+                                            statuses.push(status_json(c.as_str(), "read", &from, None));
+                                        }
+                                    }
+                                    PlaintextKind::Template { .. } => {}
+                                },
+                                Err(e) => messages.push(json!({
+                                    "event_id": format!("agt_in_{}", env.id.0),
+                                    "from": from, "timestamp": ts, "type": "unsupported",
+                                    "errors": [{ "code": 131_051, "title": e.code(), "message": "could not be decrypted" }],
+                                })),
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                if !statuses.is_empty() || !messages.is_empty() {
+                    self.post_until_taken(&http, statuses, messages).await;
+                }
+                if !acks.is_empty() {
+                    let f = json!({ "type": "ack", "envelope_ids": acks }).to_string();
+                    if ws
+                        .send(tokio_tungstenite::tungstenite::Message::Text(f.into()))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+    }
 }

@@ -24,8 +24,10 @@
 
 use std::sync::Mutex;
 
-use accord_domain::AccountId;
-use accord_e2e::{BusinessMeta, Plaintext, SendRequest, WireError};
+use accord_domain::{AccountId, DeviceId};
+use accord_e2e::{
+    BusinessMeta, DeliveredEnvelope, E2eError, PeerDevice, Plaintext, SendRequest, WireError,
+};
 use accord_messenger_wire::{BusinessSend, BusinessSent, ClaimRequest, Claimed, KtHistory};
 use reqwest::Method;
 
@@ -92,6 +94,62 @@ impl BusinessDevice {
     /// Writes the state's changes since the last flush.
     pub fn flush(&self) -> Result<()> {
         self.with(|d| d.flush())
+    }
+
+    /// The device's own token client (its stream, its key directory).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The account a device this business wrote to belongs to.
+    pub fn account_of_device(&self, device: DeviceId) -> Option<AccountId> {
+        self.with(|d| {
+            d.dir
+                .accounts
+                .iter()
+                .find(|(_, keys)| keys.iter().any(|k| k.device_id == device))
+                .map(|(a, _)| *a)
+        })
+    }
+
+    /// Decrypts an envelope a user sent to the business. `Ok(None)`: it
+    /// was handled before (its id is not newer than the last one). A
+    /// sender whose keys this device does not know yet is claimed first
+    /// (a user who writes to a business opens its service window, so the
+    /// business may claim them).
+    pub async fn decrypt(&self, env: &DeliveredEnvelope) -> Result<Option<Plaintext>> {
+        let from = PeerDevice {
+            account: env.sender_account,
+            device: env.sender_device,
+        };
+        if self.with(|d| d.dir.keys_of(&from).is_none()) {
+            if let Ok(claim) = self.claim(&ClaimRequest::account(from.account)).await {
+                if self.prove(&claim).is_ok() {
+                    self.with(|d| {
+                        d.locked(|_, dir| {
+                            dir.accounts.insert(
+                                claim.account,
+                                claim.devices.iter().map(|(k, _)| k.clone()).collect(),
+                            );
+                        })
+                    })?;
+                }
+            }
+        }
+        self.with(|d| {
+            d.locked(|m, dir| {
+                if dir.last_envelope.is_some_and(|last| env.id <= last) {
+                    return Ok(None);
+                }
+                let curve = dir.keys_of(&from).map(|k| k.curve25519);
+                let r = match curve {
+                    None => Err(E2eError::NoSession),
+                    Some(c) => m.decrypt_delivered(&c, env),
+                };
+                dir.last_envelope = Some(env.id);
+                r.map(Some).map_err(MessagingError::E2e)
+            })?
+        })
     }
 
     async fn claim(&self, body: &ClaimRequest) -> Result<Claim> {
