@@ -13,7 +13,11 @@
 //!   (real vodozemac keys) are stored and published into the key
 //!   directory in epochs of 1,000 (one epoch per upload would make the
 //!   set-up, not the run, the long part); each opts in over HTTP and
-//!   holds a WebSocket, on which its envelope's arrival is timed.
+//!   holds a WebSocket, on which its envelope's arrival is timed. The
+//!   recipients' ends are held by a child process (`accord bench
+//!   business-recipients`), which prints each first arrival's wall-clock
+//!   time: one process cannot hold both ends of 10,000 connections under
+//!   a 20,000 open-file limit.
 //! - `p99_ms` is from the agent's accept (the client's request) to the
 //!   envelope's arrival on the recipient's WebSocket; `messages_per_s`
 //!   is messages delivered over the time from the first request to the
@@ -23,11 +27,11 @@
 //!   the parameters (`verified_sample`), so the figures are of real
 //!   ciphertext.
 
-use super::relay::{connect, err, peak_rss_mb, raise_nofile, register_account, BenchResult};
+use super::relay::{err, open_idle, peak_rss_mb, raise_nofile, register_account, BenchResult};
 use accord_crypto::token::{BearerToken, TokenHash};
 use accord_domain::business::TierRules;
 use accord_domain::{AccountId, SystemClock};
-use accord_e2e::{DeliveredEnvelope, E2eMachine, PlaintextKind, ServerFrame};
+use accord_e2e::{E2eMachine, PlaintextKind, ServerFrame};
 use accord_messenger::business::BusinessConfig;
 use accord_messenger::relay::E2eConfig;
 use accord_messenger::verifier::DevVerifier;
@@ -143,12 +147,12 @@ where
 
 pub async fn run(opts: BusinessBenchOptions) -> BenchResult<BusinessBenchReport> {
     let nofile = raise_nofile();
-    // This process holds both ends of every recipient's WebSocket.
-    if (nofile as usize) < opts.recipients * 2 + 1_024 {
+    // This process holds the server's end of every recipient's WebSocket.
+    if (nofile as usize) < opts.recipients + 1_024 {
         return Err(format!(
             "{} recipients need {} open files; the limit here is {nofile}",
             opts.recipients,
-            opts.recipients * 2 + 1_024
+            opts.recipients + 1_024
         ));
     }
     let dir = tempfile::tempdir().map_err(err)?;
@@ -300,47 +304,68 @@ pub async fn run(opts: BusinessBenchOptions) -> BenchResult<BusinessBenchReport>
     })
     .await?;
 
-    // Their WebSockets: each records its first envelope's arrival.
+    // Their WebSockets, in a child process that prints each first
+    // arrival's wall-clock time.
     eprintln!("connecting {n} recipients");
-    let t0 = Instant::now();
     let arrivals: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
-    let sampled: Arc<Mutex<Vec<(usize, DeliveredEnvelope)>>> = Arc::default();
     let delivered = Arc::new(AtomicUsize::new(0));
-    let sockets = each("connected", n, 128, |i| {
-        let base = base.clone();
-        let token = recipients[i].token.clone();
-        async move { connect(&base, &token).await }
-    })
-    .await?;
-    for (i, mut ws) in sockets.into_iter().enumerate() {
-        let arrivals = arrivals.clone();
-        let delivered = delivered.clone();
-        let sampled = sampled.clone();
-        let keep = recipients[i].machine.is_some();
-        tokio::spawn(async move {
-            while let Some(Ok(m)) = ws.next().await {
-                let Message::Text(t) = m else { continue };
-                let Ok(ServerFrame::Envelope(env)) =
-                    accord_e2e::decode_server_frame(t.as_str().as_bytes())
-                else {
+    let mut holder = std::process::Command::new(&opts.exe)
+        .args(["bench", "business-recipients", "--url", &base])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot start the recipients' process: {e}"))?;
+    {
+        use std::io::Write;
+        let mut stdin = holder.stdin.take().ok_or("stdin")?;
+        let mut lines: String = recipients
+            .iter()
+            .map(|r| format!("{}\n", r.token))
+            .collect();
+        lines.push('\n');
+        stdin.write_all(lines.as_bytes()).map_err(err)?;
+        stdin.flush().map_err(err)?;
+        holder.stdin = Some(stdin);
+    }
+    let out = holder.stdout.take().ok_or("stdout")?;
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<usize, String>>();
+    {
+        let (arrivals, delivered) = (arrivals.clone(), delivered.clone());
+        std::thread::spawn(move || {
+            let mut lines = std::io::BufReader::new(out).lines();
+            let first = lines.next().and_then(Result::ok).unwrap_or_default();
+            let opened = first
+                .strip_prefix("opened ")
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .ok_or_else(|| format!("recipients' process: {first}"));
+            let _ = ready_tx.send(opened);
+            for line in lines.map_while(Result::ok) {
+                let mut it = line.split_whitespace();
+                let (Some(i), Some(at)) = (
+                    it.next().and_then(|v| v.parse::<usize>().ok()),
+                    it.next().and_then(|v| v.parse::<u64>().ok()),
+                ) else {
                     continue;
                 };
-                let at = t0.elapsed().as_micros() as u64;
-                if arrivals[i]
-                    .compare_exchange(0, at.max(1), Ordering::Relaxed, Ordering::Relaxed)
-                    .is_ok()
+                if i < arrivals.len()
+                    && arrivals[i]
+                        .compare_exchange(0, at, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok()
                 {
                     delivered.fetch_add(1, Ordering::Relaxed);
-                    if keep {
-                        sampled
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push((i, env));
-                    }
                 }
             }
         });
     }
+    let opened = tokio::time::timeout(Duration::from_secs(600), ready_rx)
+        .await
+        .map_err(|_| "the recipients did not connect within 600 s".to_owned())?
+        .map_err(err)??;
+    if opened < n {
+        return Err(format!("only {opened} of {n} recipients could connect"));
+    }
+    eprintln!("  connected: {opened}/{n}");
 
     // The agent: the real `accord business agent`, a child process.
     let session = dir.path().join("shop.json");
@@ -393,7 +418,7 @@ pub async fn run(opts: BusinessBenchOptions) -> BenchResult<BusinessBenchReport>
     let next = Arc::new(AtomicUsize::new(0));
     let phones: Arc<Vec<String>> = Arc::new(recipients.iter().map(|r| r.phone.clone()).collect());
     let first_error: Arc<Mutex<Option<String>>> = Arc::default();
-    let start = t0.elapsed().as_micros() as u64;
+    let start = unix_micros();
     let mut workers = Vec::new();
     for _ in 0..opts.concurrency {
         let (http, url, key) = (http.clone(), agent_url.clone(), api_key.clone());
@@ -410,7 +435,7 @@ pub async fn run(opts: BusinessBenchOptions) -> BenchResult<BusinessBenchReport>
                 if i >= phones.len() {
                     break;
                 }
-                accepts[i].store(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
+                accepts[i].store(unix_micros(), Ordering::Relaxed);
                 let body = json!({
                     "messaging_product": "whatsapp", "to": phones[i], "type": "template",
                     "template": {"name": "order_receipt", "language": {"code": "en"},
@@ -460,6 +485,9 @@ pub async fn run(opts: BusinessBenchOptions) -> BenchResult<BusinessBenchReport>
     let rss_mb = rss_of(pid);
     let _ = child.kill();
     let _ = child.wait();
+    drop(holder.stdin.take());
+    let _ = holder.kill();
+    let _ = holder.wait();
     if let Some(e) = first_error.lock().unwrap_or_else(|e| e.into_inner()).take() {
         eprintln!("first error: {e}");
     }
@@ -487,22 +515,36 @@ pub async fn run(opts: BusinessBenchOptions) -> BenchResult<BusinessBenchReport>
         .map_err(err)?
         .ok_or("the agent published no keys")?;
     let biz_keys = accord_e2e::decode_device_keys(biz_keys.as_bytes()).map_err(err)?;
-    let sampled = std::mem::take(&mut *sampled.lock().unwrap_or_else(|e| e.into_inner()));
     let sample = recipients.iter().filter(|r| r.machine.is_some()).count();
     let mut verified = 0;
-    for (i, env) in sampled {
-        let Some(m) = recipients[i].machine.as_mut() else {
+    for (i, r) in recipients.iter_mut().enumerate() {
+        let Some(m) = r.machine.as_mut() else {
             continue;
         };
-        if let Ok(p) = m.decrypt_delivered(&biz_keys.curve25519, &env) {
-            let ok = matches!(&p.kind, PlaintextKind::Template { params }
-                if params.first().map(String::as_str) == Some(format!("INV-{i}").as_str()))
+        let frames: Vec<ServerFrame> = http
+            .get(format!("{base}/v1/messages?wait_s=0"))
+            .bearer_auth(&r.token)
+            .send()
+            .await
+            .map_err(err)?
+            .json()
+            .await
+            .map_err(err)?;
+        for f in frames {
+            let ServerFrame::Envelope(env) = f else {
+                continue;
+            };
+            let ok = m
+                .decrypt_delivered(&biz_keys.curve25519, &env)
+                .is_ok_and(|p| {
+                    matches!(&p.kind, PlaintextKind::Template { params }
+                        if params.first().map(String::as_str) == Some(format!("INV-{i}").as_str()))
+                })
                 && env
                     .business
                     .as_ref()
                     .and_then(|b| b.template.as_ref())
-                    .map(|t| t.name.as_str())
-                    == Some("order_receipt");
+                    .is_some_and(|t| t.name == "order_receipt");
             if ok {
                 verified += 1;
             }
@@ -526,4 +568,58 @@ pub async fn run(opts: BusinessBenchOptions) -> BenchResult<BusinessBenchReport>
         verified_sample: verified,
         sample,
     })
+}
+
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// The child side (`accord bench business-recipients`): reads device
+/// tokens from stdin up to an empty line, opens a WebSocket for each,
+/// prints `opened N`, then `<index> <unix µs>` for each device's first
+/// envelope, until stdin closes.
+pub async fn recipients(base: &str) -> BenchResult<()> {
+    let nofile = raise_nofile();
+    let tokens = tokio::task::spawn_blocking(|| {
+        let stdin = std::io::stdin();
+        let mut tokens = Vec::new();
+        for line in stdin.lock().lines() {
+            let line = line.map_err(err)?;
+            if line.trim().is_empty() {
+                break;
+            }
+            tokens.push(line.trim().to_owned());
+        }
+        Ok::<_, String>(tokens)
+    })
+    .await
+    .map_err(err)??;
+    let want = tokens.len().min(nofile.saturating_sub(256) as usize);
+    let conns = open_idle(base, &tokens, want).await?;
+    println!("opened {}", conns.len());
+    for (i, mut ws) in conns.into_iter().enumerate() {
+        tokio::spawn(async move {
+            while let Some(Ok(m)) = ws.next().await {
+                let Message::Text(t) = m else { continue };
+                if let Ok(ServerFrame::Envelope(_)) =
+                    accord_e2e::decode_server_frame(t.as_str().as_bytes())
+                {
+                    println!("{i} {}", unix_micros());
+                    break;
+                }
+            }
+            // Held open (not acked) until the process ends.
+            let _keep = ws;
+            std::future::pending::<()>().await;
+        });
+    }
+    tokio::task::spawn_blocking(|| {
+        let mut rest = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut rest);
+    })
+    .await
+    .map_err(err)?;
+    Ok(())
 }

@@ -288,7 +288,7 @@ fn send_body(
 }
 
 /// Opens `want` WebSockets spread over `tokens`, 64 at a time.
-async fn open_idle(base: &str, tokens: &[String], want: usize) -> BenchResult<Vec<Ws>> {
+pub(crate) async fn open_idle(base: &str, tokens: &[String], want: usize) -> BenchResult<Vec<Ws>> {
     let mut idle = Vec::with_capacity(want);
     let mut opening = tokio::task::JoinSet::new();
     let mut i = 0usize;

@@ -90,6 +90,13 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
     },
+    /// (Used by `bench business`.) Holds the recipients' WebSockets
+    /// (tokens on stdin) and prints each first envelope's arrival.
+    #[command(hide = true)]
+    BusinessRecipients {
+        #[arg(long)]
+        url: String,
+    },
     /// (Used by `bench relay`.) Opens idle WebSockets with the device
     /// tokens read from stdin and holds them until stdin closes.
     #[command(hide = true)]
@@ -222,6 +229,11 @@ pub async fn run(b: BenchCmd) -> CliResult {
                 .await
                 .map_err(|e| CliError::Internal(anyhow::anyhow!(e)))?;
             print!("{report}");
+        }
+        BenchCmd::BusinessRecipients { url } => {
+            crate::bench::business::recipients(&url)
+                .await
+                .map_err(|e| CliError::Internal(anyhow::anyhow!("{e}")))?;
         }
         BenchCmd::RelayIdleClient { url, count } => {
             crate::bench::relay::idle_client(&url, count)
