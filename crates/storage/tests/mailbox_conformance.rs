@@ -573,3 +573,31 @@ async fn business_sends_and_acks_write_their_status_events_in_the_same_commit() 
         t.finish().await;
     }
 }
+
+/// Batched claims: one transaction, one key per request in order (a
+/// device named twice gets two), then the fallback key, then nothing.
+#[tokio::test]
+async fn batched_claims_take_one_key_each_then_the_fallback() {
+    on_each_backend(|s| async move {
+        let (a, d, other) = (AccountId::random(), DeviceId::random(), DeviceId::random());
+        s.put_device_keys(a, d, "{}", T0).await.unwrap();
+        let keys: Vec<(String, String)> = (0..2)
+            .map(|i| (format!("k{i}"), format!("{{\"key\":{i}}}")))
+            .collect();
+        s.add_one_time_keys(d, &keys, Some("{\"fb\":1}"), 10)
+            .await
+            .unwrap();
+        let got = s.claim_one_time_keys(&[d, other, d, d]).await.unwrap();
+        assert_eq!(
+            got,
+            vec![
+                Some(("{\"key\":0}".to_owned(), false)),
+                None,
+                Some(("{\"key\":1}".to_owned(), false)),
+                Some(("{\"fb\":1}".to_owned(), true)),
+            ]
+        );
+        assert_eq!(s.one_time_key_count(d).await.unwrap(), (0, true));
+    })
+    .await;
+}

@@ -134,12 +134,7 @@ impl Business {
             }
         }
         let now = self.now();
-        let since = Timestamp(now.0 - TIER_WINDOW_MS);
-        let state = self
-            .inner
-            .store
-            .recipient_state(b, s.to_account, since)
-            .await?;
+        let state = self.recipient_state(b, s.to_account).await?;
         if state.blocked {
             return Err(BusinessError::Refused(Refusal::BlockedByUser));
         }
@@ -173,6 +168,7 @@ impl Business {
         let initiated = category != Category::Service && !window_open;
         if initiated && !state.started {
             self.count_conversation(business, s.to_account).await?;
+            self.note_started(b, s.to_account);
         }
         Ok(initiated)
     }
@@ -235,7 +231,7 @@ impl Business {
         };
         if account != b {
             let now = self.now();
-            let state = self.inner.store.recipient_state(b, account, now).await?;
+            let state = self.recipient_state(b, account).await?;
             let opted_in = state.controls.as_ref().is_some_and(|c| c.opted_in);
             let window_open = state
                 .last_inbound_at
@@ -244,7 +240,8 @@ impl Business {
                 return Err(BusinessError::UnknownRecipient);
             }
         }
-        Ok(self.inner.relay.claim_account(account).await?)
+        // `claim_target` found the account: no second read.
+        Ok(self.inner.relay.claim_devices(account).await?)
     }
 }
 

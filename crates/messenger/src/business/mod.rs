@@ -135,6 +135,9 @@ struct Inner {
     rows: TtlCache<AccountId, Option<Arc<BusinessRow>>>,
     keys: TtlCache<TokenHash, Option<ApiKeyRow>>,
     templates: TtlCache<(AccountId, String, String, u32), Option<Arc<TemplateRow>>>,
+    /// (business, user) → the user's side, as admission reads it: a claim
+    /// and the send right after it read it once.
+    recipients: TtlCache<(AccountId, AccountId), accord_storage::business::RecipientState>,
     usage: Mutex<HashMap<AccountId, admission::Usage>>,
     http: reqwest::Client,
 }
@@ -172,6 +175,7 @@ impl Business {
                 rows: TtlCache::new(CACHE_TTL),
                 keys: TtlCache::new(CACHE_TTL),
                 templates: TtlCache::new(CACHE_TTL),
+                recipients: TtlCache::new(CACHE_TTL),
                 usage: Mutex::new(HashMap::new()),
                 http,
                 store,
@@ -211,6 +215,39 @@ impl Business {
 
     fn forget(&self, account: AccountId) {
         self.inner.rows.remove(&account);
+    }
+
+    /// The user's side towards a business as admission needs it (its
+    /// controls, window, block, and whether a conversation was started in
+    /// the tier window), cached briefly; a change through
+    /// [`Business::set_controls`] on this node is seen at once.
+    pub(crate) async fn recipient_state(
+        &self,
+        business: AccountId,
+        account: AccountId,
+    ) -> Result<accord_storage::business::RecipientState> {
+        let key = (business, account);
+        if let Some(s) = self.inner.recipients.get(&key) {
+            return Ok(s);
+        }
+        let since = self.now().plus_millis(-rules::TIER_WINDOW_MS);
+        let s = self
+            .inner
+            .store
+            .recipient_state(business, account, since)
+            .await?;
+        self.inner.recipients.put(key, s.clone());
+        Ok(s)
+    }
+
+    /// Notes that admission started a conversation (the cached state must
+    /// say so, or the next send would count it again).
+    pub(crate) fn note_started(&self, business: AccountId, account: AccountId) {
+        let key = (business, account);
+        if let Some(mut s) = self.inner.recipients.get(&key) {
+            s.started = true;
+            self.inner.recipients.put(key, s);
+        }
     }
 
     // ---- registration and API keys --------------------------------------
@@ -688,6 +725,7 @@ impl Business {
         c.muted.sort();
         c.updated_at = now;
         self.inner.store.put_controls(&c).await?;
+        self.inner.recipients.remove(&(business, account));
         match s.blocked {
             Some(true) => self.inner.relay.block(account, business).await?,
             Some(false) => self.inner.relay.unblock(account, business).await?,

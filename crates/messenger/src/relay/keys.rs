@@ -218,28 +218,24 @@ impl Relay {
         .id)
     }
 
-    /// A claim of `account`'s keys without the per-device claim limit: a
-    /// business's claims, which its API limits (and restricts to users
-    /// who opted in to it or wrote to it) instead.
-    pub async fn claim_account(&self, account_id: AccountId) -> Result<Claimed, RelayError> {
-        let account = self
-            .inner
-            .accounts
-            .account(account_id)
-            .await?
-            .ok_or(RelayError::NotFound)?;
-        self.claim_devices(account.id).await
-    }
-
-    /// One key per device of `account`, and the directory's proof.
-    async fn claim_devices(&self, account: AccountId) -> Result<Claimed, RelayError> {
+    /// One key per device of `account` (an account that exists), and the
+    /// directory's proof, without the per-device claim limit: also a
+    /// business's claims, which its API limits (and restricts to users who
+    /// opted in to it or wrote to it) instead.
+    pub(crate) async fn claim_devices(&self, account: AccountId) -> Result<Claimed, RelayError> {
         let mut devices = Vec::new();
         let devices_of = self.devices_of(account).await?.unwrap_or_default();
         for d in devices_of.iter() {
             let Some(keys) = self.stored_keys(*d).await? else {
                 continue;
             };
-            let Some((json, _)) = self.inner.store.claim_one_time_key(*d).await? else {
+            let claimed = self
+                .inner
+                .claimer
+                .claim(*d)
+                .await
+                .map_err(|e| StoreError::WriteFailed(format!("one-time key claim: {e}")))?;
+            let Some((json, _)) = claimed else {
                 continue;
             };
             let otk = decode_one_time_key(json.as_bytes())

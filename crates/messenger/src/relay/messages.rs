@@ -161,8 +161,11 @@ impl Relay {
                 extra: got.difference(&expected).copied().collect(),
             });
         }
-        let blocked =
-            to_account != sender_account && self.blocked(to_account, sender_account).await?;
+        // A business's send was refused already if the user blocked it
+        // (admission reads the block with the user's other controls).
+        let blocked = business.is_none()
+            && to_account != sender_account
+            && self.blocked(to_account, sender_account).await?;
         if business.is_none()
             && to_account != sender_account
             && !self.wrote_to(to_account, sender_account).await?

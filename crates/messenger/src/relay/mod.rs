@@ -17,6 +17,7 @@
 //!   [`wake::NatsWake`] for several nodes, which also publishes a
 //!   data-less wake-up on `accord.wake.<device>`).
 //! - [`limit`]: rate limits ([`limit::TokenBuckets`]).
+//! - [`claimer`]: one-time-key claims, many in one transaction.
 //!
 //! Wire types are `accord-e2e`'s; the relay never sees plaintext or a
 //! private key: it verifies signatures over public keys and stores
@@ -39,6 +40,7 @@
 //! - Rate limits and caches are per node (in memory).
 
 mod blocks;
+pub mod claimer;
 mod config;
 mod error;
 mod keys;
@@ -71,6 +73,7 @@ struct Inner {
     config: E2eConfig,
     wake: Arc<dyn Wake>,
     writer: Writer,
+    claimer: claimer::Claimer,
     send_limits: TokenBuckets<DeviceId>,
     claim_limits: TokenBuckets<DeviceId>,
     unknown_limits: TokenBuckets<AccountId>,
@@ -121,6 +124,7 @@ impl Relay {
         wake: Arc<dyn Wake>,
     ) -> Self {
         let writer = Writer::spawn(store.clone(), wake.clone(), config.max_batch);
+        let claimer = claimer::Claimer::spawn(store.clone());
         let relay = Relay {
             inner: Arc::new(Inner {
                 send_limits: TokenBuckets::new(config.sends_per_s, config.send_burst),
@@ -140,6 +144,7 @@ impl Relay {
                 config,
                 wake,
                 writer,
+                claimer,
             }),
         };
         // Expired items are purged by the messenger's background work
