@@ -16,12 +16,15 @@ const SHOP: &str = "+6281355500001";
 const USER: &str = "+6281355500002";
 const STRANGER: &str = "+6281355500003";
 
+/// Each request a receiver got: its signature header and raw body.
+type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// A webhook receiver on loopback: every request's signature header and
 /// body; answers 200.
-fn receiver() -> (String, Arc<Mutex<Vec<(String, Vec<u8>)>>>) {
+fn receiver() -> (String, Received) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let got: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+    let got: Received = Arc::default();
     let sink = got.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming().map_while(Result::ok) {

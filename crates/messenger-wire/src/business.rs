@@ -376,3 +376,68 @@ pub struct WebhookOutcome {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
+
+/// Most items in one batch request.
+pub const MAX_BATCH_ITEMS: usize = 100;
+
+/// `POST /v1/business/claims`: many claims in one request (1 to
+/// [`MAX_BATCH_ITEMS`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct BusinessClaims {
+    pub targets: Vec<crate::ClaimRequest>,
+}
+
+/// One item's failure in a batch: what the single request would have
+/// answered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ItemError {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+}
+
+/// One claim's outcome: exactly one of `claimed` and `error`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClaimOutcome {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed: Option<crate::Claimed>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ItemError>,
+}
+
+/// The answer to a batch of claims, in order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClaimOutcomes {
+    pub results: Vec<ClaimOutcome>,
+}
+
+/// `POST /v1/business/messages/batch`: many sends in one request (1 to
+/// [`MAX_BATCH_ITEMS`]), each admitted on its own.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct BusinessSends {
+    pub messages: Vec<BusinessSend>,
+}
+
+/// One send's outcome: exactly one of `sent` and `error`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SendOutcomeItem {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent: Option<BusinessSent>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ItemError>,
+}
+
+/// The answer to a batch of sends, in order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SendOutcomes {
+    pub results: Vec<SendOutcomeItem>,
+}

@@ -44,6 +44,10 @@ use std::time::{Duration, Instant};
 /// How long the agent trusts its list of approved templates.
 const TEMPLATES_TTL: Duration = Duration::from_secs(10);
 
+/// (name, language) → the newest approved version, its parameter count
+/// and category.
+type Approved = HashMap<(String, String), (u32, usize, Category)>;
+
 /// The agent's state.
 pub struct Agent {
     pub device: BusinessDevice,
@@ -53,10 +57,7 @@ pub struct Agent {
     key_hash: TokenHash,
     /// (name, language) → the newest approved version and its parameter
     /// count, and when the list was read.
-    templates: Mutex<(
-        Option<Instant>,
-        HashMap<(String, String), (u32, usize, Category)>,
-    )>,
+    templates: Mutex<(Option<Instant>, Approved)>,
     /// The default region for national numbers in `to`.
     region: Option<String>,
 }
@@ -107,7 +108,7 @@ impl Agent {
             .request(Method::GET, "/v1/business/templates", None)
             .await
             .map_err(|e| Failure::from_client(&e))?;
-        let mut map: HashMap<(String, String), (u32, usize, Category)> = HashMap::new();
+        let mut map: Approved = HashMap::new();
         for t in list.into_iter().filter(|t| t.status == "approved") {
             let e = map.entry((t.name.clone(), t.language.clone())).or_insert((
                 t.version,

@@ -28,8 +28,12 @@ use accord_domain::{AccountId, DeviceId};
 use accord_e2e::{
     BusinessMeta, DeliveredEnvelope, E2eError, PeerDevice, Plaintext, SendRequest, WireError,
 };
-use accord_messenger_wire::{BusinessSend, BusinessSent, ClaimRequest, Claimed, KtHistory};
+use accord_messenger_wire::{
+    BusinessSend, BusinessSent, ClaimOutcomes, ClaimRequest, Claimed, ItemError, KtHistory,
+    SendOutcomes, MAX_BATCH_ITEMS,
+};
 use reqwest::Method;
+use tokio::sync::{mpsc, oneshot};
 
 use super::device::Device;
 use super::error::{MessagingError, Result};
@@ -38,15 +42,108 @@ use super::trust::{PeerStatus, PeerTrust};
 use crate::kt::{fingerprint, verify, DirectoryKeys, Proven};
 use crate::{to_json, Client};
 
+/// One request waiting in a batcher, and where its answer goes.
+type Waiting<Req, Resp> = (
+    Req,
+    oneshot::Sender<std::result::Result<Resp, crate::ClientError>>,
+);
+
+/// A task that sends what concurrent callers queued as one batch request
+/// (up to [`MAX_BATCH_ITEMS`]): while one batch is in flight the next one
+/// fills, so under load a request carries many items and alone it
+/// carries one, without waiting.
+struct Batcher<Req, Resp> {
+    tx: mpsc::Sender<Waiting<Req, Resp>>,
+}
+
+impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
+    fn spawn<F, Fut>(call: F) -> Self
+    where
+        F: Fn(Vec<Req>) -> Fut + Send + 'static,
+        Fut: std::future::Future<
+                Output = std::result::Result<
+                    Vec<std::result::Result<Resp, crate::ClientError>>,
+                    crate::ClientError,
+                >,
+            > + Send,
+    {
+        let (tx, mut rx) = mpsc::channel::<Waiting<Req, Resp>>(MAX_BATCH_ITEMS * 8);
+        tokio::spawn(async move {
+            let mut waiting = Vec::with_capacity(MAX_BATCH_ITEMS);
+            while rx.recv_many(&mut waiting, MAX_BATCH_ITEMS).await > 0 {
+                let (reqs, answers): (Vec<Req>, Vec<_>) = waiting.drain(..).unzip();
+                match call(reqs).await {
+                    Ok(results) if results.len() == answers.len() => {
+                        for (a, r) in answers.into_iter().zip(results) {
+                            let _ = a.send(r);
+                        }
+                    }
+                    Ok(results) => {
+                        let e = format!("{} answers for {} items", results.len(), answers.len());
+                        for a in answers {
+                            let _ = a.send(Err(crate::ClientError::Decode(e.clone())));
+                        }
+                    }
+                    Err(e) => {
+                        for a in answers {
+                            let _ = a.send(Err(clone_error(&e)));
+                        }
+                    }
+                }
+            }
+        });
+        Batcher { tx }
+    }
+
+    async fn call(&self, req: Req) -> std::result::Result<Resp, crate::ClientError> {
+        let (a, rx) = oneshot::channel();
+        self.tx
+            .send((req, a))
+            .await
+            .map_err(|_| crate::ClientError::Transport("the batcher stopped".into()))?;
+        rx.await
+            .map_err(|_| crate::ClientError::Transport("the batcher stopped".into()))?
+    }
+}
+
+fn clone_error(e: &crate::ClientError) -> crate::ClientError {
+    use crate::ClientError as C;
+    match e {
+        C::Transport(m) => C::Transport(m.clone()),
+        C::Decode(m) => C::Decode(m.clone()),
+        C::Api {
+            status,
+            code,
+            message,
+            details,
+        } => C::Api {
+            status: *status,
+            code: code.clone(),
+            message: message.clone(),
+            details: details.clone(),
+        },
+    }
+}
+
+/// A batch item's error as the single request would have answered it.
+fn item_error(e: ItemError) -> crate::ClientError {
+    crate::ClientError::Api {
+        status: e.status,
+        code: e.code,
+        message: e.message,
+        details: None,
+    }
+}
+
 /// A business's device shared by concurrent sends.
 pub struct BusinessDevice {
+    claims: Batcher<ClaimRequest, Claimed>,
+    sends: Batcher<BusinessSend, BusinessSent>,
     device: Mutex<Device>,
     keys: DirectoryKeys,
     account: AccountId,
     /// The device's own token (directory keys, history proofs).
     client: Client,
-    /// The business's API key (claims and sends).
-    api: Client,
 }
 
 impl std::fmt::Debug for BusinessDevice {
@@ -73,12 +170,59 @@ impl BusinessDevice {
         device.setup(&client).await?;
         let keys = device.directory_keys(&client).await?;
         device.hold()?;
+        let claims_api = api.clone();
+        let claims = Batcher::spawn(move |targets: Vec<ClaimRequest>| {
+            let api = claims_api.clone();
+            async move {
+                let r: ClaimOutcomes = api
+                    .request(
+                        Method::POST,
+                        "/v1/business/claims",
+                        Some(&to_json(&accord_messenger_wire::BusinessClaims { targets })),
+                    )
+                    .await?;
+                Ok(r.results
+                    .into_iter()
+                    .map(|o| match (o.claimed, o.error) {
+                        (Some(c), _) => Ok(c),
+                        (None, Some(e)) => Err(item_error(e)),
+                        (None, None) => {
+                            Err(crate::ClientError::Decode("an empty claim outcome".into()))
+                        }
+                    })
+                    .collect())
+            }
+        });
+        let sends_api = api.clone();
+        let sends = Batcher::spawn(move |messages: Vec<BusinessSend>| {
+            let api = sends_api.clone();
+            async move {
+                let r: SendOutcomes = api
+                    .request(
+                        Method::POST,
+                        "/v1/business/messages/batch",
+                        Some(&to_json(&accord_messenger_wire::BusinessSends { messages })),
+                    )
+                    .await?;
+                Ok(r.results
+                    .into_iter()
+                    .map(|o| match (o.sent, o.error) {
+                        (Some(s), _) => Ok(s),
+                        (None, Some(e)) => Err(item_error(e)),
+                        (None, None) => {
+                            Err(crate::ClientError::Decode("an empty send outcome".into()))
+                        }
+                    })
+                    .collect())
+            }
+        });
         Ok(BusinessDevice {
+            claims,
+            sends,
             account: device.account_id(),
             device: Mutex::new(device),
             keys,
             client,
-            api,
         })
     }
 
@@ -152,11 +296,9 @@ impl BusinessDevice {
         })
     }
 
+    /// A claim, batched with concurrent ones (`/v1/business/claims`).
     async fn claim(&self, body: &ClaimRequest) -> Result<Claim> {
-        let r: Claimed = self
-            .api
-            .request(Method::POST, "/v1/business/claim", Some(&to_json(body)))
-            .await?;
+        let r = self.claims.call(body.clone()).await?;
         Claim::from_response(r)
     }
 
@@ -363,16 +505,9 @@ impl BusinessDevice {
                 meta: meta.clone(),
                 send: request,
             };
-            // 4. The send, without the lock.
-            match self
-                .api
-                .request::<BusinessSent>(
-                    Method::POST,
-                    "/v1/business/messages",
-                    Some(&to_json(&body)),
-                )
-                .await
-            {
+            // 4. The send, without the lock, batched with concurrent ones
+            // (`/v1/business/messages/batch`).
+            match self.sends.call(body).await {
                 Ok(s) => {
                     return Ok(Sent {
                         client_message_id: plaintext.client_message_id.clone(),

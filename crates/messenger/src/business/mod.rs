@@ -741,6 +741,7 @@ impl Business {
     pub async fn note_user_message(&self, from: AccountId, to: AccountId) -> Result<()> {
         if from != to && self.is_business(to).await? && !self.is_business(from).await? {
             self.inner.store.touch_window(to, from, self.now()).await?;
+            self.inner.recipients.remove(&(to, from));
         }
         Ok(())
     }

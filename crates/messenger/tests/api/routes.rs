@@ -55,13 +55,17 @@ async fn every_documented_route_answers_bad_requests_with_the_json_error_body() 
                 "/v1/business/messages",
                 accord_messenger::http::routes::MAX_BUSINESS_SEND_BYTES,
             ),
+            (
+                "/v1/business/messages/batch",
+                accord_messenger::http::routes::MAX_BUSINESS_BATCH_BYTES,
+            ),
         ],
         body_limit: accord_messenger::http::MAX_BODY,
     }
     .run()
     .await;
     assert!(report.failures.is_empty(), "{:#?}", report.failures);
-    // 69 operations of the messenger and 3 standard ones.
+    // 71 operations of the messenger and 3 standard ones.
     assert!(report.checked >= 130, "only {} checks", report.checked);
 }
 

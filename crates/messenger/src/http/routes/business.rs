@@ -154,6 +154,116 @@ pub async fn claim(
     Ok(Json(s.business.claim(&b, target).await?))
 }
 
+fn item_error(e: BusinessError) -> accord_messenger_wire::ItemError {
+    let a = ApiError::from(e);
+    accord_messenger_wire::ItemError {
+        status: a.status.as_u16(),
+        code: a.code.to_owned(),
+        message: a.message,
+    }
+}
+
+fn claim_target(c: ClaimRequest) -> Result<ClaimTarget, BusinessError> {
+    match (c.phone, c.account_id) {
+        (Some(p), None) => Ok(ClaimTarget::Phone(
+            PhoneNumber::parse(&p, None)
+                .map_err(|e| BusinessError::BadRequest(format!("phone: {e}")))?,
+        )),
+        (None, Some(a)) => Ok(ClaimTarget::Account(a)),
+        _ => Err(BusinessError::BadRequest(
+            "give exactly one of `phone` and `account_id`".into(),
+        )),
+    }
+}
+
+/// Many claims in one request (1 to 100), each answered as
+/// `POST /v1/business/claim` would (`claimed` or `error`), in order.
+#[utoipa::path(post, path = "/v1/business/claims", tag = "business", security(("api_key" = [])),
+    request_body = accord_messenger_wire::BusinessClaims,
+    responses((status = 200, body = accord_messenger_wire::ClaimOutcomes), (status = 400, body = ErrorBody)))]
+pub async fn claims(
+    State(s): State<AppState>,
+    BusinessKey(b): BusinessKey,
+    body: Bytes,
+) -> ApiResult<Json<accord_messenger_wire::ClaimOutcomes>> {
+    let c: accord_messenger_wire::BusinessClaims =
+        wire_body(&body, accord_messenger_wire::MAX_BATCH_ITEMS * 1024)?;
+    if c.targets.is_empty() || c.targets.len() > accord_messenger_wire::MAX_BATCH_ITEMS {
+        return Err(BusinessError::BadRequest(format!(
+            "`targets` has 1 to {} items",
+            accord_messenger_wire::MAX_BATCH_ITEMS
+        ))
+        .into());
+    }
+    let runs = c.targets.into_iter().map(|t| {
+        let (s, b) = (&s, &b);
+        async move {
+            match claim_target(t) {
+                Err(e) => Err(e),
+                Ok(t) => s.business.claim(b, t).await,
+            }
+        }
+    });
+    let results = futures_util::future::join_all(runs)
+        .await
+        .into_iter()
+        .map(|r| match r {
+            Ok(c) => accord_messenger_wire::ClaimOutcome {
+                claimed: Some(c),
+                error: None,
+            },
+            Err(e) => accord_messenger_wire::ClaimOutcome {
+                claimed: None,
+                error: Some(item_error(e)),
+            },
+        })
+        .collect();
+    Ok(Json(accord_messenger_wire::ClaimOutcomes { results }))
+}
+
+/// Largest body of `POST /v1/business/messages/batch`.
+pub const MAX_BUSINESS_BATCH_BYTES: usize = 8 * 1024 * 1024;
+
+/// Many sends in one request (1 to 100), each admitted on its own and
+/// answered as `POST /v1/business/messages` would (`sent` or `error`), in
+/// order.
+#[utoipa::path(post, path = "/v1/business/messages/batch", tag = "business", security(("api_key" = [])),
+    request_body = accord_messenger_wire::BusinessSends,
+    responses((status = 200, body = accord_messenger_wire::SendOutcomes), (status = 400, body = ErrorBody)))]
+pub async fn send_batch(
+    State(s): State<AppState>,
+    BusinessKey(b): BusinessKey,
+    body: Bytes,
+) -> ApiResult<Json<accord_messenger_wire::SendOutcomes>> {
+    let m: accord_messenger_wire::BusinessSends = wire_body(&body, MAX_BUSINESS_BATCH_BYTES)?;
+    if m.messages.is_empty() || m.messages.len() > accord_messenger_wire::MAX_BATCH_ITEMS {
+        return Err(BusinessError::BadRequest(format!(
+            "`messages` has 1 to {} items",
+            accord_messenger_wire::MAX_BATCH_ITEMS
+        ))
+        .into());
+    }
+    let runs = m.messages.into_iter().map(|one| {
+        let (s, b) = (&s, &b);
+        async move { s.business.send(b, one).await }
+    });
+    let results = futures_util::future::join_all(runs)
+        .await
+        .into_iter()
+        .map(|r| match r {
+            Ok(sent) => accord_messenger_wire::SendOutcomeItem {
+                sent: Some(sent),
+                error: None,
+            },
+            Err(e) => accord_messenger_wire::SendOutcomeItem {
+                sent: None,
+                error: Some(item_error(e)),
+            },
+        })
+        .collect();
+    Ok(Json(accord_messenger_wire::SendOutcomes { results }))
+}
+
 /// Sends one business message, encrypted by the business's device: a
 /// template (needs the user's opt-in) or a free-form `service` reply
 /// (inside the 24-hour window). A refusal is 403 (429 for the

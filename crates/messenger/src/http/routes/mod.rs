@@ -92,6 +92,11 @@ pub fn router(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) 
         .routes(routes!(business::status))
         .routes(routes!(business::submit_template, business::list_templates))
         .routes(routes!(business::claim))
+        .routes(routes!(business::claims))
+        .routes(
+            routes!(business::send_batch)
+                .layer(DefaultBodyLimit::max(business::MAX_BUSINESS_BATCH_BYTES)),
+        )
         .routes(
             routes!(business::send).layer(DefaultBodyLimit::max(business::MAX_BUSINESS_SEND_BYTES)),
         )
