@@ -139,6 +139,20 @@ pub fn verify_lookup(
     lookup: &KtLookup,
 ) -> Result<Proven, KtError> {
     let (epoch, root) = keys.verify_root(&lookup.root)?;
+    verify_lookup_under(keys, account, epoch, root, lookup)
+}
+
+/// [`verify_lookup`] against a root whose signature the caller checked
+/// already (`epoch` and `root` from [`DirectoryKeys::verify_root`] of
+/// `lookup.root`): a sender that checks many lookups under one root
+/// checks its signature once.
+pub fn verify_lookup_under(
+    keys: &DirectoryKeys,
+    account: AccountId,
+    epoch: u64,
+    root: [u8; 32],
+    lookup: &KtLookup,
+) -> Result<Proven, KtError> {
     let proto =
         akd::proto::specs::types::LookupProof::parse_from_bytes(&proof_bytes(&lookup.proof)?)
             .map_err(|e| KtError::Malformed(format!("lookup proof: {e}")))?;

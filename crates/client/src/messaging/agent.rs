@@ -141,6 +141,9 @@ pub struct BusinessDevice {
     sends: Batcher<BusinessSend, BusinessSent>,
     device: Mutex<Device>,
     keys: DirectoryKeys,
+    /// The last root whose signature checked out, with its epoch and hash:
+    /// the lookups of one epoch share it.
+    root: Mutex<Option<(accord_messenger_wire::SignedRoot, u64, [u8; 32])>>,
     account: AccountId,
     /// The device's own token (directory keys, history proofs).
     client: Client,
@@ -222,6 +225,7 @@ impl BusinessDevice {
             account: device.account_id(),
             device: Mutex::new(device),
             keys,
+            root: Mutex::new(None),
             client,
         })
     }
@@ -314,7 +318,23 @@ impl BusinessDevice {
                 device: claim.devices[0].0.device_id,
             });
         };
-        let proven = verify::verify_lookup(&self.keys, claim.account, lookup)?;
+        let known = self
+            .root
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .filter(|(r, _, _)| *r == lookup.root)
+            .map(|(_, epoch, hash)| (*epoch, *hash));
+        let (epoch, hash) = match known {
+            Some(k) => k,
+            None => {
+                let (epoch, hash) = self.keys.verify_root(&lookup.root)?;
+                *self.root.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some((lookup.root.clone(), epoch, hash));
+                (epoch, hash)
+            }
+        };
+        let proven = verify::verify_lookup_under(&self.keys, claim.account, epoch, hash, lookup)?;
         for (k, _) in &claim.devices {
             let ok = proven.devices.get(k.device_id).is_some_and(|d| {
                 d.ed25519 == *k.ed25519.as_bytes() && d.curve25519 == k.curve25519.to_bytes()

@@ -140,6 +140,23 @@ impl Relay {
             self.inner.devices.put(account, None);
             return Ok(None);
         }
+        Ok(Some(
+            self.live_device_keys(account)
+                .await?
+                .iter()
+                .map(|(d, _)| *d)
+                .collect::<Vec<_>>()
+                .into(),
+        ))
+    }
+
+    /// The identity keys of `account`'s devices that exist and have keys
+    /// (an account known to exist), read afresh; refreshes the cache of
+    /// [`Relay::devices_of`]. Two reads instead of one per device.
+    async fn live_device_keys(
+        &self,
+        account: AccountId,
+    ) -> Result<Vec<(DeviceId, DeviceKeys)>, RelayError> {
         let live: HashSet<DeviceId> = self
             .inner
             .accounts
@@ -148,18 +165,17 @@ impl Relay {
             .into_iter()
             .map(|d| d.id)
             .collect();
-        let with_keys: Vec<DeviceId> = self
-            .inner
-            .store
-            .account_device_keys(account)
-            .await?
-            .into_iter()
-            .map(|(d, _)| d)
-            .filter(|d| live.contains(d))
-            .collect();
-        let v = Some(Arc::new(with_keys));
-        self.inner.devices.put(account, v.clone());
-        Ok(v)
+        let mut with_keys = Vec::new();
+        for (d, json) in self.inner.store.account_device_keys(account).await? {
+            if live.contains(&d) {
+                let keys = decode_device_keys(json.as_bytes())
+                    .map_err(|_| StoreError::Corrupt("stored device keys".into()))?;
+                with_keys.push((d, keys));
+            }
+        }
+        let ids: Vec<DeviceId> = with_keys.iter().map(|(d, _)| *d).collect();
+        self.inner.devices.put(account, Some(Arc::new(ids)));
+        Ok(with_keys)
     }
 
     /// The device list the key directory should hold for `account`: its
@@ -224,11 +240,8 @@ impl Relay {
     /// opted in to it or wrote to it) instead.
     pub(crate) async fn claim_devices(&self, account: AccountId) -> Result<Claimed, RelayError> {
         let mut devices = Vec::new();
-        let devices_of = self.devices_of(account).await?.unwrap_or_default();
-        for d in devices_of.iter() {
-            let Some(keys) = self.stored_keys(*d).await? else {
-                continue;
-            };
+        for (d, keys) in self.live_device_keys(account).await? {
+            let d = &d;
             let claimed = self
                 .inner
                 .claimer
