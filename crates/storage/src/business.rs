@@ -278,6 +278,9 @@ pub trait BusinessStore: Send + Sync + std::fmt::Debug + 'static {
     /// A failed attempt: try again at `next` (or give up when `None`).
     async fn reschedule(&self, ids: &[i64], next: Option<Timestamp>, error: &str) -> Result<()>;
     async fn hook_stats(&self, business: AccountId) -> Result<HookStats>;
+    /// Removes events from before `before` that need no more webhook
+    /// delivery (delivered, given up, or with no webhook); returns how many.
+    async fn purge_events(&self, before: Timestamp) -> Result<u64>;
 }
 
 /// The SQL implementation, on the messenger's database.
@@ -1022,6 +1025,14 @@ impl BusinessStore for SqlBusinessStore {
             q.execute(&self.db.pool).await?;
         }
         Ok(())
+    }
+
+    async fn purge_events(&self, before: Timestamp) -> Result<u64> {
+        let r = sqlx::query("DELETE FROM business_events WHERE at < $1 AND hook_state <> 0")
+            .bind(before.0)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(r.rows_affected())
     }
 
     async fn hook_stats(&self, business: AccountId) -> Result<HookStats> {

@@ -9,6 +9,11 @@ use accord_domain::business::{Quality, QUALITY_WINDOW_MS, TIER_WINDOW_MS};
 use accord_domain::{AccountId, Timestamp};
 use accord_messenger_wire::{BusinessStatus, WebhookStatus};
 
+/// How long status events are kept once no webhook delivery is due: the
+/// quality window (7 days) needs them, the console shows them, and 30
+/// days is what the mailbox keeps an envelope.
+pub const EVENT_RETENTION_MS: i64 = 30 * 24 * 3_600_000;
+
 impl Business {
     /// Re-rates `business`, moves its tier if the rules say so, and gives
     /// its status.
@@ -107,9 +112,12 @@ impl Business {
         })
     }
 
-    /// Re-evaluates every business (the background pass); gives how many
-    /// it rated.
+    /// Re-evaluates every business (the background pass), and removes
+    /// status events older than [`EVENT_RETENTION_MS`] that need no more
+    /// webhook delivery; gives how many businesses it rated.
     pub async fn evaluate_all(&self) -> Result<usize> {
+        let before = Timestamp(self.now().0 - EVENT_RETENTION_MS);
+        self.inner.store.purge_events(before).await?;
         let all = self.inner.store.businesses().await?;
         for b in &all {
             self.evaluate(b.account).await?;

@@ -759,5 +759,25 @@ async fn webhooks_are_signed_retried_across_a_restart_and_deduplicable() {
     assert!(!accord_crypto::mac::verify_hub_signature(
         b"wrong", &got[0].1, &got[0].0
     ));
+    // Delivered events are kept 30 days, then purged by the background pass.
+    let before: Vec<accord_messenger_wire::EventView> = api
+        .request(Method::GET, "/v1/business/events", None)
+        .await
+        .unwrap();
+    assert!(before.len() >= 3, "{before:?}");
+    clock.advance_millis(29 * 86_400_000);
+    server.business.evaluate_all().await.unwrap();
+    let kept: Vec<accord_messenger_wire::EventView> = api
+        .request(Method::GET, "/v1/business/events", None)
+        .await
+        .unwrap();
+    assert_eq!(kept.len(), before.len(), "kept within 30 days");
+    clock.advance_millis(2 * 86_400_000);
+    server.business.evaluate_all().await.unwrap();
+    let gone: Vec<accord_messenger_wire::EventView> = api
+        .request(Method::GET, "/v1/business/events", None)
+        .await
+        .unwrap();
+    assert!(gone.is_empty(), "{gone:?}");
     drop(server);
 }
