@@ -89,6 +89,21 @@ pub struct Controls {
     pub updated_at: Timestamp,
 }
 
+impl Controls {
+    /// What a user who never set anything has: nothing allowed, nothing
+    /// muted.
+    pub fn none(account: AccountId, business: AccountId) -> Self {
+        Controls {
+            account,
+            business,
+            opted_in: false,
+            marketing: false,
+            muted: Vec::new(),
+            updated_at: Timestamp(0),
+        }
+    }
+}
+
 /// A status event, as the console shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EventRow {
@@ -227,7 +242,6 @@ pub trait BusinessStore: Send + Sync + std::fmt::Debug + 'static {
         account: AccountId,
         at: Timestamp,
     ) -> Result<()>;
-    async fn window(&self, business: AccountId, account: AccountId) -> Result<Option<Timestamp>>;
     /// Every business `account` wrote to since `since`, with when.
     async fn windows_of(
         &self,
@@ -238,25 +252,11 @@ pub trait BusinessStore: Send + Sync + std::fmt::Debug + 'static {
     async fn record_failed(&self, e: &FailedEvent) -> Result<()>;
     /// The newest `limit` events of a business.
     async fn events(&self, business: AccountId, limit: u32) -> Result<Vec<EventRow>>;
-    /// The status of one message, per recipient and status.
-    async fn message_events(&self, business: AccountId, message_id: &str) -> Result<Vec<EventRow>>;
     /// Delivered messages, blocks, reports and conversations started
-    /// (unique recipients of initiated sends) since `since`; started
-    /// conversations since `started_since`.
-    async fn signals(
-        &self,
-        business: AccountId,
-        since: Timestamp,
-        started_since: Timestamp,
-    ) -> Result<Signals>;
-    /// Whether the business started a conversation with `account` since
-    /// `since`.
-    async fn started_with(
-        &self,
-        business: AccountId,
-        account: AccountId,
-        since: Timestamp,
-    ) -> Result<bool>;
+    /// (unique recipients of initiated sends) since `since`, in one query.
+    async fn signals(&self, business: AccountId, since: Timestamp) -> Result<Signals>;
+    /// Unique users the business started conversations with since `since`.
+    async fn started_since(&self, business: AccountId, since: Timestamp) -> Result<u64>;
 
     /// Controls, window, a conversation started since `since`, and a
     /// block, of `account` towards `business`, in one query.
@@ -739,17 +739,6 @@ impl BusinessStore for SqlBusinessStore {
         Ok(())
     }
 
-    async fn window(&self, business: AccountId, account: AccountId) -> Result<Option<Timestamp>> {
-        let r: Option<(i64,)> = sqlx::query_as(
-            "SELECT last_inbound_at FROM business_windows WHERE business = $1 AND account_id = $2",
-        )
-        .bind(uuid_text(business.0))
-        .bind(uuid_text(account.0))
-        .fetch_optional(&self.db.pool)
-        .await?;
-        Ok(r.map(|(t,)| Timestamp(t)))
-    }
-
     async fn windows_of(
         &self,
         account: AccountId,
@@ -800,45 +789,17 @@ impl BusinessStore for SqlBusinessStore {
         .collect()
     }
 
-    async fn message_events(&self, business: AccountId, message_id: &str) -> Result<Vec<EventRow>> {
-        sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM business_events WHERE business = $1 AND message_id = $2 \
-             ORDER BY id"
-        ))
-        .bind(uuid_text(business.0))
-        .bind(message_id.to_owned())
-        .fetch_all(&self.db.pool)
-        .await?
-        .iter()
-        .map(event_row)
-        .collect()
-    }
-
-    async fn signals(
-        &self,
-        business: AccountId,
-        since: Timestamp,
-        started_since: Timestamp,
-    ) -> Result<Signals> {
-        let b = uuid_text(business.0);
-        let (delivered, started): (i64, i64) = sqlx::query_as(
+    async fn signals(&self, business: AccountId, since: Timestamp) -> Result<Signals> {
+        let (delivered, started, blocks, reports): (i64, i64, i64, i64) = sqlx::query_as(
             "SELECT \
              (SELECT COUNT(*) FROM business_events WHERE business = $1 AND status = 'delivered' \
               AND at >= $2), \
              (SELECT COUNT(DISTINCT recipient) FROM business_events WHERE business = $1 \
-              AND status = 'sent' AND initiated = 1 AND at >= $3)",
-        )
-        .bind(b.clone())
-        .bind(since.0)
-        .bind(started_since.0)
-        .fetch_one(&self.db.pool)
-        .await?;
-        let (blocks, reports): (i64, i64) = sqlx::query_as(
-            "SELECT \
+              AND status = 'sent' AND initiated = 1 AND at >= $2), \
              (SELECT COUNT(*) FROM e2e_blocks WHERE blocked_account = $1 AND at >= $2), \
              (SELECT COUNT(*) FROM e2e_reports WHERE sender_account = $1 AND at >= $2)",
         )
-        .bind(b)
+        .bind(uuid_text(business.0))
         .bind(since.0)
         .fetch_one(&self.db.pool)
         .await?;
@@ -850,22 +811,16 @@ impl BusinessStore for SqlBusinessStore {
         })
     }
 
-    async fn started_with(
-        &self,
-        business: AccountId,
-        account: AccountId,
-        since: Timestamp,
-    ) -> Result<bool> {
-        let r: Option<(i64,)> = sqlx::query_as(
-            "SELECT 1 FROM business_events WHERE business = $1 AND status = 'sent' \
-             AND initiated = 1 AND recipient = $2 AND at >= $3 LIMIT 1",
+    async fn started_since(&self, business: AccountId, since: Timestamp) -> Result<u64> {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(DISTINCT recipient) FROM business_events WHERE business = $1 \
+             AND status = 'sent' AND initiated = 1 AND at >= $2",
         )
         .bind(uuid_text(business.0))
-        .bind(uuid_text(account.0))
         .bind(since.0)
-        .fetch_optional(&self.db.pool)
+        .fetch_one(&self.db.pool)
         .await?;
-        Ok(r.is_some())
+        Ok(n as u64)
     }
 
     async fn recipient_state(

@@ -27,7 +27,10 @@
 //!   the parameters (`verified_sample`), so the figures are of real
 //!   ciphertext.
 
-use super::relay::{err, open_idle, peak_rss_mb, raise_nofile, register_account, BenchResult};
+use super::relay::{
+    err, open_idle, peak_rss_mb, raise_nofile, read_tokens, register_account, stdin_closed,
+    BenchResult,
+};
 use accord_crypto::token::{BearerToken, TokenHash};
 use accord_domain::business::TierRules;
 use accord_domain::{AccountId, SystemClock};
@@ -582,20 +585,7 @@ fn unix_micros() -> u64 {
 /// envelope, until stdin closes.
 pub async fn recipients(base: &str) -> BenchResult<()> {
     let nofile = raise_nofile();
-    let tokens = tokio::task::spawn_blocking(|| {
-        let stdin = std::io::stdin();
-        let mut tokens = Vec::new();
-        for line in stdin.lock().lines() {
-            let line = line.map_err(err)?;
-            if line.trim().is_empty() {
-                break;
-            }
-            tokens.push(line.trim().to_owned());
-        }
-        Ok::<_, String>(tokens)
-    })
-    .await
-    .map_err(err)??;
+    let tokens = read_tokens().await?;
     let want = tokens.len().min(nofile.saturating_sub(256) as usize);
     let conns = open_idle(base, &tokens, want).await?;
     println!("opened {}", conns.len());
@@ -615,11 +605,5 @@ pub async fn recipients(base: &str) -> BenchResult<()> {
             std::future::pending::<()>().await;
         });
     }
-    tokio::task::spawn_blocking(|| {
-        let mut rest = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut rest);
-    })
-    .await
-    .map_err(err)?;
-    Ok(())
+    stdin_closed().await
 }

@@ -346,14 +346,11 @@ async fn spawn_idle_client(
     Ok((child, opened))
 }
 
-/// The child side of [`spawn_idle_client`] (`accord bench
-/// relay-idle-client`): reads device tokens from stdin up to an empty
-/// line, opens `count` WebSockets to `base` (as many as its open-file
-/// limit allows), prints `opened N`, and holds them until stdin closes.
-pub async fn idle_client(base: &str, count: usize) -> BenchResult<()> {
-    use std::io::BufRead;
-    let nofile = raise_nofile();
-    let tokens = tokio::task::spawn_blocking(|| {
+/// Device tokens from stdin, one a line, up to an empty line: how a
+/// bench hands its child process the devices to connect.
+pub(crate) async fn read_tokens() -> BenchResult<Vec<String>> {
+    tokio::task::spawn_blocking(|| {
+        use std::io::BufRead;
         let stdin = std::io::stdin();
         let mut tokens = Vec::new();
         for line in stdin.lock().lines() {
@@ -366,19 +363,34 @@ pub async fn idle_client(base: &str, count: usize) -> BenchResult<()> {
         Ok::<_, String>(tokens)
     })
     .await
-    .map_err(err)??;
+    .map_err(err)?
+}
+
+/// Returns once stdin closes: the parent's signal to a bench's child
+/// process to close its connections and end.
+pub(crate) async fn stdin_closed() -> BenchResult<()> {
+    tokio::task::spawn_blocking(|| {
+        let mut rest = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut rest);
+    })
+    .await
+    .map_err(err)
+}
+
+/// The child side of [`spawn_idle_client`] (`accord bench
+/// relay-idle-client`): reads device tokens from stdin up to an empty
+/// line, opens `count` WebSockets to `base` (as many as its open-file
+/// limit allows), prints `opened N`, and holds them until stdin closes.
+pub async fn idle_client(base: &str, count: usize) -> BenchResult<()> {
+    let nofile = raise_nofile();
+    let tokens = read_tokens().await?;
     if tokens.is_empty() {
         return Err("no tokens on stdin".into());
     }
     let want = count.min(nofile.saturating_sub(256) as usize);
     let conns = open_idle(base, &tokens, want).await?;
     println!("opened {}", conns.len());
-    tokio::task::spawn_blocking(|| {
-        let mut rest = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut rest);
-    })
-    .await
-    .map_err(err)?;
+    stdin_closed().await?;
     drop(conns);
     Ok(())
 }

@@ -143,6 +143,25 @@ pub fn parse_time(raw: &str) -> CliResult<Timestamp> {
     })
 }
 
+/// Sets a business's `verified` or `revoked` flag; gives its id.
+async fn set_business_flag(
+    conn: &AdminArgs,
+    business: &str,
+    flag: &str,
+    value: bool,
+) -> CliResult<AccountId> {
+    let id = AccountId::parse(business)
+        .ok_or_else(|| CliError::Input("the business is its account id (a UUID)".into()))?;
+    client(conn)?
+        .request_raw(
+            reqwest::Method::PUT,
+            &format!("/v1/admin/businesses/{id}/{flag}"),
+            Some(&serde_json::json!({ "value": value })),
+        )
+        .await?;
+    Ok(id)
+}
+
 pub async fn run(a: Admin) -> CliResult {
     match a {
         Admin::PublishPolicy {
@@ -259,15 +278,7 @@ pub async fn run(a: Admin) -> CliResult {
             business,
             undo,
         } => {
-            let id = AccountId::parse(&business)
-                .ok_or_else(|| CliError::Input("the business is its account id (a UUID)".into()))?;
-            client(&conn)?
-                .request_raw(
-                    reqwest::Method::PUT,
-                    &format!("/v1/admin/businesses/{id}/verified"),
-                    Some(&serde_json::json!({ "value": !undo })),
-                )
-                .await?;
+            let id = set_business_flag(&conn, &business, "verified", !undo).await?;
             println!(
                 "business {id} {}",
                 if undo { "unverified" } else { "verified" }
@@ -278,15 +289,7 @@ pub async fn run(a: Admin) -> CliResult {
             business,
             undo,
         } => {
-            let id = AccountId::parse(&business)
-                .ok_or_else(|| CliError::Input("the business is its account id (a UUID)".into()))?;
-            client(&conn)?
-                .request_raw(
-                    reqwest::Method::PUT,
-                    &format!("/v1/admin/businesses/{id}/revoked"),
-                    Some(&serde_json::json!({ "value": !undo })),
-                )
-                .await?;
+            let id = set_business_flag(&conn, &business, "revoked", !undo).await?;
             println!(
                 "business {id} {}",
                 if undo { "reinstated" } else { "revoked" }

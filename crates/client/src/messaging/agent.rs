@@ -37,7 +37,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::device::Device;
 use super::error::{MessagingError, Result};
-use super::send::{Claim, Recipient, Sent};
+use super::send::{fan_out, Claim, Recipient, Sent};
 use super::trust::{PeerStatus, PeerTrust};
 use crate::kt::{fingerprint, verify, DirectoryKeys, Proven};
 use crate::{to_json, Client};
@@ -450,32 +450,16 @@ impl BusinessDevice {
                     if let (Recipient::Phone(p), Some(c)) = (to, claims.first()) {
                         dir.phones.insert(p.e164().to_owned(), c.account);
                     }
-                    for c in &claims {
-                        dir.accounts.insert(
-                            c.account,
-                            c.devices.iter().map(|(k, _)| k.clone()).collect(),
-                        );
-                    }
-                    let mut envelopes = Vec::new();
-                    let mut to_recipient = 0;
-                    let mut targets = vec![to_account];
-                    if to_account != self.account {
-                        targets.push(self.account);
-                    }
-                    for account in targets {
-                        let claim = claims.iter().find(|c| c.account == account);
-                        for keys in dir.accounts.get(&account).into_iter().flatten() {
-                            if keys.device_id == own_device {
-                                continue;
-                            }
-                            let otk = claim.and_then(|c| c.one_time_key(keys.device_id));
-                            envelopes.push(m.encrypt_for(account, keys, otk, plaintext)?);
-                            if account == to_account {
-                                to_recipient += 1;
-                            }
-                        }
-                    }
-                    Ok(Step::Ready(envelopes, to_recipient))
+                    let (envelopes, n) = fan_out(
+                        m,
+                        dir,
+                        &claims,
+                        to_account,
+                        self.account,
+                        own_device,
+                        plaintext,
+                    )?;
+                    Ok(Step::Ready(envelopes, n))
                 })??;
                 for c in &claims {
                     d.note_claim(c);

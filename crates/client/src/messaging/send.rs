@@ -95,6 +95,48 @@ pub(super) enum Via<'a> {
     },
 }
 
+/// Records the claimed device lists in `dir`, then encrypts `plaintext`
+/// for every device of `to_account` and every other device of `own`
+/// (this device, `own_device`, excepted), with a new session where a
+/// claim brought a key. Gives the envelopes and how many are for
+/// `to_account`.
+pub(super) fn fan_out(
+    m: &mut accord_e2e::E2eMachine,
+    dir: &mut super::state::Directory,
+    claims: &[Claim],
+    to_account: AccountId,
+    own: AccountId,
+    own_device: DeviceId,
+    plaintext: &Plaintext,
+) -> Result<(Vec<accord_e2e::Envelope>, usize)> {
+    for c in claims {
+        dir.accounts.insert(
+            c.account,
+            c.devices.iter().map(|(k, _)| k.clone()).collect(),
+        );
+    }
+    let mut out = Vec::new();
+    let mut to_recipient = 0;
+    let mut targets = vec![to_account];
+    if own != to_account {
+        targets.push(own);
+    }
+    for account in targets {
+        let claim = claims.iter().find(|c| c.account == account);
+        for keys in dir.accounts.get(&account).into_iter().flatten() {
+            if keys.device_id == own_device {
+                continue;
+            }
+            let otk = claim.and_then(|c| c.one_time_key(keys.device_id));
+            out.push(m.encrypt_for(account, keys, otk, plaintext)?);
+            if account == to_account {
+                to_recipient += 1;
+            }
+        }
+    }
+    Ok((out, to_recipient))
+}
+
 /// Who a message is for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Recipient {
@@ -247,33 +289,8 @@ impl Device {
             key_changes.extend(self.verify_claims(client, &claims).await?);
             self.check_not_blocked(to_account)?;
             let own_device = self.device_id();
-            let (envelopes, to_recipient) = self.locked(|m, dir| -> Result<_> {
-                for c in &claims {
-                    dir.accounts.insert(
-                        c.account,
-                        c.devices.iter().map(|(k, _)| k.clone()).collect(),
-                    );
-                }
-                let mut out = Vec::new();
-                let mut to_recipient = 0;
-                let mut targets = vec![to_account];
-                if own != to_account {
-                    targets.push(own);
-                }
-                for account in targets {
-                    let claim = claims.iter().find(|c| c.account == account);
-                    for keys in dir.accounts.get(&account).into_iter().flatten() {
-                        if keys.device_id == own_device {
-                            continue;
-                        }
-                        let otk = claim.and_then(|c| c.one_time_key(keys.device_id));
-                        out.push(m.encrypt_for(account, keys, otk, plaintext)?);
-                        if account == to_account {
-                            to_recipient += 1;
-                        }
-                    }
-                }
-                Ok((out, to_recipient))
+            let (envelopes, to_recipient) = self.locked(|m, dir| {
+                fan_out(m, dir, &claims, to_account, own, own_device, plaintext)
             })??;
             // Copies to this account's other devices alone would tell the
             // caller the message went out when the recipient gets nothing.

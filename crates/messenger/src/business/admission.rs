@@ -24,7 +24,7 @@ use super::{Business, BusinessError, Result};
 use accord_domain::business::{Category, Quality, Refusal, TIER_WINDOW_MS};
 use accord_domain::{AccountId, Timestamp};
 use accord_messenger_wire::{BusinessSend, BusinessSent};
-use accord_storage::business::{BusinessRow, FailedEvent};
+use accord_storage::business::{BusinessRow, Controls, FailedEvent};
 use accord_storage::mailbox::BusinessSend as SentStatus;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -141,7 +141,9 @@ impl Business {
         let window_open = state
             .last_inbound_at
             .is_some_and(|t| now.0 - t.0 < accord_domain::business::SERVICE_WINDOW_MS);
-        let controls = state.controls.unwrap_or_default_for(b, s.to_account);
+        let controls = state
+            .controls
+            .unwrap_or_else(|| Controls::none(s.to_account, b));
         match category {
             Category::Service => {
                 if !window_open {
@@ -188,7 +190,7 @@ impl Business {
         if !fresh {
             let now = self.now();
             let since = Timestamp(now.0 - TIER_WINDOW_MS);
-            let counted = self.inner.store.signals(b, now, since).await?.started;
+            let counted = self.inner.store.started_since(b, since).await?;
             let mut usage = self.inner.usage.lock().unwrap_or_else(|e| e.into_inner());
             usage.insert(
                 b,
@@ -242,31 +244,5 @@ impl Business {
         }
         // `claim_target` found the account: no second read.
         Ok(self.inner.relay.claim_devices(account).await?)
-    }
-}
-
-/// Controls a user never set: nothing allowed, nothing muted.
-trait OrDefault {
-    fn unwrap_or_default_for(
-        self,
-        business: AccountId,
-        account: AccountId,
-    ) -> accord_storage::business::Controls;
-}
-
-impl OrDefault for Option<accord_storage::business::Controls> {
-    fn unwrap_or_default_for(
-        self,
-        business: AccountId,
-        account: AccountId,
-    ) -> accord_storage::business::Controls {
-        self.unwrap_or(accord_storage::business::Controls {
-            account,
-            business,
-            opted_in: false,
-            marketing: false,
-            muted: Vec::new(),
-            updated_at: Timestamp(0),
-        })
     }
 }

@@ -605,14 +605,9 @@ impl Business {
             .store
             .recipient_state(business, account, now)
             .await?;
-        let c = state.controls.unwrap_or(Controls {
-            account,
-            business,
-            opted_in: false,
-            marketing: false,
-            muted: Vec::new(),
-            updated_at: now,
-        });
+        let c = state
+            .controls
+            .unwrap_or_else(|| Controls::none(account, business));
         let muted: Vec<Category> = c
             .muted
             .iter()
@@ -692,14 +687,7 @@ impl Business {
             .store
             .controls(account, business)
             .await?
-            .unwrap_or(Controls {
-                account,
-                business,
-                opted_in: false,
-                marketing: false,
-                muted: Vec::new(),
-                updated_at: now,
-            });
+            .unwrap_or_else(|| Controls::none(account, business));
         if let Some(o) = s.opted_in {
             c.opted_in = o;
             if !o {

@@ -27,8 +27,8 @@ impl Business {
         let now = self.now();
         let week = Timestamp(now.0 - QUALITY_WINDOW_MS);
         let day = Timestamp(now.0 - TIER_WINDOW_MS);
-        let s7 = self.inner.store.signals(business, week, week).await?;
-        let started_24h = self.inner.store.signals(business, now, day).await?.started;
+        let s7 = self.inner.store.signals(business, week).await?;
+        let started_24h = self.inner.store.started_since(business, day).await?;
         let (quality, reason) = self
             .inner
             .config

@@ -11,7 +11,7 @@
 
 use crate::business::BusinessError;
 use crate::http::extract::{Admin, BusinessKey, User};
-use crate::http::routes::keys::wire_body;
+use crate::http::routes::keys::{claim_target, wire_body};
 use crate::http::AppState;
 use crate::relay::ClaimTarget;
 use accord_domain::business::TemplateStatus;
@@ -138,41 +138,15 @@ pub async fn claim(
     body: Bytes,
 ) -> ApiResult<Json<Claimed>> {
     let c: ClaimRequest = wire_body(&body, 1024)?;
-    let target = match (c.phone, c.account_id) {
-        (Some(p), None) => ClaimTarget::Phone(
-            PhoneNumber::parse(&p, None).map_err(crate::service::ServiceError::from)?,
-        ),
-        (None, Some(a)) => ClaimTarget::Account(a),
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "give exactly one of `phone` and `account_id`",
-            ))
-        }
-    };
+    let target = claim_target(c)?;
     Ok(Json(s.business.claim(&b, target).await?))
 }
 
-fn item_error(e: BusinessError) -> accord_messenger_wire::ItemError {
-    let a = ApiError::from(e);
+fn item_error(a: ApiError) -> accord_messenger_wire::ItemError {
     accord_messenger_wire::ItemError {
         status: a.status.as_u16(),
         code: a.code.to_owned(),
         message: a.message,
-    }
-}
-
-fn claim_target(c: ClaimRequest) -> Result<ClaimTarget, BusinessError> {
-    match (c.phone, c.account_id) {
-        (Some(p), None) => Ok(ClaimTarget::Phone(
-            PhoneNumber::parse(&p, None)
-                .map_err(|e| BusinessError::BadRequest(format!("phone: {e}")))?,
-        )),
-        (None, Some(a)) => Ok(ClaimTarget::Account(a)),
-        _ => Err(BusinessError::BadRequest(
-            "give exactly one of `phone` and `account_id`".into(),
-        )),
     }
 }
 
@@ -200,7 +174,7 @@ pub async fn claims(
         async move {
             match claim_target(t) {
                 Err(e) => Err(e),
-                Ok(t) => s.business.claim(b, t).await,
+                Ok(t) => s.business.claim(b, t).await.map_err(ApiError::from),
             }
         }
     });
@@ -257,7 +231,7 @@ pub async fn send_batch(
             },
             Err(e) => accord_messenger_wire::SendOutcomeItem {
                 sent: None,
-                error: Some(item_error(e)),
+                error: Some(item_error(e.into())),
             },
         })
         .collect();

@@ -143,6 +143,21 @@ pub async fn one_time_key_count(
     Ok(Json(s.e2e.key_count(caller.device).await?))
 }
 
+/// Whose keys a claim asks for: exactly one of a number and an account.
+pub fn claim_target(c: ClaimRequest) -> Result<ClaimTarget, ApiError> {
+    match (c.phone, c.account_id) {
+        (Some(p), None) => Ok(ClaimTarget::Phone(
+            PhoneNumber::parse(&p, None).map_err(crate::service::ServiceError::from)?,
+        )),
+        (None, Some(a)) => Ok(ClaimTarget::Account(a)),
+        _ => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "give exactly one of `phone` and `account_id`",
+        )),
+    }
+}
+
 /// One one-time key (or the fallback key) per device of an account.
 #[utoipa::path(post, path = "/v1/keys/claim", tag = "e2e", security(("bearer" = [])),
     request_body = ClaimRequest,
@@ -153,24 +168,12 @@ pub async fn claim_keys(
     body: Bytes,
 ) -> ApiResult<Response> {
     let c: ClaimRequest = wire_body(&body, 1024)?;
+    let target = claim_target(c)?;
     // A business claims through `/v1/business/claim`, which resolves only
     // users who opted in to it or wrote to it.
     if s.business.is_business(caller.account.id).await? {
         return Err(crate::business::BusinessError::UseBusinessApi.into());
     }
-    let target = match (c.phone, c.account_id) {
-        (Some(p), None) => ClaimTarget::Phone(
-            PhoneNumber::parse(&p, None).map_err(crate::service::ServiceError::from)?,
-        ),
-        (None, Some(a)) => ClaimTarget::Account(a),
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "give exactly one of `phone` and `account_id`",
-            ))
-        }
-    };
     let claimed: Claimed = s.e2e.claim(caller.device, target).await?;
     let mut r = Json(claimed).into_response();
     r.headers_mut()
