@@ -9,7 +9,6 @@ mod common;
 
 use common::*;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 
 const SHOP: &str = "+6281355500001";
@@ -63,41 +62,6 @@ fn receiver() -> (String, Received) {
 }
 
 /// `accord business agent` in the background; its base URL.
-fn agent(shop: &Dev, extra: &[&str]) -> (Child, String) {
-    let mut args = vec![
-        "business",
-        "agent",
-        "--session",
-        shop.s(),
-        "--listen",
-        "127.0.0.1:0",
-    ];
-    args.extend_from_slice(extra);
-    let mut child = accord_cmd(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the agent starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("the agent printed its address before exiting")
-            .unwrap();
-        if let Some(rest) = line.split(" on ").nth(1) {
-            break rest.trim().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
-    (child, url)
-}
-
-fn ok(args: &[&str]) -> String {
-    let (code, out, err) = accord(args);
-    assert_eq!(code, 0, "{args:?}: {out}\n{err}");
-    out
-}
-
 #[test]
 fn a_business_sends_through_its_agent_and_a_user_controls_it() {
     let server = Server::start();

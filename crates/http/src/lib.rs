@@ -21,6 +21,8 @@
 //!   last layer that turns any error answer that is not already JSON (an
 //!   axum rejection such as a body over the limit, a WebSocket upgrade
 //!   without its headers, the timeout's 408) into the JSON error body.
+//! - [`web`]: server-rendered pages: the page frame, security headers
+//!   (a strict CSP without script), sealed session cookies and CSRF.
 //! - [`serve`]: serves a router until a shutdown signal, then drains;
 //!   [`tasks`]: one stop signal for a service's server and background
 //!   loops, and the one loop helper they use.
@@ -38,6 +40,7 @@ pub mod openapi;
 pub mod tasks;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod web;
 
 pub use error::{ApiError, ApiResult, ErrorBody};
 pub use extract::{
@@ -188,11 +191,26 @@ fn is_json(headers: &HeaderMap) -> bool {
         })
 }
 
+/// Pages answer their errors as pages (`web::PageError`).
+fn is_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/html"))
+        })
+}
+
 /// Turns an error answer that is not JSON into the JSON error body, with
 /// the code of its status and axum's text (if any) as the message.
 async fn json_errors(response: Response) -> Response {
     let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) || is_json(response.headers()) {
+    if !(status.is_client_error() || status.is_server_error())
+        || is_json(response.headers())
+        || is_html(response.headers())
+    {
         return response;
     }
     let (parts, body) = response.into_parts();

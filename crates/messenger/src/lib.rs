@@ -58,6 +58,7 @@ pub mod startup;
 pub mod transparency;
 pub(crate) mod ttl_cache;
 pub mod verifier;
+pub mod web;
 
 pub use accord_e2e;
 pub use http::{router, serve, AppState};

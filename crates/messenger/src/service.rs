@@ -113,6 +113,8 @@ pub enum ServiceError {
     NoKeyService,
     #[error("that number already has an account")]
     PhoneTaken,
+    #[error("no Accord account uses this number; register in the app first")]
+    NoAccountForNumber,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -428,6 +430,37 @@ impl Messenger {
             return Err(ServiceError::VerificationExpired);
         }
         Ok(v)
+    }
+
+    /// A sign-in to the pages: the account of the number that code `id`
+    /// verified. No device is added; a number without an account is
+    /// refused (accounts are created by the app, which holds the keys).
+    pub async fn sign_in_with_code(&self, id: Uuid, code: &str) -> Result<AccountId, ServiceError> {
+        let v = self.use_code(id, code).await?;
+        match self.store.account_by_phone(&v.phone).await? {
+            Some(a) if a.consent.is_active() => {
+                tracing::info!(account = %a.id, "signed in to the privacy centre");
+                Ok(a.id)
+            }
+            _ => Err(ServiceError::NoAccountForNumber),
+        }
+    }
+
+    /// An account and what it may do now, for a page session (which has
+    /// no device). `None` once the account is gone or deleted.
+    pub async fn account_access(
+        &self,
+        id: AccountId,
+    ) -> Result<Option<(Account, Access)>, ServiceError> {
+        let Some(account) = self.store.account(id).await? else {
+            return Ok(None);
+        };
+        let policies = self.cached_policies().await?;
+        let access = account.consent.access(&policies, self.now());
+        Ok(match access {
+            Access::Deleted | Access::Unregistered => None,
+            _ => Some((account, access)),
+        })
     }
 
     /// Puts a used code back after what it verified failed (a key service

@@ -17,6 +17,7 @@ use crate::verifier::Verifier;
 use crate::AppState;
 use accord_crypto::token::TokenHash;
 use accord_domain::{Clock, ConsentProfile, SimulatedClock};
+use accord_http::web::SessionKeys;
 use accord_http::{spawn_loop, spawn_server, Stop, Task};
 use accord_storage::{
     Backend, Db, SqlBusinessStore, SqlKtStore, SqlMailboxStore, SqlMessengerStore, StoreError,
@@ -59,6 +60,9 @@ pub struct Settings {
     pub checkpoint_every: Duration,
     /// Business messaging's tunables.
     pub business: BusinessConfig,
+    /// Mark the pages' session cookies `Secure` (the messenger is
+    /// reachable beyond loopback, behind TLS).
+    pub secure_cookies: bool,
 }
 
 impl Settings {
@@ -87,6 +91,7 @@ impl Settings {
             log_key: SignerSource::Ephemeral,
             checkpoint_every: CHECKPOINT_EVERY,
             business: BusinessConfig::default(),
+            secure_cookies: false,
         }
     }
 }
@@ -107,6 +112,8 @@ pub enum StartupError {
     NoKtKeyDir,
     #[error("the consent log's signing key: {0}")]
     LogKey(std::io::Error),
+    #[error("the pages' session key: {0}")]
+    WebKey(std::io::Error),
 }
 
 /// The built messenger: its state and the stores behind it.
@@ -125,6 +132,10 @@ const PASSES_PER_RECONCILIATION: u64 = 600;
 const PURGE_EVERY: Duration = Duration::from_secs(600);
 /// How often the consent log's grown shards get a signed checkpoint (the
 /// issue asks for at least one a minute while entries are appended).
+/// The pages' session key, next to the key directory's keys (every node
+/// needs the same file).
+pub const WEB_KEY_FILE: &str = "web-session.key";
+
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(15);
 /// How often the business webhook outbox is drained (at once again
 /// while a pass leaves due events behind).
@@ -171,6 +182,9 @@ impl Application {
         let kt = KeyDirectory::open(kt_store, &kt_key_dir, s.clock.clone()).await?;
         relay.attach_key_directory(kt);
         let signer = s.log_key.load().map_err(StartupError::LogKey)?;
+        let mut web = SessionKeys::load_or_create(&kt_key_dir.join(WEB_KEY_FILE), "messenger")
+            .map_err(StartupError::WebKey)?;
+        web.secure = s.secure_cookies;
         // SQLite has one writer; on PostgreSQL a few commits overlap.
         let consent_writers = match store.db().backend {
             Backend::Sqlite => 1,
@@ -205,6 +219,7 @@ impl Application {
             e2e: relay,
             business,
             trusted_proxies: s.trusted_proxies,
+            web,
         };
         Ok(Application {
             state,

@@ -590,12 +590,28 @@ async fn the_feed_outbox_is_written_with_every_change_and_cleared_on_delivery() 
         // A deletion queues work and leaves the holding for the revocation.
         let acct = s.account(a).await.unwrap().unwrap();
         let del = LedgerRecord::consent(a, accord_domain::ConsentEvent::AccountDeleted { at: T0 });
+        assert_eq!(
+            s.feed_stats().await.unwrap().oldest_unconfirmed_deletion_at,
+            None
+        );
         s.delete_account(a, acct.consent_rev, &del).await.unwrap();
         assert_eq!(s.feed_due(T0, 10).await.unwrap().len(), 1);
+        assert!(
+            s.feed_stats()
+                .await
+                .unwrap()
+                .oldest_unconfirmed_deletion_at
+                .is_some(),
+            "the deletion waits for the partner's confirmation"
+        );
         assert!(s.partner_holding(a).await.unwrap().is_some());
         s.feed_delivered(a, i64::MAX, None, &[], T0).await.unwrap();
         assert!(s.partner_holding(a).await.unwrap().is_none());
         assert!(s.feed_due(T0, 10).await.unwrap().is_empty());
+        assert_eq!(
+            s.feed_stats().await.unwrap().oldest_unconfirmed_deletion_at,
+            None
+        );
         // registered, propagated, account_deleted.
         assert_eq!(verify_chain(&*s).await, 3);
     })

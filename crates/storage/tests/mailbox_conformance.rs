@@ -297,8 +297,11 @@ async fn blocks_are_per_pair() {
         s.block(a, b, T0).await.unwrap();
         assert!(s.is_blocked(a, b).await.unwrap());
         assert!(!s.is_blocked(b, a).await.unwrap());
+        assert_eq!(s.blocks_of(a).await.unwrap(), vec![(b, T0)]);
+        assert!(s.blocks_of(b).await.unwrap().is_empty());
         s.unblock(a, b).await.unwrap();
         assert!(!s.is_blocked(a, b).await.unwrap());
+        assert!(s.blocks_of(a).await.unwrap().is_empty());
     })
     .await;
 }

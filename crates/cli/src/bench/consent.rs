@@ -133,7 +133,7 @@ impl fmt::Display for ConsentBenchReport {
 
 type BenchResult<T> = Result<T, String>;
 
-fn err(e: impl fmt::Display) -> String {
+pub(crate) fn err(e: impl fmt::Display) -> String {
     e.to_string()
 }
 
@@ -143,7 +143,7 @@ pub fn setup_limit(users: usize) -> Duration {
 }
 
 /// Where the messenger's database lives for one run, and its clean-up.
-enum Location {
+pub(crate) enum Location {
     Sqlite(tempfile::TempDir),
     Postgres {
         /// What `Settings::location` gets: `<server>/<name>`.
@@ -156,7 +156,7 @@ enum Location {
 }
 
 impl Location {
-    fn new(database_url: Option<&str>) -> BenchResult<Self> {
+    pub(crate) fn new(database_url: Option<&str>) -> BenchResult<Self> {
         let Some(raw) = database_url else {
             return Ok(Location::Sqlite(tempfile::tempdir().map_err(err)?));
         };
@@ -182,14 +182,14 @@ impl Location {
         })
     }
 
-    fn settings_location(&self) -> BenchResult<String> {
+    pub(crate) fn settings_location(&self) -> BenchResult<String> {
         match self {
             Location::Sqlite(dir) => Ok(dir.path().to_str().ok_or("temp path")?.to_owned()),
             Location::Postgres { url, .. } => Ok(url.clone()),
         }
     }
 
-    fn backend(&self) -> &'static str {
+    pub(crate) fn backend(&self) -> &'static str {
         match self {
             Location::Sqlite(_) => "sqlite",
             Location::Postgres { .. } => "postgres",
@@ -205,7 +205,7 @@ impl Location {
 
     /// Drops the run's PostgreSQL database (the temporary directory goes
     /// when dropped).
-    async fn clean_up(self) -> BenchResult<()> {
+    pub(crate) async fn clean_up(self) -> BenchResult<()> {
         if let Location::Postgres {
             admin_url, name, ..
         } = self
@@ -316,7 +316,11 @@ async fn run(opts: &ConsentBenchOptions, location: &Location) -> BenchResult<Con
 
 /// Publishes the policy and registers `users` accounts that accept it;
 /// their bearer tokens. Progress on stderr.
-async fn set_up(base: &str, admin_token: &str, users: usize) -> BenchResult<Vec<String>> {
+pub(crate) async fn set_up(
+    base: &str,
+    admin_token: &str,
+    users: usize,
+) -> BenchResult<Vec<String>> {
     let admin = Client::new(base).with_token(admin_token);
     let policy = admin
         .publish_policy(

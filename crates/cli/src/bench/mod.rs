@@ -8,6 +8,8 @@
 //!   one lookup and its verification, proof sizes.
 //! - [`oprf`]: `accord bench oprf`, the key service's batch endpoint
 //!   against the cryptography's single-core speed.
+//! - [`pages`]: `accord bench pages`, the messenger's pages rendered
+//!   with many users in the database.
 //! - [`relay`]: `accord bench relay`, the messenger's E2E relay under
 //!   load (throughput, send-to-delivery latency, idle connections).
 
@@ -15,4 +17,5 @@ pub mod business;
 pub mod consent;
 pub mod kt;
 pub mod oprf;
+pub mod pages;
 pub mod relay;

@@ -3,6 +3,28 @@ use clap::Subcommand;
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCmd {
+    /// The messenger's pages (privacy centre, business console, operator
+    /// console, sign-in) with many users in the database: p50, p99 and
+    /// max milliseconds per page from a client on loopback; prints `name:
+    /// value` lines, set-up progress on stderr. Build with --release.
+    Pages {
+        /// Accounts in the database (registered through the API first).
+        #[arg(long, default_value_t = 10_000)]
+        users: usize,
+        /// Users signed in to the privacy centre; requests go round them.
+        #[arg(long, default_value_t = 100)]
+        sessions: usize,
+        /// Requests per page.
+        #[arg(long, default_value_t = 2_000)]
+        requests: usize,
+        /// Concurrent closed-loop clients.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        /// A PostgreSQL server (the bench makes and drops its own
+        /// database); default SQLite in a temporary directory.
+        #[arg(long)]
+        database_url: Option<String>,
+    },
     /// Consent changes (grant, withdraw) through the messenger's HTTP API
     /// on loopback, from closed-loop clients that never share a user:
     /// `consent_changes_per_s`, `p50_ms`, `p99_ms`, `errors`; prints
@@ -190,6 +212,29 @@ pub async fn run(b: BenchCmd) -> CliResult {
                 .await
                 .map_err(|e| CliError::Internal(anyhow::anyhow!("{e}")))?;
             print!("{report}");
+        }
+        BenchCmd::Pages {
+            users,
+            sessions,
+            requests,
+            clients,
+            database_url,
+        } => {
+            if cfg!(debug_assertions) {
+                eprintln!(
+                    "warning: debug build; run `cargo run --release -- bench pages` for real figures"
+                );
+            }
+            let report = crate::bench::pages::run(crate::bench::pages::PagesBenchOptions {
+                users,
+                sessions,
+                requests,
+                clients,
+                database_url,
+            })
+            .await
+            .map_err(CliError::Input)?;
+            println!("{report}");
         }
         BenchCmd::Kt { large, lookups } => {
             if cfg!(debug_assertions) {

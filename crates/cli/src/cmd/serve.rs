@@ -108,6 +108,11 @@ pub struct ServeArgs {
     /// partner sizes its own from its user count.
     #[arg(long, env = "ACCORD_PARTNER_KEYD_QUOTA", default_value_t = 10_000_000)]
     pub partner_keyd_quota: u64,
+    /// Delivered messages plus blocks and reports a business needs before
+    /// its quality is rated (below it, it is green: too little to rate).
+    /// Lower it for a small deployment or a demonstration.
+    #[arg(long, env = "ACCORD_BUSINESS_QUALITY_MIN_SAMPLE", default_value_t = 20)]
+    pub business_quality_min_sample: u64,
     /// The consent log's checkpoint signing key: a file holding its seed
     /// as hex (default: <data-dir>/messenger.log.key, created on first
     /// start). Keep it where the database's writers cannot read it.
@@ -529,6 +534,15 @@ async fn start_messenger(
             ..Default::default()
         },
         log_key: SignerSource::File(log_key_file(a)),
+        business: accord_messenger::business::BusinessConfig {
+            quality: accord_domain::business::QualityRules {
+                min_sample: a.business_quality_min_sample,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        // Session cookies are `Secure` unless only loopback can reach us.
+        secure_cookies: !a.listen.ip().is_loopback(),
         nats: a.nats_url.as_deref().map(|url| NatsConfig {
             prefix: a.nats_prefix.clone(),
             resync: Duration::from_secs(a.nats_resync_s),
@@ -549,7 +563,7 @@ async fn start_messenger(
     let listener = listen(a.listen).await?;
     let addr = listener.local_addr().map_err(internal)?;
     eprintln!(
-        "accord: messenger listening on http://{addr} ({}; profile {}{}{})",
+        "accord: messenger listening on http://{addr} ({}; profile {}{}{}); privacy centre at http://{addr}/",
         s.storage,
         a.profile,
         if a.dev { "; dev verifier" } else { "" },

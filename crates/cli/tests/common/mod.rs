@@ -271,3 +271,41 @@ pub fn files_under(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     );
     out
 }
+
+/// `accord business agent` for `shop` on an ephemeral port: the child and
+/// its base URL.
+pub fn agent(shop: &Dev, extra: &[&str]) -> (Child, String) {
+    let mut args = vec![
+        "business",
+        "agent",
+        "--session",
+        shop.s(),
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    let mut child = accord_cmd(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the agent starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("the agent printed its address before exiting")
+            .unwrap();
+        if let Some(rest) = line.split(" on ").nth(1) {
+            break rest.trim().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+    (child, url)
+}
+
+/// `accord` that must succeed; its stdout.
+pub fn ok(args: &[&str]) -> String {
+    let (code, out, err) = accord(args);
+    assert_eq!(code, 0, "{args:?}: {out}\n{err}");
+    out
+}

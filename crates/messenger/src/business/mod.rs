@@ -349,7 +349,13 @@ impl Business {
     /// The business an API key belongs to, if the key is valid now and the
     /// business not revoked.
     pub async fn authenticate(&self, api_key: &str) -> Result<Arc<BusinessRow>> {
-        let hash = TokenHash::of(api_key);
+        self.authenticate_hash(TokenHash::of(api_key)).await
+    }
+
+    /// [`Self::authenticate`] by the key's hash (a console session holds
+    /// the hash of the key it signed in with, so that revoking the key
+    /// ends the session).
+    pub async fn authenticate_hash(&self, hash: TokenHash) -> Result<Arc<BusinessRow>> {
         let key = match self.inner.keys.get(&hash) {
             Some(k) => k,
             None => {

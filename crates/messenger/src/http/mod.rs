@@ -44,6 +44,8 @@ pub struct AppState {
     /// Reverse proxies whose `X-Forwarded-For` names the client
     /// (`accord_http::ClientAddr`), for limits per client address.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Seals the pages' session cookies (`crate::web`).
+    pub web: accord_http::web::SessionKeys,
 }
 
 /// Largest request body (a send has its own, smaller limit).
@@ -52,6 +54,7 @@ pub const MAX_BODY: usize = 2 * 1024 * 1024;
 /// The whole messenger API.
 pub fn router(state: AppState) -> Router {
     let (routes, document) = routes::router(&state);
+    let routes = routes.merge(crate::web::router());
     let spec = accord_http::HttpSpec {
         metrics: metrics::build(&state),
         trusted_proxies: state.trusted_proxies.clone(),

@@ -71,6 +71,7 @@ impl From<ServiceError> for ApiError {
                 ApiError::new(StatusCode::BAD_GATEWAY, "partner_unavailable", "the partner is not available; try again later")
             }
             S::PhoneTaken => ApiError::new(StatusCode::CONFLICT, "phone_taken", e.to_string()),
+            S::NoAccountForNumber => ApiError::new(StatusCode::NOT_FOUND, "no_account", e.to_string()),
             S::NoKeyService => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "contact_discovery_unavailable", e.to_string()),
             S::Store(StoreError::Conflict(what)) => ApiError::conflict(what),
             S::Store(StoreError::NotFound(_)) => ApiError::not_found(),

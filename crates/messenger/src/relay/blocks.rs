@@ -26,6 +26,14 @@ impl Relay {
         Ok(())
     }
 
+    /// Everyone `account` blocked, with when.
+    pub async fn blocks_of(
+        &self,
+        account: AccountId,
+    ) -> Result<Vec<(AccountId, accord_domain::Timestamp)>, RelayError> {
+        Ok(self.inner.store.blocks_of(account).await?)
+    }
+
     pub async fn unblock(&self, account: AccountId, blocked: AccountId) -> Result<(), RelayError> {
         self.inner.store.unblock(account, blocked).await?;
         self.inner.blocks.remove(&(account, blocked));

@@ -219,6 +219,8 @@ pub trait MailboxStore: Send + Sync + std::fmt::Debug + 'static {
     async fn block(&self, account: AccountId, blocked: AccountId, at: Timestamp) -> Result<()>;
     async fn unblock(&self, account: AccountId, blocked: AccountId) -> Result<()>;
     async fn is_blocked(&self, account: AccountId, sender: AccountId) -> Result<bool>;
+    /// Everyone `account` blocked, with when, oldest first.
+    async fn blocks_of(&self, account: AccountId) -> Result<Vec<(AccountId, Timestamp)>>;
     /// The sender of an envelope `device` received (queued or acked).
     async fn received_from(
         &self,
@@ -648,6 +650,23 @@ impl MailboxStore for SqlMailboxStore {
             .execute(&self.db.pool)
             .await?;
         Ok(())
+    }
+
+    async fn blocks_of(&self, account: AccountId) -> Result<Vec<(AccountId, Timestamp)>> {
+        sqlx::query(
+            "SELECT blocked_account, at FROM e2e_blocks WHERE account_id = $1 ORDER BY at, blocked_account",
+        )
+        .bind(uuid_text(account.0))
+        .fetch_all(&self.db.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok((
+                AccountId(parse_uuid(r.try_get("blocked_account")?)?),
+                Timestamp(r.try_get("at")?),
+            ))
+        })
+        .collect()
     }
 
     async fn is_blocked(&self, account: AccountId, sender: AccountId) -> Result<bool> {

@@ -44,6 +44,9 @@ pub struct FeedStats {
     pub max_attempts: u64,
     /// Accounts the partner holds something of.
     pub held_accounts: u64,
+    /// When the oldest account deletion the partner has not confirmed yet
+    /// was queued.
+    pub oldest_unconfirmed_deletion_at: Option<Timestamp>,
 }
 
 fn holding_row(r: &AnyRow) -> Result<PartnerHolding> {
@@ -216,6 +219,11 @@ pub(super) async fn feed_stats(db: &Db) -> Result<FeedStats> {
     let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM partner_holdings")
         .fetch_one(&db.pool)
         .await?;
+    let deletion: Option<i64> = sqlx::query_scalar(
+        "SELECT MIN(created_at) FROM feed_outbox WHERE reason = 'account_deleted'",
+    )
+    .fetch_one(&db.pool)
+    .await?;
     Ok(FeedStats {
         pending_events: r.try_get::<i64, _>("events")? as u64,
         pending_accounts: r.try_get::<i64, _>("accounts")? as u64,
@@ -223,6 +231,7 @@ pub(super) async fn feed_stats(db: &Db) -> Result<FeedStats> {
         failing_accounts: failing as u64,
         max_attempts: r.try_get::<i64, _>("max_attempts")? as u64,
         held_accounts: held as u64,
+        oldest_unconfirmed_deletion_at: deletion.map(Timestamp),
     })
 }
 
