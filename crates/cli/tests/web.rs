@@ -3,7 +3,8 @@
 //! --dev --simulated-clock`, as people use them:
 //!
 //! - an operator publishes a policy and sees the feed's health; reviews a
-//!   template and verifies a business;
+//!   template and verifies a business; sees the key service's quota use
+//!   on its own page;
 //! - a user signs in with a code, accepts with every box unticked, grants
 //!   and withdraws a purpose, and sees the partner's confirmed deletion;
 //! - a business whose display name carries a `<script>` sees its quality
@@ -565,6 +566,25 @@ async fn people_use_the_pages_in_a_real_browser() {
     record.push(("business-console", b.check("business-console").await));
     sign_out(&b).await;
 
+    // The key service's operator page: quota use of the day.
+    let keyd = server
+        .log
+        .lock()
+        .unwrap()
+        .split("key service listening on ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("accord serve printed the key service's address")
+        .to_owned();
+    b.goto(&format!("{keyd}/operator")).await;
+    b.fill("#token", &admin_token(&server)).await;
+    b.press("Sign in").await;
+    let t = b.text().await;
+    assert!(t.contains("Quota use today"), "{t}");
+    assert!(t.contains("device") && t.contains("contacts"), "{t}");
+    assert!(t.contains("messenger") && t.contains("coordination"), "{t}");
+    record.push(("keyd-quota-use", b.check("keyd-quota-use").await));
+
     b.close().await;
     for (page, v) in &record {
         eprintln!("axe {page}: {v:?}");
@@ -646,6 +666,31 @@ async fn an_opt_out_after_the_window_is_refused_on_screen() {
         "nothing changed: {t}"
     );
     b.check("privacy-centre-2016-refused").await;
+    // The export is a download of the user's own data.
+    let href = b
+        .client
+        .find(Locator::LinkText("Export my data"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap();
+    assert_eq!(href.as_deref(), Some("/privacy/export.json"));
+    // Deleting the account needs the confirmation ticked.
+    b.client
+        .find(Locator::Css("input[name=confirm]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.press("Delete my account").await;
+    let t = b.text().await;
+    assert!(t.contains("Your account is deleted"), "{t}");
+    b.check("privacy-centre-deleted").await;
+    // Signed out: the centre sends the browser to sign-in.
+    b.goto(&format!("{base}/")).await;
+    assert!(b.text().await.contains("Send code"));
     b.close().await;
 }
 

@@ -48,8 +48,10 @@ pub(crate) mod eval;
 pub mod http;
 pub mod master_key;
 pub mod oprf;
+pub mod quota_use;
 pub mod service;
 pub mod startup;
+pub mod web;
 
 pub use accord_keyd_client::{pseudonym, wire};
 

@@ -8,6 +8,7 @@ use crate::service::{KeyService, KeydConfig};
 use accord_crypto::sealed::MasterKey;
 use accord_crypto::token::TokenHash;
 use accord_domain::Clock;
+use accord_http::web::SessionKeys;
 use accord_http::{spawn_server, Stop, Task};
 use axum::Router;
 use std::path::PathBuf;
@@ -28,6 +29,9 @@ pub struct Settings {
     pub config: KeydConfig,
 }
 
+/// The operator page's session key, next to the master key.
+pub const WEB_KEY_FILE: &str = "web-session.key";
+
 /// The built key service.
 pub struct Application {
     state: AppState,
@@ -38,12 +42,15 @@ impl Application {
         std::fs::create_dir_all(&s.key_dir).map_err(|e| {
             KeydError::MasterKey(format!("cannot create {}: {e}", s.key_dir.display()))
         })?;
+        let web = SessionKeys::load_or_create(&s.key_dir.join(WEB_KEY_FILE), "keyd")
+            .map_err(|e| KeydError::MasterKey(format!("the operator page's session key: {e}")))?;
         let service =
             KeyService::open_at(&s.location, &s.key_dir, s.master, s.clock, s.config).await?;
         Ok(Application {
             state: AppState {
                 service,
                 admin_token: s.admin_token,
+                web,
             },
         })
     }
@@ -57,8 +64,15 @@ impl Application {
         &self.state.service
     }
 
-    /// Serves the API on `listener` until `stop`.
+    /// Serves the API on `listener` until `stop`; the operator page's
+    /// cookies are `Secure` unless `listener` is on loopback only.
     pub fn start(&self, listener: TcpListener, stop: &Stop) -> Vec<Task> {
-        vec![spawn_server(listener, self.router(), stop.clone())]
+        let mut state = self.state.clone();
+        state.web.secure = !listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
+        vec![spawn_server(
+            listener,
+            crate::http::router(state),
+            stop.clone(),
+        )]
     }
 }

@@ -60,9 +60,6 @@ pub struct Settings {
     pub checkpoint_every: Duration,
     /// Business messaging's tunables.
     pub business: BusinessConfig,
-    /// Mark the pages' session cookies `Secure` (the messenger is
-    /// reachable beyond loopback, behind TLS).
-    pub secure_cookies: bool,
 }
 
 impl Settings {
@@ -91,7 +88,6 @@ impl Settings {
             log_key: SignerSource::Ephemeral,
             checkpoint_every: CHECKPOINT_EVERY,
             business: BusinessConfig::default(),
-            secure_cookies: false,
         }
     }
 }
@@ -182,9 +178,8 @@ impl Application {
         let kt = KeyDirectory::open(kt_store, &kt_key_dir, s.clock.clone()).await?;
         relay.attach_key_directory(kt);
         let signer = s.log_key.load().map_err(StartupError::LogKey)?;
-        let mut web = SessionKeys::load_or_create(&kt_key_dir.join(WEB_KEY_FILE), "messenger")
+        let web = SessionKeys::load_or_create(&kt_key_dir.join(WEB_KEY_FILE), "messenger")
             .map_err(StartupError::WebKey)?;
-        web.secure = s.secure_cookies;
         // SQLite has one writer; on PostgreSQL a few commits overlap.
         let consent_writers = match store.db().backend {
             Backend::Sqlite => 1,
@@ -365,9 +360,17 @@ impl Application {
 
     /// Serves the API on `listener` and runs the background work, until
     /// `stop`.
+    /// The pages' session cookies are `Secure` unless `listener` is on
+    /// loopback only.
     pub fn start(&self, listener: TcpListener, stop: &Stop) -> Vec<Task> {
         let mut tasks = self.background(stop);
-        tasks.push(spawn_server(listener, self.router(), stop.clone()));
+        let mut state = self.state.clone();
+        state.web.secure = !listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
+        tasks.push(spawn_server(
+            listener,
+            crate::http::router(state),
+            stop.clone(),
+        ));
         tasks
     }
 }

@@ -250,50 +250,85 @@ struct ClientTally {
     latencies_us: Vec<u64>,
 }
 
-async fn run(opts: &ConsentBenchOptions, location: &Location) -> BenchResult<ConsentBenchReport> {
-    let admin_token = BearerToken::generate();
-    // The key directory's keys, for this run only (the directory is
-    // published to but not measured here).
-    let kt_keys = tempfile::tempdir().map_err(err)?;
-    let app = Application::build(Settings {
-        checkpoint_every: opts.checkpoint_every,
-        kt_key_dir: Some(kt_keys.path().to_path_buf()),
-        // The generator registers every account from this one address,
-        // in one number range.
-        config: MessengerConfig {
-            codes_per_client_per_hour: u32::MAX,
-            codes_per_range_per_hour: u32::MAX,
-            codes_per_hour_total: u32::MAX,
-            ..MessengerConfig::default()
-        },
-        ..Settings::new(
-            location.settings_location()?,
-            TokenHash::of(admin_token.reveal()),
-            Arc::new(DevVerifier),
-            Arc::new(SystemClock),
-        )
-    })
-    .await
-    .map_err(err)?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+/// The messenger of a bench run, built as `accord serve` builds it (its
+/// `Application`) on `location`, serving on `127.0.0.1:0`, with the dev
+/// verifier and no limits on codes (the generators register every
+/// account from one address, in one number range).
+pub(crate) struct BenchMessenger {
+    pub app: Application,
+    pub base: String,
+    stopper: accord_http::Stopper,
+    tasks: Vec<accord_http::Task>,
+    /// The key directory's keys, for this run only.
+    _keys: tempfile::TempDir,
+}
+
+impl BenchMessenger {
+    pub(crate) async fn start(
+        location: &Location,
+        admin_token: &BearerToken,
+        checkpoint_every: Duration,
+    ) -> BenchResult<Self> {
+        let keys = tempfile::tempdir().map_err(err)?;
+        let app = Application::build(Settings {
+            checkpoint_every,
+            kt_key_dir: Some(keys.path().to_path_buf()),
+            config: MessengerConfig {
+                codes_per_client_per_hour: u32::MAX,
+                codes_per_range_per_hour: u32::MAX,
+                codes_per_hour_total: u32::MAX,
+                ..MessengerConfig::default()
+            },
+            ..Settings::new(
+                location.settings_location()?,
+                TokenHash::of(admin_token.reveal()),
+                Arc::new(DevVerifier),
+                Arc::new(SystemClock),
+            )
+        })
         .await
         .map_err(err)?;
-    let base = format!("http://{}", listener.local_addr().map_err(err)?);
-    let (stopper, stop) = accord_http::stop_signal();
-    let server = app.start(listener, &stop);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(err)?;
+        let base = format!("http://{}", listener.local_addr().map_err(err)?);
+        let (stopper, stop) = accord_http::stop_signal();
+        let tasks = app.start(listener, &stop);
+        Ok(BenchMessenger {
+            app,
+            base,
+            stopper,
+            tasks,
+            _keys: keys,
+        })
+    }
+
+    /// Stops the server and its background work (5 s at most each).
+    pub(crate) async fn stop(self) {
+        self.stopper.stop();
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+    }
+}
+
+async fn run(opts: &ConsentBenchOptions, location: &Location) -> BenchResult<ConsentBenchReport> {
+    let admin_token = BearerToken::generate();
+    let m = BenchMessenger::start(location, &admin_token, opts.checkpoint_every).await?;
+    let (app, base) = (&m.app, m.base.as_str());
 
     let clients = opts.clients.min(opts.users);
     let limit = setup_limit(opts.users);
-    let tokens = tokio::time::timeout(limit, set_up(&base, admin_token.reveal(), opts.users))
+    let tokens = tokio::time::timeout(limit, set_up(base, admin_token.reveal(), opts.users))
         .await
         .map_err(|_| format!("the set-up took longer than {} s", limit.as_secs()))??;
-    let admin = Client::new(&base).with_token(admin_token.reveal());
+    let admin = Client::new(base).with_token(admin_token.reveal());
     let report = async {
         let before = admin.verify_ledger().await.map_err(err)?.entries;
         let signed_before = app.messenger().log().signed_count();
         let mut r = tokio::time::timeout(
             opts.warmup + opts.duration + REQUEST_TIMEOUT * 2,
-            toggle(&base, tokens, clients, opts),
+            toggle(base, tokens, clients, opts),
         )
         .await
         .map_err(|_| "the run did not end in time".to_owned())??;
@@ -305,12 +340,7 @@ async fn run(opts: &ConsentBenchOptions, location: &Location) -> BenchResult<Con
         Ok::<_, String>(r)
     }
     .await;
-
-    stopper.stop();
-    for task in server {
-        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
-    }
-    drop(app);
+    m.stop().await;
     report
 }
 

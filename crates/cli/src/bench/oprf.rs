@@ -166,6 +166,7 @@ pub async fn bench_oprf(opts: BenchOptions) -> Result<BenchReport, BenchError> {
     let app = router(AppState {
         service: service.clone(),
         admin_token: BearerToken::generate().hash(),
+        web: accord_http::web::SessionKeys::ephemeral("keyd"),
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.map_err(setup)?;
     let url = format!(

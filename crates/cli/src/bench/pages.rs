@@ -17,11 +17,8 @@
 //! 200 with HTML is an error and fails the run. Printed per page:
 //! `<page>_p50_ms`, `<page>_p99_ms`, `<page>_max_ms`, and `errors`.
 
-use super::consent::{err, set_up, Location, REQUEST_TIMEOUT};
-use accord_crypto::token::{BearerToken, TokenHash};
-use accord_domain::SystemClock;
-use accord_messenger::verifier::DevVerifier;
-use accord_messenger::{Application, MessengerConfig, Settings};
+use super::consent::{err, set_up, BenchMessenger, Location, REQUEST_TIMEOUT};
+use accord_crypto::token::BearerToken;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -96,30 +93,8 @@ pub async fn run(opts: PagesBenchOptions) -> BenchResult<PagesBenchReport> {
 
 async fn measure(opts: &PagesBenchOptions, location: &Location) -> BenchResult<PagesBenchReport> {
     let admin_token = BearerToken::generate();
-    let keys = tempfile::tempdir().map_err(err)?;
-    let app = Application::build(Settings {
-        kt_key_dir: Some(keys.path().to_path_buf()),
-        config: MessengerConfig {
-            codes_per_client_per_hour: u32::MAX,
-            codes_per_range_per_hour: u32::MAX,
-            codes_per_hour_total: u32::MAX,
-            ..MessengerConfig::default()
-        },
-        ..Settings::new(
-            location.settings_location()?,
-            TokenHash::of(admin_token.reveal()),
-            Arc::new(DevVerifier),
-            Arc::new(SystemClock),
-        )
-    })
-    .await
-    .map_err(err)?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(err)?;
-    let base = format!("http://{}", listener.local_addr().map_err(err)?);
-    let (stopper, stop) = accord_http::stop_signal();
-    let server = app.start(listener, &stop);
+    let m = BenchMessenger::start(location, &admin_token, Duration::from_secs(15)).await?;
+    let base = m.base.clone();
     let result = async {
         let limit = super::consent::setup_limit(opts.users);
         let tokens = tokio::time::timeout(limit, set_up(&base, admin_token.reveal(), opts.users))
@@ -162,11 +137,7 @@ async fn measure(opts: &PagesBenchOptions, location: &Location) -> BenchResult<P
         })
     }
     .await;
-    stopper.stop();
-    for task in server {
-        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
-    }
-    drop(app);
+    m.stop().await;
     result
 }
 

@@ -541,8 +541,6 @@ async fn start_messenger(
             },
             ..Default::default()
         },
-        // Session cookies are `Secure` unless only loopback can reach us.
-        secure_cookies: !a.listen.ip().is_loopback(),
         nats: a.nats_url.as_deref().map(|url| NatsConfig {
             prefix: a.nats_prefix.clone(),
             resync: Duration::from_secs(a.nats_resync_s),

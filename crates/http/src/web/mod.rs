@@ -48,8 +48,10 @@ pub const ICON: &str = include_str!("accord.svg");
 pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
      form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// The session cookie's name.
-pub const COOKIE: &str = "accord_session";
+/// The prefix of a service's session cookie, `accord_<service>`: cookies
+/// are shared by every port of a host, so that each service on one host
+/// keeps its own.
+pub const COOKIE_PREFIX: &str = "accord_";
 
 /// How long a signed-in session lasts.
 pub const SESSION_TTL_S: i64 = 8 * 3600;
@@ -183,7 +185,7 @@ impl SessionKeys {
 
     /// The session of a request, if it carries a valid one.
     pub fn from_headers(&self, headers: &HeaderMap) -> Option<WebSession> {
-        cookie(headers, COOKIE).and_then(|v| self.open(v))
+        cookie(headers, &self.cookie_name()).and_then(|v| self.open(v))
     }
 
     /// `Set-Cookie` for `s`.
@@ -197,10 +199,16 @@ impl SessionKeys {
         self.cookie_header("", 0)
     }
 
+    /// This service's session cookie's name.
+    pub fn cookie_name(&self) -> String {
+        format!("{COOKIE_PREFIX}{}", self.service)
+    }
+
     fn cookie_header(&self, value: &str, max_age: i64) -> HeaderValue {
         let secure = if self.secure { "; Secure" } else { "" };
+        let name = self.cookie_name();
         HeaderValue::from_str(&format!(
-            "{COOKIE}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}"
+            "{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}"
         ))
         .expect("a cookie header is ASCII")
     }
@@ -663,9 +671,12 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(
             header::COOKIE,
-            HeaderValue::from_static("a=1; accord_session=xyz; b=2"),
+            HeaderValue::from_static("a=1; accord_messenger=xyz; b=2"),
         );
-        assert_eq!(cookie(&h, COOKIE), Some("xyz"));
+        assert_eq!(
+            cookie(&h, &SessionKeys::ephemeral("messenger").cookie_name()),
+            Some("xyz")
+        );
         assert_eq!(cookie(&h, "c"), None);
     }
 

@@ -6,13 +6,10 @@
 //! there are; labels are kinds and purposes, never client ids.
 
 use crate::service::KeyService;
-use accord_domain::time::DAY_MS;
-use accord_domain::Timestamp;
 use accord_http::{Metrics, MetricsBuilder};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use std::collections::HashMap;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindPurpose {
@@ -48,39 +45,19 @@ async fn refresh(
     quota: &Family<KindPurpose, Gauge>,
     used: &Family<KindPurpose, Gauge>,
 ) -> Result<(), crate::KeydError> {
-    let now = service.now();
-    let today = Timestamp(now.0.div_euclid(DAY_MS) * DAY_MS);
-    let clients = service.clients().await?;
-    let usage = service.audit(None, today, now).await?;
-    // Usage is kept per meter: a client's own, or its quota group's.
-    let kinds: HashMap<_, _> = clients.iter().map(|c| (c.meter(), c.kind)).collect();
-    let mut quotas: HashMap<KindPurpose, i64> = HashMap::new();
-    for c in &clients {
-        for (p, q) in &c.quotas {
-            let k = KindPurpose {
-                kind: c.kind.as_str(),
-                purpose: p.as_str(),
-            };
-            *quotas.entry(k).or_default() += i64::try_from(*q).unwrap_or(i64::MAX);
-        }
-    }
-    let mut evaluated: HashMap<KindPurpose, i64> = HashMap::new();
-    for u in &usage {
-        if let Some(kind) = kinds.get(&u.client) {
-            let k = KindPurpose {
-                kind: kind.as_str(),
-                purpose: u.purpose.as_str(),
-            };
-            *evaluated.entry(k).or_default() += i64::try_from(u.elements).unwrap_or(i64::MAX);
-        }
-    }
+    let q = service.quota_use().await?;
     quota.clear();
-    for (k, v) in quotas {
-        quota.get_or_create(&k).set(v);
-    }
     used.clear();
-    for (k, v) in evaluated {
-        used.get_or_create(&k).set(v);
+    for ((kind, purpose), u) in q.by_kind {
+        let k = KindPurpose {
+            kind,
+            purpose: purpose.as_str(),
+        };
+        quota
+            .get_or_create(&k)
+            .set(i64::try_from(u.quota).unwrap_or(i64::MAX));
+        used.get_or_create(&k)
+            .set(i64::try_from(u.used_today).unwrap_or(i64::MAX));
     }
     Ok(())
 }

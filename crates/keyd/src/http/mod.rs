@@ -29,6 +29,8 @@ pub struct AppState {
     pub service: KeyService,
     /// Hash of the operator's admin token.
     pub admin_token: TokenHash,
+    /// Seals the operator page's session cookies (`crate::web`).
+    pub web: accord_http::web::SessionKeys,
 }
 
 /// Largest request body: 10,000 elements of 43 characters, quoted and
@@ -38,6 +40,7 @@ pub const MAX_BODY: usize = 1024 * 1024;
 /// The whole key service API.
 pub fn router(state: AppState) -> Router {
     let (routes, document) = routes::router();
+    let routes = routes.merge(crate::web::router());
     let spec = accord_http::HttpSpec {
         metrics: metrics::build(&state.service),
         ..accord_http::HttpSpec::new("keyd", MAX_BODY, document)

@@ -77,6 +77,7 @@ pub async fn spawn_app() -> TestApp {
     let app = router(AppState {
         service: service.clone(),
         admin_token: admin.hash(),
+        web: accord_http::web::SessionKeys::ephemeral("keyd"),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

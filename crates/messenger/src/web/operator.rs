@@ -4,9 +4,9 @@
 //! heads and a full verification on demand, template review and business
 //! verification.
 //!
-//! Key-service quota use is on the key service's own operator page: the
-//! messenger holds no admin credential there when the key service runs
-//! elsewhere.
+//! Key-service quota use is on the key service's own operator page
+//! (`accord_keyd::web`), linked from here: the messenger holds no admin
+//! credential at a key service in another process.
 
 use super::{when, OperatorSession, Posted};
 use crate::http::AppState;
@@ -170,6 +170,17 @@ async fn render(
             }
             @if lag_ms > 24 * HOUR_MS {
                 (alert("error", "Some feed work is unconfirmed past the 24-hour deletion deadline."))
+            }
+        }
+        section id="keyd" aria-labelledby="keyd-h" {
+            h2 id="keyd-h" { "Key service" }
+            @match s.messenger.keys() {
+                Some(k) => p {
+                    "Quota use per client is on the key service's own operator page: "
+                    a href={(k.public_url.trim_end_matches('/')) "/operator"} { (k.public_url.trim_end_matches('/')) "/operator" }
+                    " (sign in with its admin token)."
+                },
+                None => p class="muted" { "This messenger runs without a key service." },
             }
         }
         section id="ledger" aria-labelledby="ledger-h" {

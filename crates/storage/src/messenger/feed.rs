@@ -205,33 +205,29 @@ pub(super) async fn feed_postpone(db: &Db, account: AccountId, retry_at: Timesta
     Ok(())
 }
 
+/// One scan of the outbox (however large a partner outage made it) and a
+/// count of the holdings: the feed's health page and metrics read this.
 pub(super) async fn feed_stats(db: &Db) -> Result<FeedStats> {
     let r = sqlx::query(
         "SELECT COUNT(*) AS events, COUNT(DISTINCT account_id) AS accounts, MIN(created_at) AS oldest, \
-         COALESCE(MAX(attempts), 0) AS max_attempts FROM feed_outbox",
+         COALESCE(MAX(attempts), 0) AS max_attempts, \
+         COUNT(DISTINCT CASE WHEN attempts > 0 THEN account_id END) AS failing, \
+         MIN(CASE WHEN reason = 'account_deleted' THEN created_at END) AS deletion \
+         FROM feed_outbox",
     )
     .fetch_one(&db.pool)
     .await?;
-    let failing: i64 =
-        sqlx::query_scalar("SELECT COUNT(DISTINCT account_id) FROM feed_outbox WHERE attempts > 0")
-            .fetch_one(&db.pool)
-            .await?;
     let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM partner_holdings")
         .fetch_one(&db.pool)
         .await?;
-    let deletion: Option<i64> = sqlx::query_scalar(
-        "SELECT MIN(created_at) FROM feed_outbox WHERE reason = 'account_deleted'",
-    )
-    .fetch_one(&db.pool)
-    .await?;
     Ok(FeedStats {
         pending_events: r.try_get::<i64, _>("events")? as u64,
         pending_accounts: r.try_get::<i64, _>("accounts")? as u64,
         oldest_pending_at: r.try_get::<Option<i64>, _>("oldest")?.map(Timestamp),
-        failing_accounts: failing as u64,
+        failing_accounts: r.try_get::<i64, _>("failing")? as u64,
         max_attempts: r.try_get::<i64, _>("max_attempts")? as u64,
         held_accounts: held as u64,
-        oldest_unconfirmed_deletion_at: deletion.map(Timestamp),
+        oldest_unconfirmed_deletion_at: r.try_get::<Option<i64>, _>("deletion")?.map(Timestamp),
     })
 }
 
