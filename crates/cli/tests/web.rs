@@ -397,6 +397,9 @@ async fn people_use_the_pages_in_a_real_browser() {
         "{t}"
     );
     record.push(("operator-console", b.check("operator-console").await));
+    b.press("Verify the whole ledger").await;
+    let t = b.text().await;
+    assert!(t.contains("The ledger verifies: 2 entries"), "{t}");
     sign_out(&b).await;
 
     // The user signs in, sees the deadline, accepts with every box
@@ -547,6 +550,21 @@ async fn people_use_the_pages_in_a_real_browser() {
         .contains("settings for that business are saved"));
     sign_out(&b).await;
 
+    // Its webhook points at a port nobody listens on.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    ok(&[
+        "business",
+        "webhooks",
+        "set",
+        "--session",
+        shop.s(),
+        "--url",
+        &format!("http://{dead}/hook"),
+    ]);
+
     // The business sees its quality change, with the reason.
     b.goto(&format!("{base}/business")).await;
     b.fill("#api_key", &api_key).await;
@@ -564,6 +582,17 @@ async fn people_use_the_pages_in_a_real_browser() {
     assert!(t.contains("1 blocks and 0 reports per 2 delivered"), "{t}");
     assert!(t.contains("marketing templates are paused"), "{t}");
     record.push(("business-console", b.check("business-console").await));
+    // The test event fails on screen, with why.
+    b.press("Send test event").await;
+    let t = b.text().await;
+    assert!(
+        t.contains("not delivered") && t.contains("could not connect to the receiver"),
+        "{t}"
+    );
+    record.push((
+        "business-webhook-test",
+        b.check("business-webhook-test").await,
+    ));
     sign_out(&b).await;
 
     // The key service's operator page: quota use of the day.
