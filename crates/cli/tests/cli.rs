@@ -39,6 +39,69 @@ fn normalize_prints_e164_or_one_clear_error() {
 }
 
 #[test]
+fn audience_check_reads_a_customer_list_as_an_upload_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("customers.csv");
+    std::fs::write(
+        &list,
+        "phone,email,fn,ln,country,loyalty\n\
+         0812-3456-7890,Ana@Example.com,Ana,Putri,ID,gold\n\
+         (415) 555-0100,,Bo,,US,\n\
+         12,not-an-email,Cy,,,\n",
+    )
+    .unwrap();
+    let (code, out, err) = accord(&[
+        "audience",
+        "check",
+        "--file",
+        list.to_str().unwrap(),
+        "--region",
+        "ID",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "rows: 3\nvalid_phones: 2\nvalid_emails: 1\nrejected: 1\n"
+    );
+    assert!(err.contains("column \"loyalty\" is not used"), "{err}");
+    assert!(
+        !err.contains("Ana") && !out.contains("Ana"),
+        "no content on the terminal"
+    );
+    let rejects = std::fs::read_to_string(dir.path().join("customers.csv.rejects.csv")).unwrap();
+    assert_eq!(
+        rejects,
+        "line,reason\n4,\"phone: phone number is not a valid number for its region; email: email address is malformed\"\n"
+    );
+    // What cannot be read at all: one clear line, exit 2.
+    for (body, says) in [
+        (
+            &b"phone;email\n+14155550100;a@b.co\n"[..],
+            "semicolon-separated",
+        ),
+        (&b"phone,email\n"[..], "no customer rows"),
+        (
+            &b"name,city\nx,y\n"[..],
+            "neither a `phone` nor an `email` column",
+        ),
+        (
+            &b"phone,email\n+14155550100,a\xff@b.co\n"[..],
+            "line 2 is not valid UTF-8",
+        ),
+        (&b""[..], "the file is empty"),
+    ] {
+        std::fs::write(&list, body).unwrap();
+        let (code, _, err) = accord(&["audience", "check", "--file", list.to_str().unwrap()]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains(says), "{says}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    let (code, _, err) = accord(&["audience", "check", "--file", "/nonexistent/list.csv"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot open"), "{err}");
+}
+
+#[test]
 fn every_command_has_help() {
     for cmd in [
         vec!["--help"],

@@ -35,6 +35,7 @@
 //! - [`receipt`]: consent receipts in the spirit of the Kantara Consent
 //!   Receipt specification.
 
+pub mod audience;
 pub mod business;
 pub mod consent;
 pub mod coordination;

@@ -1,6 +1,7 @@
 //! Command-line definitions and dispatch; one module per command family.
 
 mod admin;
+mod audience;
 mod audit;
 mod bench;
 mod block;
@@ -130,6 +131,10 @@ pub enum Command {
     /// report, list).
     #[command(subcommand)]
     Business(business::BusinessCmd),
+    /// Custom audiences, on the business's machine: check a customer
+    /// list as an upload would read it.
+    #[command(subcommand)]
+    Audience(audience::AudienceCmd),
     /// Block a user: their messages are no longer delivered to you.
     Block(block::BlockArgs),
     /// Unblock a user.
@@ -141,6 +146,7 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::Serve(a) => serve::run(a).await,
         Command::Demo(a) => demo::run(a).await,
         Command::Normalize(n) => normalize::run(n),
+        Command::Audience(a) => audience::run(a),
         Command::Ledger(l) => ledger::run(l).await,
         Command::Admin(a) => admin::run(a).await,
         Command::Register(a) => user::register(a).await,
