@@ -30,6 +30,7 @@
 //! **Architecture invariant:** every read of messenger-derived data names
 //! its purpose, and is refused unless the pseudonym is held for it.
 
+pub mod dp;
 pub mod http;
 pub mod service;
 pub mod startup;

@@ -1,4 +1,4 @@
-//! Custom audiences, the business's side: reading a customer list.
+//! The business's side of custom audiences: reading a customer list.
 //!
 //! A customer list is CSV with a header, in the columns businesses already
 //! export for custom audiences: `phone`, `email`, `fn`, `ln`, `country`
