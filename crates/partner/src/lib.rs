@@ -32,6 +32,7 @@
 
 pub mod dp;
 pub mod http;
+pub mod matching;
 pub mod service;
 pub mod startup;
 pub mod verifier;
