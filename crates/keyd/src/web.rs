@@ -6,10 +6,7 @@
 //! service in another process.
 
 use crate::http::AppState;
-use accord_http::web::{
-    self, html, page, Frame, Page, Posted, SecretSignIn, SessionKeys, SessionKind, WebAuth,
-    WebSession,
-};
+use accord_http::web::{self, html, page, Frame, Page, Posted, SecretSignIn, SessionKeys, WebAuth};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -43,12 +40,6 @@ pub fn router() -> Router<AppState> {
     )
 }
 
-/// What an operator session is bound to: the admin token's hash, so that
-/// a new token ends it.
-fn subject(s: &AppState) -> String {
-    hex::encode(s.admin_token.0)
-}
-
 fn percent(used: u64, quota: u64) -> String {
     if quota == 0 {
         return "no quota".into();
@@ -58,11 +49,7 @@ fn percent(used: u64, quota: u64) -> String {
 
 /// `GET /operator`: the sign-in, or the day's quota use.
 pub async fn console(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    let session = s
-        .web
-        .from_headers(&headers)
-        .filter(|w| w.kind == SessionKind::Operator && w.subject == subject(&s));
-    let Some(session) = session else {
+    let Some(session) = web::operator_session(&s.web, &headers, &s.admin_token) else {
         return SIGN_IN.page(&s.web, &headers, None);
     };
     let q = match s.service.quota_use().await {
@@ -137,18 +124,14 @@ pub async fn sign_in(
     headers: HeaderMap,
     p: Posted<TokenForm>,
 ) -> Response {
-    if accord_crypto::token::TokenHash::of(p.form.token.trim()) == s.admin_token {
-        tracing::info!("operator signed in to the key service's page");
-        let session = WebSession::new(SessionKind::Operator, subject(&s));
-        return web::see_other("/operator", Some(s.web.set_cookie(&session)));
-    }
-    SIGN_IN.page(&s.web, &headers, Some("That is not the admin token."))
+    web::operator_sign_in(&s.web, &s.admin_token, &p.form.token, "/operator")
+        .unwrap_or_else(|| SIGN_IN.page(&s.web, &headers, Some("That is not the admin token.")))
 }
 
-#[derive(Deserialize)]
-pub struct Empty {}
-
 /// `POST /signout`.
-pub async fn sign_out(State(s): State<AppState>, _: Posted<Empty>) -> Response {
+pub async fn sign_out(
+    State(s): State<AppState>,
+    _: Posted<accord_http::web::NoFields>,
+) -> Response {
     web::see_other("/operator", Some(s.web.clear_cookie()))
 }

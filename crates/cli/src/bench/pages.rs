@@ -194,16 +194,18 @@ fn csrf_in(html: &str) -> BenchResult<String> {
         .ok_or_else(|| "a page without its form's token".to_owned())
 }
 
+/// A sign-in page's anonymous session cookie and its form's token.
+async fn form_of(http: &reqwest::Client, url: &str) -> BenchResult<(String, String)> {
+    let r = http.get(url).send().await.map_err(err)?;
+    let cookie = cookie_of(&r).ok_or_else(|| format!("{url} set no cookie"))?;
+    let csrf = csrf_in(&r.text().await.map_err(err)?)?;
+    Ok((cookie, csrf))
+}
+
 /// Signs user `i` in through the pages; its session cookie.
 async fn sign_in_user(http: &reqwest::Client, base: &str, i: usize) -> BenchResult<String> {
     let phone = format!("+6281235{:05}", i + 1);
-    let r = http
-        .get(format!("{base}/signin"))
-        .send()
-        .await
-        .map_err(err)?;
-    let anon = cookie_of(&r).ok_or("the sign-in page set no cookie")?;
-    let csrf = csrf_in(&r.text().await.map_err(err)?)?;
+    let (anon, csrf) = form_of(http, &format!("{base}/signin")).await?;
     let page = http
         .post(format!("{base}/signin"))
         .header("cookie", &anon)
@@ -249,13 +251,7 @@ async fn sign_in_console(
     field: &str,
     secret: &str,
 ) -> BenchResult<String> {
-    let r = http
-        .get(format!("{base}{path}"))
-        .send()
-        .await
-        .map_err(err)?;
-    let anon = cookie_of(&r).ok_or("the console set no cookie")?;
-    let csrf = csrf_in(&r.text().await.map_err(err)?)?;
+    let (anon, csrf) = form_of(http, &format!("{base}{path}")).await?;
     let r = http
         .post(format!("{base}{path}/signin"))
         .header("cookie", &anon)

@@ -301,6 +301,38 @@ where
     }
 }
 
+/// A form with no fields but its CSRF token (a button).
+#[derive(Debug, Deserialize)]
+pub struct NoFields {}
+
+/// The operator's session of a request: an `Operator` session bound to
+/// the hash of the admin token (so that a new token ends every session).
+pub fn operator_session(
+    keys: &SessionKeys,
+    headers: &HeaderMap,
+    admin_token: &accord_crypto::token::TokenHash,
+) -> Option<WebSession> {
+    let bound = hex::encode(admin_token.0);
+    keys.from_headers(headers)
+        .filter(|w| w.kind == SessionKind::Operator && w.subject == bound)
+}
+
+/// Signs the operator in when `presented` is the admin token: a 303 to
+/// `to` with the new session's cookie; `None` for any other token.
+pub fn operator_sign_in(
+    keys: &SessionKeys,
+    admin_token: &accord_crypto::token::TokenHash,
+    presented: &str,
+    to: &str,
+) -> Option<Response> {
+    if accord_crypto::token::TokenHash::of(presented.trim()) != *admin_token {
+        return None;
+    }
+    tracing::info!(service = keys.service, "operator signed in to the pages");
+    let session = WebSession::new(SessionKind::Operator, hex::encode(admin_token.0));
+    Some(see_other(to, Some(keys.set_cookie(&session))))
+}
+
 /// The session of a page request, if any (never refuses).
 #[derive(Debug)]
 pub struct MaybeSession(pub Option<WebSession>);

@@ -244,14 +244,11 @@ fn outcome(o: &WebhookOutcome) -> Markup {
     }
 }
 
-#[derive(serde::Deserialize)]
-pub struct Empty {}
-
 /// `POST /business/webhook-test`: one signed test event, now.
 pub async fn webhook_test(
     State(s): State<AppState>,
     b: BusinessSession,
-    _: Posted<Empty>,
+    _: Posted<accord_http::web::NoFields>,
 ) -> Response {
     match s.business.test_webhook(b.business.account).await {
         Ok(o) => render(&s, &b, StatusCode::OK, Some(outcome(&o))).await,

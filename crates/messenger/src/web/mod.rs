@@ -22,7 +22,6 @@ pub mod privacy;
 pub mod signin;
 
 use crate::http::AppState;
-use crate::service::ServiceError;
 use accord_domain::consent::Access;
 use accord_domain::{AccountId, Timestamp};
 use accord_http::web::{
@@ -188,11 +187,7 @@ pub struct OperatorSession {
 impl FromRequestParts<AppState> for OperatorSession {
     type Rejection = Response;
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Response> {
-        let session = s
-            .web
-            .from_headers(&parts.headers)
-            .filter(|w| w.kind == SessionKind::Operator && w.subject == operator_subject(s));
-        match session {
+        match web::operator_session(&s.web, &parts.headers, &s.admin_token) {
             Some(session) => Ok(OperatorSession { session }),
             None => Err(signed_out(s, parts, "/operator", operator::signin_page)),
         }
@@ -218,11 +213,6 @@ fn signed_out(
     .into_response()
 }
 
-/// What an operator session is bound to.
-pub(crate) fn operator_subject(s: &AppState) -> String {
-    hex::encode(s.admin_token.0)
-}
-
 /// An error of a use case as a page.
 pub(crate) fn page_error(e: impl Into<ApiError>) -> PageError {
     let a: ApiError = e.into();
@@ -245,11 +235,6 @@ pub(crate) fn refusal(e: impl Into<ApiError>) -> (StatusCode, Markup) {
         StatusCode::OK
     };
     (status, alert("error", &a.message))
-}
-
-/// A service error as a refusal.
-pub(crate) fn service_refusal(e: ServiceError) -> (StatusCode, Markup) {
-    refusal(e)
 }
 
 /// `2026-12-01 05:12 UTC`.

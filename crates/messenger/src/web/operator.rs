@@ -319,20 +319,17 @@ pub async fn publish(
             render(&s, &o.session, StatusCode::OK, Some(m)).await
         }
         Err(e) => {
-            let (status, m) = super::service_refusal(e);
+            let (status, m) = super::refusal(e);
             render(&s, &o.session, status, Some(m)).await
         }
     }
 }
 
-#[derive(Deserialize)]
-pub struct Empty {}
-
 /// `POST /operator/ledger/verify`: walks every shard's chain.
 pub async fn verify_ledger(
     State(s): State<AppState>,
     o: OperatorSession,
-    _: Posted<Empty>,
+    _: Posted<accord_http::web::NoFields>,
 ) -> Response {
     match s.messenger.verify_ledger().await {
         Ok(r) => {
@@ -355,7 +352,7 @@ pub async fn verify_ledger(
             render(&s, &o.session, StatusCode::OK, Some(m)).await
         }
         Err(e) => {
-            let (status, m) = super::service_refusal(e);
+            let (status, m) = super::refusal(e);
             render(&s, &o.session, status, Some(m)).await
         }
     }

@@ -11,7 +11,7 @@
 //! (`ConsentState::decide`): a refused withdrawal shows the rule's own
 //! message, with the date the window closed.
 
-use super::{row, service_refusal, time_left, user_frame, when, Posted, UserSession};
+use super::{refusal, row, time_left, user_frame, when, Posted, UserSession};
 use crate::http::AppState;
 use accord_domain::business::Category;
 use accord_domain::consent::{
@@ -648,7 +648,7 @@ async fn after<T>(
                         ),
                     ),
                 ),
-                _ => service_refusal(e),
+                _ => refusal(e),
             };
             // Fresh state: the refusal is shown against what is true now.
             let u2 = match s.messenger.account_access(u.account.id).await {
@@ -792,7 +792,7 @@ pub async fn delete(State(s): State<AppState>, u: UserSession, p: Posted<DeleteF
             r
         }
         Err(e) => {
-            let (status, m) = service_refusal(e);
+            let (status, m) = refusal(e);
             render(&s, &u, status, Notice::Refused(m)).await
         }
     }

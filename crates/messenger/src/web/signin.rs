@@ -11,7 +11,7 @@
 //! The sign-in forms carry the CSRF token of an anonymous session, set
 //! when the form is shown.
 
-use super::{business, operator, public_frame, service_refusal, Posted};
+use super::{business, operator, public_frame, refusal, Posted};
 use crate::http::AppState;
 use accord_http::web::{
     self, alert, csrf_field, html, page, Markup, MaybeSession, Page, SessionKind, WebSession,
@@ -85,7 +85,7 @@ pub async fn user_start(
             None,
         )),
         Err(e) => {
-            let (status, notice) = service_refusal(e);
+            let (status, notice) = refusal(e);
             Page(status, phone_form(&p.session, Some(notice)))
         }
     }
@@ -137,7 +137,7 @@ pub async fn user_code(State(s): State<AppState>, p: Posted<CodeForm>) -> Respon
             web::see_other("/", Some(s.web.set_cookie(&session)))
         }
         Err(e) => {
-            let (status, notice) = service_refusal(e);
+            let (status, notice) = refusal(e);
             Page(
                 status,
                 code_form(&p.session, p.form.registration, None, Some(notice)),
@@ -183,20 +183,16 @@ pub async fn operator(
     headers: HeaderMap,
     p: Posted<TokenForm>,
 ) -> Response {
-    let presented = accord_crypto::token::TokenHash::of(p.form.token.trim());
-    if presented == s.admin_token {
-        tracing::info!("operator signed in to the console");
-        let session = WebSession::new(SessionKind::Operator, super::operator_subject(&s));
-        return web::see_other("/operator", Some(s.web.set_cookie(&session)));
-    }
-    operator::signin_page(&s, &headers, Some("That is not the admin token."))
+    web::operator_sign_in(&s.web, &s.admin_token, &p.form.token, "/operator").unwrap_or_else(|| {
+        operator::signin_page(&s, &headers, Some("That is not the admin token."))
+    })
 }
 
-#[derive(Deserialize)]
-pub struct Empty {}
-
 /// `POST /signout`: ends whichever session this is.
-pub async fn sign_out(State(s): State<AppState>, p: Posted<Empty>) -> Response {
+pub async fn sign_out(
+    State(s): State<AppState>,
+    p: Posted<accord_http::web::NoFields>,
+) -> Response {
     let to = match p.session.kind {
         SessionKind::Business => "/business",
         SessionKind::Operator => "/operator",
