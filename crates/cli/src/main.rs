@@ -8,6 +8,7 @@ mod bench;
 mod cmd;
 mod error;
 mod session;
+mod upload;
 mod ws;
 
 use clap::Parser;

@@ -12,6 +12,9 @@
 //! - [`http`]: the axum router: `POST /v1/feed/ingest` (HMAC),
 //!   `/v1/partner/*` for partner users, `/v1/admin/partner/*` for the
 //!   operator.
+//! - [`audience`]: custom audiences: advertisers, uploads of customer-list
+//!   pseudonyms matched whole ([`matching`]), differentially private
+//!   counts ([`dp`]), campaigns and the ad endpoint.
 //! - [`startup`]: the composition root, [`Application::build`].
 //! - [`verifier`]: the partner's own sign-up codes (dev, webhook).
 //!
@@ -30,6 +33,7 @@
 //! **Architecture invariant:** every read of messenger-derived data names
 //! its purpose, and is refused unless the pseudonym is held for it.
 
+pub mod audience;
 pub mod dp;
 pub mod http;
 pub mod matching;

@@ -138,6 +138,15 @@ pub enum PartnerError {
     BadRequest(String),
     #[error("not found")]
     NotFound,
+    #[error("{0}")]
+    Unavailable(&'static str),
+    /// A name taken already (`audience_exists`).
+    #[error("already exists: {0}")]
+    Conflict(&'static str),
+    #[error("there is no audience named {0:?}; create it first")]
+    UnknownAudience(String),
+    #[error("the upload has {received} of its {declared} batches; send the rest or discard it")]
+    UploadIncomplete { received: u64, declared: u64 },
     #[error("the key service is not available: {0}")]
     KeyService(String),
     #[error(transparent)]
@@ -193,6 +202,8 @@ pub struct PartnerService {
     keyd_daily: Arc<AtomicU64>,
     alerting: Arc<AtomicBool>,
     refused_devices: Arc<AtomicU64>,
+    /// Custom audiences (`crate::audience`), when configured.
+    pub(crate) audiences: Option<crate::audience::Audiences>,
 }
 
 impl std::fmt::Debug for PartnerService {
@@ -218,7 +229,14 @@ impl PartnerService {
             keyd_daily: Arc::new(AtomicU64::new(0)),
             alerting: Arc::new(AtomicBool::new(false)),
             refused_devices: Arc::new(AtomicU64::new(0)),
+            audiences: None,
         }
+    }
+
+    /// Custom audiences: their store (in the partner's database) and rules.
+    pub fn with_audiences(mut self, audiences: crate::audience::Audiences) -> Self {
+        self.audiences = Some(audiences);
+        self
     }
 
     /// Sign-up: the verifier, the limits, and the key that tags numbers

@@ -45,6 +45,8 @@ pub struct Settings {
     /// messenger); without it the partner refuses shares, since it cannot
     /// check their citations.
     pub messenger_log_key: Option<LogKey>,
+    /// Custom audiences' release rules and upload limits.
+    pub audiences: crate::audience::AudienceConfig,
 }
 
 impl Settings {
@@ -69,6 +71,7 @@ impl Settings {
             keyd_daily: 0,
             trusted_proxies: Vec::new(),
             messenger_log_key: None,
+            audiences: crate::audience::AudienceConfig::default(),
         }
     }
 }
@@ -82,8 +85,13 @@ impl Application {
     /// Opens (and migrates) the partner's own database.
     pub async fn build(s: Settings) -> Result<Self, StoreError> {
         let db = Db::open_service(&s.location, "partner").await?;
-        let store = SqlPartnerStore::new(db).await?;
+        let store = SqlPartnerStore::new(db.clone()).await?;
+        let audiences = crate::audience::Audiences::new(
+            Arc::new(accord_storage::audience::SqlAudienceStore::new(db)),
+            s.audiences,
+        );
         let mut service = PartnerService::new(Arc::new(store), s.clock, s.feed_secret)
+            .with_audiences(audiences)
             .with_signup(s.verifier, s.config, s.number_key)
             .with_keyd_quota(s.keyd_quota, s.keyd_daily)
             .with_log_key(s.messenger_log_key);

@@ -34,6 +34,9 @@
 //!   webhook outbox) and webhooks.
 //! - [`partner`]: [`PartnerStore`](partner::PartnerStore), what the
 //!   coordination feed delivered, partner users, links, contact edges.
+//! - [`audience`]: [`AudienceStore`](audience::AudienceStore), custom
+//!   audiences in the partner's database: advertisers, audiences,
+//!   uploads staged until matched, members, campaigns, impressions.
 //! - [`error`]: the storage error type, `StoreError`.
 //! - `sql` (crate-private): the helpers every store shares: UUIDs as
 //!   text, 32-byte and JSON columns, uniqueness violations as
@@ -42,6 +45,7 @@
 //! **Architecture invariant:** every service has its own database; no
 //! store here opens another service's tables.
 
+pub mod audience;
 pub mod business;
 pub mod db;
 pub mod error;

@@ -111,6 +111,9 @@ pub trait PartnerStore: Send + Sync + std::fmt::Debug + 'static {
     async fn create_user(&self, user: &PartnerUser, token_hash: &[u8; 32]) -> Result<()>;
     async fn user_by_token(&self, token_hash: &[u8; 32]) -> Result<Option<PartnerUser>>;
     async fn set_ads_personalisation(&self, user: Uuid, enabled: bool) -> Result<()>;
+    /// Sets (or clears) the user's email pseudonym, matched by custom
+    /// audiences as another key of the same person.
+    async fn set_email_pseudonym(&self, user: Uuid, pseudonym: Option<&PseudonymId>) -> Result<()>;
     /// Sets the user's phone pseudonym, and links them if it is held for `product`.
     async fn set_phone_pseudonym(
         &self,
@@ -187,8 +190,44 @@ fn registration_row(r: &AnyRow) -> Result<PendingRegistration> {
     })
 }
 
+/// Removes the person `$1` (a phone pseudonym) from every audience unless
+/// they are still eligible for ads: a partner user of that number with
+/// ad personalisation on, or `ads` held for it (issue 13). Run in the
+/// transaction that took their consent away.
+pub(crate) const DROP_INELIGIBLE_MEMBER: &str = "DELETE FROM audience_members WHERE member = $1 \
+     AND NOT EXISTS (SELECT 1 FROM partner_users WHERE phone_pseudonym = $1 AND ads_personalisation = 1) \
+     AND NOT EXISTS (SELECT 1 FROM records WHERE pseudonym = $1 AND purpose = 'ads')";
+
 fn count_of(v: i64) -> u64 {
     v.max(0) as u64
+}
+
+/// The phone pseudonym `user` has, in `tx`.
+async fn phone_pseudonym_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    user: Uuid,
+) -> Result<Option<Vec<u8>>> {
+    let p: Option<Option<Vec<u8>>> =
+        sqlx::query_scalar("SELECT phone_pseudonym FROM partner_users WHERE id = $1")
+            .bind(uuid_text(user))
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(p.flatten())
+}
+
+/// [`DROP_INELIGIBLE_MEMBER`] for `phone`, after the change that may have
+/// made it ineligible (the statement reads the state inside `tx`).
+async fn drop_ineligible_member(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    phone: Option<Vec<u8>>,
+) -> Result<()> {
+    if let Some(p) = phone {
+        sqlx::query(DROP_INELIGIBLE_MEMBER)
+            .bind(p)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }
 
 #[derive(Clone, Debug)]
@@ -319,6 +358,12 @@ impl PartnerStore for SqlPartnerStore {
                 .execute(&mut *tx)
                 .await?;
         }
+        if deleted.contains(&Purpose::Ads) {
+            sqlx::query(DROP_INELIGIBLE_MEMBER)
+                .bind(p.clone())
+                .execute(&mut *tx)
+                .await?;
+        }
         if !e.purposes.contains(&Purpose::Product) {
             // Links and suggestion edges are derived from `product`.
             sqlx::query("DELETE FROM links WHERE pseudonym = $1")
@@ -390,6 +435,12 @@ impl PartnerStore for SqlPartnerStore {
             .bind(purpose.as_str())
             .execute(&mut *tx)
             .await?;
+        if purpose == Purpose::Ads {
+            sqlx::query(DROP_INELIGIBLE_MEMBER)
+                .bind(pseudonym.as_bytes().to_vec())
+                .execute(&mut *tx)
+                .await?;
+        }
         if purpose == Purpose::Product {
             for table in ["links", "contact_edges"] {
                 sqlx::query(&format!("DELETE FROM {table} WHERE pseudonym = $1"))
@@ -510,8 +561,23 @@ impl PartnerStore for SqlPartnerStore {
     }
 
     async fn set_ads_personalisation(&self, user: Uuid, enabled: bool) -> Result<()> {
+        let mut tx = self.db.pool.begin().await?;
         sqlx::query("UPDATE partner_users SET ads_personalisation = $1 WHERE id = $2")
             .bind(enabled as i64)
+            .bind(uuid_text(user))
+            .execute(&mut *tx)
+            .await?;
+        if !enabled {
+            let phone = phone_pseudonym_in(&mut tx, user).await?;
+            drop_ineligible_member(&mut tx, phone).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn set_email_pseudonym(&self, user: Uuid, pseudonym: Option<&PseudonymId>) -> Result<()> {
+        sqlx::query("UPDATE partner_users SET email_pseudonym = $1 WHERE id = $2")
+            .bind(pseudonym.map(|p| p.as_bytes().to_vec()))
             .bind(uuid_text(user))
             .execute(&self.db.pool)
             .await?;
@@ -526,11 +592,16 @@ impl PartnerStore for SqlPartnerStore {
     ) -> Result<()> {
         let id = uuid_text(user);
         let mut tx = self.db.pool.begin().await?;
+        let old = phone_pseudonym_in(&mut tx, user).await?;
         sqlx::query("UPDATE partner_users SET phone_pseudonym = $1 WHERE id = $2")
             .bind(pseudonym.as_bytes().to_vec())
             .bind(&id)
             .execute(&mut *tx)
             .await?;
+        // The old number's person leaves audiences unless still eligible.
+        if old.as_deref() != Some(pseudonym.as_bytes().as_slice()) {
+            drop_ineligible_member(&mut tx, old).await?;
+        }
         sqlx::query("DELETE FROM links WHERE partner_user_id = $1")
             .bind(&id)
             .execute(&mut *tx)

@@ -1,5 +1,8 @@
 //! Load generators behind `accord bench` (see `cmd/bench.rs`).
 //!
+//! - [`audience`]: `accord bench audience`, a customer-list upload
+//!   through the real key service and partner, stage by stage, against
+//!   the OPRF floor of `bench oprf`.
 //! - [`business`]: `accord bench business`, one business agent sending
 //!   utility templates to many opted-in recipients through the messenger.
 //! - [`consent`]: `accord bench consent`, consent changes through the
@@ -13,6 +16,7 @@
 //! - [`relay`]: `accord bench relay`, the messenger's E2E relay under
 //!   load (throughput, send-to-delivery latency, idle connections).
 
+pub mod audience;
 pub mod business;
 pub mod consent;
 pub mod kt;

@@ -11,6 +11,13 @@
 //!    share the machine.
 //! 3. `ratio = endpoint rate / (cores × single-core rate)`. Issue 3's target
 //!    is at least 0.85.
+//! 4. The client path, [`measure_client_path`]: what one client gets when
+//!    it blinds, has the same server evaluate and finalises, in chunks of
+//!    [`MAX_BATCH`] (`client_path_per_s`): the floor of anything that
+//!    pseudonymises on this machine (`accord bench audience` compares its
+//!    upload's OPRF stage with it). Blinding and finalising cost about
+//!    twice the server's evaluation, on the same cores, so it is about a
+//!    third of the endpoint's rate.
 //!
 //! A measurement, not a test: nothing here asserts a speed.
 //!
@@ -69,6 +76,8 @@ pub struct BenchReport {
     pub requests: u64,
     pub elements: u64,
     pub seconds: f64,
+    /// Pseudonyms per second of one client's whole path (step 4).
+    pub client_path_per_s: f64,
 }
 
 impl BenchReport {
@@ -105,6 +114,7 @@ impl fmt::Display for BenchReport {
         writeln!(f, "requests: {}", self.requests)?;
         writeln!(f, "elements: {}", self.elements)?;
         writeln!(f, "seconds: {:.2}", self.seconds)?;
+        writeln!(f, "client_path_per_s: {:.0}", self.client_path_per_s)?;
         write!(f, "ratio: {:.2}", self.ratio())
     }
 }
@@ -238,6 +248,13 @@ pub async fn bench_oprf(opts: BenchOptions) -> Result<BenchReport, BenchError> {
     }
     let seconds = start.elapsed().as_secs_f64();
 
+    // 4. The client path, through the same server.
+    let base = url
+        .trim_end_matches(&format!("/v1/oprf/{purpose}/evaluate"))
+        .to_owned();
+    let client = accord_keyd::HttpOprf::new(base, secrecy::SecretString::from(token.to_string()));
+    let client_path_per_s = measure_client_path(&client, MAX_BATCH, opts.duration).await?;
+
     let _ = stop.send(());
     let _ = server.await;
     drop(service);
@@ -250,7 +267,34 @@ pub async fn bench_oprf(opts: BenchOptions) -> Result<BenchReport, BenchError> {
         requests,
         elements: total,
         seconds,
+        client_path_per_s,
     })
+}
+
+/// Pseudonyms per second of `oprf`'s whole client path ([`Oprf::pseudonyms`]:
+/// blind, evaluate, finalise) on chunks of `chunk` inputs, one chunk after
+/// another, for about `duration` (at least two chunks; the first is a
+/// warm-up and not counted).
+pub async fn measure_client_path(
+    oprf: &dyn accord_keyd::Oprf,
+    chunk: usize,
+    duration: Duration,
+) -> Result<f64, BenchError> {
+    let inputs: Vec<Vec<u8>> = (0..chunk)
+        .map(|i| format!("phone:+1666{i:07}").into_bytes())
+        .collect();
+    let run = || async {
+        oprf.pseudonyms(OprfPurpose::Coordination, None, &inputs)
+            .await
+            .map_err(|e| BenchError::Request(e.to_string()))
+    };
+    run().await?;
+    let start = Instant::now();
+    let mut done = 0u64;
+    while done == 0 || start.elapsed() < duration {
+        done += run().await?.len() as u64;
+    }
+    Ok(done as f64 / start.elapsed().as_secs_f64())
 }
 
 /// One request; the number of elements evaluated.
@@ -298,6 +342,7 @@ mod tests {
             requests: 10,
             elements: 55_000,
             seconds: 0.95,
+            client_path_per_s: 19_000.0,
         };
         let text = r.to_string();
         let lines: Vec<&str> = text.lines().collect();

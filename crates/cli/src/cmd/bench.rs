@@ -3,6 +3,26 @@ use clap::Subcommand;
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCmd {
+    /// A customer-list upload (custom audiences) through the real key
+    /// service and partner: a generated list of --rows customers (mixed
+    /// formats, about 3% bad rows) against --users eligible partner users
+    /// (30% of the list among them); prints records/s per stage,
+    /// `peak_rss_mb`, and last `oprf_floor_ratio` (the OPRF stage against
+    /// `bench oprf`'s client path, measured in the same run). Build with
+    /// --release.
+    Audience {
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+        #[arg(long, default_value_t = 10_000_000)]
+        users: u64,
+        /// A PostgreSQL server (the bench makes and drops its own
+        /// databases); default SQLite in a temporary directory.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Seconds of each floor measurement.
+        #[arg(long, default_value_t = 4)]
+        floor_seconds: u64,
+    },
     /// The messenger's pages (privacy centre, business console, operator
     /// console, sign-in) with many users in the database: p50, p99 and
     /// max milliseconds per page from a client on loopback; prints `name:
@@ -132,6 +152,33 @@ pub enum BenchCmd {
 
 pub async fn run(b: BenchCmd) -> CliResult {
     match b {
+        BenchCmd::Audience {
+            rows,
+            users,
+            database_url,
+            floor_seconds,
+        } => {
+            if cfg!(debug_assertions) {
+                eprintln!("warning: debug build; run `cargo run --release -- bench audience` for real figures");
+            }
+            if let Some(url) = &database_url {
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                    return Err(CliError::Input(
+                        "--database-url must be a postgres:// URL".into(),
+                    ));
+                }
+            }
+            let report =
+                crate::bench::audience::run(crate::bench::audience::AudienceBenchOptions {
+                    rows,
+                    users,
+                    database_url,
+                    floor_seconds: floor_seconds.clamp(1, 60),
+                })
+                .await
+                .map_err(CliError::Input)?;
+            println!("{report}");
+        }
         BenchCmd::Consent {
             users,
             clients,

@@ -1,7 +1,8 @@
 //! `accord demo`: the consent story end to end, against a real server
 //! (the same router as `accord serve`) on an ephemeral loopback port, with
 //! SQLite in `<data-dir>/demo` and a simulated clock. Every step goes
-//! through the HTTP API, as a device or the operator would.
+//! through the HTTP API, as a device or the operator would. The business
+//! chapter is below; the custom-audience chapter is `demo_audience.rs`.
 
 use super::serve::in_process_keys;
 use super::DataArgs;
@@ -45,12 +46,15 @@ fn shared(v: &ConsentView) -> String {
     }
 }
 
-struct Demo {
+pub(super) struct Demo {
     base: String,
     admin: Client,
     step: u32,
     feed: accord_messenger::feed::Dispatcher,
-    partner: accord_partner::PartnerService,
+    pub(super) partner: accord_partner::PartnerService,
+    pub(super) partner_url: String,
+    pub(super) keyd: accord_keyd::KeyService,
+    pub(super) keyd_url: String,
     store: Arc<accord_storage::SqlMessengerStore>,
     log_key: accord_domain::transparency::LogKey,
 }
@@ -58,7 +62,7 @@ struct Demo {
 impl Demo {
     /// Runs the coordination feed until it is idle and says what the
     /// partner holds now.
-    async fn feed(&self) -> CliResult {
+    pub(super) async fn feed(&self) -> CliResult {
         let r = self
             .feed
             .drain(20)
@@ -81,12 +85,12 @@ impl Demo {
         Ok(())
     }
 
-    fn say(&mut self, what: &str) {
+    pub(super) fn say(&mut self, what: &str) {
         self.step += 1;
         println!("\n[{}] {what}", self.step);
     }
 
-    async fn register(
+    pub(super) async fn register(
         &self,
         phone: &str,
         region: Option<&str>,
@@ -271,6 +275,9 @@ pub async fn run(a: DemoArgs) -> CliResult {
         step: 0,
         feed,
         partner: partner.service().clone(),
+        partner_url: format!("http://{partner_addr}"),
+        keyd: keyd.service().clone(),
+        keyd_url: format!("http://{keyd_addr}"),
         store: messenger.store().clone(),
         log_key,
     };
@@ -541,6 +548,7 @@ async fn story(d: &mut Demo) -> CliResult {
     );
 
     business_story(d, e2e_dir.path()).await?;
+    super::demo_audience::audience_story(d, e2e_dir.path()).await?;
 
     d.say(
         "The operator verifies the ledger against the checkpoints the partner kept from the feed.",

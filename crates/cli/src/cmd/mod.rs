@@ -9,6 +9,7 @@ mod business;
 mod business_agent;
 mod contacts;
 mod demo;
+mod demo_audience;
 mod ledger;
 mod msg;
 mod normalize;
@@ -146,7 +147,7 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::Serve(a) => serve::run(a).await,
         Command::Demo(a) => demo::run(a).await,
         Command::Normalize(n) => normalize::run(n),
-        Command::Audience(a) => audience::run(a),
+        Command::Audience(a) => audience::run(a).await,
         Command::Ledger(l) => ledger::run(l).await,
         Command::Admin(a) => admin::run(a).await,
         Command::Register(a) => user::register(a).await,

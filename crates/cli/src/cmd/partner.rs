@@ -128,6 +128,22 @@ pub enum PartnerCmd {
         #[command(flatten)]
         s: PartnerSessionArgs,
     },
+    /// Give the partner your email address, as a pseudonym (computed
+    /// blind, like your number's): advertisers' customer lists can then
+    /// match you by email too, if you allow ads. `--remove` takes it back.
+    Email {
+        #[arg(long, required_unless_present = "remove")]
+        email: Option<String>,
+        #[arg(long)]
+        remove: bool,
+        #[command(flatten)]
+        s: PartnerSessionArgs,
+    },
+    /// The ads the partner shows you now (none without your ad consent).
+    ShowAds {
+        #[command(flatten)]
+        s: PartnerSessionArgs,
+    },
     /// Upload an address book (one number per line) as pseudonyms; the
     /// partner keeps only those that match someone.
     Contacts {
@@ -300,6 +316,66 @@ pub async fn run(c: PartnerCmd) -> CliResult {
             println!(
                 "uploaded {sent} contacts as pseudonyms; the partner kept {kept} that match someone"
             );
+        }
+        PartnerCmd::Email {
+            email,
+            remove: _,
+            s,
+        } => {
+            let sess = PartnerSession::load(&s)?;
+            let pseudonym = match &email {
+                Some(e) => {
+                    let e = accord_domain::Email::parse(e)
+                        .map_err(|e| CliError::Input(format!("--email: {e}")))?;
+                    let oprf = HttpOprf::new(
+                        sess.server.clone(),
+                        secrecy::SecretString::from(sess.token.clone()),
+                    );
+                    let ps = oprf
+                        .pseudonyms(
+                            OprfPurpose::Coordination,
+                            None,
+                            &[accord_crypto::oprf::input_for_email(&e)],
+                        )
+                        .await
+                        .map_err(|e| CliError::Input(format!("pseudonym: {e}")))?;
+                    ps.first().map(|p| p.id())
+                }
+                None => None,
+            };
+            sess.client()
+                .request_raw(
+                    Method::PUT,
+                    "/v1/partner/me/email",
+                    Some(&json!({ "email_pseudonym": pseudonym })),
+                )
+                .await?;
+            println!(
+                "{}",
+                if pseudonym.is_some() {
+                    "email set (the partner holds its pseudonym only)"
+                } else {
+                    "email removed"
+                }
+            );
+        }
+        PartnerCmd::ShowAds { s } => {
+            let ads = PartnerSession::load(&s)?
+                .client()
+                .request_raw(Method::GET, "/v1/partner/ads", None)
+                .await?;
+            let list = ads.as_array().cloned().unwrap_or_default();
+            if list.is_empty() {
+                println!("no ads");
+            }
+            for a in list {
+                println!(
+                    "ad: {} | {} | {}",
+                    a["title"].as_str().unwrap_or(""),
+                    a["text"].as_str().unwrap_or(""),
+                    a["link"].as_str().unwrap_or("")
+                );
+            }
         }
         PartnerCmd::Suggestions { s } => {
             let r = PartnerSession::load(&s)?

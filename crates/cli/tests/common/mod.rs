@@ -117,6 +117,28 @@ impl Server {
     }
 }
 
+impl Server {
+    /// The URL another service of this `serve` printed: `"partner"` or
+    /// `"key service"`.
+    pub fn url_of(&self, service: &str) -> String {
+        let log = self.log.lock().unwrap();
+        let marker = format!("{service} listening on ");
+        log.lines()
+            .find_map(|l| l.split(marker.as_str()).nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("serve printed no {service} address: {log}"))
+            .to_owned()
+    }
+
+    /// The operator's admin token (`<data>/admin.token`).
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.data.path().join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();

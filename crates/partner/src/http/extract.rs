@@ -28,11 +28,30 @@ impl FromRequestParts<AppState> for User {
     }
 }
 
+/// An advertiser (custom audiences), by its bearer token.
+pub struct AdvertiserAuth(pub accord_storage::audience::Advertiser);
+
+impl FromRequestParts<AppState> for AdvertiserAuth {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
+        let t = bearer(parts).ok_or_else(ApiError::unauthorized)?;
+        s.service
+            .authenticate_advertiser(t)
+            .await?
+            .map(AdvertiserAuth)
+            .ok_or_else(ApiError::unauthorized)
+    }
+}
+
 impl AdminAuth for AppState {
     fn admin_token(&self) -> &TokenHash {
         &self.admin_token
     }
     async fn is_credential(&self, token: &str) -> Result<bool, ApiError> {
-        Ok(self.service.authenticate(token).await?.is_some())
+        Ok(self.service.authenticate(token).await?.is_some()
+            || matches!(
+                self.service.authenticate_advertiser(token).await,
+                Ok(Some(_))
+            ))
     }
 }

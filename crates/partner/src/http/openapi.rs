@@ -6,7 +6,7 @@ use utoipa::OpenApi;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Accord partner", description = "The partner (social/ads) service: the coordination feed from the messenger, partner users, linking, contacts and friend suggestions."),
+    info(title = "Accord partner", description = "The partner (social/ads) service: the coordination feed from the messenger, partner users, linking, contacts and friend suggestions, custom audiences (advertisers' uploads of customer-list pseudonyms, differentially private counts, campaigns) and the ad endpoint."),
     modifiers(&Standard),
 )]
 pub struct ApiDoc;

@@ -41,6 +41,17 @@ impl From<PartnerError> for ApiError {
             ),
             PartnerError::BadRequest(m) => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", m),
             PartnerError::NotFound => ApiError::not_found(),
+            PartnerError::Unavailable(m) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m)
+            }
+            PartnerError::Conflict(code) => ApiError::new(StatusCode::CONFLICT, code, message),
+            PartnerError::UnknownAudience(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "unknown_audience", message)
+            }
+            PartnerError::UploadIncomplete { received, declared } => {
+                ApiError::new(StatusCode::CONFLICT, "upload_incomplete", message)
+                    .with_details(json!({ "received": received, "declared": declared }))
+            }
             PartnerError::KeyService(m) => {
                 tracing::warn!(error = %m, "key service failed");
                 ApiError::new(

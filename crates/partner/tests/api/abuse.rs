@@ -32,6 +32,7 @@ async fn an_attacker_with_many_fresh_sign_ups_from_one_address_gets_no_more_than
         config: config.clone(),
         oprf: Some(oprf.clone()),
         keyd_daily: 0,
+        ..Options::default()
     })
     .await;
 
@@ -105,6 +106,7 @@ async fn a_user_quota_holds_under_parallel_requests_and_is_shared_by_a_persons_t
         },
         oprf: Some(oprf.clone()),
         keyd_daily: 0,
+        ..Options::default()
     })
     .await;
     let phone = app.fresh_number();
@@ -240,6 +242,7 @@ async fn the_key_service_quota_is_sized_from_the_user_count_and_alerts_at_80_per
         },
         oprf: Some(oprf),
         keyd_daily: 10,
+        ..Options::default()
     })
     .await;
     let (_, token) = app.sign_up("alice", None).await;

@@ -51,6 +51,7 @@ pub struct Options {
     pub oprf: Option<Arc<CountingOprf>>,
     /// The key-service quota the partner believes it has.
     pub keyd_daily: u64,
+    pub audiences: accord_partner::audience::AudienceConfig,
 }
 
 /// 2026-01-05T09:00:00Z.
@@ -87,7 +88,10 @@ pub async fn spawn_app_with(o: Options) -> TestApp {
     let db = Db::open_service(dir.path().to_str().expect("utf-8 path"), "partner")
         .await
         .expect("partner database");
-    let store = SqlPartnerStore::new(db).await.expect("partner migrations");
+    let store = SqlPartnerStore::new(db.clone())
+        .await
+        .expect("partner migrations");
+    let audience_store = Arc::new(accord_storage::audience::SqlAudienceStore::new(db));
     let clock = SimulatedClock::frozen_at(T0);
     let service = PartnerService::new(
         Arc::new(store),
@@ -100,6 +104,10 @@ pub async fn spawn_app_with(o: Options) -> TestApp {
         b"number key of this test".to_vec(),
     )
     .with_keyd_quota(None, o.keyd_daily)
+    .with_audiences(accord_partner::audience::Audiences::new(
+        audience_store,
+        o.audiences,
+    ))
     .with_log_key(Some(
         accord_domain::transparency::LogSigner::from_seed(&LOG_SEED).public(),
     ));
@@ -139,6 +147,11 @@ pub async fn spawn_app_with(o: Options) -> TestApp {
 }
 
 impl TestApp {
+    /// The partner's SQLite database file.
+    pub fn db_path(&self) -> std::path::PathBuf {
+        self._dir.path().join("partner.db")
+    }
+
     pub async fn send(
         &self,
         method: Method,

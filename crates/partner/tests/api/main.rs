@@ -5,6 +5,7 @@
 //! partner is tested end to end in the messenger's API tests.)
 
 mod abuse;
+mod audiences;
 mod helpers;
 mod routes;
 mod users;

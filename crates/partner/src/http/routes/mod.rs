@@ -1,6 +1,7 @@
 //! Assembles the endpoint families; no handler lives here.
 
 pub mod admin;
+pub mod audiences;
 pub mod feed;
 pub mod users;
 
@@ -27,6 +28,23 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(users::evaluate))
         .routes(routes!(users::upload_contacts))
         .routes(routes!(users::suggestions))
+        .routes(routes!(audiences::create_advertiser))
+        .routes(routes!(
+            audiences::create_audience,
+            audiences::list_audiences
+        ))
+        .routes(routes!(audiences::audience))
+        .routes(routes!(audiences::start_upload))
+        .routes(routes!(audiences::put_batch))
+        .routes(routes!(audiences::complete_upload))
+        .routes(routes!(audiences::discard_upload))
+        .routes(routes!(
+            audiences::create_campaign,
+            audiences::list_campaigns
+        ))
+        .routes(routes!(audiences::campaign))
+        .routes(routes!(audiences::ads))
+        .routes(routes!(audiences::set_email))
         .routes(routes!(admin::read))
         .routes(routes!(admin::stats))
         .routes(routes!(admin::checkpoints))

@@ -1,0 +1,663 @@
+//! Custom audiences, the partner's use cases (issue 13): advertisers,
+//! audiences, uploads of customer-list pseudonyms, the match, what an
+//! advertiser may learn (differentially private counts only), campaigns
+//! and the ad endpoint.
+//!
+//! **An upload is matched whole or not at all.** It declares its batch
+//! count at the start; batches are staged (idempotently, by number) and
+//! nothing is matched until every one arrived and the uploader completes
+//! it. An upload that is never completed is discarded whole: by the
+//! uploader (`DELETE`, which the CLI sends when it fails) or when it
+//! expires ([`AudienceConfig::upload_ttl_ms`]). There is no resume: a
+//! restarted upload is a new one (decided: resuming would need the
+//! business tool to reproduce the same shuffled rows, and a discarded
+//! upload costs only its quota).
+//!
+//! **The match** ([`match_upload`]) is the hash join of
+//! [`crate::matching`], one pseudonym-prefix partition at a time: the
+//! upload's pseudonyms of the partition and the eligible set's, from the
+//! store; partitions without uploaded pseudonyms are skipped. Its result,
+//! the distinct members, is stored in the same transaction that deletes
+//! the staged pseudonyms.
+//!
+//! **Releases.** An audience's size is released (ε spent, noise drawn) at
+//! the completion of each upload, never on a read: a read repeats the
+//! last figure. Releasing on a change of the true size would tell the
+//! advertiser whether the size changed, which is the membership of a
+//! single added row. A campaign's reach and impressions are released at
+//! most once per [`AudienceConfig::campaign_release_every_ms`], on a
+//! read; both budgets repeat the last figure once spent.
+
+use crate::matching::{EligiblePartition, Match, RowKey, PARTITIONS};
+use crate::service::{PartnerError, PartnerService};
+use accord_crypto::token::{BearerToken, TokenHash};
+use accord_domain::audience::report::{release, DpRules, DpState, NoiseSource, Released};
+use accord_domain::time::HOUR_MS;
+use accord_domain::{PseudonymId, Purpose, Timestamp};
+use accord_storage::audience::{
+    Advertiser, Audience, AudienceStats, AudienceStore, Campaign, StagedKey, Upload,
+};
+use accord_storage::partner::PartnerUser;
+use accord_storage::StoreError;
+use serde::Serialize;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Rows in one upload batch, at most.
+pub const MAX_BATCH_ROWS: usize = 10_000;
+/// Batches in one upload, at most (10,000,000 rows).
+pub const MAX_BATCHES: u64 = 1_000;
+/// Pseudonyms in one row: a phone and an email.
+pub const MAX_ROW_KEYS: usize = 2;
+
+/// The release rules and upload limits.
+#[derive(Clone, Copy, Debug)]
+pub struct AudienceConfig {
+    /// An audience's size.
+    pub size_rules: DpRules,
+    /// A campaign's reach and its impressions, each.
+    pub campaign_rules: DpRules,
+    /// An unfinished upload is discarded this long after its start.
+    pub upload_ttl_ms: i64,
+    /// A campaign's figures are released at most this often.
+    pub campaign_release_every_ms: i64,
+}
+
+impl Default for AudienceConfig {
+    fn default() -> Self {
+        AudienceConfig {
+            size_rules: DpRules::default(),
+            campaign_rules: DpRules::default(),
+            upload_ttl_ms: 24 * HOUR_MS,
+            campaign_release_every_ms: HOUR_MS,
+        }
+    }
+}
+
+/// What the audiences need besides the partner's own store.
+#[derive(Clone)]
+pub struct Audiences {
+    pub store: Arc<dyn AudienceStore>,
+    pub config: AudienceConfig,
+    pub noise: Arc<std::sync::Mutex<dyn NoiseSource + Send>>,
+}
+
+impl std::fmt::Debug for Audiences {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Audiences")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Audiences {
+    /// With OpenDP's noise ([`crate::dp::OpenDpNoise`]).
+    pub fn new(store: Arc<dyn AudienceStore>, config: AudienceConfig) -> Self {
+        Audiences {
+            store,
+            config,
+            noise: Arc::new(std::sync::Mutex::new(crate::dp::OpenDpNoise)),
+        }
+    }
+}
+
+/// An audience as its advertiser sees it.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct AudienceView {
+    pub audience_id: Uuid,
+    pub name: String,
+    /// The last released size: `{"shown": "about", "count": N}` or
+    /// `{"shown": "fewer_than", "threshold": 100}`; absent before the
+    /// first matched upload.
+    #[schema(value_type = Option<Object>)]
+    pub size: Option<Released>,
+    /// ε left for size releases, in thousandths.
+    pub budget_left_milli: u32,
+    #[schema(value_type = i64)]
+    pub created_at: Timestamp,
+}
+
+/// A started upload.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct UploadStarted {
+    pub upload_id: Uuid,
+    pub batches: u64,
+    pub max_batch_rows: usize,
+    #[schema(value_type = i64)]
+    pub expires_at: Timestamp,
+}
+
+/// A matched upload.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct UploadMatched {
+    pub audience: AudienceView,
+    /// Whether the size was released anew (false: the budget is spent,
+    /// the last figure is repeated).
+    pub fresh: bool,
+}
+
+/// A campaign as its advertiser sees it.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct CampaignView {
+    pub campaign_id: Uuid,
+    pub audience: String,
+    pub title: String,
+    pub text: String,
+    pub link: String,
+    #[schema(value_type = i64)]
+    pub starts_at: Timestamp,
+    #[schema(value_type = i64)]
+    pub ends_at: Timestamp,
+    /// Distinct users shown the ad, released under DP.
+    #[schema(value_type = Option<Object>)]
+    pub reach: Option<Released>,
+    /// Impressions, released under DP.
+    #[schema(value_type = Option<Object>)]
+    pub impressions: Option<Released>,
+    pub budget_left_milli: u32,
+}
+
+/// What a partner user is shown.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct Ad {
+    pub campaign_id: Uuid,
+    pub title: String,
+    pub text: String,
+    pub link: String,
+}
+
+/// A new campaign.
+#[derive(Clone, Debug)]
+pub struct NewCampaign {
+    pub audience: String,
+    pub title: String,
+    pub text: String,
+    pub link: String,
+    pub starts_at: Timestamp,
+    pub ends_at: Timestamp,
+}
+
+/// The outcome of a match: distinct members, rows matched, probes.
+#[derive(Clone, Debug, Default)]
+pub struct MatchOutcome {
+    pub members: Vec<PseudonymId>,
+    pub matched_rows: u64,
+    pub lookups: u64,
+    pub eligible_scanned: u64,
+}
+
+/// Matches an upload's staged pseudonyms against the eligible set, one
+/// partition at a time (see the module docs); stores nothing.
+pub async fn match_upload(
+    store: &dyn AudienceStore,
+    upload: Uuid,
+) -> Result<MatchOutcome, StoreError> {
+    let mut m = Match::default();
+    let mut scanned = 0u64;
+    for prefix in 0..PARTITIONS {
+        let prefix = prefix as u8;
+        let staged = store.staged_partition(upload, prefix).await?;
+        if staged.is_empty() {
+            continue;
+        }
+        let eligible = store.eligible_partition(prefix).await?;
+        scanned += eligible.len() as u64;
+        let mut part = EligiblePartition::with_capacity(eligible.len());
+        for (k, member) in eligible {
+            part.insert(k, member);
+        }
+        let keys: Vec<RowKey> = staged
+            .into_iter()
+            .map(|k| RowKey {
+                row: k.row,
+                slot: k.slot,
+                pseudonym: k.pseudonym,
+            })
+            .collect();
+        m.probe(&part, &keys);
+    }
+    Ok(MatchOutcome {
+        matched_rows: m.matched_rows() as u64,
+        lookups: m.lookups,
+        eligible_scanned: scanned,
+        members: m.members().into_iter().collect(),
+    })
+}
+
+fn view(a: &Audience, rules: &DpRules) -> AudienceView {
+    AudienceView {
+        audience_id: a.id,
+        name: a.name.clone(),
+        size: a.size.last,
+        budget_left_milli: a.size.left_milli(rules),
+        created_at: a.created_at,
+    }
+}
+
+fn check_text(what: &str, v: &str, max: usize) -> Result<(), PartnerError> {
+    if v.trim().is_empty() || v.chars().count() > max || v.chars().any(char::is_control) {
+        return Err(PartnerError::BadRequest(format!(
+            "{what} must be 1 to {max} characters, without control characters"
+        )));
+    }
+    Ok(())
+}
+
+impl PartnerService {
+    fn audiences(&self) -> Result<&Audiences, PartnerError> {
+        self.audiences.as_ref().ok_or(PartnerError::Unavailable(
+            "custom audiences are not configured",
+        ))
+    }
+
+    fn draw(&self, count: u64, state: &mut DpState, rules: &DpRules) -> Result<bool, PartnerError> {
+        let a = self.audiences()?;
+        let mut noise = a
+            .noise
+            .lock()
+            .map_err(|_| PartnerError::Unavailable("noise source poisoned"))?;
+        let r = release(count, state, rules, &mut *noise)
+            .map_err(|e| PartnerError::BadRequest(e.to_string()))?;
+        Ok(r.fresh)
+    }
+
+    /// Registers an advertiser (the operator); its token is shown once.
+    pub async fn create_advertiser(
+        &self,
+        name: &str,
+    ) -> Result<(Advertiser, String), PartnerError> {
+        check_text("name", name, 100)?;
+        let token = BearerToken::generate();
+        let a = Advertiser {
+            id: Uuid::new_v4(),
+            name: name.trim().to_owned(),
+            created_at: self.now(),
+        };
+        self.audiences()?
+            .store
+            .create_advertiser(&a, &TokenHash::of(token.reveal()).0)
+            .await?;
+        Ok((a, token.reveal().to_owned()))
+    }
+
+    pub async fn authenticate_advertiser(
+        &self,
+        token: &str,
+    ) -> Result<Option<Advertiser>, PartnerError> {
+        Ok(self
+            .audiences()?
+            .store
+            .advertiser_by_token(&TokenHash::of(token).0)
+            .await?)
+    }
+
+    pub async fn create_audience(
+        &self,
+        adv: &Advertiser,
+        name: &str,
+    ) -> Result<AudienceView, PartnerError> {
+        check_text("audience name", name, 100)?;
+        let a = self.audiences()?;
+        let audience = Audience {
+            id: Uuid::new_v4(),
+            advertiser_id: adv.id,
+            name: name.trim().to_owned(),
+            size: DpState::default(),
+            created_at: self.now(),
+        };
+        a.store
+            .create_audience(&audience)
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => PartnerError::Conflict("audience_exists"),
+                e => e.into(),
+            })?;
+        Ok(view(&audience, &a.config.size_rules))
+    }
+
+    async fn own_audience(&self, adv: &Advertiser, name: &str) -> Result<Audience, PartnerError> {
+        self.audiences()?
+            .store
+            .audience(adv.id, name)
+            .await?
+            .ok_or_else(|| PartnerError::UnknownAudience(name.to_owned()))
+    }
+
+    pub async fn audience(
+        &self,
+        adv: &Advertiser,
+        name: &str,
+    ) -> Result<AudienceView, PartnerError> {
+        let a = self.own_audience(adv, name).await?;
+        Ok(view(&a, &self.audiences()?.config.size_rules))
+    }
+
+    pub async fn list_audiences(
+        &self,
+        adv: &Advertiser,
+    ) -> Result<Vec<AudienceView>, PartnerError> {
+        let a = self.audiences()?;
+        Ok(a.store
+            .audiences(adv.id)
+            .await?
+            .iter()
+            .map(|x| view(x, &a.config.size_rules))
+            .collect())
+    }
+
+    pub async fn start_upload(
+        &self,
+        adv: &Advertiser,
+        audience: &str,
+        batches: u64,
+    ) -> Result<UploadStarted, PartnerError> {
+        if batches == 0 || batches > MAX_BATCHES {
+            return Err(PartnerError::BadRequest(format!(
+                "batches must be 1 to {MAX_BATCHES} (of at most {MAX_BATCH_ROWS} rows each)"
+            )));
+        }
+        let aud = self.own_audience(adv, audience).await?;
+        let a = self.audiences()?;
+        let now = self.now();
+        let u = Upload {
+            id: Uuid::new_v4(),
+            audience_id: aud.id,
+            batches,
+            created_at: now,
+            expires_at: now.plus_millis(a.config.upload_ttl_ms),
+        };
+        a.store.purge_uploads(now).await?;
+        a.store.start_upload(&u).await?;
+        Ok(UploadStarted {
+            upload_id: u.id,
+            batches,
+            max_batch_rows: MAX_BATCH_ROWS,
+            expires_at: u.expires_at,
+        })
+    }
+
+    /// The upload, if it is `adv`'s and not expired.
+    async fn own_upload(&self, adv: &Advertiser, id: Uuid) -> Result<Upload, PartnerError> {
+        let a = self.audiences()?;
+        let u = a.store.upload(id).await?.ok_or(PartnerError::NotFound)?;
+        let aud = a
+            .store
+            .audience_by_id(u.audience_id)
+            .await?
+            .ok_or(PartnerError::NotFound)?;
+        if aud.advertiser_id != adv.id {
+            return Err(PartnerError::NotFound);
+        }
+        if u.expires_at <= self.now() {
+            a.store.discard_upload(id).await?;
+            return Err(PartnerError::NotFound);
+        }
+        Ok(u)
+    }
+
+    /// Stages batch `seq`: each row is its pseudonyms (phone first, then
+    /// email). A batch sent twice is staged once (`false` the second time).
+    pub async fn put_batch(
+        &self,
+        adv: &Advertiser,
+        upload: Uuid,
+        seq: u64,
+        rows: &[Vec<PseudonymId>],
+    ) -> Result<bool, PartnerError> {
+        let u = self.own_upload(adv, upload).await?;
+        if seq >= u.batches {
+            return Err(PartnerError::BadRequest(format!(
+                "batch {seq} is beyond the {} declared (numbered from 0)",
+                u.batches
+            )));
+        }
+        if rows.is_empty() || rows.len() > MAX_BATCH_ROWS {
+            return Err(PartnerError::BadRequest(format!(
+                "a batch has 1 to {MAX_BATCH_ROWS} rows"
+            )));
+        }
+        let mut keys = Vec::with_capacity(rows.len() * 2);
+        for (i, row) in rows.iter().enumerate() {
+            if row.is_empty() || row.len() > MAX_ROW_KEYS {
+                return Err(PartnerError::BadRequest(format!(
+                    "row {i}: a row has 1 or {MAX_ROW_KEYS} pseudonyms (phone, email)"
+                )));
+            }
+            for (slot, p) in row.iter().enumerate() {
+                keys.push(StagedKey {
+                    row: seq * MAX_BATCH_ROWS as u64 + i as u64,
+                    slot: slot as u8,
+                    pseudonym: *p,
+                });
+            }
+        }
+        self.audiences()?
+            .store
+            .stage_batch(upload, seq, rows.len() as u64, &keys)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound(_) => PartnerError::NotFound,
+                e => e.into(),
+            })
+    }
+
+    /// Matches a complete upload, stores its members, deletes what it
+    /// staged, and releases the audience's size.
+    pub async fn complete_upload(
+        &self,
+        adv: &Advertiser,
+        upload: Uuid,
+    ) -> Result<(UploadMatched, MatchOutcome), PartnerError> {
+        let u = self.own_upload(adv, upload).await?;
+        let a = self.audiences()?;
+        let (received, _) = a.store.staged(upload).await?;
+        if received != u.batches {
+            return Err(PartnerError::UploadIncomplete {
+                received,
+                declared: u.batches,
+            });
+        }
+        let outcome = match_upload(&*a.store, upload).await?;
+        a.store
+            .finish_upload(upload, &outcome.members, self.now())
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound(_) => PartnerError::NotFound,
+                e => e.into(),
+            })?;
+        tracing::info!(
+            upload = %upload,
+            lookups = outcome.lookups,
+            "audience upload matched; its pseudonyms are deleted"
+        );
+        let mut aud = a
+            .store
+            .audience_by_id(u.audience_id)
+            .await?
+            .ok_or(PartnerError::NotFound)?;
+        let size = a.store.member_count(aud.id).await?;
+        let fresh = self.draw(size, &mut aud.size, &a.config.size_rules)?;
+        a.store.set_size_release(aud.id, &aud.size).await?;
+        Ok((
+            UploadMatched {
+                audience: view(&aud, &a.config.size_rules),
+                fresh,
+            },
+            outcome,
+        ))
+    }
+
+    pub async fn discard_upload(&self, adv: &Advertiser, upload: Uuid) -> Result<(), PartnerError> {
+        self.own_upload(adv, upload).await?;
+        self.audiences()?.store.discard_upload(upload).await?;
+        Ok(())
+    }
+
+    pub async fn create_campaign(
+        &self,
+        adv: &Advertiser,
+        c: NewCampaign,
+    ) -> Result<CampaignView, PartnerError> {
+        check_text("title", &c.title, 80)?;
+        check_text("text", &c.text, 500)?;
+        if !(c.link.starts_with("https://") || c.link.starts_with("http://"))
+            || c.link.len() > 2_000
+            || c.link
+                .chars()
+                .any(|ch| ch.is_whitespace() || ch.is_control())
+        {
+            return Err(PartnerError::BadRequest(
+                "link must be an http(s) URL of at most 2,000 characters".into(),
+            ));
+        }
+        if c.ends_at <= c.starts_at {
+            return Err(PartnerError::BadRequest(
+                "the campaign must end after it starts".into(),
+            ));
+        }
+        let aud = self.own_audience(adv, &c.audience).await?;
+        let campaign = Campaign {
+            id: Uuid::new_v4(),
+            advertiser_id: adv.id,
+            audience_id: aud.id,
+            title: c.title,
+            body: c.text,
+            link: c.link,
+            starts_at: c.starts_at,
+            ends_at: c.ends_at,
+            reach: DpState::default(),
+            impressions: DpState::default(),
+            released_at: None,
+            created_at: self.now(),
+        };
+        let a = self.audiences()?;
+        a.store.create_campaign(&campaign).await?;
+        Ok(self.campaign_view(&campaign, &aud.name))
+    }
+
+    fn campaign_view(&self, c: &Campaign, audience: &str) -> CampaignView {
+        let rules = self
+            .audiences
+            .as_ref()
+            .map(|a| a.config.campaign_rules)
+            .unwrap_or_default();
+        CampaignView {
+            campaign_id: c.id,
+            audience: audience.to_owned(),
+            title: c.title.clone(),
+            text: c.body.clone(),
+            link: c.link.clone(),
+            starts_at: c.starts_at,
+            ends_at: c.ends_at,
+            reach: c.reach.last,
+            impressions: c.impressions.last,
+            budget_left_milli: c
+                .reach
+                .left_milli(&rules)
+                .min(c.impressions.left_milli(&rules)),
+        }
+    }
+
+    /// A campaign's report: reach and impressions, released anew when the
+    /// last release is older than the release interval.
+    pub async fn campaign_report(
+        &self,
+        adv: &Advertiser,
+        id: Uuid,
+    ) -> Result<CampaignView, PartnerError> {
+        let a = self.audiences()?;
+        let mut c = a
+            .store
+            .campaign(id)
+            .await?
+            .filter(|c| c.advertiser_id == adv.id)
+            .ok_or(PartnerError::NotFound)?;
+        let now = self.now();
+        let due = c
+            .released_at
+            .is_none_or(|t| now.0 - t.0 >= a.config.campaign_release_every_ms);
+        if due {
+            let (reach, shown) = a.store.campaign_counts(id).await?;
+            let rules = a.config.campaign_rules;
+            let fresh_r = self.draw(reach, &mut c.reach, &rules)?;
+            let fresh_i = self.draw(shown, &mut c.impressions, &rules)?;
+            if fresh_r || fresh_i {
+                a.store
+                    .set_campaign_release(id, &c.reach, &c.impressions, now)
+                    .await?;
+            }
+        }
+        let aud = a.store.audience_by_id(c.audience_id).await?;
+        Ok(self.campaign_view(&c, aud.as_ref().map_or("", |x| x.name.as_str())))
+    }
+
+    pub async fn list_campaigns(
+        &self,
+        adv: &Advertiser,
+    ) -> Result<Vec<CampaignView>, PartnerError> {
+        let a = self.audiences()?;
+        let auds = a.store.audiences(adv.id).await?;
+        Ok(a.store
+            .campaigns(adv.id)
+            .await?
+            .iter()
+            .map(|c| {
+                let name = auds
+                    .iter()
+                    .find(|x| x.id == c.audience_id)
+                    .map_or("", |x| x.name.as_str());
+                self.campaign_view(c, name)
+            })
+            .collect())
+    }
+
+    /// Whether `user` has ad consent: its own setting, or `ads` granted
+    /// at the messenger for its number.
+    pub async fn has_ad_consent(&self, user: &PartnerUser) -> Result<bool, PartnerError> {
+        if user.ads_personalisation {
+            return Ok(true);
+        }
+        Ok(match &user.phone_pseudonym {
+            Some(p) => self.store.record(p, Purpose::Ads).await?.is_some(),
+            None => false,
+        })
+    }
+
+    /// The ads for `user`: creatives of running campaigns whose audience
+    /// holds them, each impression recorded; nothing without ad consent.
+    pub async fn ads_for(&self, user: &PartnerUser) -> Result<Vec<Ad>, PartnerError> {
+        let Some(member) = user.phone_pseudonym else {
+            return Ok(Vec::new());
+        };
+        if !self.has_ad_consent(user).await? {
+            return Ok(Vec::new());
+        }
+        let campaigns = self
+            .audiences()?
+            .store
+            .serve_ads(&member, user.id, self.now())
+            .await?;
+        Ok(campaigns
+            .into_iter()
+            .map(|c| Ad {
+                campaign_id: c.id,
+                title: c.title,
+                text: c.body,
+                link: c.link,
+            })
+            .collect())
+    }
+
+    /// The operator's counts (true, un-noised: never for an advertiser).
+    pub async fn audience_stats(&self) -> Result<AudienceStats, PartnerError> {
+        Ok(self.audiences()?.store.stats().await?)
+    }
+
+    /// Discards expired uploads (also done at every upload's start).
+    pub async fn purge_uploads(&self) -> Result<u64, PartnerError> {
+        match &self.audiences {
+            Some(a) => Ok(a.store.purge_uploads(self.now()).await?),
+            None => Ok(0),
+        }
+    }
+}

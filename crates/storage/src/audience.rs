@@ -1,0 +1,735 @@
+//! Custom audiences in the partner's database (issue 13): advertisers
+//! (token hashes), audiences with their size's release state, uploads of
+//! customer-list pseudonyms staged until matched, members, campaigns and
+//! impressions.
+//!
+//! The match itself is the partner's (`accord_partner::matching`): this
+//! store hands it one pseudonym-prefix partition at a time, of the
+//! upload ([`AudienceStore::staged_partition`]) and of the eligible set
+//! ([`AudienceStore::eligible_partition`]), and commits its result with
+//! the staged pseudonyms' deletion in one transaction
+//! ([`AudienceStore::finish_upload`]). On PostgreSQL the two pseudonym
+//! tables are partitioned by the same prefix (migration `0005`).
+//!
+//! **Architecture invariant:** uploaded pseudonyms live only between an
+//! upload's first batch and its match (or its expiry); a member is a
+//! person's phone pseudonym and nothing else.
+
+use crate::db::{Backend, Db};
+use crate::error::{Result, StoreError};
+use crate::sql::{conflict_on_unique, json, parse_uuid, pseudonym as pseudonym_col, uuid_text};
+use accord_domain::audience::report::DpState;
+use accord_domain::{PseudonymId, Timestamp};
+use async_trait::async_trait;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+use uuid::Uuid;
+
+/// An advertiser: a business known to the partner's ad side.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Advertiser {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: Timestamp,
+}
+
+/// An audience, as its advertiser may see it (no true size).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Audience {
+    pub id: Uuid,
+    pub advertiser_id: Uuid,
+    pub name: String,
+    pub size: DpState,
+    pub created_at: Timestamp,
+}
+
+/// An upload in progress.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upload {
+    pub id: Uuid,
+    pub audience_id: Uuid,
+    /// Batches declared at its start.
+    pub batches: u64,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+/// One staged pseudonym of an uploaded row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StagedKey {
+    pub row: u64,
+    /// 0 for the phone, 1 for the email.
+    pub slot: u8,
+    pub pseudonym: PseudonymId,
+}
+
+/// A campaign.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Campaign {
+    pub id: Uuid,
+    pub advertiser_id: Uuid,
+    pub audience_id: Uuid,
+    pub title: String,
+    pub body: String,
+    pub link: String,
+    pub starts_at: Timestamp,
+    pub ends_at: Timestamp,
+    pub reach: DpState,
+    pub impressions: DpState,
+    pub released_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+}
+
+/// Counts the partner keeps to itself (operator metrics): never shown to
+/// an advertiser without noise.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AudienceStats {
+    pub advertisers: u64,
+    pub audiences: u64,
+    pub members: u64,
+    pub open_uploads: u64,
+    pub staged_pseudonyms: u64,
+    pub campaigns: u64,
+}
+
+#[async_trait]
+pub trait AudienceStore: Send + Sync + std::fmt::Debug + 'static {
+    async fn create_advertiser(&self, a: &Advertiser, token_hash: &[u8; 32]) -> Result<()>;
+    async fn advertiser_by_token(&self, token_hash: &[u8; 32]) -> Result<Option<Advertiser>>;
+
+    /// `Conflict("audience")` if the advertiser has one of that name.
+    async fn create_audience(&self, a: &Audience) -> Result<()>;
+    async fn audience(&self, advertiser: Uuid, name: &str) -> Result<Option<Audience>>;
+    async fn audience_by_id(&self, id: Uuid) -> Result<Option<Audience>>;
+    async fn audiences(&self, advertiser: Uuid) -> Result<Vec<Audience>>;
+    /// The audience's true size (for the release, never shown as such).
+    async fn member_count(&self, audience: Uuid) -> Result<u64>;
+    /// Stores a size release state.
+    async fn set_size_release(&self, audience: Uuid, state: &DpState) -> Result<()>;
+
+    async fn start_upload(&self, u: &Upload) -> Result<()>;
+    async fn upload(&self, id: Uuid) -> Result<Option<Upload>>;
+    /// Stages batch `seq` of `upload`: its rows' pseudonyms. Idempotent:
+    /// a batch that arrived already is not staged twice (`false`).
+    async fn stage_batch(
+        &self,
+        upload: Uuid,
+        seq: u64,
+        rows: u64,
+        keys: &[StagedKey],
+    ) -> Result<bool>;
+    /// Batches staged so far, and their rows.
+    async fn staged(&self, upload: Uuid) -> Result<(u64, u64)>;
+    /// The upload's staged pseudonyms of one partition (first byte).
+    async fn staged_partition(&self, upload: Uuid, prefix: u8) -> Result<Vec<StagedKey>>;
+    /// The eligible set's partition `prefix`: each pseudonym (a phone or
+    /// an email) of a person with ad consent, and the member it names
+    /// (the person's phone pseudonym). Eligible: a partner user with ad
+    /// personalisation on; anyone whose phone pseudonym is held for
+    /// `ads` (coordinated, linked or not), with their partner user's
+    /// email too.
+    async fn eligible_partition(&self, prefix: u8) -> Result<Vec<(PseudonymId, PseudonymId)>>;
+    /// Adds `members` to the upload's audience, deletes everything
+    /// staged of the upload and the upload itself, in one transaction.
+    /// `NotFound` if the upload is gone (finished or discarded already).
+    async fn finish_upload(
+        &self,
+        upload: Uuid,
+        members: &[PseudonymId],
+        at: Timestamp,
+    ) -> Result<()>;
+    /// Deletes an upload and what it staged, unmatched.
+    async fn discard_upload(&self, upload: Uuid) -> Result<bool>;
+    /// Discards uploads that expired before `now`.
+    async fn purge_uploads(&self, now: Timestamp) -> Result<u64>;
+
+    async fn create_campaign(&self, c: &Campaign) -> Result<()>;
+    async fn campaign(&self, id: Uuid) -> Result<Option<Campaign>>;
+    async fn campaigns(&self, advertiser: Uuid) -> Result<Vec<Campaign>>;
+    /// Stores the campaign's release states.
+    async fn set_campaign_release(
+        &self,
+        id: Uuid,
+        reach: &DpState,
+        impressions: &DpState,
+        at: Timestamp,
+    ) -> Result<()>;
+    /// True reach (distinct users) and impressions of a campaign.
+    async fn campaign_counts(&self, id: Uuid) -> Result<(u64, u64)>;
+    /// The running campaigns (at `now`) whose audience holds `member`,
+    /// with one impression recorded for `user` on each, in one
+    /// transaction.
+    async fn serve_ads(
+        &self,
+        member: &PseudonymId,
+        user: Uuid,
+        now: Timestamp,
+    ) -> Result<Vec<Campaign>>;
+    async fn stats(&self) -> Result<AudienceStats>;
+}
+
+/// The SQL implementation, in the partner's database (its migrations
+/// run with [`crate::partner::SqlPartnerStore::new`]).
+#[derive(Clone, Debug)]
+pub struct SqlAudienceStore {
+    db: Db,
+}
+
+impl SqlAudienceStore {
+    /// Over the partner's database, migrated by `SqlPartnerStore::new`.
+    pub fn new(db: Db) -> Self {
+        SqlAudienceStore { db }
+    }
+}
+
+/// Staged keys per `INSERT` (5 parameters each).
+const INSERT_ROWS: usize = 400;
+
+/// The bounds of partition `prefix`: `[prefix]` ≤ p < `[prefix + 1]`
+/// (no upper bound for 255), as byte strings compared like `memcmp`.
+fn bounds(prefix: u8) -> (Vec<u8>, Vec<u8>) {
+    let hi = if prefix == u8::MAX {
+        vec![0xff; 33]
+    } else {
+        vec![prefix + 1]
+    };
+    (vec![prefix], hi)
+}
+
+fn audience_row(r: &AnyRow) -> Result<Audience> {
+    Ok(Audience {
+        id: parse_uuid(&r.try_get::<String, _>("id")?)?,
+        advertiser_id: parse_uuid(&r.try_get::<String, _>("advertiser_id")?)?,
+        name: r.try_get("name")?,
+        size: json(&r.try_get::<String, _>("size_dp")?, "size release")?,
+        created_at: Timestamp(r.try_get("created_at")?),
+    })
+}
+
+fn campaign_row(r: &AnyRow) -> Result<Campaign> {
+    Ok(Campaign {
+        id: parse_uuid(&r.try_get::<String, _>("id")?)?,
+        advertiser_id: parse_uuid(&r.try_get::<String, _>("advertiser_id")?)?,
+        audience_id: parse_uuid(&r.try_get::<String, _>("audience_id")?)?,
+        title: r.try_get("title")?,
+        body: r.try_get("body")?,
+        link: r.try_get("link")?,
+        starts_at: Timestamp(r.try_get("starts_at")?),
+        ends_at: Timestamp(r.try_get("ends_at")?),
+        reach: json(&r.try_get::<String, _>("reach_dp")?, "reach release")?,
+        impressions: json(
+            &r.try_get::<String, _>("impressions_dp")?,
+            "impressions release",
+        )?,
+        released_at: r.try_get::<Option<i64>, _>("released_at")?.map(Timestamp),
+        created_at: Timestamp(r.try_get("created_at")?),
+    })
+}
+
+fn upload_row(r: &AnyRow) -> Result<Upload> {
+    Ok(Upload {
+        id: parse_uuid(&r.try_get::<String, _>("id")?)?,
+        audience_id: parse_uuid(&r.try_get::<String, _>("audience_id")?)?,
+        batches: r.try_get::<i64, _>("batches")?.max(0) as u64,
+        created_at: Timestamp(r.try_get("created_at")?),
+        expires_at: Timestamp(r.try_get("expires_at")?),
+    })
+}
+
+fn state_json(s: &DpState) -> Result<String> {
+    serde_json::to_string(s).map_err(|e| StoreError::Corrupt(format!("release state: {e}")))
+}
+
+fn count(v: i64) -> u64 {
+    v.max(0) as u64
+}
+
+/// Deletes an upload and its staged pseudonyms. On SQLite the connection
+/// overwrites deleted content (`secure_delete`), so that no uploaded
+/// pseudonym lingers in free pages; see [`scrub`] for the WAL.
+async fn delete_upload_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
+    id: &str,
+) -> Result<bool> {
+    if backend == Backend::Sqlite {
+        sqlx::query("PRAGMA secure_delete = ON")
+            .execute(&mut **tx)
+            .await?;
+    }
+    sqlx::query("DELETE FROM audience_upload_keys WHERE upload_id = $1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM audience_upload_batches WHERE upload_id = $1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    let r = sqlx::query("DELETE FROM audience_uploads WHERE id = $1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+/// After a deletion of uploaded pseudonyms: SQLite copies the WAL back
+/// and truncates it (best effort: a long reader can delay it to the next
+/// deletion), so the deleted pages' old images leave the WAL file too;
+/// PostgreSQL vacuums the staging table (its dead tuples are otherwise
+/// kept until autovacuum).
+async fn scrub(db: &Db) {
+    let sql = match db.backend {
+        Backend::Sqlite => "PRAGMA wal_checkpoint(TRUNCATE)",
+        Backend::Postgres => "VACUUM audience_upload_keys",
+    };
+    if let Err(e) = sqlx::query(sql).execute(&db.pool).await {
+        tracing::warn!(error = %e, "the staging table was not scrubbed after a deletion");
+    }
+}
+
+#[async_trait]
+impl AudienceStore for SqlAudienceStore {
+    async fn create_advertiser(&self, a: &Advertiser, token_hash: &[u8; 32]) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO advertisers (id, name, token_hash, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(uuid_text(a.id))
+        .bind(&a.name)
+        .bind(token_hash.to_vec())
+        .bind(a.created_at.0)
+        .execute(&self.db.pool)
+        .await
+        .map_err(conflict_on_unique("advertiser"))?;
+        Ok(())
+    }
+
+    async fn advertiser_by_token(&self, token_hash: &[u8; 32]) -> Result<Option<Advertiser>> {
+        let r = sqlx::query("SELECT id, name, created_at FROM advertisers WHERE token_hash = $1")
+            .bind(token_hash.to_vec())
+            .fetch_optional(&self.db.pool)
+            .await?;
+        r.map(|r| {
+            Ok(Advertiser {
+                id: parse_uuid(&r.try_get::<String, _>("id")?)?,
+                name: r.try_get("name")?,
+                created_at: Timestamp(r.try_get("created_at")?),
+            })
+        })
+        .transpose()
+    }
+
+    async fn create_audience(&self, a: &Audience) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audiences (id, advertiser_id, name, size_dp, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(uuid_text(a.id))
+        .bind(uuid_text(a.advertiser_id))
+        .bind(&a.name)
+        .bind(state_json(&a.size)?)
+        .bind(a.created_at.0)
+        .execute(&self.db.pool)
+        .await
+        .map_err(conflict_on_unique("audience"))?;
+        Ok(())
+    }
+
+    async fn audience(&self, advertiser: Uuid, name: &str) -> Result<Option<Audience>> {
+        sqlx::query("SELECT * FROM audiences WHERE advertiser_id = $1 AND name = $2")
+            .bind(uuid_text(advertiser))
+            .bind(name)
+            .fetch_optional(&self.db.pool)
+            .await?
+            .as_ref()
+            .map(audience_row)
+            .transpose()
+    }
+
+    async fn audience_by_id(&self, id: Uuid) -> Result<Option<Audience>> {
+        sqlx::query("SELECT * FROM audiences WHERE id = $1")
+            .bind(uuid_text(id))
+            .fetch_optional(&self.db.pool)
+            .await?
+            .as_ref()
+            .map(audience_row)
+            .transpose()
+    }
+
+    async fn audiences(&self, advertiser: Uuid) -> Result<Vec<Audience>> {
+        sqlx::query("SELECT * FROM audiences WHERE advertiser_id = $1 ORDER BY name")
+            .bind(uuid_text(advertiser))
+            .fetch_all(&self.db.pool)
+            .await?
+            .iter()
+            .map(audience_row)
+            .collect()
+    }
+
+    async fn member_count(&self, audience: Uuid) -> Result<u64> {
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM audience_members WHERE audience_id = $1")
+                .bind(uuid_text(audience))
+                .fetch_one(&self.db.pool)
+                .await?;
+        Ok(count(n))
+    }
+
+    async fn set_size_release(&self, audience: Uuid, state: &DpState) -> Result<()> {
+        sqlx::query("UPDATE audiences SET size_dp = $1 WHERE id = $2")
+            .bind(state_json(state)?)
+            .bind(uuid_text(audience))
+            .execute(&self.db.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn start_upload(&self, u: &Upload) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audience_uploads (id, audience_id, batches, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(uuid_text(u.id))
+        .bind(uuid_text(u.audience_id))
+        .bind(u.batches as i64)
+        .bind(u.created_at.0)
+        .bind(u.expires_at.0)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn upload(&self, id: Uuid) -> Result<Option<Upload>> {
+        sqlx::query("SELECT * FROM audience_uploads WHERE id = $1")
+            .bind(uuid_text(id))
+            .fetch_optional(&self.db.pool)
+            .await?
+            .as_ref()
+            .map(upload_row)
+            .transpose()
+    }
+
+    async fn stage_batch(
+        &self,
+        upload: Uuid,
+        seq: u64,
+        rows: u64,
+        keys: &[StagedKey],
+    ) -> Result<bool> {
+        let id = uuid_text(upload);
+        let mut tx = self.db.pool.begin().await?;
+        // The batch row first: a write, so concurrent stagings of one
+        // batch serialise, and a repeated batch stops here.
+        let r = sqlx::query(
+            "INSERT INTO audience_upload_batches (upload_id, seq, row_count) VALUES ($1, $2, $3) \
+             ON CONFLICT (upload_id, seq) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(seq as i64)
+        .bind(rows as i64)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() == 0 {
+            tx.commit().await?;
+            return Ok(false);
+        }
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT batches FROM audience_uploads WHERE id = $1")
+                .bind(&id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound("upload"));
+        }
+        for chunk in keys.chunks(INSERT_ROWS) {
+            let mut sql = String::with_capacity(100 + chunk.len() * 30);
+            sql.push_str(
+                "INSERT INTO audience_upload_keys (upload_id, prefix, row_no, slot, pseudonym) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                let b = i * 5;
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!(
+                    "(${},${},${},${},${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5
+                ));
+            }
+            let mut q = sqlx::query(&sql);
+            for k in chunk {
+                q = q
+                    .bind(id.clone())
+                    .bind(i64::from(k.pseudonym.as_bytes()[0]))
+                    .bind(k.row as i64)
+                    .bind(i64::from(k.slot))
+                    .bind(k.pseudonym.as_bytes().to_vec());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn staged(&self, upload: Uuid) -> Result<(u64, u64)> {
+        let r = sqlx::query(
+            "SELECT COUNT(*) AS n, COALESCE(SUM(row_count), 0) AS rows_in \
+             FROM audience_upload_batches WHERE upload_id = $1",
+        )
+        .bind(uuid_text(upload))
+        .fetch_one(&self.db.pool)
+        .await?;
+        Ok((count(r.try_get("n")?), count(r.try_get("rows_in")?)))
+    }
+
+    async fn staged_partition(&self, upload: Uuid, prefix: u8) -> Result<Vec<StagedKey>> {
+        let rows = sqlx::query(
+            "SELECT row_no, slot, pseudonym FROM audience_upload_keys \
+             WHERE upload_id = $1 AND prefix = $2",
+        )
+        .bind(uuid_text(upload))
+        .bind(i64::from(prefix))
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StagedKey {
+                    row: count(r.try_get("row_no")?),
+                    slot: r.try_get::<i64, _>("slot")?.clamp(0, 255) as u8,
+                    pseudonym: pseudonym_col(r.try_get("pseudonym")?, "staged pseudonym")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn eligible_partition(&self, prefix: u8) -> Result<Vec<(PseudonymId, PseudonymId)>> {
+        let (lo, hi) = bounds(prefix);
+        let mut out = Vec::new();
+        let queries = [
+            // Partner users with ad personalisation on, by their number.
+            "SELECT phone_pseudonym AS k, phone_pseudonym AS m FROM partner_users \
+             WHERE phone_pseudonym >= $1 AND phone_pseudonym < $2 AND ads_personalisation = 1",
+            // Messenger users who granted `ads` (coordinated; linked or not).
+            "SELECT pseudonym AS k, pseudonym AS m FROM records \
+             WHERE pseudonym >= $1 AND pseudonym < $2 AND purpose = 'ads'",
+            // The email of a partner user who is eligible either way.
+            "SELECT u.email_pseudonym AS k, u.phone_pseudonym AS m FROM partner_users u \
+             WHERE u.email_pseudonym >= $1 AND u.email_pseudonym < $2 \
+             AND u.phone_pseudonym IS NOT NULL AND (u.ads_personalisation = 1 OR EXISTS \
+             (SELECT 1 FROM records r WHERE r.pseudonym = u.phone_pseudonym AND r.purpose = 'ads'))",
+        ];
+        for q in queries {
+            let rows: Vec<(Vec<u8>, Vec<u8>)> = sqlx::query_as(q)
+                .bind(lo.clone())
+                .bind(hi.clone())
+                .fetch_all(&self.db.pool)
+                .await?;
+            out.reserve(rows.len());
+            for (k, m) in rows {
+                out.push((
+                    pseudonym_col(k, "eligible pseudonym")?,
+                    pseudonym_col(m, "member")?,
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn finish_upload(
+        &self,
+        upload: Uuid,
+        members: &[PseudonymId],
+        at: Timestamp,
+    ) -> Result<()> {
+        let id = uuid_text(upload);
+        let mut tx = self.db.pool.begin().await?;
+        let audience: Option<String> =
+            sqlx::query_scalar("SELECT audience_id FROM audience_uploads WHERE id = $1")
+                .bind(&id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let audience = audience.ok_or(StoreError::NotFound("upload"))?;
+        for chunk in members.chunks(INSERT_ROWS) {
+            let mut sql = String::with_capacity(100 + chunk.len() * 24);
+            sql.push_str(
+                "INSERT INTO audience_members (audience_id, prefix, member, added_at) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                let b = i * 4;
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!("(${},${},${},${})", b + 1, b + 2, b + 3, b + 4));
+            }
+            sql.push_str(" ON CONFLICT (audience_id, prefix, member) DO NOTHING");
+            let mut q = sqlx::query(&sql);
+            for m in chunk {
+                q = q
+                    .bind(audience.clone())
+                    .bind(i64::from(m.as_bytes()[0]))
+                    .bind(m.as_bytes().to_vec())
+                    .bind(at.0);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        delete_upload_in(&mut tx, self.db.backend, &id).await?;
+        tx.commit().await?;
+        scrub(&self.db).await;
+        Ok(())
+    }
+
+    async fn discard_upload(&self, upload: Uuid) -> Result<bool> {
+        let mut tx = self.db.pool.begin().await?;
+        let gone = delete_upload_in(&mut tx, self.db.backend, &uuid_text(upload)).await?;
+        tx.commit().await?;
+        scrub(&self.db).await;
+        Ok(gone)
+    }
+
+    async fn purge_uploads(&self, now: Timestamp) -> Result<u64> {
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM audience_uploads WHERE expires_at < $1")
+                .bind(now.0)
+                .fetch_all(&self.db.pool)
+                .await?;
+        let mut n = 0;
+        for id in ids {
+            let mut tx = self.db.pool.begin().await?;
+            n += u64::from(delete_upload_in(&mut tx, self.db.backend, &id).await?);
+            tx.commit().await?;
+        }
+        if n > 0 {
+            scrub(&self.db).await;
+        }
+        Ok(n)
+    }
+
+    async fn create_campaign(&self, c: &Campaign) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO campaigns (id, advertiser_id, audience_id, title, body, link, starts_at, \
+             ends_at, reach_dp, impressions_dp, released_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(uuid_text(c.id))
+        .bind(uuid_text(c.advertiser_id))
+        .bind(uuid_text(c.audience_id))
+        .bind(&c.title)
+        .bind(&c.body)
+        .bind(&c.link)
+        .bind(c.starts_at.0)
+        .bind(c.ends_at.0)
+        .bind(state_json(&c.reach)?)
+        .bind(state_json(&c.impressions)?)
+        .bind(c.released_at.map(|t| t.0))
+        .bind(c.created_at.0)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn campaign(&self, id: Uuid) -> Result<Option<Campaign>> {
+        sqlx::query("SELECT * FROM campaigns WHERE id = $1")
+            .bind(uuid_text(id))
+            .fetch_optional(&self.db.pool)
+            .await?
+            .as_ref()
+            .map(campaign_row)
+            .transpose()
+    }
+
+    async fn campaigns(&self, advertiser: Uuid) -> Result<Vec<Campaign>> {
+        sqlx::query("SELECT * FROM campaigns WHERE advertiser_id = $1 ORDER BY created_at")
+            .bind(uuid_text(advertiser))
+            .fetch_all(&self.db.pool)
+            .await?
+            .iter()
+            .map(campaign_row)
+            .collect()
+    }
+
+    async fn set_campaign_release(
+        &self,
+        id: Uuid,
+        reach: &DpState,
+        impressions: &DpState,
+        at: Timestamp,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE campaigns SET reach_dp = $1, impressions_dp = $2, released_at = $3 WHERE id = $4",
+        )
+        .bind(state_json(reach)?)
+        .bind(state_json(impressions)?)
+        .bind(at.0)
+        .bind(uuid_text(id))
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn campaign_counts(&self, id: Uuid) -> Result<(u64, u64)> {
+        let r = sqlx::query(
+            "SELECT COUNT(*) AS reach, COALESCE(SUM(n), 0) AS shown FROM impressions WHERE campaign_id = $1",
+        )
+        .bind(uuid_text(id))
+        .fetch_one(&self.db.pool)
+        .await?;
+        Ok((count(r.try_get("reach")?), count(r.try_get("shown")?)))
+    }
+
+    async fn serve_ads(
+        &self,
+        member: &PseudonymId,
+        user: Uuid,
+        now: Timestamp,
+    ) -> Result<Vec<Campaign>> {
+        let mut tx = self.db.pool.begin().await?;
+        let rows = sqlx::query(
+            "SELECT c.* FROM campaigns c JOIN audience_members m ON m.audience_id = c.audience_id \
+             WHERE m.prefix = $1 AND m.member = $2 AND c.starts_at <= $3 AND c.ends_at > $3 \
+             ORDER BY c.created_at",
+        )
+        .bind(i64::from(member.as_bytes()[0]))
+        .bind(member.as_bytes().to_vec())
+        .bind(now.0)
+        .fetch_all(&mut *tx)
+        .await?;
+        let campaigns: Vec<Campaign> = rows.iter().map(campaign_row).collect::<Result<_>>()?;
+        for c in &campaigns {
+            sqlx::query(
+                "INSERT INTO impressions (campaign_id, user_id, n, last_at) VALUES ($1, $2, 1, $3) \
+                 ON CONFLICT (campaign_id, user_id) DO UPDATE SET n = impressions.n + 1, last_at = $3",
+            )
+            .bind(uuid_text(c.id))
+            .bind(uuid_text(user))
+            .bind(now.0)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(campaigns)
+    }
+
+    async fn stats(&self) -> Result<AudienceStats> {
+        let r = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM advertisers) AS advertisers, \
+             (SELECT COUNT(*) FROM audiences) AS audiences, \
+             (SELECT COUNT(*) FROM audience_members) AS members, \
+             (SELECT COUNT(*) FROM audience_uploads) AS open_uploads, \
+             (SELECT COUNT(*) FROM audience_upload_keys) AS staged, \
+             (SELECT COUNT(*) FROM campaigns) AS campaigns",
+        )
+        .fetch_one(&self.db.pool)
+        .await?;
+        Ok(AudienceStats {
+            advertisers: count(r.try_get("advertisers")?),
+            audiences: count(r.try_get("audiences")?),
+            members: count(r.try_get("members")?),
+            open_uploads: count(r.try_get("open_uploads")?),
+            staged_pseudonyms: count(r.try_get("staged")?),
+            campaigns: count(r.try_get("campaigns")?),
+        })
+    }
+}
