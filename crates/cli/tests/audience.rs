@@ -84,6 +84,8 @@ fn a_list_matches_consenting_people_once_and_a_withdrawal_removes_them() {
             "publish-policy",
             "--data-dir",
             &data_s,
+            "--server",
+            &server.url,
             "--text-file",
             &p("policy.txt"),
             "--purpose",
