@@ -5,6 +5,7 @@
 //! - an operator publishes a policy and sees the feed's health; reviews a
 //!   template and verifies a business; sees the key service's quota use
 //!   on its own page;
+//! - an advertiser signs in to the partner's console and sees a noised size;
 //! - a user signs in with a code, accepts with every box unticked, grants
 //!   and withdraws a purpose, and sees the partner's confirmed deletion;
 //! - a business whose display name carries a `<script>` sees its quality
@@ -613,6 +614,73 @@ async fn people_use_the_pages_in_a_real_browser() {
     assert!(t.contains("device") && t.contains("contacts"), "{t}");
     assert!(t.contains("messenger") && t.contains("coordination"), "{t}");
     record.push(("keyd-quota-use", b.check("keyd-quota-use").await));
+
+    // The partner's advertiser console: an audience's noised size.
+    let partner = server.url_of("partner");
+    let out = ok(&[
+        "audience",
+        "advertiser",
+        "--name",
+        "Toko Web",
+        "--partner",
+        &partner,
+        "--keyd",
+        &keyd,
+        "--admin-token",
+        &admin_token(&server),
+    ]);
+    let field = |name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .expect("advertiser printed its tokens")
+            .to_owned()
+    };
+    let (adv, adv_keyd) = (field("token"), field("keyd_token"));
+    ok(&[
+        "audience",
+        "create",
+        "--audience",
+        "regulars",
+        "--partner",
+        &partner,
+        "--token",
+        &adv,
+    ]);
+    let list = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(list.path(), "phone,email\n+6281234500001,a@example.com\n").unwrap();
+    ok(&[
+        "audience",
+        "upload",
+        "--audience",
+        "regulars",
+        "--file",
+        list.path().to_str().unwrap(),
+        "--partner",
+        &partner,
+        "--token",
+        &adv,
+        "--keyd",
+        &keyd,
+        "--keyd-token",
+        &adv_keyd,
+        "--quiet",
+    ]);
+    b.goto(&format!("{partner}/advertiser")).await;
+    b.fill("#token", "not a token").await;
+    b.press("Sign in").await;
+    assert!(b.text().await.contains("That is not an advertiser token."));
+    // That answer is a 401, which the browser logs: read it off.
+    let refused = b.client.issue_cmd(BrowserLog).await.unwrap();
+    assert!(refused.to_string().contains("401"), "{refused}");
+    b.fill("#token", &adv).await;
+    b.press("Sign in").await;
+    let t = b.text().await;
+    assert!(
+        t.contains("regulars") && t.contains("fewer than 100"),
+        "{t}"
+    );
+    assert!(t.contains("ε 2.500"), "one release spent: {t}");
+    record.push(("advertiser-console", b.check("advertiser-console").await));
 
     b.close().await;
     for (page, v) in &record {

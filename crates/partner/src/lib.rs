@@ -16,6 +16,7 @@
 //!   pseudonyms matched whole ([`matching`]), differentially private
 //!   counts ([`dp`]), campaigns and the ad endpoint.
 //! - [`startup`]: the composition root, [`Application::build`].
+//! - [`web`]: the advertiser console (`/advertiser`), released figures only.
 //! - [`verifier`]: the partner's own sign-up codes (dev, webhook).
 //!
 //! **Not an open pseudonym oracle.** A partner user exists only after
@@ -40,6 +41,7 @@ pub mod matching;
 pub mod service;
 pub mod startup;
 pub mod verifier;
+pub mod web;
 
 pub use http::{router, serve, AppState};
 pub use service::{KeydBudget, KeydQuota, PartnerConfig, PartnerError, PartnerService};

@@ -47,6 +47,9 @@ pub struct Settings {
     pub messenger_log_key: Option<LogKey>,
     /// Custom audiences' release rules and upload limits.
     pub audiences: crate::audience::AudienceConfig,
+    /// Seals the advertiser console's cookies (a key file every node
+    /// shares); `None`: a key for this process only.
+    pub web: Option<accord_http::web::SessionKeys>,
 }
 
 impl Settings {
@@ -72,6 +75,7 @@ impl Settings {
             trusted_proxies: Vec::new(),
             messenger_log_key: None,
             audiences: crate::audience::AudienceConfig::default(),
+            web: None,
         }
     }
 }
@@ -103,6 +107,9 @@ impl Application {
                 service,
                 admin_token: s.admin_token,
                 trusted_proxies: s.trusted_proxies,
+                web: s
+                    .web
+                    .unwrap_or_else(|| accord_http::web::SessionKeys::ephemeral("partner")),
             },
         })
     }
@@ -129,6 +136,12 @@ impl Application {
                 false
             }
         });
-        vec![spawn_server(listener, self.router(), stop.clone()), sizing]
+        // The console's cookies are `Secure` unless on loopback only.
+        let mut state = self.state.clone();
+        state.web.secure = !listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
+        vec![
+            spawn_server(listener, crate::http::router(state), stop.clone()),
+            sizing,
+        ]
     }
 }

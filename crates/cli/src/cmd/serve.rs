@@ -419,6 +419,13 @@ async fn start_partner(
         keyd_daily: a.partner_keyd_quota,
         trusted_proxies: a.trusted_proxies.clone(),
         messenger_log_key: partner_log_key(a)?,
+        web: Some(
+            accord_http::web::SessionKeys::load_or_create(
+                &a.data.data_dir.join("partner-web-session.key"),
+                "partner",
+            )
+            .map_err(internal)?,
+        ),
         ..accord_partner::Settings::new(
             a.data.location(),
             TokenHash::of(&s.admin_token),

@@ -2,8 +2,8 @@
 //! business's API keys: its standing (quality rating and messaging-limit
 //! tier, with the reason and date of each change), its templates and their
 //! review, and its webhook's deliveries and failures with a "send test
-//! event" button. Audiences and campaigns join it when custom audiences
-//! land.
+//! event" button. Audiences and campaigns live at the partner (its
+//! advertiser console, `accord_partner::web`); this console says where.
 
 use super::{row, when, BusinessSession, Posted};
 use crate::http::AppState;
@@ -84,7 +84,13 @@ async fn render(
         (webhook_section(&b.session, &standing, &events))
         section aria-labelledby="aud-h" {
             h2 id="aud-h" { "Audiences and campaigns" }
-            p class="muted" { "Custom audiences are not available on this server yet." }
+            p {
+                "Custom audiences run at the partner, the ads platform. Upload a customer list with "
+                code { "accord audience upload" } " (numbers and emails are pseudonymised on your machine "
+                "through the key service; only pseudonyms leave it), start campaigns with "
+                code { "accord audience campaign" } ", and see noised sizes, reach and impressions in the "
+                "partner's advertiser console at " code { "/advertiser" } " on the partner's address."
+            }
         }
     };
     Page(status, page(&frame, &standing.display_name, body)).into_response()

@@ -29,6 +29,8 @@ pub struct AppState {
     /// Reverse proxies whose `X-Forwarded-For` names the client (for the
     /// sign-up limit per client address); no one else's is believed.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Seals the advertiser console's session cookies (`crate::web`).
+    pub web: accord_http::web::SessionKeys,
 }
 
 /// Largest request body: a feed batch or a contact upload.
@@ -37,6 +39,7 @@ pub const MAX_BODY: usize = 4 * 1024 * 1024;
 /// The whole partner API.
 pub fn router(state: AppState) -> Router {
     let (routes, document) = routes::router();
+    let routes = routes.merge(crate::web::router());
     let spec = accord_http::HttpSpec {
         metrics: metrics::build(&state.service),
         trusted_proxies: state.trusted_proxies.clone(),

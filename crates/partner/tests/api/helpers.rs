@@ -120,6 +120,7 @@ pub async fn spawn_app_with(o: Options) -> TestApp {
         service: service.clone(),
         admin_token: TokenHash::of(&admin_token),
         trusted_proxies: Vec::new(),
+        web: accord_http::web::SessionKeys::ephemeral("partner"),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
