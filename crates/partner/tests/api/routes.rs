@@ -10,16 +10,22 @@ use serde_json::json;
 async fn every_documented_route_answers_bad_requests_with_the_json_error_body() {
     let app = spawn_app().await;
     let (_, token) = app.sign_up("alice", None).await;
+    let (_, advertiser) = app.service.create_advertiser("Shop").await.unwrap();
     let pseudonym = "ab".repeat(32);
     let registration = uuid::Uuid::new_v4().to_string();
+    let id = uuid::Uuid::new_v4().to_string();
     let report = Sweep {
         base_url: &app.base_url,
         bearer: &token,
         admin: &app.admin_token,
-        api_key: None,
+        api_key: Some(&advertiser),
         params: &[
             ("pseudonym", &pseudonym),
             ("registration_id", &registration),
+            ("name", "customers"),
+            ("upload_id", &id),
+            ("campaign_id", &id),
+            ("seq", "0"),
         ],
         signed: &[
             "/v1/feed/ingest",
@@ -56,13 +62,24 @@ async fn the_document_lists_every_route_of_the_partner() {
         "/v1/admin/partner/records/{pseudonym}",
         "/v1/admin/partner/stats",
         "/v1/admin/partner/checkpoints",
+        "/v1/admin/advertisers",
+        "/v1/audiences",
+        "/v1/audiences/{name}",
+        "/v1/audiences/{name}/uploads",
+        "/v1/uploads/{upload_id}/batches/{seq}",
+        "/v1/uploads/{upload_id}/complete",
+        "/v1/uploads/{upload_id}",
+        "/v1/campaigns",
+        "/v1/campaigns/{campaign_id}",
+        "/v1/partner/ads",
+        "/v1/partner/me/email",
         "/healthz",
         "/openapi.json",
         "/metrics",
     ] {
         assert!(paths.contains_key(p), "{p} is not documented");
     }
-    assert_eq!(paths.len(), 17, "{:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(paths.len(), 28, "{:?}", paths.keys().collect::<Vec<_>>());
 }
 
 #[tokio::test]

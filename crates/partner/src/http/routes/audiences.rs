@@ -62,7 +62,7 @@ pub struct NewAudience {
 }
 
 /// Creates an audience (empty until an upload is matched).
-#[utoipa::path(post, path = "/v1/audiences", tag = "audiences", security(("bearer" = [])), request_body = NewAudience,
+#[utoipa::path(post, path = "/v1/audiences", tag = "audiences", security(("api_key" = [])), request_body = NewAudience,
     responses((status = 201, body = AudienceView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "audience_exists"), (status = 413, body = ErrorBody)))]
 pub async fn create_audience(
@@ -77,7 +77,7 @@ pub async fn create_audience(
 }
 
 /// The advertiser's audiences, each with its last released size.
-#[utoipa::path(get, path = "/v1/audiences", tag = "audiences", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/audiences", tag = "audiences", security(("api_key" = [])),
     responses((status = 200, body = Vec<AudienceView>), (status = 401, body = ErrorBody)))]
 pub async fn list_audiences(
     State(s): State<AppState>,
@@ -87,7 +87,7 @@ pub async fn list_audiences(
 }
 
 /// One audience and its last released size (a read never releases).
-#[utoipa::path(get, path = "/v1/audiences/{name}", tag = "audiences", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/audiences/{name}", tag = "audiences", security(("api_key" = [])),
     params(("name" = String, Path, description = "the audience's name")),
     responses((status = 200, body = AudienceView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody, description = "unknown_audience")))]
 pub async fn audience(
@@ -107,7 +107,7 @@ pub struct StartUpload {
 
 /// Starts an upload into an audience: nothing is matched until every
 /// declared batch arrived and the upload is completed.
-#[utoipa::path(post, path = "/v1/audiences/{name}/uploads", tag = "audiences", security(("bearer" = [])), request_body = StartUpload,
+#[utoipa::path(post, path = "/v1/audiences/{name}/uploads", tag = "audiences", security(("api_key" = [])), request_body = StartUpload,
     params(("name" = String, Path, description = "the audience's name")),
     responses((status = 201, body = UploadStarted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody, description = "unknown_audience"), (status = 413, body = ErrorBody)))]
@@ -132,7 +132,7 @@ pub struct Batch {
 }
 
 /// Stages one batch of an upload (idempotent by number).
-#[utoipa::path(put, path = "/v1/uploads/{upload_id}/batches/{seq}", tag = "audiences", security(("bearer" = [])), request_body = Batch,
+#[utoipa::path(put, path = "/v1/uploads/{upload_id}/batches/{seq}", tag = "audiences", security(("api_key" = [])), request_body = Batch,
     params(("upload_id" = String, Path), ("seq" = u64, Path, description = "0 to batches - 1")),
     responses((status = 200, body = Object, description = "{\"staged\": bool}: false when the batch arrived before"),
         (status = 400, body = ErrorBody, description = "bad_request, invalid_pseudonym"), (status = 401, body = ErrorBody),
@@ -158,7 +158,7 @@ pub async fn put_batch(
 
 /// Completes an upload: matches it, stores the members, deletes every
 /// uploaded pseudonym, releases the audience's size.
-#[utoipa::path(post, path = "/v1/uploads/{upload_id}/complete", tag = "audiences", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/uploads/{upload_id}/complete", tag = "audiences", security(("api_key" = [])),
     params(("upload_id" = String, Path)),
     responses((status = 200, body = UploadMatched), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "upload_incomplete")))]
@@ -172,7 +172,7 @@ pub async fn complete_upload(
 }
 
 /// Discards an unfinished upload whole.
-#[utoipa::path(delete, path = "/v1/uploads/{upload_id}", tag = "audiences", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/v1/uploads/{upload_id}", tag = "audiences", security(("api_key" = [])),
     params(("upload_id" = String, Path)),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn discard_upload(
@@ -197,7 +197,7 @@ pub struct NewCampaignBody {
 }
 
 /// Creates a campaign: an audience, a creative, a date range.
-#[utoipa::path(post, path = "/v1/campaigns", tag = "audiences", security(("bearer" = [])), request_body = NewCampaignBody,
+#[utoipa::path(post, path = "/v1/campaigns", tag = "audiences", security(("api_key" = [])), request_body = NewCampaignBody,
     responses((status = 201, body = CampaignView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody, description = "unknown_audience"), (status = 413, body = ErrorBody)))]
 pub async fn create_campaign(
@@ -220,7 +220,7 @@ pub async fn create_campaign(
 }
 
 /// The advertiser's campaigns with their last released figures.
-#[utoipa::path(get, path = "/v1/campaigns", tag = "audiences", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/campaigns", tag = "audiences", security(("api_key" = [])),
     responses((status = 200, body = Vec<CampaignView>), (status = 401, body = ErrorBody)))]
 pub async fn list_campaigns(
     State(s): State<AppState>,
@@ -232,7 +232,7 @@ pub async fn list_campaigns(
 /// A campaign's report: reach and impressions under DP (released anew
 /// at most once an hour, the last figures repeated once the budget is
 /// spent).
-#[utoipa::path(get, path = "/v1/campaigns/{campaign_id}", tag = "audiences", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/campaigns/{campaign_id}", tag = "audiences", security(("api_key" = [])),
     params(("campaign_id" = String, Path)),
     responses((status = 200, body = CampaignView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn campaign(
