@@ -476,7 +476,7 @@ impl AudienceStore for SqlAudienceStore {
 
     async fn staged(&self, upload: Uuid) -> Result<(u64, u64)> {
         let r = sqlx::query(
-            "SELECT COUNT(*) AS n, COALESCE(SUM(row_count), 0) AS rows_in \
+            "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(row_count), 0) AS BIGINT) AS rows_in \
              FROM audience_upload_batches WHERE upload_id = $1",
         )
         .bind(uuid_text(upload))
@@ -671,7 +671,7 @@ impl AudienceStore for SqlAudienceStore {
 
     async fn campaign_counts(&self, id: Uuid) -> Result<(u64, u64)> {
         let r = sqlx::query(
-            "SELECT COUNT(*) AS reach, COALESCE(SUM(n), 0) AS shown FROM impressions WHERE campaign_id = $1",
+            "SELECT COUNT(*) AS reach, CAST(COALESCE(SUM(n), 0) AS BIGINT) AS shown FROM impressions WHERE campaign_id = $1",
         )
         .bind(uuid_text(id))
         .fetch_one(&self.db.pool)
