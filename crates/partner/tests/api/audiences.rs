@@ -525,3 +525,88 @@ async fn bad_uploads_are_refused_and_half_uploads_never_match() {
         .await;
     assert_error(&r, 404, "unknown_audience");
 }
+
+/// A made-up pseudonym in one of four partitions (keeps each match short).
+fn pid4(n: u32) -> String {
+    let mut b = [0u8; 32];
+    b[0] = (n % 4) as u8;
+    b[1..5].copy_from_slice(&n.to_be_bytes());
+    b[6] = 0x5a;
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The differencing attack of Venkatadri et al. (IEEE S&P 2018), through
+/// the API: per trial, two fresh audiences, list L (150 to 199 eligible
+/// people) and L plus one target who is, by a fair coin, eligible or not;
+/// the attacker guesses "member" when the second released size is larger.
+/// Its accuracy over 200 trials must stay within the ε bound of one
+/// release, e^ε / (1 + e^ε), plus three standard deviations; the same
+/// guess on the true sizes (the operator's count) is right every time,
+/// so the attack is real and the noise is what defeats it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_differencing_attack_does_no_better_than_the_dp_bound() {
+    let app = spawn_app().await;
+    let adv = advertiser(&app, "Attacker").await;
+    // 400 eligible people (held for `ads`), 200 ineligible strangers.
+    for n in 0..400 {
+        let e = IncomingEvent {
+            event_id: 1,
+            pseudonym: accord_domain::PseudonymId::from_hex(&pid4(n)).unwrap(),
+            key_version: 1,
+            purposes: [Purpose::Ads].into_iter().collect(),
+            devices: vec![],
+            citations: BTreeMap::new(),
+        };
+        app.service
+            .store
+            .apply_event(&e, app.service.now())
+            .await
+            .unwrap();
+    }
+    let value = |v: &Value| match v["shown"].as_str() {
+        Some("about") => v["count"].as_i64().unwrap(),
+        _ => 0,
+    };
+    let trials = 200u32;
+    let (mut right, mut right_exact) = (0u32, 0u32);
+    for t in 0..trials {
+        let l: Vec<Vec<String>> = (0..150 + t % 50).map(|i| vec![pid4(i)]).collect();
+        let member = uuid::Uuid::new_v4().as_bytes()[0] & 1 == 1;
+        let target = if member {
+            pid4(399 - t % 200)
+        } else {
+            pid4(10_000 + t)
+        };
+        let (a, b) = (format!("l{t}"), format!("lt{t}"));
+        create(&app, &adv, &a).await;
+        create(&app, &adv, &b).await;
+        let before = members(&app).await;
+        let first = upload(&app, &adv, &a, &l, 1_000).await;
+        let after_first = members(&app).await;
+        let mut lt = l.clone();
+        lt.push(vec![target]);
+        let second = upload(&app, &adv, &b, &lt, 1_000).await;
+        let after_second = members(&app).await;
+        let guess = value(&second["audience"]["size"]) > value(&first["audience"]["size"]);
+        right += u32::from(guess == member);
+        // The same test on the true sizes (the operator's count).
+        let exact = after_second - after_first > after_first - before;
+        right_exact += u32::from(exact == member);
+    }
+    let eps = 0.5f64;
+    let bound = eps.exp() / (1.0 + eps.exp());
+    let accuracy = f64::from(right) / f64::from(trials);
+    let slack = 3.0 * (bound * (1.0 - bound) / f64::from(trials)).sqrt();
+    eprintln!(
+        "differencing attack through the API: accuracy {accuracy:.3}, DP bound {bound:.3}; on true sizes {:.3}",
+        f64::from(right_exact) / f64::from(trials)
+    );
+    assert_eq!(
+        right_exact, trials,
+        "on the true sizes the attack always wins"
+    );
+    assert!(
+        accuracy <= bound + slack,
+        "accuracy {accuracy:.3} above the bound {bound:.3} (+{slack:.3})"
+    );
+}
