@@ -152,6 +152,19 @@ fn demo_then_tampering_is_found_by_ledger_verify() {
         out.contains("of the partner's signed checkpoints agree"),
         "{out}"
     );
+    // The custom-audience chapter: a noised size, the ad to consenting
+    // members only, and a withdrawal that removes one.
+    assert!(
+        out.contains("its audience's size only with noise: fewer than 100"),
+        "{out}"
+    );
+    assert!(out.contains("the partner matched 2 people"), "{out}");
+    assert!(
+        out.contains("gita's feed: [\"Double points this week\"]"),
+        "{out}"
+    );
+    assert!(out.contains("indra's feed: []"), "{out}");
+    assert!(out.contains("the audience now holds 1 person"), "{out}");
 
     let demo = format!("{data}/demo");
     let (code, out, _) = accord(&["ledger", "verify", "--data-dir", &demo]);

@@ -34,7 +34,7 @@ fn device(model: &str) -> DeviceInfo {
     }
 }
 
-fn shared(v: &ConsentView) -> String {
+pub(super) fn shared(v: &ConsentView) -> String {
     if v.granted_now.is_empty() {
         "nothing".into()
     } else {
@@ -212,8 +212,19 @@ pub async fn run(a: DemoArgs) -> CliResult {
         .public();
     // The partner, on its own port and database, fed by the messenger.
     let feed_secret = BearerToken::generate().reveal().as_bytes().to_vec();
+    // The partner forwards its users' blinded elements to the key service
+    // under its own client, as in `accord serve`.
+    let partner_client = keyd
+        .service()
+        .client_named("partner", accord_keyd::ClientKind::Partner)
+        .await
+        .map_err(|e| CliError::Internal(e.into()))?;
     let partner = accord_partner::Application::build(accord_partner::Settings {
         messenger_log_key: Some(log_key),
+        oprf: Some(Arc::new(accord_keyd::InProcessOprf::new(
+            keyd.service().clone(),
+            partner_client,
+        ))),
         ..accord_partner::Settings::new(
             data.location(),
             TokenHash::of(admin_token.reveal()),

@@ -64,7 +64,7 @@ async fn ads_of(user: &Client) -> CliResult<Vec<String>> {
     Ok(v.as_array()
         .into_iter()
         .flatten()
-        .map(|a| format!("{:?}", a["title"].as_str().unwrap_or("")))
+        .map(|a| a["title"].as_str().unwrap_or("").to_owned())
         .collect())
 }
 
@@ -79,16 +79,20 @@ pub(super) async fn audience_story(d: &mut Demo, dir: &std::path::Path) -> CliRe
         grants: vec![Purpose::Ads],
     };
     let gita = d
-        .register("+62 812 3456 7910", None, Some(grant_ads.clone()))
+        .register("+62 813 2000 0010", None, Some(grant_ads.clone()))
         .await?;
-    d.register("+62 812 3456 7911", None, Some(grant_ads))
+    println!(
+        "    gita shares {}",
+        super::demo::shared(&gita.consent().await?)
+    );
+    d.register("+62 813 2000 0011", None, Some(grant_ads))
         .await?;
-    d.register("+62 812 3456 7912", None, Some(AcceptChoice::default()))
+    d.register("+62 813 2000 0012", None, Some(AcceptChoice::default()))
         .await?;
     d.feed().await?;
-    let p_gita = partner_user(&d.partner_url, "gita", "+6281234567910").await?;
-    let p_hadi = partner_user(&d.partner_url, "hadi", "+6281234567911").await?;
-    let p_indra = partner_user(&d.partner_url, "indra", "+6281234567912").await?;
+    let p_gita = partner_user(&d.partner_url, "gita", "+6281320000010").await?;
+    let p_hadi = partner_user(&d.partner_url, "hadi", "+6281320000011").await?;
+    let p_indra = partner_user(&d.partner_url, "indra", "+6281320000012").await?;
     println!("    all three also use the partner's social app (signed up with their numbers, held as pseudonyms)");
 
     d.say("The operator sets up Kopi Kita for custom audiences: an advertiser at the partner, a business client of the key service.");
@@ -116,9 +120,9 @@ pub(super) async fn audience_story(d: &mut Demo, dir: &std::path::Path) -> CliRe
     std::fs::write(
         &list,
         "phone,email,fn,ln,country,points\n\
-         0812-3456-7910,gita@example.com,Gita,G,ID,120\n\
-         +62 812 3456 7911,,Hadi,H,,40\n\
-         0812 3456 7912,,Indra,I,ID,75\n\
+         0813-2000-0010,gita@example.com,Gita,G,ID,120\n\
+         +62 813 2000 0011,,Hadi,H,,40\n\
+         0813 2000 0012,,Indra,I,ID,75\n\
          +6281299990000,someone@example.com,Someone,Else,,3\n\
          call me,not an email,Bad,Row,,0\n",
     )
