@@ -40,7 +40,9 @@ use accord_storage::audience::{
 use accord_storage::partner::PartnerUser;
 use accord_storage::StoreError;
 use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// Rows in one upload batch, at most.
@@ -74,12 +76,26 @@ impl Default for AudienceConfig {
     }
 }
 
+/// Totals of every match since start (operator metrics, the bench).
+#[derive(Debug, Default)]
+pub struct MatchCounters {
+    /// Uploaded pseudonyms probed against the eligible set.
+    pub lookups: AtomicU64,
+    /// Nanoseconds spent probing (the hash join alone).
+    pub probe_ns: AtomicU64,
+    /// Eligible entries read into the partitions' hash maps.
+    pub eligible_read: AtomicU64,
+    /// Nanoseconds of whole matches (reads, join, stores).
+    pub match_ns: AtomicU64,
+}
+
 /// What the audiences need besides the partner's own store.
 #[derive(Clone)]
 pub struct Audiences {
     pub store: Arc<dyn AudienceStore>,
     pub config: AudienceConfig,
     pub noise: Arc<std::sync::Mutex<dyn NoiseSource + Send>>,
+    pub counters: Arc<MatchCounters>,
 }
 
 impl std::fmt::Debug for Audiences {
@@ -97,6 +113,7 @@ impl Audiences {
             store,
             config,
             noise: Arc::new(std::sync::Mutex::new(crate::dp::OpenDpNoise)),
+            counters: Arc::default(),
         }
     }
 }
@@ -184,6 +201,8 @@ pub struct MatchOutcome {
     pub matched_rows: u64,
     pub lookups: u64,
     pub eligible_scanned: u64,
+    /// Time in the hash join's probes alone.
+    pub probe: Duration,
 }
 
 /// Matches an upload's staged pseudonyms against the eligible set, one
@@ -194,6 +213,7 @@ pub async fn match_upload(
 ) -> Result<MatchOutcome, StoreError> {
     let mut m = Match::default();
     let mut scanned = 0u64;
+    let mut probe = Duration::ZERO;
     for prefix in 0..PARTITIONS {
         let prefix = prefix as u8;
         let staged = store.staged_partition(upload, prefix).await?;
@@ -214,9 +234,12 @@ pub async fn match_upload(
                 pseudonym: k.pseudonym,
             })
             .collect();
+        let t = Instant::now();
         m.probe(&part, &keys);
+        probe += t.elapsed();
     }
     Ok(MatchOutcome {
+        probe,
         matched_rows: m.matched_rows() as u64,
         lookups: m.lookups,
         eligible_scanned: scanned,
@@ -457,7 +480,9 @@ impl PartnerService {
                 declared: u.batches,
             });
         }
+        let started = Instant::now();
         let outcome = match_upload(&*a.store, upload).await?;
+        let joined = started.elapsed();
         a.store
             .finish_upload(upload, &outcome.members, self.now())
             .await
@@ -465,9 +490,21 @@ impl PartnerService {
                 StoreError::NotFound(_) => PartnerError::NotFound,
                 e => e.into(),
             })?;
+        let c = &a.counters;
+        c.lookups.fetch_add(outcome.lookups, Ordering::Relaxed);
+        c.probe_ns
+            .fetch_add(outcome.probe.as_nanos() as u64, Ordering::Relaxed);
+        c.eligible_read
+            .fetch_add(outcome.eligible_scanned, Ordering::Relaxed);
+        c.match_ns
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         tracing::info!(
             upload = %upload,
             lookups = outcome.lookups,
+            eligible_read = outcome.eligible_scanned,
+            join_ms = joined.as_millis() as u64,
+            probe_ms = outcome.probe.as_millis() as u64,
+            stored_ms = (started.elapsed() - joined).as_millis() as u64,
             "audience upload matched; its pseudonyms are deleted"
         );
         let mut aud = a
@@ -651,6 +688,11 @@ impl PartnerService {
     /// The operator's counts (true, un-noised: never for an advertiser).
     pub async fn audience_stats(&self) -> Result<AudienceStats, PartnerError> {
         Ok(self.audiences()?.store.stats().await?)
+    }
+
+    /// Totals of every match since start.
+    pub fn match_counters(&self) -> Option<Arc<MatchCounters>> {
+        self.audiences.as_ref().map(|a| a.counters.clone())
     }
 
     /// Discards expired uploads (also done at every upload's start).

@@ -17,7 +17,7 @@
 
 use crate::db::{Backend, Db};
 use crate::error::{Result, StoreError};
-use crate::sql::{conflict_on_unique, json, parse_uuid, pseudonym as pseudonym_col, uuid_text};
+use crate::sql::{conflict_on_unique, json, parse_uuid, uuid_text};
 use accord_domain::audience::report::DpState;
 use accord_domain::{PseudonymId, Timestamp};
 use async_trait::async_trait;
@@ -238,6 +238,30 @@ fn upload_row(r: &AnyRow) -> Result<Upload> {
 
 fn state_json(s: &DpState) -> Result<String> {
     serde_json::to_string(s).map_err(|e| StoreError::Corrupt(format!("release state: {e}")))
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(what.to_owned())
+}
+
+/// Decodes an aggregated hex text (either case) of records of `record`
+/// bytes each. Reading a partition as one aggregated row rather than one
+/// row a pseudonym is what makes the match's scan fast: the per-row cost
+/// of the driver (a row allocated and sent between threads) is paid once.
+fn unhex_all(text: &str, record: usize) -> Result<Vec<u8>> {
+    let b = text.as_bytes();
+    if !b.len().is_multiple_of(2 * record) {
+        return Err(corrupt("aggregated pseudonyms"));
+    }
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Ok(c - b'0'),
+        b'a'..=b'f' => Ok(c - b'a' + 10),
+        b'A'..=b'F' => Ok(c - b'A' + 10),
+        _ => Err(corrupt("aggregated pseudonyms")),
+    };
+    b.chunks_exact(2)
+        .map(|p| Ok((nibble(p[0])? << 4) | nibble(p[1])?))
+        .collect()
 }
 
 fn count(v: i64) -> u64 {
@@ -486,52 +510,94 @@ impl AudienceStore for SqlAudienceStore {
     }
 
     async fn staged_partition(&self, upload: Uuid, prefix: u8) -> Result<Vec<StagedKey>> {
-        let rows = sqlx::query(
-            "SELECT row_no, slot, pseudonym FROM audience_upload_keys \
-             WHERE upload_id = $1 AND prefix = $2",
-        )
-        .bind(uuid_text(upload))
-        .bind(i64::from(prefix))
-        .fetch_all(&self.db.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StagedKey {
-                    row: count(r.try_get("row_no")?),
-                    slot: r.try_get::<i64, _>("slot")?.clamp(0, 255) as u8,
-                    pseudonym: pseudonym_col(r.try_get("pseudonym")?, "staged pseudonym")?,
-                })
+        // One aggregated row per partition (see `unhex_all`).
+        let sql = match self.db.backend {
+            Backend::Sqlite => {
+                "SELECT group_concat(printf('%016x%02x', row_no, slot) || hex(pseudonym), '') \
+                 FROM audience_upload_keys WHERE upload_id = $1 AND prefix = $2"
+            }
+            Backend::Postgres => {
+                "SELECT string_agg(lpad(to_hex(row_no), 16, '0') || lpad(to_hex(slot), 2, '0') \
+                 || encode(pseudonym, 'hex'), '') \
+                 FROM audience_upload_keys WHERE upload_id = $1 AND prefix = $2"
+            }
+        };
+        let text: Option<String> = sqlx::query_scalar(sql)
+            .bind(uuid_text(upload))
+            .bind(i64::from(prefix))
+            .fetch_one(&self.db.pool)
+            .await?;
+        let bytes = unhex_all(text.as_deref().unwrap_or(""), 9 + 32)?;
+        Ok(bytes
+            .chunks_exact(9 + 32)
+            .map(|c| {
+                let mut row = [0u8; 8];
+                row.copy_from_slice(&c[..8]);
+                let mut p = [0u8; 32];
+                p.copy_from_slice(&c[9..]);
+                StagedKey {
+                    row: u64::from_be_bytes(row),
+                    slot: c[8],
+                    pseudonym: PseudonymId::from_bytes(p),
+                }
             })
-            .collect()
+            .collect())
     }
 
     async fn eligible_partition(&self, prefix: u8) -> Result<Vec<(PseudonymId, PseudonymId)>> {
         let (lo, hi) = bounds(prefix);
-        let mut out = Vec::new();
+        let pg = self.db.backend == Backend::Postgres;
+        // Each query gives one aggregated text of hex pairs (key, member):
+        // one row a partition instead of one a person (see `unhex_all`).
+        let (agg, hex) = if pg {
+            ("string_agg", "encode")
+        } else {
+            ("group_concat", "")
+        };
+        let h = |col: &str| {
+            if pg {
+                format!("{hex}({col}, 'hex')")
+            } else {
+                format!("hex({col})")
+            }
+        };
         let queries = [
             // Partner users with ad personalisation on, by their number.
-            "SELECT phone_pseudonym AS k, phone_pseudonym AS m FROM partner_users \
-             WHERE phone_pseudonym >= $1 AND phone_pseudonym < $2 AND ads_personalisation = 1",
+            format!(
+                "SELECT {agg}({k} || {k}, '') FROM partner_users \
+                 WHERE phone_pseudonym >= $1 AND phone_pseudonym < $2 AND ads_personalisation = 1",
+                k = h("phone_pseudonym")
+            ),
             // Messenger users who granted `ads` (coordinated; linked or not).
-            "SELECT pseudonym AS k, pseudonym AS m FROM records \
-             WHERE pseudonym >= $1 AND pseudonym < $2 AND purpose = 'ads'",
+            format!(
+                "SELECT {agg}({k} || {k}, '') FROM records \
+                 WHERE pseudonym >= $1 AND pseudonym < $2 AND purpose = 'ads'",
+                k = h("pseudonym")
+            ),
             // The email of a partner user who is eligible either way.
-            "SELECT u.email_pseudonym AS k, u.phone_pseudonym AS m FROM partner_users u \
-             WHERE u.email_pseudonym >= $1 AND u.email_pseudonym < $2 \
-             AND u.phone_pseudonym IS NOT NULL AND (u.ads_personalisation = 1 OR EXISTS \
-             (SELECT 1 FROM records r WHERE r.pseudonym = u.phone_pseudonym AND r.purpose = 'ads'))",
+            format!(
+                "SELECT {agg}({k} || {m}, '') FROM partner_users u \
+                 WHERE u.email_pseudonym >= $1 AND u.email_pseudonym < $2 \
+                 AND u.phone_pseudonym IS NOT NULL AND (u.ads_personalisation = 1 OR EXISTS \
+                 (SELECT 1 FROM records r WHERE r.pseudonym = u.phone_pseudonym AND r.purpose = 'ads'))",
+                k = h("u.email_pseudonym"),
+                m = h("u.phone_pseudonym")
+            ),
         ];
-        for q in queries {
-            let rows: Vec<(Vec<u8>, Vec<u8>)> = sqlx::query_as(q)
+        let mut out = Vec::new();
+        for q in &queries {
+            let text: Option<String> = sqlx::query_scalar(q)
                 .bind(lo.clone())
                 .bind(hi.clone())
-                .fetch_all(&self.db.pool)
+                .fetch_one(&self.db.pool)
                 .await?;
-            out.reserve(rows.len());
-            for (k, m) in rows {
+            let bytes = unhex_all(text.as_deref().unwrap_or(""), 64)?;
+            out.reserve(bytes.len() / 64);
+            for c in bytes.chunks_exact(64) {
+                let (k, m) = c.split_at(32);
                 out.push((
-                    pseudonym_col(k, "eligible pseudonym")?,
-                    pseudonym_col(m, "member")?,
+                    PseudonymId::from_slice(k).ok_or_else(|| corrupt("eligible pseudonym"))?,
+                    PseudonymId::from_slice(m).ok_or_else(|| corrupt("member"))?,
                 ));
             }
         }

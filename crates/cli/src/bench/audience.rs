@@ -67,6 +67,10 @@ pub struct AudienceReport {
     pub oprf_per_s: f64,
     pub upload_per_s: f64,
     pub match_lookups_per_s: f64,
+    /// The hash join's probes alone (no reads, no stores).
+    pub probe_lookups_per_s: f64,
+    /// Eligible entries read into the match's partitions, per second of match.
+    pub eligible_read_per_s: f64,
     pub total_per_s: f64,
     pub seed_per_s: f64,
     pub peak_rss_mb: f64,
@@ -89,6 +93,8 @@ impl fmt::Display for AudienceReport {
         writeln!(f, "oprf_per_s: {:.0}", self.oprf_per_s)?;
         writeln!(f, "upload_per_s: {:.0}", self.upload_per_s)?;
         writeln!(f, "match_lookups_per_s: {:.0}", self.match_lookups_per_s)?;
+        writeln!(f, "probe_lookups_per_s: {:.0}", self.probe_lookups_per_s)?;
+        writeln!(f, "eligible_read_per_s: {:.0}", self.eligible_read_per_s)?;
         writeln!(f, "total_per_s: {:.0}", self.total_per_s)?;
         writeln!(f, "peak_rss_mb: {:.1}", self.peak_rss_mb)?;
         writeln!(f, "oprf_endpoint_per_s: {:.0}", self.oprf_endpoint_per_s)?;
@@ -361,6 +367,13 @@ async fn services_and_upload(
     let r: UploadReport = crate::upload::run(job).await.map_err(s)?;
     let total = started.elapsed();
     let members = partner.service().audience_stats().await.map_err(s)?.members;
+    let counters = partner.service().match_counters().ok_or("no audiences")?;
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let (probe_ns, match_ns, eligible_read) = (
+        load(&counters.probe_ns),
+        load(&counters.match_ns),
+        load(&counters.eligible_read),
+    );
     stopper.stop();
     for t in tasks {
         let _ = t.await;
@@ -383,6 +396,8 @@ async fn services_and_upload(
         oprf_per_s: per_s(r.pseudonyms, r.oprf),
         upload_per_s: per_s(r.rows, r.upload),
         match_lookups_per_s: per_s(r.pseudonyms, r.matched),
+        probe_lookups_per_s: per_s(r.pseudonyms, Duration::from_nanos(probe_ns)),
+        eligible_read_per_s: per_s(eligible_read, Duration::from_nanos(match_ns)),
         total_per_s: per_s(r.summary.rows, total),
         seed_per_s: per_s(o.users, seeded_in),
         peak_rss_mb: crate::bench::relay::peak_rss_mb(),
