@@ -17,7 +17,8 @@
 //!    one bucket in memory at a time). A row is its pseudonyms together,
 //!    so the partner counts a person with a phone and an email once.
 //! 3. **Complete.** The partner matches the whole upload, deletes the
-//!    pseudonyms, and answers the audience's differentially private size.
+//!    pseudonyms, and answers the audience's differentially private size
+//!    (a large match answers "matching" first; the tool asks until done).
 //!
 //! Memory is bounded by a chunk, the batches in flight and one bucket
 //! (about 1/256 of the rows), never the whole list. If anything fails
@@ -282,8 +283,7 @@ pub async fn run(job: UploadJob) -> CliResult<UploadReport> {
             None,
         )
         .await;
-    let matched_time = started.elapsed();
-    let answer = match matched {
+    let mut answer = match matched {
         Ok(a) => a,
         Err(e) => {
             let _ = job
@@ -293,6 +293,27 @@ pub async fn run(job: UploadJob) -> CliResult<UploadReport> {
             return Err(e.into());
         }
     };
+    // A large match goes on in the background: ask until it is done.
+    let mut bar = Bar::new(job.progress, "match", 1);
+    let waited = answer["state"] == "matching";
+    while answer["state"] == "matching" {
+        bar.draw(0, rows, false);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        answer = job
+            .partner
+            .request_raw(Method::GET, &format!("/v1/uploads/{upload}"), None)
+            .await
+            .map_err(|e| match e.code() {
+                Some("not_found") => CliError::Internal(anyhow::anyhow!(
+                    "the partner's match failed and discarded the upload whole; run the upload again"
+                )),
+                _ => e.into(),
+            })?;
+    }
+    if waited {
+        bar.draw(1, rows, true);
+    }
+    let matched_time = started.elapsed();
     Ok(UploadReport {
         summary,
         rows,

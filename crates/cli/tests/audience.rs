@@ -230,7 +230,10 @@ fn a_list_matches_consenting_people_once_and_a_withdrawal_removes_them() {
         0,
         "uploads are deleted after matching"
     );
-    assert_eq!(partner_count(&data, "audience_uploads"), 0);
+    assert_eq!(
+        partner_count(&data, "audience_uploads WHERE matched_at IS NULL"),
+        0
+    );
     let rejects = std::fs::read_to_string(p("customers.csv.rejects.csv")).unwrap();
     assert!(rejects.starts_with("line,reason\n8,"), "{rejects}");
     assert!(
@@ -332,7 +335,10 @@ fn a_list_matches_consenting_people_once_and_a_withdrawal_removes_them() {
     ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("quota"), "{err}");
-    assert_eq!(partner_count(&data, "audience_uploads"), 0);
+    assert_eq!(
+        partner_count(&data, "audience_uploads WHERE matched_at IS NULL"),
+        0
+    );
     // No raw identifier of the list reached the partner's database.
     for f in std::fs::read_dir(&data).unwrap() {
         let f = f.unwrap().path();

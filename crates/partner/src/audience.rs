@@ -119,7 +119,7 @@ impl Audiences {
 }
 
 /// An audience as its advertiser sees it.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct AudienceView {
     pub audience_id: Uuid,
     pub name: String,
@@ -144,8 +144,23 @@ pub struct UploadStarted {
     pub expires_at: Timestamp,
 }
 
-/// A matched upload.
+/// How long `complete` waits for a match before it answers "matching".
+pub const MATCH_WAIT: Duration = Duration::from_secs(20);
+
+/// Where an upload stands.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum UploadState {
+    /// Batches are arriving.
+    Staged { received: u64, declared: u64 },
+    /// Its match runs; ask again.
+    Matching,
+    /// Matched: the audience with its released size.
+    Matched(UploadMatched),
+}
+
+/// A matched upload.
+#[derive(Clone, Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct UploadMatched {
     pub audience: AudienceView,
     /// Whether the size was released anew (false: the budget is spent,
@@ -388,6 +403,8 @@ impl PartnerService {
             batches,
             created_at: now,
             expires_at: now.plus_millis(a.config.upload_ttl_ms),
+            matching_since: None,
+            result: None,
         };
         a.store.purge_uploads(now).await?;
         a.store.start_upload(&u).await?;
@@ -460,18 +477,24 @@ impl PartnerService {
             .await
             .map_err(|e| match e {
                 StoreError::NotFound(_) => PartnerError::NotFound,
+                StoreError::Conflict("upload_matching") => PartnerError::UploadClosed,
                 e => e.into(),
             })
     }
 
-    /// Matches a complete upload, stores its members, deletes what it
-    /// staged, and releases the audience's size.
+    /// Completes an upload: starts its match (once; a second call reports
+    /// on the first) and waits for it up to [`MATCH_WAIT`]. A larger
+    /// match goes on in the background; [`PartnerService::upload_state`]
+    /// reports it. A match that fails discards the upload whole.
     pub async fn complete_upload(
         &self,
         adv: &Advertiser,
         upload: Uuid,
-    ) -> Result<(UploadMatched, MatchOutcome), PartnerError> {
+    ) -> Result<UploadState, PartnerError> {
         let u = self.own_upload(adv, upload).await?;
+        if u.result.is_some() || u.matching_since.is_some() {
+            return self.upload_state(adv, upload).await;
+        }
         let a = self.audiences()?;
         let (received, _) = a.store.staged(upload).await?;
         if received != u.batches {
@@ -480,11 +503,57 @@ impl PartnerService {
                 declared: u.batches,
             });
         }
+        if !a.store.begin_match(upload, self.now()).await? {
+            return self.upload_state(adv, upload).await;
+        }
+        let me = self.clone();
+        let task = tokio::spawn(async move {
+            let r = me.match_and_release(&u).await;
+            if let Err(e) = &r {
+                tracing::error!(upload = %u.id, error = %e, "audience match failed; the upload is discarded whole");
+                if let Some(a) = &me.audiences {
+                    let _ = a.store.discard_upload(u.id).await;
+                }
+            }
+            r
+        });
+        match tokio::time::timeout(MATCH_WAIT, task).await {
+            Ok(Ok(r)) => r.map(UploadState::Matched),
+            Ok(Err(_)) => Err(PartnerError::Unavailable("the match stopped")),
+            Err(_) => Ok(UploadState::Matching),
+        }
+    }
+
+    /// Where an upload stands.
+    pub async fn upload_state(
+        &self,
+        adv: &Advertiser,
+        upload: Uuid,
+    ) -> Result<UploadState, PartnerError> {
+        let u = self.own_upload(adv, upload).await?;
+        if let Some(r) = &u.result {
+            let m: UploadMatched = serde_json::from_str(r)
+                .map_err(|_| PartnerError::Unavailable("a stored match result does not parse"))?;
+            return Ok(UploadState::Matched(m));
+        }
+        if u.matching_since.is_some() {
+            return Ok(UploadState::Matching);
+        }
+        let (received, _) = self.audiences()?.store.staged(upload).await?;
+        Ok(UploadState::Staged {
+            received,
+            declared: u.batches,
+        })
+    }
+
+    /// The match (see the module docs), then the size's release.
+    async fn match_and_release(&self, u: &Upload) -> Result<UploadMatched, PartnerError> {
+        let a = self.audiences()?;
         let started = Instant::now();
-        let outcome = match_upload(&*a.store, upload).await?;
+        let outcome = match_upload(&*a.store, u.id).await?;
         let joined = started.elapsed();
         a.store
-            .finish_upload(upload, &outcome.members, self.now())
+            .finish_upload(u.id, &outcome.members, self.now())
             .await
             .map_err(|e| match e {
                 StoreError::NotFound(_) => PartnerError::NotFound,
@@ -499,7 +568,7 @@ impl PartnerService {
         c.match_ns
             .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         tracing::info!(
-            upload = %upload,
+            upload = %u.id,
             lookups = outcome.lookups,
             eligible_read = outcome.eligible_scanned,
             join_ms = joined.as_millis() as u64,
@@ -507,21 +576,28 @@ impl PartnerService {
             stored_ms = (started.elapsed() - joined).as_millis() as u64,
             "audience upload matched; its pseudonyms are deleted"
         );
-        let mut aud = a
-            .store
-            .audience_by_id(u.audience_id)
-            .await?
-            .ok_or(PartnerError::NotFound)?;
-        let size = a.store.member_count(aud.id).await?;
-        let fresh = self.draw(size, &mut aud.size, &a.config.size_rules)?;
-        a.store.set_size_release(aud.id, &aud.size).await?;
-        Ok((
-            UploadMatched {
-                audience: view(&aud, &a.config.size_rules),
-                fresh,
-            },
-            outcome,
-        ))
+        // The release: drawn from the stored state and written only if
+        // that state is still the stored one; otherwise drawn again.
+        loop {
+            let aud = a
+                .store
+                .audience_by_id(u.audience_id)
+                .await?
+                .ok_or(PartnerError::NotFound)?;
+            let size = a.store.member_count(aud.id).await?;
+            let mut next = aud.size;
+            let fresh = self.draw(size, &mut next, &a.config.size_rules)?;
+            if a.store.set_size_release(aud.id, &aud.size, &next).await? {
+                let matched = UploadMatched {
+                    audience: view(&Audience { size: next, ..aud }, &a.config.size_rules),
+                    fresh,
+                };
+                let json = serde_json::to_string(&matched)
+                    .map_err(|_| PartnerError::Unavailable("a match result does not serialise"))?;
+                a.store.set_upload_result(u.id, &json).await?;
+                return Ok(matched);
+            }
+        }
     }
 
     pub async fn discard_upload(&self, adv: &Advertiser, upload: Uuid) -> Result<(), PartnerError> {
@@ -616,12 +692,20 @@ impl PartnerService {
         if due {
             let (reach, shown) = a.store.campaign_counts(id).await?;
             let rules = a.config.campaign_rules;
-            let fresh_r = self.draw(reach, &mut c.reach, &rules)?;
-            let fresh_i = self.draw(shown, &mut c.impressions, &rules)?;
+            let (mut reach_s, mut shown_s) = (c.reach, c.impressions);
+            let fresh_r = self.draw(reach, &mut reach_s, &rules)?;
+            let fresh_i = self.draw(shown, &mut shown_s, &rules)?;
             if fresh_r || fresh_i {
-                a.store
-                    .set_campaign_release(id, &c.reach, &c.impressions, now)
+                let won = a
+                    .store
+                    .set_campaign_release(id, (&c.reach, &c.impressions), (&reach_s, &shown_s), now)
                     .await?;
+                if won {
+                    (c.reach, c.impressions) = (reach_s, shown_s);
+                } else {
+                    // Another read released first: show its figures.
+                    c = a.store.campaign(id).await?.ok_or(PartnerError::NotFound)?;
+                }
             }
         }
         let aud = a.store.audience_by_id(c.audience_id).await?;

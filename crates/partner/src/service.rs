@@ -145,6 +145,8 @@ pub enum PartnerError {
     Conflict(&'static str),
     #[error("there is no audience named {0:?}; create it first")]
     UnknownAudience(String),
+    #[error("the upload is being matched or was matched; nothing can be added to it: start a new upload")]
+    UploadClosed,
     #[error("the upload has {received} of its {declared} batches; send the rest or discard it")]
     UploadIncomplete { received: u64, declared: u64 },
     #[error("the key service is not available: {0}")]

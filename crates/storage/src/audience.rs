@@ -52,6 +52,10 @@ pub struct Upload {
     pub batches: u64,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
+    /// Its match started.
+    pub matching_since: Option<Timestamp>,
+    /// Its match is done: the answer (JSON) kept for the advertiser.
+    pub result: Option<String>,
 }
 
 /// One staged pseudonym of an uploaded row.
@@ -105,7 +109,13 @@ pub trait AudienceStore: Send + Sync + std::fmt::Debug + 'static {
     /// The audience's true size (for the release, never shown as such).
     async fn member_count(&self, audience: Uuid) -> Result<u64>;
     /// Stores a size release state.
-    async fn set_size_release(&self, audience: Uuid, state: &DpState) -> Result<()>;
+    /// Replaces the size's release state `old` with `new`; `false` (and
+    /// nothing written) if it is no longer `old`: another release won,
+    /// and this one must be drawn again from the new state (so that no
+    /// spent ε is ever lost, on any number of nodes).
+    async fn set_size_release(&self, audience: Uuid, old: &DpState, new: &DpState) -> Result<bool>;
+    /// Keeps the advertiser's answer on a matched upload.
+    async fn set_upload_result(&self, upload: Uuid, result: &str) -> Result<()>;
 
     async fn start_upload(&self, u: &Upload) -> Result<()>;
     async fn upload(&self, id: Uuid) -> Result<Option<Upload>>;
@@ -129,9 +139,13 @@ pub trait AudienceStore: Send + Sync + std::fmt::Debug + 'static {
     /// `ads` (coordinated, linked or not), with their partner user's
     /// email too.
     async fn eligible_partition(&self, prefix: u8) -> Result<Vec<(PseudonymId, PseudonymId)>>;
+    /// Marks the upload's match as started: `false` if it had started
+    /// already (one match an upload), `NotFound` if it is gone.
+    async fn begin_match(&self, upload: Uuid, at: Timestamp) -> Result<bool>;
     /// Adds `members` to the upload's audience, deletes everything
-    /// staged of the upload and the upload itself, in one transaction.
-    /// `NotFound` if the upload is gone (finished or discarded already).
+    /// staged of the upload and marks it matched (its row stays, for the
+    /// advertiser's answer), in one transaction. `NotFound` if the upload
+    /// is gone or matched already.
     async fn finish_upload(
         &self,
         upload: Uuid,
@@ -147,13 +161,15 @@ pub trait AudienceStore: Send + Sync + std::fmt::Debug + 'static {
     async fn campaign(&self, id: Uuid) -> Result<Option<Campaign>>;
     async fn campaigns(&self, advertiser: Uuid) -> Result<Vec<Campaign>>;
     /// Stores the campaign's release states.
+    /// Replaces the campaign's release states `old` (reach,
+    /// impressions) with `new`, at `at`; `false` if another release won.
     async fn set_campaign_release(
         &self,
         id: Uuid,
-        reach: &DpState,
-        impressions: &DpState,
+        old: (&DpState, &DpState),
+        new: (&DpState, &DpState),
         at: Timestamp,
-    ) -> Result<()>;
+    ) -> Result<bool>;
     /// True reach (distinct users) and impressions of a campaign.
     async fn campaign_counts(&self, id: Uuid) -> Result<(u64, u64)>;
     /// The running campaigns (at `now`) whose audience holds `member`,
@@ -233,6 +249,10 @@ fn upload_row(r: &AnyRow) -> Result<Upload> {
         batches: r.try_get::<i64, _>("batches")?.max(0) as u64,
         created_at: Timestamp(r.try_get("created_at")?),
         expires_at: Timestamp(r.try_get("expires_at")?),
+        matching_since: r
+            .try_get::<Option<i64>, _>("matching_since")?
+            .map(Timestamp),
+        result: r.try_get("result")?,
     })
 }
 
@@ -276,6 +296,20 @@ async fn delete_upload_in(
     backend: Backend,
     id: &str,
 ) -> Result<bool> {
+    delete_staged_in(tx, backend, id).await?;
+    let r = sqlx::query("DELETE FROM audience_uploads WHERE id = $1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+/// Deletes what an upload staged (its pseudonyms and batch records).
+async fn delete_staged_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
+    id: &str,
+) -> Result<()> {
     if backend == Backend::Sqlite {
         sqlx::query("PRAGMA secure_delete = ON")
             .execute(&mut **tx)
@@ -289,11 +323,7 @@ async fn delete_upload_in(
         .bind(id)
         .execute(&mut **tx)
         .await?;
-    let r = sqlx::query("DELETE FROM audience_uploads WHERE id = $1")
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
-    Ok(r.rows_affected() > 0)
+    Ok(())
 }
 
 /// After a deletion of uploaded pseudonyms: SQLite copies the WAL back
@@ -398,10 +428,20 @@ impl AudienceStore for SqlAudienceStore {
         Ok(count(n))
     }
 
-    async fn set_size_release(&self, audience: Uuid, state: &DpState) -> Result<()> {
-        sqlx::query("UPDATE audiences SET size_dp = $1 WHERE id = $2")
-            .bind(state_json(state)?)
+    async fn set_size_release(&self, audience: Uuid, old: &DpState, new: &DpState) -> Result<bool> {
+        let r = sqlx::query("UPDATE audiences SET size_dp = $1 WHERE id = $2 AND size_dp = $3")
+            .bind(state_json(new)?)
             .bind(uuid_text(audience))
+            .bind(state_json(old)?)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn set_upload_result(&self, upload: Uuid, result: &str) -> Result<()> {
+        sqlx::query("UPDATE audience_uploads SET result = $1 WHERE id = $2")
+            .bind(result)
+            .bind(uuid_text(upload))
             .execute(&self.db.pool)
             .await?;
         Ok(())
@@ -456,13 +496,15 @@ impl AudienceStore for SqlAudienceStore {
             tx.commit().await?;
             return Ok(false);
         }
-        let exists: Option<i64> =
-            sqlx::query_scalar("SELECT batches FROM audience_uploads WHERE id = $1")
+        let since: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT matching_since FROM audience_uploads WHERE id = $1")
                 .bind(&id)
                 .fetch_optional(&mut *tx)
                 .await?;
-        if exists.is_none() {
-            return Err(StoreError::NotFound("upload"));
+        match since {
+            None => return Err(StoreError::NotFound("upload")),
+            Some(Some(_)) => return Err(StoreError::Conflict("upload_matching")),
+            Some(None) => {}
         }
         for chunk in keys.chunks(INSERT_ROWS) {
             let mut sql = String::with_capacity(100 + chunk.len() * 30);
@@ -604,6 +646,24 @@ impl AudienceStore for SqlAudienceStore {
         Ok(out)
     }
 
+    async fn begin_match(&self, upload: Uuid, at: Timestamp) -> Result<bool> {
+        let id = uuid_text(upload);
+        let r = sqlx::query(
+            "UPDATE audience_uploads SET matching_since = $1 WHERE id = $2 AND matching_since IS NULL",
+        )
+        .bind(at.0)
+        .bind(&id)
+        .execute(&self.db.pool)
+        .await?;
+        if r.rows_affected() == 1 {
+            return Ok(true);
+        }
+        match self.upload(upload).await? {
+            Some(_) => Ok(false),
+            None => Err(StoreError::NotFound("upload")),
+        }
+    }
+
     async fn finish_upload(
         &self,
         upload: Uuid,
@@ -612,11 +672,16 @@ impl AudienceStore for SqlAudienceStore {
     ) -> Result<()> {
         let id = uuid_text(upload);
         let mut tx = self.db.pool.begin().await?;
-        let audience: Option<String> =
-            sqlx::query_scalar("SELECT audience_id FROM audience_uploads WHERE id = $1")
-                .bind(&id)
-                .fetch_optional(&mut *tx)
-                .await?;
+        // The upload's row first, written: a concurrent discard waits, or
+        // has won and this finds nothing.
+        let audience: Option<String> = sqlx::query_scalar(
+            "UPDATE audience_uploads SET matched_at = $1 \
+             WHERE id = $2 AND matched_at IS NULL RETURNING audience_id",
+        )
+        .bind(at.0)
+        .bind(&id)
+        .fetch_optional(&mut *tx)
+        .await?;
         let audience = audience.ok_or(StoreError::NotFound("upload"))?;
         for chunk in members.chunks(INSERT_ROWS) {
             let mut sql = String::with_capacity(100 + chunk.len() * 24);
@@ -641,7 +706,7 @@ impl AudienceStore for SqlAudienceStore {
             }
             q.execute(&mut *tx).await?;
         }
-        delete_upload_in(&mut tx, self.db.backend, &id).await?;
+        delete_staged_in(&mut tx, self.db.backend, &id).await?;
         tx.commit().await?;
         scrub(&self.db).await;
         Ok(())
@@ -719,20 +784,23 @@ impl AudienceStore for SqlAudienceStore {
     async fn set_campaign_release(
         &self,
         id: Uuid,
-        reach: &DpState,
-        impressions: &DpState,
+        old: (&DpState, &DpState),
+        new: (&DpState, &DpState),
         at: Timestamp,
-    ) -> Result<()> {
-        sqlx::query(
-            "UPDATE campaigns SET reach_dp = $1, impressions_dp = $2, released_at = $3 WHERE id = $4",
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE campaigns SET reach_dp = $1, impressions_dp = $2, released_at = $3 \
+             WHERE id = $4 AND reach_dp = $5 AND impressions_dp = $6",
         )
-        .bind(state_json(reach)?)
-        .bind(state_json(impressions)?)
+        .bind(state_json(new.0)?)
+        .bind(state_json(new.1)?)
         .bind(at.0)
         .bind(uuid_text(id))
+        .bind(state_json(old.0)?)
+        .bind(state_json(old.1)?)
         .execute(&self.db.pool)
         .await?;
-        Ok(())
+        Ok(r.rows_affected() == 1)
     }
 
     async fn campaign_counts(&self, id: Uuid) -> Result<(u64, u64)> {
@@ -783,7 +851,7 @@ impl AudienceStore for SqlAudienceStore {
             "SELECT (SELECT COUNT(*) FROM advertisers) AS advertisers, \
              (SELECT COUNT(*) FROM audiences) AS audiences, \
              (SELECT COUNT(*) FROM audience_members) AS members, \
-             (SELECT COUNT(*) FROM audience_uploads) AS open_uploads, \
+             (SELECT COUNT(*) FROM audience_uploads WHERE matched_at IS NULL) AS open_uploads, \
              (SELECT COUNT(*) FROM audience_upload_keys) AS staged, \
              (SELECT COUNT(*) FROM campaigns) AS campaigns",
         )

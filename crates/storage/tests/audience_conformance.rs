@@ -114,6 +114,8 @@ async fn audiences_stage_match_and_forget_on_both_backends() {
             batches: 2,
             created_at: T0,
             expires_at: T0.plus_millis(1_000),
+            matching_since: None,
+            result: None,
         };
         store.start_upload(&up).await.unwrap();
         let keys = [
@@ -156,6 +158,11 @@ async fn audiences_stage_match_and_forget_on_both_backends() {
             .unwrap();
         assert_eq!(store.staged(up.id).await.unwrap(), (2, 3));
 
+        assert!(store.begin_match(up.id, T0).await.unwrap());
+        assert!(
+            !store.begin_match(up.id, T0).await.unwrap(),
+            "one match an upload"
+        );
         store
             .finish_upload(up.id, &[p(0, 1), p(255, 2)], T0)
             .await
@@ -205,14 +212,16 @@ async fn audiences_stage_match_and_forget_on_both_backends() {
         partner.set_ads_personalisation(u1, false).await.unwrap();
         assert_eq!(store.member_count(aud.id).await.unwrap(), 0);
 
-        // An unfinished upload expires whole.
+        // An unfinished upload expires whole (and the matched one's row,
+        // kept for its answer, with it).
         let up2 = Upload {
             id: Uuid::new_v4(),
             ..up.clone()
         };
         store.start_upload(&up2).await.unwrap();
         store.stage_batch(up2.id, 0, 1, &keys[..1]).await.unwrap();
-        assert_eq!(store.purge_uploads(T0.plus_millis(1_001)).await.unwrap(), 1);
+        assert_eq!(store.purge_uploads(T0.plus_millis(1_001)).await.unwrap(), 2);
+        assert!(store.upload(up.id).await.unwrap().is_none());
         assert_eq!(store.stats().await.unwrap().staged_pseudonyms, 0);
         t.finish().await;
     }

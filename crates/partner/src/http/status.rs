@@ -48,6 +48,9 @@ impl From<PartnerError> for ApiError {
             PartnerError::UnknownAudience(_) => {
                 ApiError::new(StatusCode::NOT_FOUND, "unknown_audience", message)
             }
+            PartnerError::UploadClosed => {
+                ApiError::new(StatusCode::CONFLICT, "upload_closed", message)
+            }
             PartnerError::UploadIncomplete { received, declared } => {
                 ApiError::new(StatusCode::CONFLICT, "upload_incomplete", message)
                     .with_details(json!({ "received": received, "declared": declared }))

@@ -610,3 +610,73 @@ async fn the_differencing_attack_does_no_better_than_the_dp_bound() {
         "accuracy {accuracy:.3} above the bound {bound:.3} (+{slack:.3})"
     );
 }
+
+#[tokio::test]
+async fn an_upload_is_matched_once_and_reports_where_it_stands() {
+    let app = spawn_app().await;
+    let adv = advertiser(&app, "Shop").await;
+    create(&app, &adv, "a").await;
+    user(&app, 1, true, None).await;
+    let r = app
+        .send(
+            Method::POST,
+            "/v1/audiences/a/uploads",
+            Some(&adv),
+            Some(json!({ "batches": 1 })),
+        )
+        .await;
+    let id = r.body["upload_id"].as_str().unwrap().to_owned();
+    let state = app
+        .send(Method::GET, &format!("/v1/uploads/{id}"), Some(&adv), None)
+        .await;
+    assert_eq!(
+        state.body,
+        json!({ "state": "staged", "received": 0, "declared": 1 })
+    );
+    app.send(
+        Method::PUT,
+        &format!("/v1/uploads/{id}/batches/0"),
+        Some(&adv),
+        Some(json!({ "rows": [[pid(1)]] })),
+    )
+    .await;
+    let first = app
+        .send(
+            Method::POST,
+            &format!("/v1/uploads/{id}/complete"),
+            Some(&adv),
+            None,
+        )
+        .await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(first.body["state"], "matched");
+    // Completing again releases nothing new: the same answer.
+    let again = app
+        .send(
+            Method::POST,
+            &format!("/v1/uploads/{id}/complete"),
+            Some(&adv),
+            None,
+        )
+        .await;
+    assert_eq!(again.body, first.body);
+    let state = app
+        .send(Method::GET, &format!("/v1/uploads/{id}"), Some(&adv), None)
+        .await;
+    assert_eq!(state.body, first.body);
+    let a = app
+        .send(Method::GET, "/v1/audiences/a", Some(&adv), None)
+        .await;
+    assert_eq!(a.body["budget_left_milli"], 2_500, "one release, not two");
+    // Nothing can be added to a matched upload.
+    let r = app
+        .send(
+            Method::PUT,
+            &format!("/v1/uploads/{id}/batches/0"),
+            Some(&adv),
+            Some(json!({ "rows": [[pid(2)]] })),
+        )
+        .await;
+    assert_error(&r, 409, "upload_closed");
+    assert_eq!(members(&app).await, 1);
+}

@@ -2,7 +2,7 @@
 //! uploads, campaigns (advertiser token), the ad endpoint and the email
 //! pseudonym (partner user), advertiser registration (operator).
 
-use crate::audience::{Ad, AudienceView, CampaignView, NewCampaign, UploadMatched, UploadStarted};
+use crate::audience::{Ad, AudienceView, CampaignView, NewCampaign, UploadStarted, UploadState};
 use crate::http::extract::{Admin, AdvertiserAuth, User};
 use crate::http::AppState;
 use accord_domain::{PseudonymId, Timestamp};
@@ -136,7 +136,7 @@ pub struct Batch {
     params(("upload_id" = String, Path), ("seq" = u64, Path, description = "0 to batches - 1")),
     responses((status = 200, body = Object, description = "{\"staged\": bool}: false when the batch arrived before"),
         (status = 400, body = ErrorBody, description = "bad_request, invalid_pseudonym"), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "upload_closed"), (status = 413, body = ErrorBody)))]
 pub async fn put_batch(
     State(s): State<AppState>,
     AdvertiserAuth(a): AdvertiserAuth,
@@ -156,19 +156,42 @@ pub async fn put_batch(
     Ok(Json(json!({ "staged": staged })))
 }
 
-/// Completes an upload: matches it, stores the members, deletes every
-/// uploaded pseudonym, releases the audience's size.
+/// Completes an upload: matches it (once), stores the members, deletes
+/// every uploaded pseudonym, releases the audience's size. Answers the
+/// result within 20 s, else 202 `{"state": "matching"}`: ask
+/// `GET /v1/uploads/{upload_id}`.
 #[utoipa::path(post, path = "/v1/uploads/{upload_id}/complete", tag = "audiences", security(("api_key" = [])),
     params(("upload_id" = String, Path)),
-    responses((status = 200, body = UploadMatched), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+    responses((status = 200, body = UploadState, description = "matched"), (status = 202, body = UploadState, description = "matching"),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "upload_incomplete")))]
 pub async fn complete_upload(
     State(s): State<AppState>,
     AdvertiserAuth(a): AdvertiserAuth,
     Path(upload): Path<Uuid>,
-) -> ApiResult<Json<UploadMatched>> {
-    let (matched, _) = s.service.complete_upload(&a, upload).await?;
-    Ok(Json(matched))
+) -> ApiResult<(StatusCode, Json<UploadState>)> {
+    let state = s.service.complete_upload(&a, upload).await?;
+    Ok((status_of(&state), Json(state)))
+}
+
+fn status_of(s: &UploadState) -> StatusCode {
+    match s {
+        UploadState::Matched(_) => StatusCode::OK,
+        _ => StatusCode::ACCEPTED,
+    }
+}
+
+/// Where an upload stands: staged (batches received), matching, or
+/// matched with the audience's released size.
+#[utoipa::path(get, path = "/v1/uploads/{upload_id}", tag = "audiences", security(("api_key" = [])),
+    params(("upload_id" = String, Path)),
+    responses((status = 200, body = UploadState), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn upload_state(
+    State(s): State<AppState>,
+    AdvertiserAuth(a): AdvertiserAuth,
+    Path(upload): Path<Uuid>,
+) -> ApiResult<Json<UploadState>> {
+    Ok(Json(s.service.upload_state(&a, upload).await?))
 }
 
 /// Discards an unfinished upload whole.

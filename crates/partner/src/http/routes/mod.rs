@@ -37,7 +37,7 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(audiences::start_upload))
         .routes(routes!(audiences::put_batch))
         .routes(routes!(audiences::complete_upload))
-        .routes(routes!(audiences::discard_upload))
+        .routes(routes!(audiences::discard_upload, audiences::upload_state))
         .routes(routes!(
             audiences::create_campaign,
             audiences::list_campaigns

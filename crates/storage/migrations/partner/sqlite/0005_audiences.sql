@@ -25,13 +25,18 @@ CREATE TABLE audiences (
 );
 
 -- An upload: matched only when every declared batch arrived; an
--- unfinished one is discarded whole when it expires.
+-- unfinished one is discarded whole when it expires. matching_since: its
+-- match started (one at a time); matched_at and result (the advertiser's
+-- answer, JSON): it is done, and only this row is left of it.
 CREATE TABLE audience_uploads (
     id TEXT PRIMARY KEY,
     audience_id TEXT NOT NULL,
     batches BIGINT NOT NULL,
     created_at BIGINT NOT NULL,
-    expires_at BIGINT NOT NULL
+    expires_at BIGINT NOT NULL,
+    matching_since BIGINT,
+    matched_at BIGINT,
+    result TEXT
 );
 
 CREATE TABLE audience_upload_batches (
