@@ -388,13 +388,14 @@ async fn spawn_batch(
     let client = job.partner.clone();
     let path = format!("/v1/uploads/{upload}/batches/{seq}");
     flight.spawn(async move {
-        // A batch is idempotent: a failed send is retried, a few times.
+        // A batch is idempotent: a send that failed in transit, timed out
+        // or met a busy server is sent again, with backoff, a few times.
         let body = json!({ "rows": batch });
         let mut tries = 0;
         loop {
             match client.request_raw(Method::PUT, &path, Some(&body)).await {
                 Ok(_) => return Ok(()),
-                Err(accord_client::ClientError::Transport(_)) if tries < 3 => {
+                Err(e) if tries < 5 && retryable(&e) => {
                     tries += 1;
                     tokio::time::sleep(Duration::from_millis(200 << tries)).await;
                 }
@@ -403,6 +404,15 @@ async fn spawn_batch(
         }
     });
     Ok(())
+}
+
+/// Whether a failed batch may be sent again: in transit, a timeout, a
+/// busy or failing server (never a refusal of the batch itself).
+fn retryable(e: &accord_client::ClientError) -> bool {
+    match e {
+        accord_client::ClientError::Transport(_) => true,
+        e => matches!(e.status(), Some(408 | 429 | 500..=599)),
+    }
 }
 
 fn hex(b: &[u8]) -> String {

@@ -349,6 +349,16 @@ async fn services_and_upload(
     );
     let db = Db::open_service(location, "partner").await.map_err(s)?;
     let (expected, seeded_in) = seed(&db, &partner_oprf, o.rows, o.users).await?;
+    // The fixture settles before anything is measured: SQLite copies its
+    // WAL back now rather than during the upload; PostgreSQL gets fresh
+    // statistics for the eligible set.
+    eprintln!("settling the fixture");
+    let settle = if location.starts_with("postgres") {
+        "VACUUM ANALYZE records"
+    } else {
+        "PRAGMA wal_checkpoint(TRUNCATE)"
+    };
+    sqlx::query(settle).execute(&db.pool).await.map_err(s)?;
 
     // 5. The upload.
     let job = UploadJob {
