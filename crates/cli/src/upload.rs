@@ -29,6 +29,7 @@ use crate::error::{CliError, CliResult};
 use accord_client::Client;
 use accord_crypto::oprf::{input_for_email, input_for_phone, KeyVersion, OprfPurpose};
 use accord_domain::audience::{CustomerList, ListError, Row, Summary};
+use accord_domain::PseudonymId;
 use accord_keyd::{Oprf, OprfClientError};
 use rand::seq::SliceRandom;
 use reqwest::Method;
@@ -352,7 +353,11 @@ async fn send_all(job: &UploadJob, dir: &Path, upload: &str, rows: u64) -> CliRe
         }
         recs.shuffle(&mut rng);
         for r in recs {
-            pending.push(r.chunks(32).map(hex).collect());
+            pending.push(
+                r.chunks(32)
+                    .map(|p| PseudonymId::from_slice(p).map_or_else(String::new, |p| p.to_hex()))
+                    .collect(),
+            );
             if pending.len() == BATCH_ROWS {
                 let batch = std::mem::replace(&mut pending, Vec::with_capacity(BATCH_ROWS));
                 sent += batch.len() as u64;
@@ -415,16 +420,6 @@ fn retryable(e: &accord_client::ClientError) -> bool {
     }
 }
 
-fn hex(b: &[u8]) -> String {
-    const D: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(b.len() * 2);
-    for x in b {
-        s.push(char::from(D[usize::from(x >> 4)]));
-        s.push(char::from(D[usize::from(x & 15)]));
-    }
-    s
-}
-
 /// Percent-encodes an audience name for a path segment.
 pub fn encode(name: &str) -> String {
     let mut s = String::new();
@@ -451,19 +446,13 @@ fn read_list(
     let input = std::fs::File::open(file)
         .map_err(|e| CliError::Input(format!("cannot open {}: {e}", file.display())))?;
     let bad = |e: ListError| CliError::Input(format!("{}: {e}", file.display()));
-    let mut list = CustomerList::new(
+    let (mut list, mut out) = open_list(
+        file,
         BufReader::with_capacity(1 << 20, Counting { inner: input, read }),
         region,
-    )
-    .map_err(bad)?;
-    for name in &list.ignored {
-        eprintln!("warning: column {name:?} is not used (phone, email, fn, ln, country are)");
-    }
-    let f = std::fs::File::create(rejects)
-        .map_err(|e| CliError::Input(format!("cannot write {}: {e}", rejects.display())))?;
-    let mut out = BufWriter::new(f);
+        rejects,
+    )?;
     let io = |e: std::io::Error| CliError::Internal(e.into());
-    writeln!(out, "line,reason").map_err(io)?;
     let mut summary = Summary::default();
     let mut chunk = Chunk::new();
     busy += t.elapsed();
@@ -473,7 +462,7 @@ fn read_list(
         summary.add(&row);
         match row {
             Row::Rejected(r) => {
-                writeln!(out, "{},\"{}\"", r.line, r.reason.replace('"', "\"\"")).map_err(io)?;
+                write_reject(&mut out, &r)?;
             }
             Row::Customer(c) => {
                 let before = chunk.inputs.len();
@@ -505,6 +494,40 @@ fn read_list(
     if !chunk.widths.is_empty() {
         let _ = tx.blocking_send(chunk);
     }
+    say_rejected(&summary, rejects);
+    Ok((summary, busy))
+}
+
+/// Opens a customer list for reading (warning about unused columns) and
+/// its rejects file, written whole on every run (a header alone when
+/// nothing is rejected), so that a file left by an earlier run never
+/// misleads. Shared with `accord audience check`.
+pub fn open_list<R: Read>(
+    file: &Path,
+    input: R,
+    region: Option<&str>,
+    rejects: &Path,
+) -> CliResult<(CustomerList<R>, BufWriter<std::fs::File>)> {
+    let list = CustomerList::new(input, region)
+        .map_err(|e| CliError::Input(format!("{}: {e}", file.display())))?;
+    for name in &list.ignored {
+        eprintln!("warning: column {name:?} is not used (phone, email, fn, ln, country are)");
+    }
+    let f = std::fs::File::create(rejects)
+        .map_err(|e| CliError::Input(format!("cannot write {}: {e}", rejects.display())))?;
+    let mut out = BufWriter::new(f);
+    writeln!(out, "line,reason").map_err(|e| CliError::Internal(e.into()))?;
+    Ok((list, out))
+}
+
+/// One rejected row: its line and reason, never its content.
+pub fn write_reject(out: &mut impl Write, r: &accord_domain::audience::Rejected) -> CliResult {
+    writeln!(out, "{},\"{}\"", r.line, r.reason.replace('"', "\"\""))
+        .map_err(|e| CliError::Internal(e.into()))
+}
+
+/// Says where the rejected rows went, if any.
+pub fn say_rejected(summary: &Summary, rejects: &Path) {
     if summary.rejected > 0 {
         eprintln!(
             "{} rejected rows, with their reasons, in {}",
@@ -512,5 +535,4 @@ fn read_list(
             rejects.display()
         );
     }
-    Ok((summary, busy))
 }

@@ -260,6 +260,27 @@ fn state_json(s: &DpState) -> Result<String> {
     serde_json::to_string(s).map_err(|e| StoreError::Corrupt(format!("release state: {e}")))
 }
 
+/// `head VALUES ($1,...,$cols),(...)` for `rows` rows of `cols` parameters.
+fn insert_values(head: &str, rows: usize, cols: usize) -> String {
+    let mut sql = String::with_capacity(head.len() + 8 + rows * cols * 5);
+    sql.push_str(head);
+    sql.push_str(" VALUES ");
+    for r in 0..rows {
+        if r > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!("${}", r * cols + c + 1));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(what.to_owned())
 }
@@ -507,24 +528,11 @@ impl AudienceStore for SqlAudienceStore {
             Some(None) => {}
         }
         for chunk in keys.chunks(INSERT_ROWS) {
-            let mut sql = String::with_capacity(100 + chunk.len() * 30);
-            sql.push_str(
-                "INSERT INTO audience_upload_keys (upload_id, prefix, row_no, slot, pseudonym) VALUES ",
+            let sql = insert_values(
+                "INSERT INTO audience_upload_keys (upload_id, prefix, row_no, slot, pseudonym)",
+                chunk.len(),
+                5,
             );
-            for i in 0..chunk.len() {
-                let b = i * 5;
-                if i > 0 {
-                    sql.push(',');
-                }
-                sql.push_str(&format!(
-                    "(${},${},${},${},${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5
-                ));
-            }
             let mut q = sqlx::query(&sql);
             for k in chunk {
                 q = q
@@ -684,18 +692,11 @@ impl AudienceStore for SqlAudienceStore {
         .await?;
         let audience = audience.ok_or(StoreError::NotFound("upload"))?;
         for chunk in members.chunks(INSERT_ROWS) {
-            let mut sql = String::with_capacity(100 + chunk.len() * 24);
-            sql.push_str(
-                "INSERT INTO audience_members (audience_id, prefix, member, added_at) VALUES ",
-            );
-            for i in 0..chunk.len() {
-                let b = i * 4;
-                if i > 0 {
-                    sql.push(',');
-                }
-                sql.push_str(&format!("(${},${},${},${})", b + 1, b + 2, b + 3, b + 4));
-            }
-            sql.push_str(" ON CONFLICT (audience_id, prefix, member) DO NOTHING");
+            let sql = insert_values(
+                "INSERT INTO audience_members (audience_id, prefix, member, added_at)",
+                chunk.len(),
+                4,
+            ) + " ON CONFLICT (audience_id, prefix, member) DO NOTHING";
             let mut q = sqlx::query(&sql);
             for m in chunk {
                 q = q

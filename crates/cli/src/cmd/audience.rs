@@ -16,7 +16,7 @@
 use crate::error::{CliError, CliResult};
 use crate::upload::{encode, UploadJob};
 use accord_client::Client;
-use accord_domain::audience::{CustomerList, Row, Summary};
+use accord_domain::audience::{Row, Summary};
 use clap::Subcommand;
 use reqwest::Method;
 use secrecy::SecretString;
@@ -327,38 +327,23 @@ fn rejects_beside(file: &std::path::Path) -> PathBuf {
 fn check(file: &PathBuf, region: Option<&str>, rejects: Option<PathBuf>) -> CliResult<Summary> {
     let input = std::fs::File::open(file)
         .map_err(|e| CliError::Input(format!("cannot open {}: {e}", file.display())))?;
+    let rejects_path = rejects.unwrap_or_else(|| rejects_beside(file));
+    let (list, mut out) =
+        crate::upload::open_list(file, std::io::BufReader::new(input), region, &rejects_path)?;
     let bad =
         |e: accord_domain::audience::ListError| CliError::Input(format!("{}: {e}", file.display()));
-    let list = CustomerList::new(std::io::BufReader::new(input), region).map_err(bad)?;
-    for name in &list.ignored {
-        eprintln!("warning: column {name:?} is not used (phone, email, fn, ln, country are)");
-    }
-    let rejects_path = rejects.unwrap_or_else(|| rejects_beside(file));
-    // Written whole on every run (a header alone when nothing is
-    // rejected), so that a file left by an earlier run never misleads.
-    let f = std::fs::File::create(&rejects_path)
-        .map_err(|e| CliError::Input(format!("cannot write {}: {e}", rejects_path.display())))?;
-    let mut out = std::io::BufWriter::new(f);
-    let io = |e: std::io::Error| CliError::Internal(e.into());
-    writeln!(out, "line,reason").map_err(io)?;
     let mut summary = Summary::default();
     for row in list {
         let row = row.map_err(bad)?;
         summary.add(&row);
         if let Row::Rejected(r) = &row {
-            writeln!(out, "{},\"{}\"", r.line, r.reason.replace('"', "\"\"")).map_err(io)?;
+            crate::upload::write_reject(&mut out, r)?;
         }
         if summary.rows.is_multiple_of(PROGRESS_EVERY) {
             eprintln!("read {} rows", summary.rows);
         }
     }
-    out.flush().map_err(io)?;
-    if summary.rejected > 0 {
-        eprintln!(
-            "{} rejected rows, with their reasons, in {}",
-            summary.rejected,
-            rejects_path.display()
-        );
-    }
+    out.flush().map_err(|e| CliError::Internal(e.into()))?;
+    crate::upload::say_rejected(&summary, &rejects_path);
     Ok(summary)
 }
