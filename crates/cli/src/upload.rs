@@ -396,10 +396,20 @@ async fn spawn_batch(
         // A batch is idempotent: a send that failed in transit, timed out
         // or met a busy server is sent again, with backoff, a few times.
         let body = json!({ "rows": batch });
-        let mut tries = 0;
+        let (mut tries, mut warming) = (0, 0);
         loop {
             match client.request_raw(Method::PUT, &path, Some(&body)).await {
                 Ok(_) => return Ok(()),
+                // A partner just started reads its eligible users first
+                // (a minute for ten million); it says so, and the batch
+                // waits for it, up to 15 minutes.
+                Err(e) if e.code() == Some("warming_up") && warming < WARMING_WAITS => {
+                    warming += 1;
+                    if warming == 1 && seq == 0 {
+                        eprintln!("the partner is reading its eligible users into memory; waiting");
+                    }
+                    tokio::time::sleep(WARMING_WAIT).await;
+                }
                 Err(e) if tries < 5 && retryable(&e) => {
                     tries += 1;
                     tokio::time::sleep(Duration::from_millis(200 << tries)).await;
@@ -410,6 +420,11 @@ async fn spawn_batch(
     });
     Ok(())
 }
+
+/// How long a batch waits for a partner that is warming up, a time.
+const WARMING_WAIT: Duration = Duration::from_secs(5);
+/// How many times (15 minutes in all).
+const WARMING_WAITS: u32 = 180;
 
 /// Whether a failed batch may be sent again: in transit, a timeout, a
 /// busy or failing server (never a refusal of the batch itself).

@@ -226,9 +226,9 @@ fn a_list_matches_consenting_people_once_and_a_withdrawal_removes_them() {
     // email): three people. Not Bob, Dave (no consent) or Frank (ads off).
     assert_eq!(partner_count(&data, "audience_members"), 3);
     assert_eq!(
-        partner_count(&data, "audience_upload_keys"),
+        partner_count(&data, "audience_candidates"),
         0,
-        "uploads are deleted after matching"
+        "nothing staged is left after matching"
     );
     assert_eq!(
         partner_count(&data, "audience_uploads WHERE matched_at IS NULL"),

@@ -13,12 +13,13 @@
 //! business tool to reproduce the same shuffled rows, and a discarded
 //! upload costs only its quota).
 //!
-//! **The match** ([`match_upload`]) is the hash join of
-//! [`crate::matching`], one pseudonym-prefix partition at a time: the
-//! upload's pseudonyms of the partition and the eligible set's, from the
-//! store; partitions without uploaded pseudonyms are skipped. Its result,
-//! the distinct members, is stored in the same transaction that deletes
-//! the staged pseudonyms.
+//! **The match** is the hash join of [`crate::matching`], as a stream:
+//! each batch is probed on arrival against the standing index of the
+//! eligible set ([`crate::eligible`]), and only its matched rows are
+//! staged, with the member each names (still eligible when the batch
+//! commits). An uploaded pseudonym that matches no one is never written.
+//! Completion makes the staged rows members, distinct people, in one
+//! transaction that deletes what was staged.
 //!
 //! **Releases.** An audience's size is released (ε spent, noise drawn) at
 //! the completion of each upload, never on a read: a read repeats the
@@ -28,14 +29,15 @@
 //! most once per [`AudienceConfig::campaign_release_every_ms`], on a
 //! read; both budgets repeat the last figure once spent.
 
-use crate::matching::{EligiblePartition, Match, RowKey, PARTITIONS};
+use crate::eligible::EligibleIndex;
+use crate::matching::{partition_of, Match, RowKey};
 use crate::service::{PartnerError, PartnerService};
 use accord_crypto::token::{BearerToken, TokenHash};
 use accord_domain::audience::report::{release, DpRules, DpState, NoiseSource, Released};
 use accord_domain::time::HOUR_MS;
 use accord_domain::{PseudonymId, Purpose, Timestamp};
 use accord_storage::audience::{
-    Advertiser, Audience, AudienceStats, AudienceStore, Campaign, StagedKey, Upload,
+    Advertiser, Audience, AudienceStats, AudienceStore, Campaign, Candidate, Upload,
 };
 use accord_storage::partner::PartnerUser;
 use accord_storage::StoreError;
@@ -77,16 +79,18 @@ impl Default for AudienceConfig {
 }
 
 /// Totals of every match since start (operator metrics, the bench).
+/// The match's time is the three stages' sum: probes, staging the
+/// matched rows (with their eligibility check), completions.
 #[derive(Debug, Default)]
 pub struct MatchCounters {
     /// Uploaded pseudonyms probed against the eligible set.
     pub lookups: AtomicU64,
     /// Nanoseconds spent probing (the hash join alone).
     pub probe_ns: AtomicU64,
-    /// Eligible entries read into the partitions' hash maps.
-    pub eligible_read: AtomicU64,
-    /// Nanoseconds of whole matches (reads, join, stores).
-    pub match_ns: AtomicU64,
+    /// Nanoseconds spent staging batches' matched rows.
+    pub stage_ns: AtomicU64,
+    /// Nanoseconds spent completing uploads (staged rows to members).
+    pub finish_ns: AtomicU64,
 }
 
 /// What the audiences need besides the partner's own store.
@@ -96,6 +100,7 @@ pub struct Audiences {
     pub config: AudienceConfig,
     pub noise: Arc<std::sync::Mutex<dyn NoiseSource + Send>>,
     pub counters: Arc<MatchCounters>,
+    pub index: Arc<EligibleIndex>,
 }
 
 impl std::fmt::Debug for Audiences {
@@ -114,6 +119,7 @@ impl Audiences {
             config,
             noise: Arc::new(std::sync::Mutex::new(crate::dp::OpenDpNoise)),
             counters: Arc::default(),
+            index: Arc::default(),
         }
     }
 }
@@ -207,59 +213,6 @@ pub struct NewCampaign {
     pub link: String,
     pub starts_at: Timestamp,
     pub ends_at: Timestamp,
-}
-
-/// The outcome of a match: distinct members, rows matched, probes.
-#[derive(Clone, Debug, Default)]
-pub struct MatchOutcome {
-    pub members: Vec<PseudonymId>,
-    pub matched_rows: u64,
-    pub lookups: u64,
-    pub eligible_scanned: u64,
-    /// Time in the hash join's probes alone.
-    pub probe: Duration,
-}
-
-/// Matches an upload's staged pseudonyms against the eligible set, one
-/// partition at a time (see the module docs); stores nothing.
-pub async fn match_upload(
-    store: &dyn AudienceStore,
-    upload: Uuid,
-) -> Result<MatchOutcome, StoreError> {
-    let mut m = Match::default();
-    let mut scanned = 0u64;
-    let mut probe = Duration::ZERO;
-    for prefix in 0..PARTITIONS {
-        let prefix = prefix as u8;
-        let staged = store.staged_partition(upload, prefix).await?;
-        if staged.is_empty() {
-            continue;
-        }
-        let eligible = store.eligible_partition(prefix).await?;
-        scanned += eligible.len() as u64;
-        let mut part = EligiblePartition::with_capacity(eligible.len());
-        for (k, member) in eligible {
-            part.insert(k, member);
-        }
-        let keys: Vec<RowKey> = staged
-            .into_iter()
-            .map(|k| RowKey {
-                row: k.row,
-                slot: k.slot,
-                pseudonym: k.pseudonym,
-            })
-            .collect();
-        let t = Instant::now();
-        m.probe(&part, &keys);
-        probe += t.elapsed();
-    }
-    Ok(MatchOutcome {
-        probe,
-        matched_rows: m.matched_rows() as u64,
-        lookups: m.lookups,
-        eligible_scanned: scanned,
-        members: m.members().into_iter().collect(),
-    })
 }
 
 fn view(a: &Audience, rules: &DpRules) -> AudienceView {
@@ -435,8 +388,10 @@ impl PartnerService {
         Ok(u)
     }
 
-    /// Stages batch `seq`: each row is its pseudonyms (phone first, then
-    /// email). A batch sent twice is staged once (`false` the second time).
+    /// Takes batch `seq`: each row is its pseudonyms (phone first, then
+    /// email). The batch is probed against the eligible index and only
+    /// its matched rows are staged (see the module docs). A batch sent
+    /// twice is staged once (`false` the second time).
     pub async fn put_batch(
         &self,
         adv: &Advertiser,
@@ -464,22 +419,47 @@ impl PartnerService {
                 )));
             }
             for (slot, p) in row.iter().enumerate() {
-                keys.push(StagedKey {
+                keys.push(RowKey {
                     row: seq * MAX_BATCH_ROWS as u64 + i as u64,
                     slot: slot as u8,
                     pseudonym: *p,
                 });
             }
         }
-        self.audiences()?
+        let a = self.audiences()?;
+        if let Err(w) = a.index.ensure_current(&a.store).await? {
+            return Err(PartnerError::WarmingUp(w.retry_after.as_secs()));
+        }
+        let t = Instant::now();
+        let parts = a.index.snapshot();
+        let mut m = Match::default();
+        for k in &keys {
+            m.probe_one(&parts[usize::from(partition_of(&k.pseudonym))], k);
+        }
+        let candidates: Vec<Candidate> = m
+            .matched()
+            .map(|(row, member)| Candidate { row, member })
+            .collect();
+        drop(parts);
+        let probed = t.elapsed();
+        let staged = a
             .store
-            .stage_batch(upload, seq, rows.len() as u64, &keys)
+            .stage_batch(upload, seq, rows.len() as u64, &candidates)
             .await
             .map_err(|e| match e {
                 StoreError::NotFound(_) => PartnerError::NotFound,
                 StoreError::Conflict("upload_matching") => PartnerError::UploadClosed,
                 e => e.into(),
-            })
+            })?;
+        if staged {
+            let c = &a.counters;
+            c.lookups.fetch_add(m.lookups, Ordering::Relaxed);
+            c.probe_ns
+                .fetch_add(probed.as_nanos() as u64, Ordering::Relaxed);
+            c.stage_ns
+                .fetch_add((t.elapsed() - probed).as_nanos() as u64, Ordering::Relaxed);
+        }
+        Ok(staged)
     }
 
     /// Completes an upload: starts its match (once; a second call reports
@@ -546,35 +526,27 @@ impl PartnerService {
         })
     }
 
-    /// The match (see the module docs), then the size's release.
+    /// The match's completion (see the module docs), then the size's
+    /// release.
     async fn match_and_release(&self, u: &Upload) -> Result<UploadMatched, PartnerError> {
         let a = self.audiences()?;
         let started = Instant::now();
-        let outcome = match_upload(&*a.store, u.id).await?;
-        let joined = started.elapsed();
-        a.store
-            .finish_upload(u.id, &outcome.members, self.now())
+        let rows = a
+            .store
+            .finish_upload(u.id, self.now())
             .await
             .map_err(|e| match e {
                 StoreError::NotFound(_) => PartnerError::NotFound,
                 e => e.into(),
             })?;
-        let c = &a.counters;
-        c.lookups.fetch_add(outcome.lookups, Ordering::Relaxed);
-        c.probe_ns
-            .fetch_add(outcome.probe.as_nanos() as u64, Ordering::Relaxed);
-        c.eligible_read
-            .fetch_add(outcome.eligible_scanned, Ordering::Relaxed);
-        c.match_ns
+        a.counters
+            .finish_ns
             .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         tracing::info!(
             upload = %u.id,
-            lookups = outcome.lookups,
-            eligible_read = outcome.eligible_scanned,
-            join_ms = joined.as_millis() as u64,
-            probe_ms = outcome.probe.as_millis() as u64,
-            stored_ms = (started.elapsed() - joined).as_millis() as u64,
-            "audience upload matched; its pseudonyms are deleted"
+            matched_rows = rows,
+            ms = started.elapsed().as_millis() as u64,
+            "audience upload matched; what it staged is deleted"
         );
         // The release: drawn from the stored state and written only if
         // that state is still the stored one; otherwise drawn again.
@@ -777,6 +749,19 @@ impl PartnerService {
     /// Totals of every match since start.
     pub fn match_counters(&self) -> Option<Arc<MatchCounters>> {
         self.audiences.as_ref().map(|a| a.counters.clone())
+    }
+
+    /// What the eligible index holds.
+    pub fn eligible_index_stats(&self) -> Option<crate::eligible::IndexStats> {
+        self.audiences.as_ref().map(|a| a.index.stats())
+    }
+
+    /// Brings the eligible index up to date, building it if it is not:
+    /// what the first batch after a start would do, awaited (the bench
+    /// and operators warming a partner up).
+    pub async fn refresh_eligible_index(&self) -> Result<usize, PartnerError> {
+        let a = self.audiences()?;
+        Ok(a.index.refresh(&*a.store).await?)
     }
 
     /// Discards expired uploads (also done at every upload's start).

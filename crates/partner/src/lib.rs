@@ -36,6 +36,7 @@
 
 pub mod audience;
 pub mod dp;
+pub mod eligible;
 pub mod http;
 pub mod matching;
 pub mod service;

@@ -1,14 +1,31 @@
 //! The custom-audience match: a hash join of an upload's pseudonyms
-//! against the eligible set, one pseudonym-prefix partition at a time.
+//! against the eligible set, partitioned by pseudonym prefix.
+//!
+//! **The eligible set is a standing index** ([`EligibleIndex`]), held in
+//! memory and kept current from the database: triggers mark the
+//! partitions whose eligible entries change (migration `0006`), and the
+//! index reads those partitions again before it is used. Each upload
+//! batch is probed on arrival, and only its matched rows are staged; an
+//! uploaded pseudonym that matches no one is never written. Reading the
+//! eligible set once, rather than once an upload, is what makes the match
+//! cost its probes: reading 10,000,000 eligible entries from SQLite takes
+//! about 40 s, probing 1,300,000 pseudonyms a fraction of a second. A
+//! fresh partner reads the whole set once before it takes a batch (503
+//! `warming_up` meanwhile).
 //!
 //! Pseudonyms are OPRF outputs, uniform over 32 bytes, so partitioning by
-//! the first byte splits both sides evenly into [`PARTITIONS`] parts: the
-//! matcher holds one partition of the eligible set in memory (about
-//! 1/256 of it: 40,000 entries of a 10,000,000-user partner), probes the
-//! upload's pseudonyms of that partition, and moves on. Partitions are
-//! independent, so they can run on several cores or on several machines
-//! that each hold a range of prefixes (the PostgreSQL tables are
-//! partitioned by the same byte).
+//! the first byte splits both sides evenly into [`PARTITIONS`] parts.
+//! Partitions are independent, so they can be refreshed and probed on
+//! several cores, or held by several machines that each hold a range of
+//! prefixes (the PostgreSQL member table is partitioned by the same byte).
+//!
+//! A partition keeps each eligible key as its 16 bytes after the
+//! partition byte (136 bits with the partition; two distinct OPRF
+//! outputs agree on them with probability 2^-136) and the member it names:
+//! the key itself for a phone, or an index into the partition's list of
+//! members for an email. About 21 bytes an entry, against 64 for two
+//! whole pseudonyms. A false match could only name an ineligible member,
+//! and the store keeps no candidate that is not eligible.
 //!
 //! A row (one customer) matches if any of its pseudonyms matches; it
 //! contributes one member, named by its first matching key in the row's
@@ -23,7 +40,7 @@
 
 use accord_domain::PseudonymId;
 use std::collections::{BTreeSet, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 /// Partitions: one per value of a pseudonym's first byte.
 pub const PARTITIONS: usize = 256;
@@ -33,44 +50,83 @@ pub fn partition_of(p: &PseudonymId) -> u8 {
     p.as_bytes()[0]
 }
 
-/// Hashes a pseudonym by its bytes 1 to 8 (see the module docs).
-#[derive(Default)]
-pub struct PseudonymHasher(u64);
+/// A pseudonym's bytes 1 to 16: its key within its partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Key([u8; 16]);
 
-impl Hasher for PseudonymHasher {
+impl Key {
+    fn of(p: &PseudonymId) -> Key {
+        let mut k = [0u8; 16];
+        k.copy_from_slice(&p.as_bytes()[1..17]);
+        Key(k)
+    }
+}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_le_bytes(b));
+    }
+}
+
+/// Takes a [`Key`]'s first eight bytes as they are (see the module docs).
+#[derive(Default)]
+pub struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
     fn finish(&self) -> u64 {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        // `PseudonymId` hashes as its 32-byte array (a length prefix
-        // first, which is skipped: it is not 32 bytes long).
-        if bytes.len() == 32 {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&bytes[1..9]);
-            self.0 = u64::from_le_bytes(b);
+        // Only `write_u64` is used by `Key`; anything else folds in.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
         }
     }
-    fn write_usize(&mut self, _: usize) {}
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
 }
 
-type Build = BuildHasherDefault<PseudonymHasher>;
+type Build = BuildHasherDefault<KeyHasher>;
+
+/// The member of an entry is the key itself.
+const SELF: u32 = u32::MAX;
 
 /// One partition of the eligible set: each pseudonym (of a phone number or
 /// an email) and the member it names (the person's phone pseudonym).
 #[derive(Debug, Default)]
 pub struct EligiblePartition {
-    map: HashMap<PseudonymId, PseudonymId, Build>,
+    map: HashMap<Key, u32, Build>,
+    /// Members named by keys that are not theirs (emails).
+    others: Vec<PseudonymId>,
 }
 
 impl EligiblePartition {
     pub fn with_capacity(n: usize) -> Self {
         EligiblePartition {
             map: HashMap::with_capacity_and_hasher(n, Build::default()),
+            others: Vec::new(),
         }
     }
 
     pub fn insert(&mut self, key: PseudonymId, member: PseudonymId) {
-        self.map.insert(key, member);
+        let v = if key == member || self.others.len() >= SELF as usize {
+            SELF
+        } else {
+            self.others.push(member);
+            (self.others.len() - 1) as u32
+        };
+        self.map.insert(Key::of(&key), v);
+    }
+
+    /// The member `key` names, if it is eligible.
+    pub fn get(&self, key: &PseudonymId) -> Option<PseudonymId> {
+        match *self.map.get(&Key::of(key))? {
+            SELF => Some(*key),
+            i => self.others.get(i as usize).copied(),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -79,6 +135,13 @@ impl EligiblePartition {
 
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
+    }
+
+    /// Bytes held, about (the table's slots and control bytes, and the
+    /// members list).
+    pub fn heap_bytes(&self) -> usize {
+        self.map.capacity() * (std::mem::size_of::<(Key, u32)>() + 1)
+            + self.others.capacity() * std::mem::size_of::<PseudonymId>()
     }
 }
 
@@ -103,18 +166,28 @@ pub struct Match {
 impl Match {
     /// Probes `keys` (all of `eligible`'s partition) against it.
     pub fn probe(&mut self, eligible: &EligiblePartition, keys: &[RowKey]) {
-        self.lookups += keys.len() as u64;
         for k in keys {
-            if let Some(member) = eligible.map.get(&k.pseudonym) {
-                // The first slot wins; on a tie (never in a real upload:
-                // one phone and one email a row), the smaller member, so
-                // that the order of partitions never matters.
-                let e = self.rows.entry(k.row).or_insert((k.slot, *member));
-                if (k.slot, *member) < *e {
-                    *e = (k.slot, *member);
-                }
+            self.probe_one(eligible, k);
+        }
+    }
+
+    /// Probes one key against its partition.
+    pub fn probe_one(&mut self, eligible: &EligiblePartition, k: &RowKey) {
+        self.lookups += 1;
+        if let Some(member) = eligible.get(&k.pseudonym) {
+            // The first slot wins; on a tie (never in a real upload: one
+            // phone and one email a row), the smaller member, so that the
+            // order of partitions never matters.
+            let e = self.rows.entry(k.row).or_insert((k.slot, member));
+            if (k.slot, member) < *e {
+                *e = (k.slot, member);
             }
         }
+    }
+
+    /// Each matched row and its member.
+    pub fn matched(&self) -> impl Iterator<Item = (u64, PseudonymId)> + '_ {
+        self.rows.iter().map(|(row, (_, m))| (*row, *m))
     }
 
     /// Rows that matched.

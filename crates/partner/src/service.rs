@@ -140,6 +140,10 @@ pub enum PartnerError {
     NotFound,
     #[error("{0}")]
     Unavailable(&'static str),
+    /// The eligible index of custom audiences is being built (a fresh
+    /// partner); retry after this many seconds.
+    #[error("the partner is reading its eligible users into memory; retry in {0} s")]
+    WarmingUp(u64),
     /// A name taken already (`audience_exists`).
     #[error("already exists: {0}")]
     Conflict(&'static str),

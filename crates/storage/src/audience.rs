@@ -1,19 +1,24 @@
 //! Custom audiences in the partner's database (issue 13): advertisers
 //! (token hashes), audiences with their size's release state, uploads of
-//! customer-list pseudonyms staged until matched, members, campaigns and
-//! impressions.
+//! customer-list uploads, their matched rows (candidates) until
+//! completed, members, campaigns and impressions.
 //!
-//! The match itself is the partner's (`accord_partner::matching`): this
-//! store hands it one pseudonym-prefix partition at a time, of the
-//! upload ([`AudienceStore::staged_partition`]) and of the eligible set
-//! ([`AudienceStore::eligible_partition`]), and commits its result with
-//! the staged pseudonyms' deletion in one transaction
-//! ([`AudienceStore::finish_upload`]). On PostgreSQL the two pseudonym
-//! tables are partitioned by the same prefix (migration `0005`).
+//! The match itself is the partner's (`accord_partner::matching`): it
+//! holds the eligible set in memory, read from here one pseudonym-prefix
+//! partition at a time ([`AudienceStore::eligible_partition`]) and read
+//! again when triggers mark a partition changed
+//! ([`AudienceStore::take_dirty`], migration `0006`). It probes each
+//! upload batch on arrival and stages only the matched rows
+//! ([`AudienceStore::stage_batch`], which keeps those that are still
+//! eligible in its own transaction); completion makes them members
+//! ([`AudienceStore::finish_upload`]). On PostgreSQL the member table is
+//! partitioned by the same prefix (migration `0005`).
 //!
-//! **Architecture invariant:** uploaded pseudonyms live only between an
-//! upload's first batch and its match (or its expiry); a member is a
-//! person's phone pseudonym and nothing else.
+//! **Architecture invariants:** an uploaded pseudonym that matches no one
+//! is never written; a candidate or a member is a person's phone
+//! pseudonym and nothing else, and is always eligible: every change that
+//! ends a person's eligibility deletes theirs in its own transaction
+//! (`crate::partner::drop_ineligible`).
 
 use crate::db::{Backend, Db};
 use crate::error::{Result, StoreError};
@@ -58,13 +63,11 @@ pub struct Upload {
     pub result: Option<String>,
 }
 
-/// One staged pseudonym of an uploaded row.
+/// A matched row of an upload in progress and the member it names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StagedKey {
+pub struct Candidate {
     pub row: u64,
-    /// 0 for the phone, 1 for the email.
-    pub slot: u8,
-    pub pseudonym: PseudonymId,
+    pub member: PseudonymId,
 }
 
 /// A campaign.
@@ -92,7 +95,8 @@ pub struct AudienceStats {
     pub audiences: u64,
     pub members: u64,
     pub open_uploads: u64,
-    pub staged_pseudonyms: u64,
+    /// Matched rows of uploads not yet completed.
+    pub candidates: u64,
     pub campaigns: u64,
 }
 
@@ -119,19 +123,24 @@ pub trait AudienceStore: Send + Sync + std::fmt::Debug + 'static {
 
     async fn start_upload(&self, u: &Upload) -> Result<()>;
     async fn upload(&self, id: Uuid) -> Result<Option<Upload>>;
-    /// Stages batch `seq` of `upload`: its rows' pseudonyms. Idempotent:
-    /// a batch that arrived already is not staged twice (`false`).
+    /// Stages batch `seq` of `upload`: its `rows` rows were probed, and
+    /// `candidates` are those that matched. Only the candidates still
+    /// eligible when the transaction commits are kept (the probe's index
+    /// may lag a change by a moment; consent never does). Idempotent: a
+    /// batch that arrived already is not staged twice (`false`).
     async fn stage_batch(
         &self,
         upload: Uuid,
         seq: u64,
         rows: u64,
-        keys: &[StagedKey],
+        candidates: &[Candidate],
     ) -> Result<bool>;
     /// Batches staged so far, and their rows.
     async fn staged(&self, upload: Uuid) -> Result<(u64, u64)>;
-    /// The upload's staged pseudonyms of one partition (first byte).
-    async fn staged_partition(&self, upload: Uuid, prefix: u8) -> Result<Vec<StagedKey>>;
+    /// Takes the marks of partitions whose eligible entries changed since
+    /// they were last taken (distinct first bytes). A partition read after
+    /// its mark was taken is current up to the next mark.
+    async fn take_dirty(&self) -> Result<Vec<u8>>;
     /// The eligible set's partition `prefix`: each pseudonym (a phone or
     /// an email) of a person with ad consent, and the member it names
     /// (the person's phone pseudonym). Eligible: a partner user with ad
@@ -142,16 +151,12 @@ pub trait AudienceStore: Send + Sync + std::fmt::Debug + 'static {
     /// Marks the upload's match as started: `false` if it had started
     /// already (one match an upload), `NotFound` if it is gone.
     async fn begin_match(&self, upload: Uuid, at: Timestamp) -> Result<bool>;
-    /// Adds `members` to the upload's audience, deletes everything
-    /// staged of the upload and marks it matched (its row stays, for the
-    /// advertiser's answer), in one transaction. `NotFound` if the upload
-    /// is gone or matched already.
-    async fn finish_upload(
-        &self,
-        upload: Uuid,
-        members: &[PseudonymId],
-        at: Timestamp,
-    ) -> Result<()>;
+    /// Makes the upload's candidates members of its audience (distinct
+    /// people), deletes everything staged of the upload and marks it
+    /// matched (its row stays, for the advertiser's answer), in one
+    /// transaction. Returns the matched rows. `NotFound` if the upload is
+    /// gone or matched already.
+    async fn finish_upload(&self, upload: Uuid, at: Timestamp) -> Result<u64>;
     /// Deletes an upload and what it staged, unmatched.
     async fn discard_upload(&self, upload: Uuid) -> Result<bool>;
     /// Discards uploads that expired before `now`.
@@ -198,7 +203,7 @@ impl SqlAudienceStore {
     }
 }
 
-/// Staged keys per `INSERT` (5 parameters each).
+/// Rows per multi-row `INSERT` (4 parameters each).
 const INSERT_ROWS: usize = 400;
 
 /// The bounds of partition `prefix`: `[prefix]` ≤ p < `[prefix + 1]`
@@ -325,7 +330,7 @@ async fn delete_upload_in(
     Ok(r.rows_affected() > 0)
 }
 
-/// Deletes what an upload staged (its pseudonyms and batch records).
+/// Deletes what an upload staged (its candidates and batch records).
 async fn delete_staged_in(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     backend: Backend,
@@ -336,7 +341,7 @@ async fn delete_staged_in(
             .execute(&mut **tx)
             .await?;
     }
-    sqlx::query("DELETE FROM audience_upload_keys WHERE upload_id = $1")
+    sqlx::query("DELETE FROM audience_candidates WHERE upload_id = $1")
         .bind(id)
         .execute(&mut **tx)
         .await?;
@@ -355,10 +360,113 @@ async fn delete_staged_in(
 async fn scrub(db: &Db) {
     let sql = match db.backend {
         Backend::Sqlite => "PRAGMA wal_checkpoint(TRUNCATE)",
-        Backend::Postgres => "VACUUM audience_upload_keys",
+        Backend::Postgres => "VACUUM audience_candidates",
     };
     if let Err(e) = sqlx::query(sql).execute(&db.pool).await {
         tracing::warn!(error = %e, "the staging table was not scrubbed after a deletion");
+    }
+}
+
+/// Whether `e` is PostgreSQL's `deadlock_detected` (40P01).
+fn is_deadlock(e: &StoreError) -> bool {
+    matches!(e, StoreError::Backend(sqlx::Error::Database(d)) if d.code().as_deref() == Some("40P01"))
+}
+
+impl SqlAudienceStore {
+    async fn try_stage_batch(
+        &self,
+        id: &str,
+        seq: u64,
+        rows: u64,
+        candidates: &[Candidate],
+    ) -> Result<bool> {
+        let mut tx = self.db.pool.begin().await?;
+        // The batch row first: a write, so concurrent stagings of one
+        // batch serialise, and a repeated batch stops here. On SQLite it
+        // also takes the write lock: no change of eligibility can commit
+        // between the check below and this commit.
+        let r = sqlx::query(
+            "INSERT INTO audience_upload_batches (upload_id, seq, row_count) VALUES ($1, $2, $3) \
+             ON CONFLICT (upload_id, seq) DO NOTHING",
+        )
+        .bind(id)
+        .bind(seq as i64)
+        .bind(rows as i64)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() == 0 {
+            tx.commit().await?;
+            return Ok(false);
+        }
+        let since: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT matching_since FROM audience_uploads WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        match since {
+            None => return Err(StoreError::NotFound("upload")),
+            Some(Some(_)) => return Err(StoreError::Conflict("upload_matching")),
+            Some(None) => {}
+        }
+        if candidates.is_empty() {
+            tx.commit().await?;
+            return Ok(true);
+        }
+        for chunk in candidates.chunks(INSERT_ROWS) {
+            let sql = insert_values(
+                "INSERT INTO audience_candidates (upload_id, row_no, prefix, member)",
+                chunk.len(),
+                4,
+            );
+            let mut q = sqlx::query(&sql);
+            for c in chunk {
+                q = q
+                    .bind(id.to_owned())
+                    .bind(c.row as i64)
+                    .bind(i64::from(c.member.as_bytes()[0]))
+                    .bind(c.member.as_bytes().to_vec());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        let lo = candidates.iter().map(|c| c.row).min().unwrap_or(0) as i64;
+        let hi = candidates.iter().map(|c| c.row).max().unwrap_or(0) as i64;
+        if self.db.backend == Backend::Postgres {
+            // Read committed: lock what makes these candidates eligible,
+            // so that a withdrawal either waits for this commit (and then
+            // drops them) or committed before the check below (which then
+            // sees it).
+            for lock in [
+                "SELECT 1 FROM records WHERE purpose = 'ads' AND pseudonym IN \
+                 (SELECT member FROM audience_candidates WHERE upload_id = $1 AND row_no BETWEEN $2 AND $3) \
+                 ORDER BY pseudonym FOR SHARE",
+                "SELECT 1 FROM partner_users WHERE ads_personalisation = 1 AND phone_pseudonym IN \
+                 (SELECT member FROM audience_candidates WHERE upload_id = $1 AND row_no BETWEEN $2 AND $3) \
+                 ORDER BY phone_pseudonym FOR SHARE",
+            ] {
+                sqlx::query(lock)
+                    .bind(id)
+                    .bind(lo)
+                    .bind(hi)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            }
+        }
+        // The index that found them may lag a change by a moment; consent
+        // never does.
+        sqlx::query(
+            "DELETE FROM audience_candidates WHERE upload_id = $1 AND row_no BETWEEN $2 AND $3 \
+             AND NOT EXISTS (SELECT 1 FROM partner_users u \
+                 WHERE u.phone_pseudonym = audience_candidates.member AND u.ads_personalisation = 1) \
+             AND NOT EXISTS (SELECT 1 FROM records r \
+                 WHERE r.pseudonym = audience_candidates.member AND r.purpose = 'ads')",
+        )
+        .bind(id)
+        .bind(lo)
+        .bind(hi)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 }
 
@@ -498,54 +606,23 @@ impl AudienceStore for SqlAudienceStore {
         upload: Uuid,
         seq: u64,
         rows: u64,
-        keys: &[StagedKey],
+        candidates: &[Candidate],
     ) -> Result<bool> {
         let id = uuid_text(upload);
-        let mut tx = self.db.pool.begin().await?;
-        // The batch row first: a write, so concurrent stagings of one
-        // batch serialise, and a repeated batch stops here.
-        let r = sqlx::query(
-            "INSERT INTO audience_upload_batches (upload_id, seq, row_count) VALUES ($1, $2, $3) \
-             ON CONFLICT (upload_id, seq) DO NOTHING",
-        )
-        .bind(&id)
-        .bind(seq as i64)
-        .bind(rows as i64)
-        .execute(&mut *tx)
-        .await?;
-        if r.rows_affected() == 0 {
-            tx.commit().await?;
-            return Ok(false);
-        }
-        let since: Option<Option<i64>> =
-            sqlx::query_scalar("SELECT matching_since FROM audience_uploads WHERE id = $1")
-                .bind(&id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        match since {
-            None => return Err(StoreError::NotFound("upload")),
-            Some(Some(_)) => return Err(StoreError::Conflict("upload_matching")),
-            Some(None) => {}
-        }
-        for chunk in keys.chunks(INSERT_ROWS) {
-            let sql = insert_values(
-                "INSERT INTO audience_upload_keys (upload_id, prefix, row_no, slot, pseudonym)",
-                chunk.len(),
-                5,
-            );
-            let mut q = sqlx::query(&sql);
-            for k in chunk {
-                q = q
-                    .bind(id.clone())
-                    .bind(i64::from(k.pseudonym.as_bytes()[0]))
-                    .bind(k.row as i64)
-                    .bind(i64::from(k.slot))
-                    .bind(k.pseudonym.as_bytes().to_vec());
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.try_stage_batch(&id, seq, rows, candidates).await {
+                // PostgreSQL: the row locks of the eligibility check can
+                // deadlock with a feed batch that takes the same rows in
+                // another order; the database aborts one, and this one
+                // runs again.
+                Err(e) if attempt < 5 && is_deadlock(&e) => {
+                    tracing::debug!(attempt, "upload batch hit a deadlock; staging again");
+                }
+                r => return r,
             }
-            q.execute(&mut *tx).await?;
         }
-        tx.commit().await?;
-        Ok(true)
     }
 
     async fn staged(&self, upload: Uuid) -> Result<(u64, u64)> {
@@ -559,39 +636,17 @@ impl AudienceStore for SqlAudienceStore {
         Ok((count(r.try_get("n")?), count(r.try_get("rows_in")?)))
     }
 
-    async fn staged_partition(&self, upload: Uuid, prefix: u8) -> Result<Vec<StagedKey>> {
-        // One aggregated row per partition (see `unhex_all`).
-        let sql = match self.db.backend {
-            Backend::Sqlite => {
-                "SELECT group_concat(printf('%016x%02x', row_no, slot) || hex(pseudonym), '') \
-                 FROM audience_upload_keys WHERE upload_id = $1 AND prefix = $2"
-            }
-            Backend::Postgres => {
-                "SELECT string_agg(lpad(to_hex(row_no), 16, '0') || lpad(to_hex(slot), 2, '0') \
-                 || encode(pseudonym, 'hex'), '') \
-                 FROM audience_upload_keys WHERE upload_id = $1 AND prefix = $2"
-            }
-        };
-        let text: Option<String> = sqlx::query_scalar(sql)
-            .bind(uuid_text(upload))
-            .bind(i64::from(prefix))
-            .fetch_one(&self.db.pool)
+    async fn take_dirty(&self) -> Result<Vec<u8>> {
+        let parts: Vec<Vec<u8>> = sqlx::query_scalar("DELETE FROM audience_dirty RETURNING part")
+            .fetch_all(&self.db.pool)
             .await?;
-        let bytes = unhex_all(text.as_deref().unwrap_or(""), 9 + 32)?;
-        Ok(bytes
-            .chunks_exact(9 + 32)
-            .map(|c| {
-                let mut row = [0u8; 8];
-                row.copy_from_slice(&c[..8]);
-                let mut p = [0u8; 32];
-                p.copy_from_slice(&c[9..]);
-                StagedKey {
-                    row: u64::from_be_bytes(row),
-                    slot: c[8],
-                    pseudonym: PseudonymId::from_bytes(p),
-                }
-            })
-            .collect())
+        let mut out: Vec<u8> = parts
+            .iter()
+            .map(|p| p.first().copied().ok_or_else(|| corrupt("dirty partition")))
+            .collect::<Result<_>>()?;
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
     }
 
     async fn eligible_partition(&self, prefix: u8) -> Result<Vec<(PseudonymId, PseudonymId)>> {
@@ -672,12 +727,7 @@ impl AudienceStore for SqlAudienceStore {
         }
     }
 
-    async fn finish_upload(
-        &self,
-        upload: Uuid,
-        members: &[PseudonymId],
-        at: Timestamp,
-    ) -> Result<()> {
+    async fn finish_upload(&self, upload: Uuid, at: Timestamp) -> Result<u64> {
         let id = uuid_text(upload);
         let mut tx = self.db.pool.begin().await?;
         // The upload's row first, written: a concurrent discard waits, or
@@ -691,26 +741,26 @@ impl AudienceStore for SqlAudienceStore {
         .fetch_optional(&mut *tx)
         .await?;
         let audience = audience.ok_or(StoreError::NotFound("upload"))?;
-        for chunk in members.chunks(INSERT_ROWS) {
-            let sql = insert_values(
-                "INSERT INTO audience_members (audience_id, prefix, member, added_at)",
-                chunk.len(),
-                4,
-            ) + " ON CONFLICT (audience_id, prefix, member) DO NOTHING";
-            let mut q = sqlx::query(&sql);
-            for m in chunk {
-                q = q
-                    .bind(audience.clone())
-                    .bind(i64::from(m.as_bytes()[0]))
-                    .bind(m.as_bytes().to_vec())
-                    .bind(at.0);
-            }
-            q.execute(&mut *tx).await?;
-        }
+        let rows: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM audience_candidates WHERE upload_id = $1")
+                .bind(&id)
+                .fetch_one(&mut *tx)
+                .await?;
+        // Candidates are kept eligible (see the module docs), so they
+        // become members as they are.
+        sqlx::query(
+            "INSERT INTO audience_members (audience_id, prefix, member, added_at) \
+             SELECT DISTINCT $1, prefix, member, $2 FROM audience_candidates WHERE upload_id = $3 \
+             ON CONFLICT (audience_id, prefix, member) DO NOTHING",
+        )
+        .bind(audience)
+        .bind(at.0)
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
         delete_staged_in(&mut tx, self.db.backend, &id).await?;
         tx.commit().await?;
-        scrub(&self.db).await;
-        Ok(())
+        Ok(count(rows))
     }
 
     async fn discard_upload(&self, upload: Uuid) -> Result<bool> {
@@ -853,7 +903,7 @@ impl AudienceStore for SqlAudienceStore {
              (SELECT COUNT(*) FROM audiences) AS audiences, \
              (SELECT COUNT(*) FROM audience_members) AS members, \
              (SELECT COUNT(*) FROM audience_uploads WHERE matched_at IS NULL) AS open_uploads, \
-             (SELECT COUNT(*) FROM audience_upload_keys) AS staged, \
+             (SELECT COUNT(*) FROM audience_candidates) AS candidates, \
              (SELECT COUNT(*) FROM campaigns) AS campaigns",
         )
         .fetch_one(&self.db.pool)
@@ -863,7 +913,7 @@ impl AudienceStore for SqlAudienceStore {
             audiences: count(r.try_get("audiences")?),
             members: count(r.try_get("members")?),
             open_uploads: count(r.try_get("open_uploads")?),
-            staged_pseudonyms: count(r.try_get("staged")?),
+            candidates: count(r.try_get("candidates")?),
             campaigns: count(r.try_get("campaigns")?),
         })
     }

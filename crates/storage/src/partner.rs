@@ -190,13 +190,34 @@ fn registration_row(r: &AnyRow) -> Result<PendingRegistration> {
     })
 }
 
-/// Removes the person `$1` (a phone pseudonym) from every audience unless
-/// they are still eligible for ads: a partner user of that number with
-/// ad personalisation on, or `ads` held for it (issue 13). Run in the
-/// transaction that took their consent away.
-pub(crate) const DROP_INELIGIBLE_MEMBER: &str = "DELETE FROM audience_members WHERE member = $1 \
+/// Removes the person `$1` (a phone pseudonym) from every audience, and
+/// from the matched rows of uploads in progress, unless they are still
+/// eligible for ads: a partner user of that number with ad
+/// personalisation on, or `ads` held for it (issue 13). Run in the
+/// transaction that took their consent away, through [`drop_ineligible`].
+const DROP_INELIGIBLE: [&str; 2] = [
+    "DELETE FROM audience_members WHERE member = $1 \
      AND NOT EXISTS (SELECT 1 FROM partner_users WHERE phone_pseudonym = $1 AND ads_personalisation = 1) \
-     AND NOT EXISTS (SELECT 1 FROM records WHERE pseudonym = $1 AND purpose = 'ads')";
+     AND NOT EXISTS (SELECT 1 FROM records WHERE pseudonym = $1 AND purpose = 'ads')",
+    "DELETE FROM audience_candidates WHERE member = $1 \
+     AND NOT EXISTS (SELECT 1 FROM partner_users WHERE phone_pseudonym = $1 AND ads_personalisation = 1) \
+     AND NOT EXISTS (SELECT 1 FROM records WHERE pseudonym = $1 AND purpose = 'ads')",
+];
+
+/// [`DROP_INELIGIBLE`] for the phone pseudonym `phone`, in `tx`, after
+/// the change that may have ended its eligibility.
+pub(crate) async fn drop_ineligible(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    phone: &[u8],
+) -> Result<()> {
+    for sql in DROP_INELIGIBLE {
+        sqlx::query(sql)
+            .bind(phone.to_vec())
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
 
 fn count_of(v: i64) -> u64 {
     v.max(0) as u64
@@ -215,19 +236,15 @@ async fn phone_pseudonym_in(
     Ok(p.flatten())
 }
 
-/// [`DROP_INELIGIBLE_MEMBER`] for `phone`, after the change that may have
-/// made it ineligible (the statement reads the state inside `tx`).
+/// [`drop_ineligible`] for `phone` if there is one.
 async fn drop_ineligible_member(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     phone: Option<Vec<u8>>,
 ) -> Result<()> {
-    if let Some(p) = phone {
-        sqlx::query(DROP_INELIGIBLE_MEMBER)
-            .bind(p)
-            .execute(&mut **tx)
-            .await?;
+    match phone {
+        Some(p) => drop_ineligible(tx, &p).await,
+        None => Ok(()),
     }
-    Ok(())
 }
 
 #[derive(Clone, Debug)]
@@ -359,10 +376,7 @@ impl PartnerStore for SqlPartnerStore {
                 .await?;
         }
         if deleted.contains(&Purpose::Ads) {
-            sqlx::query(DROP_INELIGIBLE_MEMBER)
-                .bind(p.clone())
-                .execute(&mut *tx)
-                .await?;
+            drop_ineligible(&mut tx, &p).await?;
         }
         if !e.purposes.contains(&Purpose::Product) {
             // Links and suggestion edges are derived from `product`.
@@ -436,10 +450,7 @@ impl PartnerStore for SqlPartnerStore {
             .execute(&mut *tx)
             .await?;
         if purpose == Purpose::Ads {
-            sqlx::query(DROP_INELIGIBLE_MEMBER)
-                .bind(pseudonym.as_bytes().to_vec())
-                .execute(&mut *tx)
-                .await?;
+            drop_ineligible(&mut tx, pseudonym.as_bytes()).await?;
         }
         if purpose == Purpose::Product {
             for table in ["links", "contact_edges"] {

@@ -1,17 +1,19 @@
 //! The audience store's conformance suite, on SQLite and PostgreSQL (a
 //! fresh database per run on 127.0.0.1:5432, dropped afterwards, whose
 //! audience tables are partitioned by prefix; `ACCORD_SKIP_POSTGRES=1`
-//! skips that half): staging is idempotent, partitions are bounded by the
-//! first byte (0 and 255 included), the eligible set follows both kinds
-//! of consent, finishing stores members and deletes everything staged,
-//! and members leave when consent goes.
+//! skips that half): triggers mark the partitions whose eligible entries
+//! change, staging is idempotent and keeps only eligible candidates,
+//! partitions are bounded by the first byte (0 and 255 included), the
+//! eligible set follows both kinds of consent, finishing stores members
+//! and deletes everything staged, and members and candidates leave when
+//! consent goes.
 
 mod common;
 
 use accord_domain::audience::report::DpState;
 use accord_domain::{PseudonymId, Purpose, Timestamp};
 use accord_storage::audience::{
-    Advertiser, Audience, AudienceStore, SqlAudienceStore, StagedKey, Upload,
+    Advertiser, Audience, AudienceStore, Candidate, SqlAudienceStore, Upload,
 };
 use accord_storage::partner::{IncomingEvent, PartnerStore, PartnerUser, SqlPartnerStore};
 use uuid::Uuid;
@@ -82,6 +84,10 @@ async fn audiences_stage_match_and_forget_on_both_backends() {
         assert_eq!(e255, vec![(p(255, 2), p(255, 2)), (p(255, 9), p(0, 1))]);
         assert!(store.eligible_partition(7).await.unwrap().is_empty());
         assert!(store.eligible_partition(1).await.unwrap().is_empty());
+        // Every partition a change touched is marked, once; taking the
+        // marks clears them.
+        assert_eq!(store.take_dirty().await.unwrap(), vec![0, 7, 255]);
+        assert!(store.take_dirty().await.unwrap().is_empty());
 
         let adv = Advertiser {
             id: Uuid::new_v4(),
@@ -118,62 +124,49 @@ async fn audiences_stage_match_and_forget_on_both_backends() {
             result: None,
         };
         store.start_upload(&up).await.unwrap();
-        let keys = [
-            StagedKey {
-                row: 0,
-                slot: 0,
-                pseudonym: p(0, 1),
-            },
-            StagedKey {
-                row: 0,
-                slot: 1,
-                pseudonym: p(255, 9),
-            },
-            StagedKey {
-                row: 1,
-                slot: 0,
-                pseudonym: p(255, 2),
-            },
-        ];
-        assert!(store.stage_batch(up.id, 0, 2, &keys).await.unwrap());
+        let cand = |row: u64, member: PseudonymId| Candidate { row, member };
+        // Row 2 names (0,3), whose ads are off: not kept.
+        let batch0 = [cand(0, p(0, 1)), cand(1, p(255, 2)), cand(2, p(0, 3))];
+        assert!(store.stage_batch(up.id, 0, 3, &batch0).await.unwrap());
         assert!(
-            !store.stage_batch(up.id, 0, 2, &keys).await.unwrap(),
+            !store.stage_batch(up.id, 0, 3, &batch0).await.unwrap(),
             "staged once"
         );
-        assert_eq!(store.staged(up.id).await.unwrap(), (1, 2));
-        assert_eq!(store.staged_partition(up.id, 255).await.unwrap().len(), 2);
-        assert_eq!(store.staged_partition(up.id, 0).await.unwrap().len(), 1);
-        store
-            .stage_batch(
-                up.id,
-                1,
-                1,
-                &[StagedKey {
-                    row: 10,
-                    slot: 0,
-                    pseudonym: p(9, 9),
-                }],
-            )
+        assert_eq!(store.staged(up.id).await.unwrap(), (1, 3));
+        assert_eq!(store.stats().await.unwrap().candidates, 2);
+        // No one of that pseudonym: not kept either.
+        assert!(store
+            .stage_batch(up.id, 1, 1, &[cand(10, p(9, 9))])
             .await
-            .unwrap();
-        assert_eq!(store.staged(up.id).await.unwrap(), (2, 3));
+            .unwrap());
+        assert_eq!(store.staged(up.id).await.unwrap(), (2, 4));
+        assert_eq!(store.stats().await.unwrap().candidates, 2);
 
         assert!(store.begin_match(up.id, T0).await.unwrap());
         assert!(
             !store.begin_match(up.id, T0).await.unwrap(),
             "one match an upload"
         );
-        store
-            .finish_upload(up.id, &[p(0, 1), p(255, 2)], T0)
-            .await
-            .unwrap();
+        assert_eq!(store.finish_upload(up.id, T0).await.unwrap(), 2);
         assert_eq!(store.member_count(aud.id).await.unwrap(), 2);
         let s = store.stats().await.unwrap();
-        assert_eq!((s.staged_pseudonyms, s.open_uploads, s.members), (0, 0, 2));
+        assert_eq!((s.candidates, s.open_uploads, s.members), (0, 0, 2));
         assert!(
-            store.finish_upload(up.id, &[p(0, 1)], T0).await.is_err(),
+            store.finish_upload(up.id, T0).await.is_err(),
             "finished once"
         );
+
+        // A second upload stages (0,1) while it is eligible.
+        let up2 = Upload {
+            id: Uuid::new_v4(),
+            ..up.clone()
+        };
+        store.start_upload(&up2).await.unwrap();
+        store
+            .stage_batch(up2.id, 0, 1, &[cand(0, p(0, 1))])
+            .await
+            .unwrap();
+        assert_eq!(store.stats().await.unwrap().candidates, 1);
 
         // A campaign serves (0,1), with impressions counted.
         let c = accord_storage::audience::Campaign {
@@ -211,18 +204,20 @@ async fn audiences_stage_match_and_forget_on_both_backends() {
         assert_eq!(store.member_count(aud.id).await.unwrap(), 1);
         partner.set_ads_personalisation(u1, false).await.unwrap();
         assert_eq!(store.member_count(aud.id).await.unwrap(), 0);
+        // ... and the staged row that named them, in the same change.
+        assert_eq!(store.stats().await.unwrap().candidates, 0);
+        // The index is told: (255,2)'s partition, (0,1)'s and its email's.
+        assert_eq!(store.take_dirty().await.unwrap(), vec![0, 255]);
 
         // An unfinished upload expires whole (and the matched one's row,
         // kept for its answer, with it).
-        let up2 = Upload {
-            id: Uuid::new_v4(),
-            ..up.clone()
-        };
-        store.start_upload(&up2).await.unwrap();
-        store.stage_batch(up2.id, 0, 1, &keys[..1]).await.unwrap();
+        store
+            .stage_batch(up2.id, 1, 1, &[cand(10_000, p(0, 3))])
+            .await
+            .unwrap();
         assert_eq!(store.purge_uploads(T0.plus_millis(1_001)).await.unwrap(), 2);
         assert!(store.upload(up.id).await.unwrap().is_none());
-        assert_eq!(store.stats().await.unwrap().staged_pseudonyms, 0);
+        assert_eq!(store.stats().await.unwrap().open_uploads, 0);
         t.finish().await;
     }
 }

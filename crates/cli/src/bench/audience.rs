@@ -69,8 +69,20 @@ pub struct AudienceReport {
     pub match_lookups_per_s: f64,
     /// The hash join's probes alone (no reads, no stores).
     pub probe_lookups_per_s: f64,
-    /// Eligible entries read into the match's partitions, per second of match.
-    pub eligible_read_per_s: f64,
+    /// Seconds of the match's three stages: probes, staging matched
+    /// rows with their eligibility check, completion.
+    pub probe_s: f64,
+    pub stage_matched_s: f64,
+    pub complete_s: f64,
+    /// The uploader's wait for `complete` (the completion, the size's
+    /// release and the answer).
+    pub complete_wall_s: f64,
+    /// The eligible index: its build before the upload, its entries and
+    /// size, and its reads during the upload (partitions marked changed).
+    pub index_build_s: f64,
+    pub index_entries: u64,
+    pub index_mb: f64,
+    pub index_partitions_reread: u64,
     pub total_per_s: f64,
     pub seed_per_s: f64,
     pub peak_rss_mb: f64,
@@ -94,7 +106,18 @@ impl fmt::Display for AudienceReport {
         writeln!(f, "upload_per_s: {:.0}", self.upload_per_s)?;
         writeln!(f, "match_lookups_per_s: {:.0}", self.match_lookups_per_s)?;
         writeln!(f, "probe_lookups_per_s: {:.0}", self.probe_lookups_per_s)?;
-        writeln!(f, "eligible_read_per_s: {:.0}", self.eligible_read_per_s)?;
+        writeln!(f, "match_probe_s: {:.3}", self.probe_s)?;
+        writeln!(f, "match_stage_matched_s: {:.3}", self.stage_matched_s)?;
+        writeln!(f, "match_complete_s: {:.3}", self.complete_s)?;
+        writeln!(f, "complete_wall_s: {:.3}", self.complete_wall_s)?;
+        writeln!(f, "index_build_s: {:.1}", self.index_build_s)?;
+        writeln!(f, "index_entries: {}", self.index_entries)?;
+        writeln!(f, "index_mb: {:.1}", self.index_mb)?;
+        writeln!(
+            f,
+            "index_partitions_reread: {}",
+            self.index_partitions_reread
+        )?;
         writeln!(f, "total_per_s: {:.0}", self.total_per_s)?;
         writeln!(f, "peak_rss_mb: {:.1}", self.peak_rss_mb)?;
         writeln!(f, "oprf_endpoint_per_s: {:.0}", self.oprf_endpoint_per_s)?;
@@ -359,6 +382,20 @@ async fn services_and_upload(
         "PRAGMA wal_checkpoint(TRUNCATE)"
     };
     sqlx::query(settle).execute(&db.pool).await.map_err(s)?;
+    // The partner's standing index of the eligible set, built as a fresh
+    // partner builds it on its first batch; the upload then probes it.
+    eprintln!("building the partner's eligible index");
+    let t = Instant::now();
+    partner
+        .service()
+        .refresh_eligible_index()
+        .await
+        .map_err(s)?;
+    let index_build = t.elapsed();
+    let before = partner
+        .service()
+        .eligible_index_stats()
+        .ok_or("no audiences")?;
 
     // 5. The upload.
     let job = UploadJob {
@@ -379,11 +416,16 @@ async fn services_and_upload(
     let members = partner.service().audience_stats().await.map_err(s)?.members;
     let counters = partner.service().match_counters().ok_or("no audiences")?;
     let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
-    let (probe_ns, match_ns, eligible_read) = (
-        load(&counters.probe_ns),
-        load(&counters.match_ns),
-        load(&counters.eligible_read),
+    let (lookups, probe, stage, finish) = (
+        load(&counters.lookups),
+        Duration::from_nanos(load(&counters.probe_ns)),
+        Duration::from_nanos(load(&counters.stage_ns)),
+        Duration::from_nanos(load(&counters.finish_ns)),
     );
+    let index = partner
+        .service()
+        .eligible_index_stats()
+        .ok_or("no audiences")?;
     stopper.stop();
     for t in tasks {
         let _ = t.await;
@@ -405,9 +447,16 @@ async fn services_and_upload(
         parse_per_s: per_s(r.summary.rows, r.parse),
         oprf_per_s: per_s(r.pseudonyms, r.oprf),
         upload_per_s: per_s(r.rows, r.upload),
-        match_lookups_per_s: per_s(r.pseudonyms, r.matched),
-        probe_lookups_per_s: per_s(r.pseudonyms, Duration::from_nanos(probe_ns)),
-        eligible_read_per_s: per_s(eligible_read, Duration::from_nanos(match_ns)),
+        match_lookups_per_s: per_s(lookups, probe + stage + finish),
+        probe_lookups_per_s: per_s(lookups, probe),
+        probe_s: probe.as_secs_f64(),
+        stage_matched_s: stage.as_secs_f64(),
+        complete_s: finish.as_secs_f64(),
+        complete_wall_s: r.matched.as_secs_f64(),
+        index_build_s: index_build.as_secs_f64(),
+        index_entries: index.entries,
+        index_mb: index.bytes as f64 / 1e6,
+        index_partitions_reread: index.partitions_read - before.partitions_read,
         total_per_s: per_s(r.summary.rows, total),
         seed_per_s: per_s(o.users, seeded_in),
         peak_rss_mb: crate::bench::relay::peak_rss_mb(),

@@ -157,9 +157,9 @@ pub(super) async fn audience_story(d: &mut Demo, dir: &std::path::Path) -> CliRe
         }
     );
     println!(
-        "    (the partner matched {} people who allowed ads, Gita and Hadi, and deleted every uploaded pseudonym: {} left)",
+        "    (the partner matched {} people who allowed ads, Gita and Hadi; it never wrote an uploaded pseudonym that matched no one, and kept nothing staged: {} left)",
         members(d).await?,
-        d.partner.audience_stats().await.map_err(internal)?.staged_pseudonyms
+        d.partner.audience_stats().await.map_err(internal)?.candidates
     );
 
     d.say("Kopi Kita runs a campaign to its audience; the partner shows the ad to matched users with ad consent.");

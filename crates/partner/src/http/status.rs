@@ -44,6 +44,10 @@ impl From<PartnerError> for ApiError {
             PartnerError::Unavailable(m) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m)
             }
+            PartnerError::WarmingUp(retry_after_s) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "warming_up", message)
+                    .with_retry_after(retry_after_s)
+            }
             PartnerError::Conflict(code) => ApiError::new(StatusCode::CONFLICT, code, message),
             PartnerError::UnknownAudience(_) => {
                 ApiError::new(StatusCode::NOT_FOUND, "unknown_audience", message)

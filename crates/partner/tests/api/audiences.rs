@@ -173,7 +173,7 @@ async fn rows_match_by_phone_or_email_once_each_and_uploads_are_deleted() {
     assert_eq!(answer["fresh"], true);
     // Nothing uploaded is left in the partner's database.
     let after = app.service.audience_stats().await.unwrap();
-    assert_eq!(after.staged_pseudonyms, 0);
+    assert_eq!(after.candidates, 0);
     assert_eq!(after.open_uploads, 0);
     let db = app.db_path();
     let conn = rusqlite_free_scan(&db, &pid(900));
@@ -469,7 +469,7 @@ async fn bad_uploads_are_refused_and_half_uploads_never_match() {
         .await;
     assert_eq!(r.status, 204);
     let s = app.service.audience_stats().await.unwrap();
-    assert_eq!((s.open_uploads, s.staged_pseudonyms, s.members), (0, 0, 0));
+    assert_eq!((s.open_uploads, s.candidates, s.members), (0, 0, 0));
     // An unfinished upload expires whole after a day.
     let r = app
         .send(
@@ -492,7 +492,7 @@ async fn bad_uploads_are_refused_and_half_uploads_never_match() {
     app.clock.advance_millis(24 * 3_600_000 + 1);
     assert_eq!(app.service.purge_uploads().await.unwrap(), 1);
     let s = app.service.audience_stats().await.unwrap();
-    assert_eq!((s.open_uploads, s.staged_pseudonyms), (0, 0));
+    assert_eq!((s.open_uploads, s.candidates), (0, 0));
     // Campaigns check their creative.
     let now = app.service.now();
     for (body, what) in [
