@@ -30,7 +30,7 @@
 //! read; both budgets repeat the last figure once spent.
 
 use crate::eligible::EligibleIndex;
-use crate::matching::{partition_of, Match, RowKey};
+use crate::matching::probe_rows;
 use crate::service::{PartnerError, PartnerService};
 use accord_crypto::token::{BearerToken, TokenHash};
 use accord_domain::audience::report::{release, DpRules, DpState, NoiseSource, Released};
@@ -78,19 +78,24 @@ impl Default for AudienceConfig {
     }
 }
 
-/// Totals of every match since start (operator metrics, the bench).
-/// The match's time is the three stages' sum: probes, staging the
-/// matched rows (with their eligibility check), completions.
+/// Totals of every match since start (operator metrics, the bench): the
+/// join (index refreshes and probes), then storing what it found
+/// (staging matched rows with their consent check, completions).
 #[derive(Debug, Default)]
 pub struct MatchCounters {
     /// Uploaded pseudonyms probed against the eligible set.
     pub lookups: AtomicU64,
     /// Nanoseconds spent probing (the hash join alone).
     pub probe_ns: AtomicU64,
+    /// Nanoseconds spent bringing the eligible index up to date before
+    /// the probes (taking the marks, reading changed partitions).
+    pub refresh_ns: AtomicU64,
     /// Nanoseconds spent staging batches' matched rows.
     pub stage_ns: AtomicU64,
     /// Nanoseconds spent completing uploads (staged rows to members).
     pub finish_ns: AtomicU64,
+    /// Rows matched (staged and made members) by completed uploads.
+    pub matched_rows: AtomicU64,
 }
 
 /// What the audiences need besides the partner's own store.
@@ -411,36 +416,27 @@ impl PartnerService {
                 "a batch has 1 to {MAX_BATCH_ROWS} rows"
             )));
         }
-        let mut keys = Vec::with_capacity(rows.len() * 2);
         for (i, row) in rows.iter().enumerate() {
             if row.is_empty() || row.len() > MAX_ROW_KEYS {
                 return Err(PartnerError::BadRequest(format!(
                     "row {i}: a row has 1 or {MAX_ROW_KEYS} pseudonyms (phone, email)"
                 )));
             }
-            for (slot, p) in row.iter().enumerate() {
-                keys.push(RowKey {
-                    row: seq * MAX_BATCH_ROWS as u64 + i as u64,
-                    slot: slot as u8,
-                    pseudonym: *p,
-                });
-            }
         }
         let a = self.audiences()?;
+        let refreshed = Instant::now();
         if let Err(w) = a.index.ensure_current(&a.store).await? {
             return Err(PartnerError::WarmingUp(w.retry_after.as_secs()));
         }
+        let refreshed = refreshed.elapsed();
         let t = Instant::now();
         let parts = a.index.snapshot();
-        let mut m = Match::default();
-        for k in &keys {
-            m.probe_one(&parts[usize::from(partition_of(&k.pseudonym))], k);
-        }
-        let candidates: Vec<Candidate> = m
-            .matched()
+        let (matched, lookups) = probe_rows(&parts, rows, seq * MAX_BATCH_ROWS as u64);
+        drop(parts);
+        let candidates: Vec<Candidate> = matched
+            .into_iter()
             .map(|(row, member)| Candidate { row, member })
             .collect();
-        drop(parts);
         let probed = t.elapsed();
         let staged = a
             .store
@@ -453,7 +449,9 @@ impl PartnerService {
             })?;
         if staged {
             let c = &a.counters;
-            c.lookups.fetch_add(m.lookups, Ordering::Relaxed);
+            c.lookups.fetch_add(lookups, Ordering::Relaxed);
+            c.refresh_ns
+                .fetch_add(refreshed.as_nanos() as u64, Ordering::Relaxed);
             c.probe_ns
                 .fetch_add(probed.as_nanos() as u64, Ordering::Relaxed);
             c.stage_ns
@@ -542,6 +540,7 @@ impl PartnerService {
         a.counters
             .finish_ns
             .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        a.counters.matched_rows.fetch_add(rows, Ordering::Relaxed);
         tracing::info!(
             upload = %u.id,
             matched_rows = rows,

@@ -145,6 +145,12 @@ impl EligiblePartition {
     }
 }
 
+impl AsRef<EligiblePartition> for EligiblePartition {
+    fn as_ref(&self) -> &EligiblePartition {
+        self
+    }
+}
+
 /// One pseudonym of an uploaded row: the row, the key's place in the row
 /// (0 for the phone, 1 for the email), the pseudonym.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -199,6 +205,31 @@ impl Match {
     pub fn members(&self) -> BTreeSet<PseudonymId> {
         self.rows.values().map(|(_, m)| *m).collect()
     }
+}
+
+/// Probes the rows of one upload batch, numbered from `first_row`,
+/// against the eligible index's partitions (`parts`, one a first byte):
+/// each row's keys in order, stopping at the first that matches (the
+/// rule of [`Match`], one row at a time). Returns each matched row with
+/// its member, and the lookups made.
+pub fn probe_rows(
+    parts: &[impl AsRef<EligiblePartition>],
+    rows: &[Vec<PseudonymId>],
+    first_row: u64,
+) -> (Vec<(u64, PseudonymId)>, u64) {
+    let mut matched = Vec::with_capacity(rows.len() / 2);
+    let mut lookups = 0u64;
+    for (i, row) in rows.iter().enumerate() {
+        for key in row {
+            lookups += 1;
+            let part = parts[usize::from(partition_of(key))].as_ref();
+            if let Some(member) = part.get(key) {
+                matched.push((first_row + i as u64, member));
+                break;
+            }
+        }
+    }
+    (matched, lookups)
 }
 
 /// Splits keys by partition.
@@ -308,6 +339,38 @@ mod tests {
     }
 
     proptest! {
+        /// A batch probed row by row matches what the partitioned join
+        /// matches for the same rows.
+        #[test]
+        fn row_by_row_equals_the_join(
+            eligible in proptest::collection::vec((pseudonym(), pseudonym()), 0..20),
+            rows in proptest::collection::vec(proptest::collection::vec(pseudonym(), 1..3), 0..20),
+        ) {
+            let mut parts: Vec<EligiblePartition> = (0..PARTITIONS)
+                .map(|_| EligiblePartition::default())
+                .collect();
+            for (k, m) in &eligible {
+                parts[usize::from(partition_of(k))].insert(*k, *m);
+            }
+            let keys: Vec<RowKey> = rows
+                .iter()
+                .enumerate()
+                .flat_map(|(i, r)| r.iter().enumerate().map(move |(slot, p)| RowKey {
+                    row: 100 + i as u64,
+                    slot: slot as u8,
+                    pseudonym: *p,
+                }))
+                .collect();
+            let m = run(&eligible, &keys);
+            let (matched, lookups) = probe_rows(&parts, &rows, 100);
+            prop_assert!(lookups <= keys.len() as u64);
+            let mut joined: Vec<(u64, PseudonymId)> = m.matched().collect();
+            joined.sort();
+            let mut by_rows = matched.clone();
+            by_rows.sort();
+            prop_assert_eq!(by_rows, joined);
+        }
+
             /// The partitioned join finds what a plain lookup of every key
         /// finds.
         #[test]

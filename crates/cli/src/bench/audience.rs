@@ -69,11 +69,18 @@ pub struct AudienceReport {
     pub match_lookups_per_s: f64,
     /// The hash join's probes alone (no reads, no stores).
     pub probe_lookups_per_s: f64,
-    /// Seconds of the match's three stages: probes, staging matched
-    /// rows with their eligibility check, completion.
+    /// Seconds of the match's parts: the join (index refreshes before
+    /// batches, probes), then storing what it found (staging matched rows
+    /// with their consent check, completion).
+    pub refresh_s: f64,
     pub probe_s: f64,
     pub stage_matched_s: f64,
     pub complete_s: f64,
+    pub matched_rows: u64,
+    /// Matched rows stored (staged and made members) per second.
+    pub store_matched_per_s: f64,
+    /// Lookups per second of the whole match, storing included.
+    pub match_with_store_per_s: f64,
     /// The uploader's wait for `complete` (the completion, the size's
     /// release and the answer).
     pub complete_wall_s: f64,
@@ -106,9 +113,17 @@ impl fmt::Display for AudienceReport {
         writeln!(f, "upload_per_s: {:.0}", self.upload_per_s)?;
         writeln!(f, "match_lookups_per_s: {:.0}", self.match_lookups_per_s)?;
         writeln!(f, "probe_lookups_per_s: {:.0}", self.probe_lookups_per_s)?;
+        writeln!(f, "match_refresh_s: {:.3}", self.refresh_s)?;
         writeln!(f, "match_probe_s: {:.3}", self.probe_s)?;
         writeln!(f, "match_stage_matched_s: {:.3}", self.stage_matched_s)?;
         writeln!(f, "match_complete_s: {:.3}", self.complete_s)?;
+        writeln!(f, "matched_rows: {}", self.matched_rows)?;
+        writeln!(f, "store_matched_per_s: {:.0}", self.store_matched_per_s)?;
+        writeln!(
+            f,
+            "match_with_store_per_s: {:.0}",
+            self.match_with_store_per_s
+        )?;
         writeln!(f, "complete_wall_s: {:.3}", self.complete_wall_s)?;
         writeln!(f, "index_build_s: {:.1}", self.index_build_s)?;
         writeln!(f, "index_entries: {}", self.index_entries)?;
@@ -416,11 +431,13 @@ async fn services_and_upload(
     let members = partner.service().audience_stats().await.map_err(s)?.members;
     let counters = partner.service().match_counters().ok_or("no audiences")?;
     let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
-    let (lookups, probe, stage, finish) = (
+    let (lookups, refresh, probe, stage, finish, matched_rows) = (
         load(&counters.lookups),
+        Duration::from_nanos(load(&counters.refresh_ns)),
         Duration::from_nanos(load(&counters.probe_ns)),
         Duration::from_nanos(load(&counters.stage_ns)),
         Duration::from_nanos(load(&counters.finish_ns)),
+        load(&counters.matched_rows),
     );
     let index = partner
         .service()
@@ -447,9 +464,13 @@ async fn services_and_upload(
         parse_per_s: per_s(r.summary.rows, r.parse),
         oprf_per_s: per_s(r.pseudonyms, r.oprf),
         upload_per_s: per_s(r.rows, r.upload),
-        match_lookups_per_s: per_s(lookups, probe + stage + finish),
+        match_lookups_per_s: per_s(lookups, refresh + probe),
         probe_lookups_per_s: per_s(lookups, probe),
+        refresh_s: refresh.as_secs_f64(),
         probe_s: probe.as_secs_f64(),
+        matched_rows,
+        store_matched_per_s: per_s(matched_rows, stage + finish),
+        match_with_store_per_s: per_s(lookups, refresh + probe + stage + finish),
         stage_matched_s: stage.as_secs_f64(),
         complete_s: finish.as_secs_f64(),
         complete_wall_s: r.matched.as_secs_f64(),
