@@ -106,6 +106,8 @@ pub struct Audiences {
     pub noise: Arc<std::sync::Mutex<dyn NoiseSource + Send>>,
     pub counters: Arc<MatchCounters>,
     pub index: Arc<EligibleIndex>,
+    /// Held by a batch's staging (see `put_batch`).
+    pub stage_gate: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Audiences {
@@ -125,6 +127,7 @@ impl Audiences {
             noise: Arc::new(std::sync::Mutex::new(crate::dp::OpenDpNoise)),
             counters: Arc::default(),
             index: Arc::default(),
+            stage_gate: Arc::default(),
         }
     }
 }
@@ -438,15 +441,23 @@ impl PartnerService {
             .map(|(row, member)| Candidate { row, member })
             .collect();
         let probed = t.elapsed();
-        let staged = a
-            .store
-            .stage_batch(upload, seq, rows.len() as u64, &candidates)
-            .await
-            .map_err(|e| match e {
-                StoreError::NotFound(_) => PartnerError::NotFound,
-                StoreError::Conflict("upload_matching") => PartnerError::UploadClosed,
-                e => e.into(),
-            })?;
+        // One batch's staging at a time in this process (each is one
+        // write transaction; SQLite has one writer anyway), timed from
+        // when it may start.
+        let (staged, staging) = {
+            let _gate = a.stage_gate.lock().await;
+            let t = Instant::now();
+            let r = a
+                .store
+                .stage_batch(upload, seq, rows.len() as u64, &candidates)
+                .await;
+            (r, t.elapsed())
+        };
+        let staged = staged.map_err(|e| match e {
+            StoreError::NotFound(_) => PartnerError::NotFound,
+            StoreError::Conflict("upload_matching") => PartnerError::UploadClosed,
+            e => e.into(),
+        })?;
         if staged {
             let c = &a.counters;
             c.lookups.fetch_add(lookups, Ordering::Relaxed);
@@ -455,7 +466,7 @@ impl PartnerService {
             c.probe_ns
                 .fetch_add(probed.as_nanos() as u64, Ordering::Relaxed);
             c.stage_ns
-                .fetch_add((t.elapsed() - probed).as_nanos() as u64, Ordering::Relaxed);
+                .fetch_add(staging.as_nanos() as u64, Ordering::Relaxed);
         }
         Ok(staged)
     }

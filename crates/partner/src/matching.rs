@@ -23,8 +23,8 @@
 //! partition byte (136 bits with the partition; two distinct OPRF
 //! outputs agree on them with probability 2^-136) and the member it names:
 //! the key itself for a phone, or an index into the partition's list of
-//! members for an email. About 21 bytes an entry, against 64 for two
-//! whole pseudonyms. A false match could only name an ineligible member,
+//! members for an email: a 20-byte slot, about 31 bytes an entry with the
+//! table's free slots, against 64 for two whole pseudonyms. A false match could only name an ineligible member,
 //! and the store keeps no candidate that is not eligible.
 //!
 //! A row (one customer) matches if any of its pseudonyms matches; it
@@ -32,15 +32,14 @@
 //! order (phone before email). Members are distinct people: a phone and an
 //! email of the same person, in one row or in two, count once.
 //!
-//! The hash of a probe is eight bytes of the pseudonym after the
+//! The start slot of a probe is eight bytes of the pseudonym after the
 //! partition byte: uniform for the eligible set, which is built from the
 //! partner's own OPRF outputs. An uploader who sends crafted values
 //! instead of OPRF outputs can only probe, never insert, so it cannot
-//! overload a bucket.
+//! make a run of slots long.
 
 use accord_domain::PseudonymId;
 use std::collections::{BTreeSet, HashMap};
-use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 /// Partitions: one per value of a pseudonym's first byte.
 pub const PARTITIONS: usize = 256;
@@ -51,96 +50,137 @@ pub fn partition_of(p: &PseudonymId) -> u8 {
 }
 
 /// A pseudonym's bytes 1 to 16: its key within its partition.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Key([u8; 16]);
-
-impl Key {
-    fn of(p: &PseudonymId) -> Key {
-        let mut k = [0u8; 16];
-        k.copy_from_slice(&p.as_bytes()[1..17]);
-        Key(k)
-    }
+fn key_of(p: &PseudonymId) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k.copy_from_slice(&p.as_bytes()[1..17]);
+    k
 }
 
-impl Hash for Key {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&self.0[..8]);
-        state.write_u64(u64::from_le_bytes(b));
-    }
+/// A slot of a partition's table: a key and what it names ([`SELF`], an
+/// index into the partition's members, or [`EMPTY`]).
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    key: [u8; 16],
+    val: u32,
 }
-
-/// Takes a [`Key`]'s first eight bytes as they are (see the module docs).
-#[derive(Default)]
-pub struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is used by `Key`; anything else folds in.
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-}
-
-type Build = BuildHasherDefault<KeyHasher>;
 
 /// The member of an entry is the key itself.
 const SELF: u32 = u32::MAX;
+/// A free slot.
+const EMPTY: u32 = u32::MAX - 1;
 
 /// One partition of the eligible set: each pseudonym (of a phone number or
 /// an email) and the member it names (the person's phone pseudonym).
-#[derive(Debug, Default)]
+///
+/// An open-addressing table with linear probing, at most three quarters
+/// full: a key and its value share a slot, so that a lookup usually costs
+/// one cache miss (a general-purpose map keeps its control bytes apart,
+/// which costs two). The start slot is the key's first eight bytes, which
+/// are uniform (see the module docs).
+#[derive(Debug)]
 pub struct EligiblePartition {
-    map: HashMap<Key, u32, Build>,
+    slots: Vec<Slot>,
+    len: usize,
     /// Members named by keys that are not theirs (emails).
     others: Vec<PseudonymId>,
 }
 
+impl Default for EligiblePartition {
+    fn default() -> Self {
+        Self::with_capacity(0)
+    }
+}
+
 impl EligiblePartition {
     pub fn with_capacity(n: usize) -> Self {
+        let cap = (n.saturating_mul(4) / 3 + 1).next_power_of_two().max(16);
         EligiblePartition {
-            map: HashMap::with_capacity_and_hasher(n, Build::default()),
+            slots: vec![
+                Slot {
+                    key: [0; 16],
+                    val: EMPTY
+                };
+                cap
+            ],
+            len: 0,
             others: Vec::new(),
         }
     }
 
+    fn start(&self, key: &[u8; 16]) -> usize {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&key[..8]);
+        (u64::from_le_bytes(b) as usize) & (self.slots.len() - 1)
+    }
+
     pub fn insert(&mut self, key: PseudonymId, member: PseudonymId) {
-        let v = if key == member || self.others.len() >= SELF as usize {
+        if (self.len + 1) * 4 > self.slots.len() * 3 {
+            let mut bigger = EligiblePartition::with_capacity(self.slots.len());
+            for s in self.slots.iter().filter(|s| s.val != EMPTY) {
+                bigger.put(s.key, s.val);
+            }
+            self.slots = bigger.slots;
+        }
+        let val = if key == member || self.others.len() >= EMPTY as usize {
             SELF
         } else {
             self.others.push(member);
             (self.others.len() - 1) as u32
         };
-        self.map.insert(Key::of(&key), v);
+        if self.put(key_of(&key), val) {
+            self.len += 1;
+        }
+    }
+
+    /// Puts `key`; `true` if it was not there.
+    fn put(&mut self, key: [u8; 16], val: u32) -> bool {
+        let mask = self.slots.len() - 1;
+        let mut i = self.start(&key);
+        loop {
+            let s = &mut self.slots[i];
+            if s.val == EMPTY {
+                *s = Slot { key, val };
+                return true;
+            }
+            if s.key == key {
+                s.val = val;
+                return false;
+            }
+            i = (i + 1) & mask;
+        }
     }
 
     /// The member `key` names, if it is eligible.
     pub fn get(&self, key: &PseudonymId) -> Option<PseudonymId> {
-        match *self.map.get(&Key::of(key))? {
-            SELF => Some(*key),
-            i => self.others.get(i as usize).copied(),
+        let k = key_of(key);
+        let mask = self.slots.len() - 1;
+        let mut i = self.start(&k);
+        loop {
+            let s = &self.slots[i];
+            if s.val == EMPTY {
+                return None;
+            }
+            if s.key == k {
+                return match s.val {
+                    SELF => Some(*key),
+                    i => self.others.get(i as usize).copied(),
+                };
+            }
+            i = (i + 1) & mask;
         }
     }
 
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len == 0
     }
 
-    /// Bytes held, about (the table's slots and control bytes, and the
-    /// members list).
+    /// Bytes held (the table's slots and the members list).
     pub fn heap_bytes(&self) -> usize {
-        self.map.capacity() * (std::mem::size_of::<(Key, u32)>() + 1)
+        self.slots.capacity() * std::mem::size_of::<Slot>()
             + self.others.capacity() * std::mem::size_of::<PseudonymId>()
     }
 }
@@ -312,6 +352,41 @@ mod tests {
         assert_eq!(m.lookups, 6);
         assert_eq!(m.matched_rows(), 3);
         assert_eq!(m.members(), [ana, bo].into_iter().collect());
+    }
+
+    #[test]
+    fn the_table_grows_and_finds_every_key_and_no_other() {
+        use rand::RngCore;
+        let mut rng = rand::thread_rng();
+        let mut random = || {
+            let mut b = [0u8; 32];
+            rng.fill_bytes(&mut b);
+            PseudonymId::from_bytes(b)
+        };
+        let mut part = EligiblePartition::with_capacity(0);
+        let entries: Vec<(PseudonymId, PseudonymId)> = (0..20_000)
+            .map(|i| {
+                let k = random();
+                // Every third names someone else (an email).
+                (k, if i % 3 == 0 { random() } else { k })
+            })
+            .collect();
+        for (k, m) in &entries {
+            part.insert(*k, *m);
+        }
+        assert_eq!(part.len(), entries.len());
+        for (k, m) in &entries {
+            assert_eq!(part.get(k), Some(*m));
+        }
+        for _ in 0..20_000 {
+            assert_eq!(part.get(&random()), None);
+        }
+        // A key inserted again names its new member, and is counted once.
+        let (k, _) = entries[1];
+        let other = random();
+        part.insert(k, other);
+        assert_eq!(part.get(&k), Some(other));
+        assert_eq!(part.len(), entries.len());
     }
 
     #[test]

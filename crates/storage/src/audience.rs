@@ -290,7 +290,7 @@ fn count(v: i64) -> u64 {
     v.max(0) as u64
 }
 
-/// Deletes an upload and its staged pseudonyms. On SQLite the connection
+/// Deletes an upload and its staged rows. On SQLite the connection
 /// overwrites deleted content (`secure_delete`), so that no uploaded
 /// pseudonym lingers in free pages; see [`scrub`] for the WAL.
 async fn delete_upload_in(
