@@ -83,6 +83,36 @@ pub struct UploadReport {
     pub answer: Value,
 }
 
+/// A chunk's evaluation, running.
+type OprfTask = tokio::task::JoinHandle<Result<Vec<accord_keyd::Pseudonym>, OprfClientError>>;
+
+/// OPRF chunks in flight at once (see `run`).
+const OPRF_IN_FLIGHT: usize = 2;
+
+/// Writes each row's pseudonyms (`widths[i]` of `out`, in order) to a
+/// random bucket: a width byte, then the pseudonyms.
+fn write_rows(
+    buckets: &mut [BufWriter<std::fs::File>],
+    widths: &[u8],
+    out: &[accord_keyd::Pseudonym],
+    rng: &mut impl rand::Rng,
+) -> Result<(), CliError> {
+    let mut it = out.iter();
+    for w in widths {
+        let b = &mut buckets[rng.gen_range(0..BUCKETS)];
+        let mut rec = Vec::with_capacity(1 + 32 * usize::from(*w));
+        rec.push(*w);
+        for _ in 0..*w {
+            let p = it.next().ok_or_else(|| {
+                CliError::Internal(anyhow::anyhow!("fewer pseudonyms than inputs"))
+            })?;
+            rec.extend_from_slice(p.as_bytes());
+        }
+        b.write_all(&rec).map_err(io_err("temporary file"))?;
+    }
+    Ok(())
+}
+
 /// A chunk of customers' OPRF inputs: per row, 1 or 2 inputs.
 struct Chunk {
     inputs: Vec<Vec<u8>>,
@@ -210,30 +240,46 @@ pub async fn run(job: UploadJob) -> CliResult<UploadReport> {
     let (mut rows, mut pseudonyms) = (0u64, 0u64);
     let mut first: Option<Instant> = None;
     let mut rng = rand::rngs::OsRng;
-    while let Some(chunk) = rx.recv().await {
+    // Two chunks in flight once the key version is pinned by the first:
+    // one chunk's single-threaded parts (its request's encoding, the
+    // answer's decoding, the bucket writes) overlap the other's blinding
+    // and evaluation on all cores.
+    let mut flight: std::collections::VecDeque<(Vec<u8>, OprfTask)> = Default::default();
+    let mut next = rx.recv().await;
+    while let Some(chunk) = next.take() {
         first.get_or_insert_with(Instant::now);
-        let out = job
-            .oprf
-            .pseudonyms(OprfPurpose::Coordination, version, &chunk.inputs)
-            .await
-            .map_err(oprf_err)?;
-        version = out.first().map(|p| p.key_version()).or(version);
-        let mut it = out.iter();
-        for w in &chunk.widths {
-            let b = &mut buckets[rand::Rng::gen_range(&mut rng, 0..BUCKETS)];
-            let mut rec = Vec::with_capacity(1 + 32 * usize::from(*w));
-            rec.push(*w);
-            for _ in 0..*w {
-                let p = it.next().ok_or_else(|| {
-                    CliError::Internal(anyhow::anyhow!("fewer pseudonyms than inputs"))
-                })?;
-                rec.extend_from_slice(p.as_bytes());
+        let oprf = Arc::clone(&job.oprf);
+        let Chunk { inputs, widths } = chunk;
+        pseudonyms += inputs.len() as u64;
+        let pinned = version;
+        flight.push_back((
+            widths,
+            tokio::spawn(async move {
+                oprf.pseudonyms(OprfPurpose::Coordination, pinned, &inputs)
+                    .await
+            }),
+        ));
+        let room = if version.is_some() { OPRF_IN_FLIGHT } else { 1 };
+        next = rx.recv().await;
+        while flight.len() >= room || (next.is_none() && !flight.is_empty()) {
+            let Some((widths, task)) = flight.pop_front() else {
+                break;
+            };
+            let out = task
+                .await
+                .map_err(|_| CliError::Internal(anyhow::anyhow!("an OPRF task panicked")))?
+                .map_err(oprf_err)?;
+            let v = out.first().map(|p| p.key_version());
+            if version.is_some() && v.is_some() && v != version {
+                return Err(CliError::Internal(anyhow::anyhow!(
+                    "the key service answered under another key version mid-upload"
+                )));
             }
-            b.write_all(&rec).map_err(io_err("temporary file"))?;
+            version = v.or(version);
+            write_rows(&mut buckets, &widths, &out, &mut rng)?;
+            rows += widths.len() as u64;
+            bar.draw(read.load(Ordering::Relaxed), rows, false);
         }
-        rows += chunk.widths.len() as u64;
-        pseudonyms += chunk.inputs.len() as u64;
-        bar.draw(read.load(Ordering::Relaxed), rows, false);
     }
     let (summary, parse) = reader
         .await

@@ -703,7 +703,7 @@ impl PartnerService {
     pub async fn keyd_budget(&self) -> Result<KeydBudget, PartnerError> {
         let now = self.now();
         let used = self.store.meter_total(OPRF_METER, now).await?;
-        let users = self.store.stats().await?.users;
+        let users = self.store.user_count().await?;
         let quota = self.keyd_daily.load(Ordering::Relaxed);
         let alert = quota > 0
             && used.saturating_mul(100) >= quota.saturating_mul(self.config.keyd_alert_percent);
@@ -729,7 +729,7 @@ impl PartnerService {
     /// sizer; without one the operator sets it, and the `needed` gauge
     /// says to what).
     pub async fn size_keyd_quota(&self) -> Result<u64, PartnerError> {
-        let users = self.store.stats().await?.users;
+        let users = self.store.user_count().await?;
         let needed = self.config.keyd_quota_for(users);
         if let Some(sizer) = &self.keyd_quota {
             if self.keyd_daily.load(Ordering::Relaxed) != needed {

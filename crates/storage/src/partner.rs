@@ -132,6 +132,9 @@ pub trait PartnerStore: Send + Sync + std::fmt::Debug + 'static {
     /// pseudonym is held for `product` (they granted it).
     async fn suggestions(&self, uploader: Uuid) -> Result<Vec<PartnerUser>>;
     async fn stats(&self) -> Result<PartnerStats>;
+    /// Partner users (what the key-service quota is sized from; cheaper
+    /// than [`PartnerStore::stats`], which counts every held record).
+    async fn user_count(&self) -> Result<u64>;
     /// Remembers the nonce of a signed feed request seen at `at`, and
     /// forgets those seen before `forget_before`: `false` if it was seen
     /// already (a replay). Concurrent calls with one nonce: one `true`.
@@ -678,6 +681,13 @@ impl PartnerStore for SqlPartnerStore {
         .fetch_all(&self.db.pool)
         .await?;
         rows.iter().map(user_row).collect()
+    }
+
+    async fn user_count(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM partner_users")
+            .fetch_one(&self.db.pool)
+            .await?;
+        Ok(count_of(n))
     }
 
     async fn stats(&self) -> Result<PartnerStats> {
