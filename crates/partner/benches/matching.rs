@@ -3,10 +3,12 @@
 //! and email) give about 39,000 eligible entries and 7,800 probes per
 //! partition (of 256), 30% of the rows matching. `cargo bench -p
 //! accord-partner --bench matching`; criterion prints the probes per
-//! second as `thrpt`.
+//! second as `thrpt`. `probe_batch_whole_index` is the partner's shape:
+//! one upload batch of 10,000 rows probed row by row against the whole
+//! 10,000,000-entry index (256 partitions, far larger than the caches).
 
 use accord_domain::PseudonymId;
-use accord_partner::matching::{EligiblePartition, Match, RowKey};
+use accord_partner::matching::{probe_rows, EligiblePartition, Match, RowKey, PARTITIONS};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rand::RngCore;
 
@@ -58,5 +60,40 @@ fn probes(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, probes);
+fn whole_index(c: &mut Criterion) {
+    let mut rng = rand::thread_rng();
+    let per_part = 10_000_000 / PARTITIONS;
+    let mut parts = Vec::with_capacity(PARTITIONS);
+    let mut members = Vec::with_capacity(10_000_000);
+    for p in 0..PARTITIONS {
+        let mut part = EligiblePartition::with_capacity(per_part);
+        for _ in 0..per_part {
+            let k = pseudonym(&mut rng, p as u8);
+            part.insert(k, k);
+            members.push(k);
+        }
+        parts.push(part);
+    }
+    let rows: Vec<Vec<PseudonymId>> = (0..10_000u64)
+        .map(|row| {
+            let phone = if row % 10 < 3 {
+                members[(rng.next_u32() as usize) % members.len()]
+            } else {
+                let p = rng.next_u32() as u8;
+                pseudonym(&mut rng, p)
+            };
+            let p = rng.next_u32() as u8;
+            vec![phone, pseudonym(&mut rng, p)]
+        })
+        .collect();
+    let lookups = probe_rows(&parts, &rows, 0).1;
+    let mut g = c.benchmark_group("audience_match");
+    g.throughput(Throughput::Elements(lookups));
+    g.bench_function("probe_batch_whole_index", |b| {
+        b.iter(|| probe_rows(&parts, &rows, 0).0.len())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, probes, whole_index);
 criterion_main!(benches);
