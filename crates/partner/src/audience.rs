@@ -30,7 +30,7 @@
 //! read; both budgets repeat the last figure once spent.
 
 use crate::eligible::EligibleIndex;
-use crate::matching::probe_rows;
+use crate::matching::{probe_rows, thread_cpu_time};
 use crate::service::{PartnerError, PartnerService};
 use accord_crypto::token::{BearerToken, TokenHash};
 use accord_domain::audience::report::{release, DpRules, DpState, NoiseSource, Released};
@@ -87,6 +87,8 @@ pub struct MatchCounters {
     pub lookups: AtomicU64,
     /// Nanoseconds spent probing (the hash join alone).
     pub probe_ns: AtomicU64,
+    /// The probes' thread CPU time (no await inside, so one thread's).
+    pub probe_cpu_ns: AtomicU64,
     /// Nanoseconds spent bringing the eligible index up to date before
     /// the probes (taking the marks, reading changed partitions).
     pub refresh_ns: AtomicU64,
@@ -433,6 +435,7 @@ impl PartnerService {
         }
         let refreshed = refreshed.elapsed();
         let t = Instant::now();
+        let cpu = thread_cpu_time();
         let parts = a.index.snapshot();
         let (matched, lookups) = probe_rows(&parts, rows, seq * MAX_BATCH_ROWS as u64);
         drop(parts);
@@ -441,6 +444,7 @@ impl PartnerService {
             .map(|(row, member)| Candidate { row, member })
             .collect();
         let probed = t.elapsed();
+        let probed_cpu = thread_cpu_time().saturating_sub(cpu);
         // One batch's staging at a time in this process (each is one
         // write transaction; SQLite has one writer anyway), timed from
         // when it may start.
@@ -465,6 +469,8 @@ impl PartnerService {
                 .fetch_add(refreshed.as_nanos() as u64, Ordering::Relaxed);
             c.probe_ns
                 .fetch_add(probed.as_nanos() as u64, Ordering::Relaxed);
+            c.probe_cpu_ns
+                .fetch_add(probed_cpu.as_nanos() as u64, Ordering::Relaxed);
             c.stage_ns
                 .fetch_add(staging.as_nanos() as u64, Ordering::Relaxed);
         }

@@ -253,6 +253,26 @@ impl Match {
     }
 }
 
+/// CPU time of the calling thread (Linux `CLOCK_THREAD_CPUTIME_ID`): what
+/// a synchronous section cost in work, apart from the time the thread
+/// waited for a core (the match's probes share two cores with everything
+/// else in the bench). Zero where the clock is unavailable.
+pub fn thread_cpu_time() -> std::time::Duration {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid, writable timespec for the call's duration.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    if r != 0 {
+        return std::time::Duration::ZERO;
+    }
+    std::time::Duration::new(
+        t.tv_sec.max(0) as u64,
+        t.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
+}
+
 /// Rows whose keys are touched together before they are probed.
 const PROBE_GROUP: usize = 16;
 
