@@ -41,10 +41,6 @@ pub struct IndexStats {
     pub bytes: u64,
     /// Partitions read since start (a full build is 256).
     pub partitions_read: u64,
-    /// Entries read since start.
-    pub entries_read: u64,
-    /// Time spent reading, since start.
-    pub read_ms: u64,
 }
 
 /// The eligible set, one partition a pseudonym's first byte.
@@ -58,8 +54,6 @@ pub struct EligibleIndex {
     entries: AtomicU64,
     bytes: AtomicU64,
     partitions_read: AtomicU64,
-    entries_read: AtomicU64,
-    read_ns: AtomicU64,
 }
 
 impl Default for EligibleIndex {
@@ -73,8 +67,6 @@ impl Default for EligibleIndex {
             entries: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             partitions_read: AtomicU64::new(0),
-            entries_read: AtomicU64::new(0),
-            read_ns: AtomicU64::new(0),
         }
     }
 }
@@ -151,9 +143,6 @@ impl EligibleIndex {
         self.bytes.store(bytes, Ordering::Relaxed);
         self.partitions_read
             .fetch_add(parts.len() as u64, Ordering::Relaxed);
-        self.entries_read.fetch_add(read, Ordering::Relaxed);
-        self.read_ns
-            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         if !*built {
             *built = true;
             self.ready.store(true, Ordering::Release);
@@ -217,8 +206,6 @@ impl EligibleIndex {
             entries: self.entries.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
             partitions_read: self.partitions_read.load(Ordering::Relaxed),
-            entries_read: self.entries_read.load(Ordering::Relaxed),
-            read_ms: self.read_ns.load(Ordering::Relaxed) / 1_000_000,
         }
     }
 }

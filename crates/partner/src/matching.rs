@@ -23,9 +23,10 @@
 //! partition byte (136 bits with the partition; two distinct OPRF
 //! outputs agree on them with probability 2^-136) and the member it names:
 //! the key itself for a phone, or an index into the partition's list of
-//! members for an email: a 20-byte slot, about 31 bytes an entry with the
-//! table's free slots, against 64 for two whole pseudonyms. A false match could only name an ineligible member,
-//! and the store keeps no candidate that is not eligible.
+//! members for an email: a 20-byte slot, about 34 bytes an entry with the
+//! table's free slots, against 64 for two whole pseudonyms. A false match
+//! could only name an ineligible member, and the store keeps no candidate
+//! that is not eligible.
 //!
 //! A row (one customer) matches if any of its pseudonyms matches; it
 //! contributes one member, named by its first matching key in the row's
@@ -206,7 +207,10 @@ pub struct RowKey {
     pub pseudonym: PseudonymId,
 }
 
-/// A match in progress, over partitions.
+/// A match in progress, over partitions: the join by key, whatever the
+/// order of rows and partitions. The partner probes row by row
+/// ([`probe_rows`]); this is the reference its tests hold it to, and the
+/// one-partition bench's subject.
 #[derive(Debug, Default)]
 pub struct Match {
     /// Each matched row: the slot that matched first and its member.
@@ -218,21 +222,16 @@ pub struct Match {
 impl Match {
     /// Probes `keys` (all of `eligible`'s partition) against it.
     pub fn probe(&mut self, eligible: &EligiblePartition, keys: &[RowKey]) {
+        self.lookups += keys.len() as u64;
         for k in keys {
-            self.probe_one(eligible, k);
-        }
-    }
-
-    /// Probes one key against its partition.
-    pub fn probe_one(&mut self, eligible: &EligiblePartition, k: &RowKey) {
-        self.lookups += 1;
-        if let Some(member) = eligible.get(&k.pseudonym) {
-            // The first slot wins; on a tie (never in a real upload: one
-            // phone and one email a row), the smaller member, so that the
-            // order of partitions never matters.
-            let e = self.rows.entry(k.row).or_insert((k.slot, member));
-            if (k.slot, member) < *e {
-                *e = (k.slot, member);
+            if let Some(member) = eligible.get(&k.pseudonym) {
+                // The first slot wins; on a tie (never in a real upload:
+                // one phone and one email a row), the smaller member, so
+                // that the order of partitions never matters.
+                let e = self.rows.entry(k.row).or_insert((k.slot, member));
+                if (k.slot, member) < *e {
+                    *e = (k.slot, member);
+                }
             }
         }
     }
@@ -312,18 +311,18 @@ pub fn probe_rows(
     (matched, lookups)
 }
 
-/// Splits keys by partition.
-pub fn partition_keys(keys: impl IntoIterator<Item = RowKey>) -> Vec<Vec<RowKey>> {
-    let mut parts = vec![Vec::new(); PARTITIONS];
-    for k in keys {
-        parts[usize::from(partition_of(&k.pseudonym))].push(k);
-    }
-    parts
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Splits keys by partition.
+    pub fn partition_keys(keys: impl IntoIterator<Item = RowKey>) -> Vec<Vec<RowKey>> {
+        let mut parts = vec![Vec::new(); PARTITIONS];
+        for k in keys {
+            parts[usize::from(partition_of(&k.pseudonym))].push(k);
+        }
+        parts
+    }
     use proptest::prelude::*;
 
     fn p(first: u8, rest: u8) -> PseudonymId {

@@ -26,62 +26,61 @@ DROP TABLE audience_upload_keys;
 -- transaction not yet committed is invisible to it and taken next time.
 CREATE TABLE audience_dirty (part BYTEA NOT NULL);
 
-CREATE FUNCTION audience_mark_new_records() RETURNS trigger LANGUAGE plpgsql AS $$
+-- One function a table: the rows a statement inserted (`new_rows`) and
+-- removed (`old_rows`); each trigger names only the tables its event has,
+-- and PL/pgSQL plans a branch only when it runs.
+CREATE FUNCTION audience_mark_records() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO audience_dirty (part)
-    SELECT DISTINCT substring(k FROM 1 FOR 1) FROM (
-        SELECT n.pseudonym AS k FROM new_rows n WHERE n.purpose = 'ads'
-        UNION ALL
-        SELECT u.email_pseudonym FROM new_rows n JOIN partner_users u ON u.phone_pseudonym = n.pseudonym
-        WHERE n.purpose = 'ads' AND u.email_pseudonym IS NOT NULL
-    ) s;
+    IF TG_OP <> 'DELETE' THEN
+        INSERT INTO audience_dirty (part)
+        SELECT DISTINCT substring(k FROM 1 FOR 1) FROM (
+            SELECT n.pseudonym AS k FROM new_rows n WHERE n.purpose = 'ads'
+            UNION ALL
+            SELECT u.email_pseudonym FROM new_rows n JOIN partner_users u ON u.phone_pseudonym = n.pseudonym
+            WHERE n.purpose = 'ads' AND u.email_pseudonym IS NOT NULL
+        ) s;
+    END IF;
+    IF TG_OP <> 'INSERT' THEN
+        INSERT INTO audience_dirty (part)
+        SELECT DISTINCT substring(k FROM 1 FOR 1) FROM (
+            SELECT o.pseudonym AS k FROM old_rows o WHERE o.purpose = 'ads'
+            UNION ALL
+            SELECT u.email_pseudonym FROM old_rows o JOIN partner_users u ON u.phone_pseudonym = o.pseudonym
+            WHERE o.purpose = 'ads' AND u.email_pseudonym IS NOT NULL
+        ) s;
+    END IF;
     RETURN NULL;
 END $$;
 
-CREATE FUNCTION audience_mark_old_records() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION audience_mark_users() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO audience_dirty (part)
-    SELECT DISTINCT substring(k FROM 1 FOR 1) FROM (
-        SELECT o.pseudonym AS k FROM old_rows o WHERE o.purpose = 'ads'
-        UNION ALL
-        SELECT u.email_pseudonym FROM old_rows o JOIN partner_users u ON u.phone_pseudonym = o.pseudonym
-        WHERE o.purpose = 'ads' AND u.email_pseudonym IS NOT NULL
-    ) s;
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION audience_mark_new_users() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO audience_dirty (part)
-    SELECT DISTINCT substring(k FROM 1 FOR 1) FROM (
-        SELECT phone_pseudonym AS k FROM new_rows UNION ALL SELECT email_pseudonym FROM new_rows
-    ) s WHERE k IS NOT NULL;
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION audience_mark_old_users() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO audience_dirty (part)
-    SELECT DISTINCT substring(k FROM 1 FOR 1) FROM (
-        SELECT phone_pseudonym AS k FROM old_rows UNION ALL SELECT email_pseudonym FROM old_rows
-    ) s WHERE k IS NOT NULL;
+    IF TG_OP <> 'DELETE' THEN
+        INSERT INTO audience_dirty (part)
+        SELECT DISTINCT substring(k FROM 1 FOR 1) FROM (
+            SELECT phone_pseudonym AS k FROM new_rows UNION ALL SELECT email_pseudonym FROM new_rows
+        ) s WHERE k IS NOT NULL;
+    END IF;
+    IF TG_OP <> 'INSERT' THEN
+        INSERT INTO audience_dirty (part)
+        SELECT DISTINCT substring(k FROM 1 FOR 1) FROM (
+            SELECT phone_pseudonym AS k FROM old_rows UNION ALL SELECT email_pseudonym FROM old_rows
+        ) s WHERE k IS NOT NULL;
+    END IF;
     RETURN NULL;
 END $$;
 
 CREATE TRIGGER audience_dirty_records_insert AFTER INSERT ON records
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION audience_mark_new_records();
-CREATE TRIGGER audience_dirty_records_update_new AFTER UPDATE ON records
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION audience_mark_new_records();
-CREATE TRIGGER audience_dirty_records_update_old AFTER UPDATE ON records
-    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION audience_mark_old_records();
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION audience_mark_records();
+CREATE TRIGGER audience_dirty_records_update AFTER UPDATE ON records
+    REFERENCING NEW TABLE AS new_rows OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION audience_mark_records();
 CREATE TRIGGER audience_dirty_records_delete AFTER DELETE ON records
-    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION audience_mark_old_records();
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION audience_mark_records();
 
 CREATE TRIGGER audience_dirty_users_insert AFTER INSERT ON partner_users
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION audience_mark_new_users();
-CREATE TRIGGER audience_dirty_users_update_new AFTER UPDATE ON partner_users
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION audience_mark_new_users();
-CREATE TRIGGER audience_dirty_users_update_old AFTER UPDATE ON partner_users
-    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION audience_mark_old_users();
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION audience_mark_users();
+CREATE TRIGGER audience_dirty_users_update AFTER UPDATE ON partner_users
+    REFERENCING NEW TABLE AS new_rows OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION audience_mark_users();
 CREATE TRIGGER audience_dirty_users_delete AFTER DELETE ON partner_users
-    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION audience_mark_old_users();
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION audience_mark_users();
