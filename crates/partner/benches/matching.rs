@@ -9,7 +9,10 @@
 //! a different batch each iteration.
 
 use accord_domain::PseudonymId;
-use accord_partner::matching::{probe_rows, EligiblePartition, Match, RowKey, PARTITIONS};
+use accord_partner::matching::{
+    build_together, probe_rows, EligiblePartition, Match, PartitionSource, RowKey, PARTITIONS,
+    STRIPE,
+};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rand::RngCore;
 
@@ -24,13 +27,9 @@ fn probes(c: &mut Criterion) {
     let mut rng = rand::thread_rng();
     let eligible_n = 10_000_000 / 256;
     let rows_n = 1_000_000 / 256;
-    let mut eligible = EligiblePartition::with_capacity(eligible_n);
-    let mut members = Vec::with_capacity(eligible_n);
-    for _ in 0..eligible_n {
-        let p = pseudonym(&mut rng, 7);
-        eligible.insert(p, p);
-        members.push(p);
-    }
+    let members: Vec<PseudonymId> = (0..eligible_n).map(|_| pseudonym(&mut rng, 7)).collect();
+    let eligible =
+        EligiblePartition::build(members.iter().map(|p| (*p, *p)).collect()).expect("memory");
     let mut keys = Vec::with_capacity(rows_n * 2);
     for row in 0..rows_n as u64 {
         let phone = if row % 10 < 3 {
@@ -66,14 +65,19 @@ fn whole_index(c: &mut Criterion) {
     let per_part = 10_000_000 / PARTITIONS;
     let mut parts = Vec::with_capacity(PARTITIONS);
     let mut members = Vec::with_capacity(10_000_000);
-    for p in 0..PARTITIONS {
-        let mut part = EligiblePartition::with_capacity(per_part);
-        for _ in 0..per_part {
-            let k = pseudonym(&mut rng, p as u8);
-            part.insert(k, k);
-            members.push(k);
+    // In stripes, as the partner's index holds them.
+    for stripe in 0..PARTITIONS / STRIPE {
+        let mut sources = Vec::with_capacity(STRIPE);
+        for p in stripe * STRIPE..(stripe + 1) * STRIPE {
+            let keys: Vec<PseudonymId> = (0..per_part)
+                .map(|_| pseudonym(&mut rng, p as u8))
+                .collect();
+            members.extend_from_slice(&keys);
+            sources.push(PartitionSource::Entries(
+                keys.iter().map(|k| (*k, *k)).collect(),
+            ));
         }
-        parts.push(part);
+        parts.extend(build_together(sources).expect("memory"));
     }
     // 100 batches, probed in turn, so that a batch's slots are not in the
     // cache from the last iteration (probing one batch over and over

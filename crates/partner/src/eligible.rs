@@ -4,18 +4,31 @@
 //!
 //! **Freshness.** Triggers mark a partition when one of its eligible
 //! entries changes (migration `0006`). [`EligibleIndex::refresh`] takes
-//! the marks and reads those partitions again; it runs before every
-//! upload batch is probed, so a batch sees every change committed before
-//! it arrived, except one that commits while the refresh reads (its mark
-//! is taken next time) or a refresh longer than [`REFRESH_WAIT`] (the
-//! batch goes ahead with the index as it is). That lag is a matter of
-//! freshness only: the store keeps a matched row only if its member is
-//! eligible when the batch commits, and the change that ends eligibility
-//! deletes the person's staged rows and memberships in its own
-//! transaction. The marks are per partition: a feed that touches every
-//! partition between two batches makes the index re-read all of it (a
-//! minute for 10,000,000 entries on SQLite), in the background; marks per
-//! key would make that proportional to the changes (not built).
+//! the marks and reads those partitions again. Taking the marks is a
+//! database read, which on a loaded SQLite partner cost 1.4 ms a batch,
+//! a third of the join's time, so a batch does not take them itself
+//! unless it must:
+//! - the partner store counts its own commits that may change the
+//!   eligible set (`AudienceStore::eligible_writes`): when the count
+//!   moved since marks were last taken, the batch refreshes the index
+//!   before its probes, so a batch sees every change committed through
+//!   this partner before it arrived;
+//! - changes made by another process (another partner node on the same
+//!   PostgreSQL, an operator's tool) leave no count here: while batches
+//!   arrive, a poll takes the marks every [`POLL`], and a batch refreshes
+//!   the index itself if the last refresh started more than [`MAX_LAG`]
+//!   ago. The poll stops after [`IDLE`] without a batch.
+//!
+//! A batch waits at most [`REFRESH_WAIT`] for a refresh (one that reads
+//! many partitions goes on in the background, and the batch is probed
+//! against the index as it is). Any lag is a matter of freshness only:
+//! the store keeps a matched row only if its member is eligible when the
+//! batch commits, and the change that ends eligibility deletes the
+//! person's staged rows and memberships in its own transaction. The
+//! marks are per partition: a feed that touches every partition between
+//! two refreshes makes the index re-read all of it (a minute for
+//! 10,000,000 entries on SQLite), in the background; marks per key would
+//! make that proportional to the changes (not built).
 //!
 //! **Start.** A fresh partner reads every partition once, in the
 //! background, on its first batch; batches meanwhile get 503
@@ -23,7 +36,7 @@
 //! was built, so the next refresh reads everything again (the marks it
 //! had taken are lost with the read).
 
-use crate::matching::{EligiblePartition, PARTITIONS};
+use crate::matching::{build_together, EligiblePartition, PartitionSource, PARTITIONS, STRIPE};
 use accord_storage::audience::AudienceStore;
 use accord_storage::StoreError;
 use serde::Serialize;
@@ -41,6 +54,10 @@ pub struct IndexStats {
     pub bytes: u64,
     /// Partitions read since start (a full build is 256).
     pub partitions_read: u64,
+    /// Refreshes since start (by batches and by the poll), and their time
+    /// (taking the marks, reading the marked partitions).
+    pub refreshes: u64,
+    pub refresh_ns: u64,
 }
 
 /// The eligible set, one partition a pseudonym's first byte.
@@ -54,6 +71,23 @@ pub struct EligibleIndex {
     entries: AtomicU64,
     bytes: AtomicU64,
     partitions_read: AtomicU64,
+    refreshes: AtomicU64,
+    refresh_ns: AtomicU64,
+    /// What the last refresh saw when it took the marks.
+    checked: std::sync::Mutex<Option<Checked>>,
+    /// When a batch last used the index (milliseconds since `epoch`), and
+    /// whether the poll runs.
+    epoch: Instant,
+    last_used_ms: AtomicU64,
+    polling: AtomicBool,
+}
+
+/// The store's count of its own eligible writes, and the time, when a
+/// refresh took the marks: the index holds every change committed before.
+#[derive(Clone, Copy, Debug)]
+struct Checked {
+    writes: u64,
+    at: Instant,
 }
 
 impl Default for EligibleIndex {
@@ -67,6 +101,12 @@ impl Default for EligibleIndex {
             entries: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             partitions_read: AtomicU64::new(0),
+            refreshes: AtomicU64::new(0),
+            refresh_ns: AtomicU64::new(0),
+            checked: std::sync::Mutex::new(None),
+            epoch: Instant::now(),
+            last_used_ms: AtomicU64::new(0),
+            polling: AtomicBool::new(false),
         }
     }
 }
@@ -77,6 +117,14 @@ pub const REFRESH_WAIT: Duration = Duration::from_secs(1);
 /// How long a batch waits for the first build before it is answered
 /// `warming_up`.
 pub const BUILD_WAIT: Duration = Duration::from_secs(2);
+/// How often the poll takes the marks while batches arrive (for changes
+/// made by other processes).
+pub const POLL: Duration = Duration::from_millis(250);
+/// A batch refreshes the index itself when the last refresh took the
+/// marks longer ago than this (the poll has fallen behind).
+pub const MAX_LAG: Duration = Duration::from_secs(1);
+/// The poll stops after this long without a batch.
+pub const IDLE: Duration = Duration::from_secs(60);
 
 /// The index is being built; ask again after this long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +142,28 @@ impl EligibleIndex {
     /// time; returns how many it read.
     pub async fn refresh(&self, store: &dyn AudienceStore) -> Result<usize, StoreError> {
         let mut built = self.built.lock().await;
+        let started = Instant::now();
+        let checked = Checked {
+            writes: store.eligible_writes(),
+            at: started,
+        };
+        let read = self.read_marked(store, &mut built).await;
+        self.refreshes.fetch_add(1, Ordering::Relaxed);
+        self.refresh_ns
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        if read.is_ok() {
+            *self.checked.lock().unwrap_or_else(|e| e.into_inner()) = Some(checked);
+        }
+        read
+    }
+
+    /// Takes the marks and reads the marked partitions (all of them if
+    /// the index is not `built`).
+    async fn read_marked(
+        &self,
+        store: &dyn AudienceStore,
+        built: &mut bool,
+    ) -> Result<usize, StoreError> {
         let dirty = store.take_dirty().await?;
         let parts: Vec<u8> = if *built {
             dirty
@@ -106,27 +176,49 @@ impl EligibleIndex {
         let started = Instant::now();
         let full = parts.len() == PARTITIONS;
         let mut read = 0u64;
-        for (i, p) in parts.iter().enumerate() {
-            let entries = match store.eligible_partition(*p).await {
-                Ok(e) => e,
-                Err(e) => {
-                    // The marks taken are gone: read everything next time.
-                    *built = false;
-                    self.ready.store(false, Ordering::Release);
-                    return Err(e);
-                }
-            };
-            read += entries.len() as u64;
-            let mut part = EligiblePartition::with_capacity(entries.len());
-            for (k, m) in entries {
-                part.insert(k, m);
+        // A stripe's tables share a mapping: each stripe with a marked
+        // partition is built again, its marked partitions read from the
+        // store and the others copied.
+        let mut done = 0;
+        for stripe in 0..PARTITIONS / STRIPE {
+            let range = stripe * STRIPE..(stripe + 1) * STRIPE;
+            if !parts.iter().any(|p| range.contains(&usize::from(*p))) {
+                continue;
             }
-            *self.parts[usize::from(*p)]
-                .write()
-                .unwrap_or_else(|e| e.into_inner()) = Arc::new(part);
-            if full && (i + 1) % 32 == 0 {
+            let mut sources = Vec::with_capacity(STRIPE);
+            for p in range.clone() {
+                sources.push(if parts.contains(&(p as u8)) {
+                    match store.eligible_partition(p as u8).await {
+                        Ok(e) => {
+                            read += e.len() as u64;
+                            PartitionSource::Entries(e)
+                        }
+                        Err(e) => {
+                            // The marks taken are gone: read everything
+                            // next time.
+                            *built = false;
+                            self.ready.store(false, Ordering::Release);
+                            return Err(e);
+                        }
+                    }
+                } else {
+                    PartitionSource::Keep(Arc::clone(
+                        &self.parts[p].read().unwrap_or_else(|e| e.into_inner()),
+                    ))
+                });
+            }
+            let tables = build_together(sources).map_err(|e| {
+                *built = false;
+                self.ready.store(false, Ordering::Release);
+                StoreError::OutOfMemory(format!("the eligible index's tables: {e}"))
+            })?;
+            for (p, table) in range.zip(tables) {
+                *self.parts[p].write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
+            }
+            done += 1;
+            if full && done % 4 == 0 {
                 tracing::info!(
-                    partitions = i + 1,
+                    partitions = done * STRIPE,
                     of = PARTITIONS,
                     entries = read,
                     "building the eligible index"
@@ -155,8 +247,41 @@ impl EligibleIndex {
         Ok(parts.len())
     }
 
-    /// Refreshes before a probe. A built index waits for its refresh up
-    /// to [`REFRESH_WAIT`] and then lets the probe use it as it is (the
+    /// Whether the index holds every change committed through this
+    /// process's store, and took the marks of others' less than
+    /// [`MAX_LAG`] ago.
+    fn is_current(&self, store: &dyn AudienceStore) -> bool {
+        let checked = *self.checked.lock().unwrap_or_else(|e| e.into_inner());
+        checked.is_some_and(|c| c.writes == store.eligible_writes() && c.at.elapsed() <= MAX_LAG)
+    }
+
+    /// Starts the poll unless it runs: every [`POLL`], while a batch came
+    /// within [`IDLE`], it refreshes the index.
+    fn poll(self: &Arc<Self>, store: &Arc<dyn AudienceStore>) {
+        if self.polling.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (me, store) = (Arc::clone(self), Arc::clone(store));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(POLL).await;
+                let used = Duration::from_millis(me.last_used_ms.load(Ordering::Relaxed));
+                if me.epoch.elapsed().saturating_sub(used) > IDLE {
+                    // A batch that came meanwhile refreshes for itself
+                    // and starts the poll again.
+                    me.polling.store(false, Ordering::Release);
+                    return;
+                }
+                if let Err(e) = me.refresh(&*store).await {
+                    tracing::error!(error = %e, "the eligible index could not be refreshed");
+                }
+            }
+        });
+    }
+
+    /// Refreshes before a probe, unless the index is current (see the
+    /// module docs), and keeps the poll going. A built index waits for
+    /// its refresh up to [`REFRESH_WAIT`] and then lets the probe use it as it is (the
     /// refresh goes on: a feed that changed many partitions never holds
     /// a batch for long). An index not built yet starts its build in the
     /// background (once) and answers [`WarmingUp`] unless the build
@@ -165,7 +290,15 @@ impl EligibleIndex {
         self: &Arc<Self>,
         store: &Arc<dyn AudienceStore>,
     ) -> Result<Result<(), WarmingUp>, StoreError> {
+        self.last_used_ms
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
         let ready = self.is_ready();
+        if ready {
+            self.poll(store);
+            if self.is_current(&**store) {
+                return Ok(Ok(()));
+            }
+        }
         let warming = Err(WarmingUp {
             retry_after: Duration::from_secs(5),
         });
@@ -206,6 +339,8 @@ impl EligibleIndex {
             entries: self.entries.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
             partitions_read: self.partitions_read.load(Ordering::Relaxed),
+            refreshes: self.refreshes.load(Ordering::Relaxed),
+            refresh_ns: self.refresh_ns.load(Ordering::Relaxed),
         }
     }
 }

@@ -19,14 +19,20 @@
 //! several cores, or held by several machines that each hold a range of
 //! prefixes (the PostgreSQL member table is partitioned by the same byte).
 //!
-//! A partition keeps each eligible key as its 16 bytes after the
-//! partition byte (136 bits with the partition; two distinct OPRF
-//! outputs agree on them with probability 2^-136) and the member it names:
+//! A partition keeps each eligible key as its 12 bytes after the
+//! partition byte (104 bits with the partition) and the member it names:
 //! the key itself for a phone, or an index into the partition's list of
-//! members for an email: a 20-byte slot, about 34 bytes an entry with the
-//! table's free slots, against 64 for two whole pseudonyms. A false match
-//! could only name an ineligible member, and the store keeps no candidate
-//! that is not eligible.
+//! members for an email: a 16-byte slot, so that no slot straddles two
+//! cache lines; about 27 bytes an entry with the table's free slots,
+//! against 64 for two whole pseudonyms. An uploaded pseudonym that is not
+//! eligible but agrees with an eligible key on those bytes would match
+//! that key's member: OPRF outputs are uniform, so for a million lookups
+//! against 10,000,000 entries the chance of one such match is about
+//! 10^-18.
+//!
+//! The tables of [`STRIPE`] partitions share one memory mapping, which
+//! the kernel is asked to back with 2 MB pages (see `SlotArena`): a
+//! refresh of a partition rebuilds its stripe, copying the others' tables.
 //!
 //! A row (one customer) matches if any of its pseudonyms matches; it
 //! contributes one member, named by its first matching key in the row's
@@ -41,6 +47,7 @@
 
 use accord_domain::PseudonymId;
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 /// Partitions: one per value of a pseudonym's first byte.
 pub const PARTITIONS: usize = 256;
@@ -50,127 +57,250 @@ pub fn partition_of(p: &PseudonymId) -> u8 {
     p.as_bytes()[0]
 }
 
-/// A pseudonym's bytes 1 to 16: its key within its partition.
-fn key_of(p: &PseudonymId) -> [u8; 16] {
-    let mut k = [0u8; 16];
-    k.copy_from_slice(&p.as_bytes()[1..17]);
+/// Key bytes a slot keeps: the pseudonym's bytes 1 to 12 (its first byte
+/// is its partition's).
+const KEY: usize = 12;
+
+/// A pseudonym's key within its partition.
+fn key_of(p: &PseudonymId) -> [u8; KEY] {
+    let mut k = [0u8; KEY];
+    k.copy_from_slice(&p.as_bytes()[1..=KEY]);
     k
 }
 
-/// A slot of a partition's table: a key and what it names ([`SELF`], an
-/// index into the partition's members, or [`EMPTY`]).
-#[derive(Clone, Copy, Debug)]
+/// A slot of a partition's table: a key and what it names ([`SELF`], one
+/// plus an index into the partition's members, or [`EMPTY`]). Sixteen
+/// bytes, so that a slot never straddles two cache lines (tables start
+/// on a page).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 struct Slot {
-    key: [u8; 16],
+    key: [u8; KEY],
     val: u32,
 }
 
 /// The member of an entry is the key itself.
 const SELF: u32 = u32::MAX;
-/// A free slot.
-const EMPTY: u32 = u32::MAX - 1;
+/// A free slot: zero, what a fresh mapping holds.
+const EMPTY: u32 = 0;
+
+/// Partitions whose tables share one mapping (see [`build_together`]).
+pub const STRIPE: usize = 16;
+/// A huge page (x86-64, aarch64 with 4 KB pages).
+const HUGE_PAGE: usize = 2 << 20;
+
+/// Slots of one or more tables in one anonymous mapping: zeroed by the
+/// kernel (every slot [`EMPTY`]), and advised to be backed by 2 MB pages
+/// when large. A probe is a random read into hundreds of megabytes; with
+/// 4 KB pages nearly every one also misses the TLB, and on a virtual
+/// machine a page walk costs several more memory reads. Transparent huge
+/// pages are only used on request on most distributions
+/// (`/sys/kernel/mm/transparent_hugepage/enabled` = `madvise`), and a
+/// region smaller than a huge page can never have one: hence a stripe
+/// of partitions a mapping rather than one mapping each.
+#[derive(Debug)]
+struct SlotArena {
+    map: Option<memmap2::MmapMut>,
+    slots: usize,
+}
+
+impl SlotArena {
+    fn zeroed(slots: usize) -> std::io::Result<Self> {
+        let bytes = slots * std::mem::size_of::<Slot>();
+        if bytes == 0 {
+            return Ok(SlotArena {
+                map: None,
+                slots: 0,
+            });
+        }
+        let huge = bytes >= HUGE_PAGE;
+        let map = memmap2::MmapMut::map_anon(if huge {
+            bytes.next_multiple_of(HUGE_PAGE)
+        } else {
+            bytes
+        })?;
+        if huge {
+            // Advice only: without transparent huge pages the table works
+            // on small pages, slower.
+            if let Err(e) = map.advise(memmap2::Advice::HugePage) {
+                tracing::debug!(error = %e, "no huge pages for the eligible index");
+            }
+        }
+        Ok(SlotArena {
+            map: Some(map),
+            slots,
+        })
+    }
+
+    fn slots(&self) -> &[Slot] {
+        match &self.map {
+            Some(m) => bytemuck::cast_slice(&m[..self.slots * std::mem::size_of::<Slot>()]),
+            None => &[],
+        }
+    }
+
+    fn slots_mut(&mut self) -> &mut [Slot] {
+        let n = self.slots * std::mem::size_of::<Slot>();
+        match &mut self.map {
+            Some(m) => bytemuck::cast_slice_mut(&mut m[..n]),
+            None => &mut [],
+        }
+    }
+}
+
+/// Slots for `n` entries: a power of two, at most three quarters full.
+fn capacity_for(n: usize) -> usize {
+    (n.saturating_mul(4) / 3 + 1).next_power_of_two().max(16)
+}
+
+/// The start slot of `key` in a table of `cap` slots.
+fn start(key: &[u8; KEY], cap: usize) -> usize {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&key[..8]);
+    (u64::from_le_bytes(b) as usize) & (cap - 1)
+}
+
+/// Puts `key` in `slots`; `true` if it was not there.
+fn put(slots: &mut [Slot], key: [u8; KEY], val: u32) -> bool {
+    let mask = slots.len() - 1;
+    let mut i = start(&key, slots.len());
+    loop {
+        let s = &mut slots[i];
+        if s.val == EMPTY {
+            *s = Slot { key, val };
+            return true;
+        }
+        if s.key == key {
+            s.val = val;
+            return false;
+        }
+        i = (i + 1) & mask;
+    }
+}
 
 /// One partition of the eligible set: each pseudonym (of a phone number or
 /// an email) and the member it names (the person's phone pseudonym).
 ///
 /// An open-addressing table with linear probing, at most three quarters
-/// full: a key and its value share a slot, so that a lookup usually costs
-/// one cache miss (a general-purpose map keeps its control bytes apart,
-/// which costs two). The start slot is the key's first eight bytes, which
-/// are uniform (see the module docs).
+/// full, in a region of a [`SlotArena`] it may share with the other
+/// partitions of its stripe: a key and its value share a slot, so that a
+/// lookup usually costs one cache miss (a general-purpose map keeps its
+/// control bytes apart, which costs two). The start slot is the key's
+/// first eight bytes, which are uniform (see the module docs). Built
+/// whole and never changed: a refresh builds a new one.
 #[derive(Debug)]
 pub struct EligiblePartition {
-    slots: Vec<Slot>,
+    arena: Arc<SlotArena>,
+    /// The table: `cap` slots of the arena from `first`.
+    first: usize,
+    cap: usize,
     len: usize,
     /// Members named by keys that are not theirs (emails).
-    others: Vec<PseudonymId>,
+    others: Arc<Vec<PseudonymId>>,
 }
 
 impl Default for EligiblePartition {
     fn default() -> Self {
-        Self::with_capacity(0)
+        EligiblePartition::build(Vec::new()).expect("an empty table needs no memory")
     }
 }
 
-impl EligiblePartition {
-    pub fn with_capacity(n: usize) -> Self {
-        let cap = (n.saturating_mul(4) / 3 + 1).next_power_of_two().max(16);
-        EligiblePartition {
-            slots: vec![
-                Slot {
-                    key: [0; 16],
-                    val: EMPTY
-                };
-                cap
-            ],
-            len: 0,
-            others: Vec::new(),
-        }
-    }
+/// Where a partition of a stripe comes from when the stripe is built.
+#[derive(Debug)]
+pub enum PartitionSource {
+    /// Its entries (key, member), read from the store; a key given twice
+    /// names its last member.
+    Entries(Vec<(PseudonymId, PseudonymId)>),
+    /// Its table as it is (copied slot for slot).
+    Keep(Arc<EligiblePartition>),
+}
 
-    fn start(&self, key: &[u8; 16]) -> usize {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&key[..8]);
-        (u64::from_le_bytes(b) as usize) & (self.slots.len() - 1)
-    }
-
-    pub fn insert(&mut self, key: PseudonymId, member: PseudonymId) {
-        if (self.len + 1) * 4 > self.slots.len() * 3 {
-            let mut bigger = EligiblePartition::with_capacity(self.slots.len());
-            for s in self.slots.iter().filter(|s| s.val != EMPTY) {
-                bigger.put(s.key, s.val);
+/// Builds the partitions of a stripe (up to [`STRIPE`]) in one mapping,
+/// in order: new tables from entries, and unchanged ones copied, so that
+/// a refresh of one partition rebuilds its stripe, never the index.
+pub fn build_together(sources: Vec<PartitionSource>) -> std::io::Result<Vec<EligiblePartition>> {
+    let caps: Vec<usize> = sources
+        .iter()
+        .map(|s| match s {
+            PartitionSource::Entries(e) => capacity_for(e.len()),
+            PartitionSource::Keep(p) => p.cap,
+        })
+        .collect();
+    let mut arena = SlotArena::zeroed(caps.iter().sum())?;
+    let mut tables = Vec::with_capacity(sources.len());
+    let mut first = 0;
+    for (source, cap) in sources.into_iter().zip(caps) {
+        let region = &mut arena.slots_mut()[first..first + cap];
+        let (len, others) = match source {
+            PartitionSource::Keep(p) => {
+                region.copy_from_slice(p.slots());
+                (p.len, Arc::clone(&p.others))
             }
-            self.slots = bigger.slots;
-        }
-        let val = if key == member || self.others.len() >= EMPTY as usize {
-            SELF
-        } else {
-            self.others.push(member);
-            (self.others.len() - 1) as u32
+            PartitionSource::Entries(entries) => {
+                let mut others = Vec::new();
+                let mut len = 0;
+                for (key, member) in entries {
+                    let val = if key == member || others.len() >= (SELF - 1) as usize {
+                        SELF
+                    } else {
+                        others.push(member);
+                        others.len() as u32
+                    };
+                    if put(region, key_of(&key), val) {
+                        len += 1;
+                    }
+                }
+                (len, Arc::new(others))
+            }
         };
-        if self.put(key_of(&key), val) {
-            self.len += 1;
-        }
+        tables.push((first, cap, len, others));
+        first += cap;
+    }
+    let arena = Arc::new(arena);
+    Ok(tables
+        .into_iter()
+        .map(|(first, cap, len, others)| EligiblePartition {
+            arena: Arc::clone(&arena),
+            first,
+            cap,
+            len,
+            others,
+        })
+        .collect())
+}
+
+impl EligiblePartition {
+    /// One partition in a mapping of its own.
+    pub fn build(entries: Vec<(PseudonymId, PseudonymId)>) -> std::io::Result<Self> {
+        let mut one = build_together(vec![PartitionSource::Entries(entries)])?;
+        Ok(one.pop().expect("one source, one table"))
     }
 
-    /// Puts `key`; `true` if it was not there.
-    fn put(&mut self, key: [u8; 16], val: u32) -> bool {
-        let mask = self.slots.len() - 1;
-        let mut i = self.start(&key);
-        loop {
-            let s = &mut self.slots[i];
-            if s.val == EMPTY {
-                *s = Slot { key, val };
-                return true;
-            }
-            if s.key == key {
-                s.val = val;
-                return false;
-            }
-            i = (i + 1) & mask;
-        }
+    fn slots(&self) -> &[Slot] {
+        &self.arena.slots()[self.first..self.first + self.cap]
     }
 
     /// Reads `key`'s first slot (to bring it into the cache; see
     /// [`probe_rows`]).
     fn touch(&self, key: &PseudonymId) -> u32 {
-        self.slots[self.start(&key_of(key))].val
+        self.slots()[start(&key_of(key), self.cap)].val
     }
 
     /// The member `key` names, if it is eligible.
     pub fn get(&self, key: &PseudonymId) -> Option<PseudonymId> {
         let k = key_of(key);
-        let mask = self.slots.len() - 1;
-        let mut i = self.start(&k);
+        let slots = self.slots();
+        let mask = self.cap - 1;
+        let mut i = start(&k, self.cap);
         loop {
-            let s = &self.slots[i];
+            let s = &slots[i];
             if s.val == EMPTY {
                 return None;
             }
             if s.key == k {
                 return match s.val {
                     SELF => Some(*key),
-                    i => self.others.get(i as usize).copied(),
+                    i => self.others.get(i as usize - 1).copied(),
                 };
             }
             i = (i + 1) & mask;
@@ -187,7 +317,7 @@ impl EligiblePartition {
 
     /// Bytes held (the table's slots and the members list).
     pub fn heap_bytes(&self) -> usize {
-        self.slots.capacity() * std::mem::size_of::<Slot>()
+        self.cap * std::mem::size_of::<Slot>()
             + self.others.capacity() * std::mem::size_of::<PseudonymId>()
     }
 }
@@ -331,13 +461,28 @@ mod tests {
         PseudonymId::from_bytes(b)
     }
 
-    fn run(eligible: &[(PseudonymId, PseudonymId)], keys: &[RowKey]) -> Match {
-        let mut parts: Vec<EligiblePartition> = (0..PARTITIONS)
-            .map(|_| EligiblePartition::default())
-            .collect();
+    /// The eligible set's partitions, built in stripes as the index
+    /// builds them.
+    fn partitions(eligible: &[(PseudonymId, PseudonymId)]) -> Vec<EligiblePartition> {
+        let mut entries = vec![Vec::new(); PARTITIONS];
         for (k, m) in eligible {
-            parts[usize::from(partition_of(k))].insert(*k, *m);
+            entries[usize::from(partition_of(k))].push((*k, *m));
         }
+        let mut parts = Vec::new();
+        let mut entries = entries.into_iter();
+        for _ in 0..PARTITIONS / STRIPE {
+            let stripe = entries
+                .by_ref()
+                .take(STRIPE)
+                .map(PartitionSource::Entries)
+                .collect();
+            parts.extend(build_together(stripe).unwrap());
+        }
+        parts
+    }
+
+    fn run(eligible: &[(PseudonymId, PseudonymId)], keys: &[RowKey]) -> Match {
+        let parts = partitions(eligible);
         let mut m = Match::default();
         for (i, ks) in partition_keys(keys.iter().copied()).iter().enumerate() {
             m.probe(&parts[i], ks);
@@ -394,7 +539,7 @@ mod tests {
     }
 
     #[test]
-    fn the_table_grows_and_finds_every_key_and_no_other() {
+    fn a_table_finds_every_key_and_no_other_and_survives_a_stripe_rebuild() {
         use rand::RngCore;
         let mut rng = rand::thread_rng();
         let mut random = || {
@@ -402,30 +547,63 @@ mod tests {
             rng.fill_bytes(&mut b);
             PseudonymId::from_bytes(b)
         };
-        let mut part = EligiblePartition::with_capacity(0);
-        let entries: Vec<(PseudonymId, PseudonymId)> = (0..20_000)
+        let mut entries: Vec<(PseudonymId, PseudonymId)> = (0..20_000)
             .map(|i| {
                 let k = random();
                 // Every third names someone else (an email).
                 (k, if i % 3 == 0 { random() } else { k })
             })
             .collect();
-        for (k, m) in &entries {
-            part.insert(*k, *m);
-        }
-        assert_eq!(part.len(), entries.len());
-        for (k, m) in &entries {
-            assert_eq!(part.get(k), Some(*m));
-        }
-        for _ in 0..20_000 {
-            assert_eq!(part.get(&random()), None);
-        }
-        // A key inserted again names its new member, and is counted once.
+        // A key given again names its last member, and is counted once.
         let (k, _) = entries[1];
         let other = random();
-        part.insert(k, other);
-        assert_eq!(part.get(&k), Some(other));
+        entries.push((k, other));
+        let part = EligiblePartition::build(entries.clone()).unwrap();
+        assert_eq!(part.len(), entries.len() - 1);
+        let expected: HashMap<PseudonymId, PseudonymId> = entries.iter().copied().collect();
+        assert_eq!(expected[&k], other);
+        for (k, m) in &expected {
+            assert_eq!(part.get(k), Some(*m));
+        }
+        let strangers: Vec<PseudonymId> = (0..20_000).map(|_| random()).collect();
+        for s in &strangers {
+            assert_eq!(part.get(s), None);
+        }
+        // Rebuilt beside a new partition, the table is copied as it was;
+        // the new one holds its own entries only.
+        let kept = Arc::new(part);
+        let fresh = (strangers[0], strangers[1]);
+        let stripe = build_together(vec![
+            PartitionSource::Entries(vec![fresh]),
+            PartitionSource::Keep(Arc::clone(&kept)),
+        ])
+        .unwrap();
+        assert_eq!(stripe[0].len(), 1);
+        assert_eq!(stripe[0].get(&fresh.0), Some(fresh.1));
+        assert_eq!(stripe[0].get(&k), None);
+        assert_eq!(stripe[1].len(), kept.len());
+        for (k, m) in &expected {
+            assert_eq!(stripe[1].get(k), Some(*m));
+        }
+        assert_eq!(stripe[1].get(&fresh.0), None);
+    }
+
+    #[test]
+    fn a_large_table_is_mapped_and_found() {
+        // 200,000 entries: 262,144 slots, 4 MB, over a huge page.
+        let entries: Vec<(PseudonymId, PseudonymId)> = (0..200_000u32)
+            .map(|i| {
+                let mut b = [0u8; 32];
+                b[1..5].copy_from_slice(&i.to_le_bytes());
+                b[5..9].copy_from_slice(&i.wrapping_mul(2_654_435_761).to_le_bytes());
+                let k = PseudonymId::from_bytes(b);
+                (k, k)
+            })
+            .collect();
+        let part = EligiblePartition::build(entries.clone()).unwrap();
+        assert!(part.heap_bytes() >= HUGE_PAGE);
         assert_eq!(part.len(), entries.len());
+        assert!(entries.iter().all(|(k, _)| part.get(k) == Some(*k)));
     }
 
     #[test]
@@ -460,12 +638,7 @@ mod tests {
             eligible in proptest::collection::vec((pseudonym(), pseudonym()), 0..20),
             rows in proptest::collection::vec(proptest::collection::vec(pseudonym(), 1..3), 0..20),
         ) {
-            let mut parts: Vec<EligiblePartition> = (0..PARTITIONS)
-                .map(|_| EligiblePartition::default())
-                .collect();
-            for (k, m) in &eligible {
-                parts[usize::from(partition_of(k))].insert(*k, *m);
-            }
+            let parts = partitions(&eligible);
             let keys: Vec<RowKey> = rows
                 .iter()
                 .enumerate()

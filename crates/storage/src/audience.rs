@@ -141,6 +141,11 @@ pub trait AudienceStore: Send + Sync + std::fmt::Debug + 'static {
     /// they were last taken (distinct first bytes). A partition read after
     /// its mark was taken is current up to the next mark.
     async fn take_dirty(&self) -> Result<Vec<u8>>;
+    /// Commits made through this process's pool since it opened that may
+    /// have changed the eligible set (the partner store counts them): when
+    /// this has not moved since marks were last taken, only another
+    /// process can have marked a partition since.
+    fn eligible_writes(&self) -> u64;
     /// The eligible set's partition `prefix`: each pseudonym (a phone or
     /// an email) of a person with ad consent, and the member it names
     /// (the person's phone pseudonym). Eligible: a partner user with ad
@@ -624,6 +629,10 @@ impl AudienceStore for SqlAudienceStore {
         .fetch_one(&self.db.pool)
         .await?;
         Ok((count(r.try_get("n")?), count(r.try_get("rows_in")?)))
+    }
+
+    fn eligible_writes(&self) -> u64 {
+        self.db.eligible_writes()
     }
 
     async fn take_dirty(&self) -> Result<Vec<u8>> {

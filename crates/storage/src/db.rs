@@ -5,6 +5,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor, Row};
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +26,13 @@ pub struct Db {
     /// up to 100 ms: each would stall the other (and every send waiting
     /// on the commit) for far longer than the other held the WAL.
     write_gate: Arc<tokio::sync::Mutex<()>>,
+    /// Commits made through this pool that may have changed the custom
+    /// audiences' eligible set (the partner's held records and users),
+    /// counted after they commit. The partner's eligible index reads the
+    /// database's change marks again only when this moved, or when its
+    /// poll for other processes' changes is due (`accord-partner`'s
+    /// `eligible` module).
+    eligible_writes: Arc<AtomicU64>,
 }
 
 impl Db {
@@ -106,7 +114,18 @@ impl Db {
             pool,
             backend,
             write_gate,
+            eligible_writes: Arc::default(),
         })
+    }
+
+    /// Counts a committed write that may have changed the eligible set.
+    pub(crate) fn note_eligible_write(&self) {
+        self.eligible_writes.fetch_add(1, Ordering::Release);
+    }
+
+    /// Writes counted by [`Db::note_eligible_write`] since the pool opened.
+    pub(crate) fn eligible_writes(&self) -> u64 {
+        self.eligible_writes.load(Ordering::Acquire)
     }
 
     /// Waits for, and holds, the SQLite write gate (see [`Db`]).

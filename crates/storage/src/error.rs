@@ -23,6 +23,10 @@ pub enum StoreError {
     WriteFailed(String),
     #[error("bad database URL: {0}")]
     BadUrl(String),
+    /// Memory for what was read could not be had (the partner's eligible
+    /// index maps its tables from the kernel).
+    #[error("out of memory: {0}")]
+    OutOfMemory(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

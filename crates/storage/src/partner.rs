@@ -436,6 +436,7 @@ impl PartnerStore for SqlPartnerStore {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.db.note_eligible_write();
         Ok(EventResult {
             event_id: e.event_id,
             applied: true,
@@ -464,6 +465,7 @@ impl PartnerStore for SqlPartnerStore {
             }
         }
         tx.commit().await?;
+        self.db.note_eligible_write();
         Ok(r.rows_affected() > 0)
     }
 
@@ -559,6 +561,7 @@ impl PartnerStore for SqlPartnerStore {
             .await?;
         }
         tx.commit().await?;
+        self.db.note_eligible_write();
         Ok(())
     }
 
@@ -586,6 +589,7 @@ impl PartnerStore for SqlPartnerStore {
             drop_ineligible_member(&mut tx, phone).await?;
         }
         tx.commit().await?;
+        self.db.note_eligible_write();
         Ok(())
     }
 
@@ -595,6 +599,7 @@ impl PartnerStore for SqlPartnerStore {
             .bind(uuid_text(user))
             .execute(&self.db.pool)
             .await?;
+        self.db.note_eligible_write();
         Ok(())
     }
 
@@ -630,6 +635,7 @@ impl PartnerStore for SqlPartnerStore {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        self.db.note_eligible_write();
         Ok(())
     }
 
@@ -811,6 +817,7 @@ impl PartnerStore for SqlPartnerStore {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        self.db.note_eligible_write();
         Ok((user, created))
     }
 

@@ -221,3 +221,59 @@ async fn audiences_stage_match_and_forget_on_both_backends() {
         t.finish().await;
     }
 }
+
+/// Every partner-store write that can change the eligible set is counted
+/// once it commits (the eligible index refreshes when the count moves);
+/// a feed event that changes nothing, and reads, are not.
+#[tokio::test]
+async fn eligible_writes_count_each_change_of_the_eligible_set() {
+    for t in common::backends("audience_writes").await {
+        let partner = SqlPartnerStore::new(t.db.clone()).await.unwrap();
+        let store = SqlAudienceStore::new(t.db.clone());
+        let mut last = store.eligible_writes();
+        let mut moved = |what: &str, store: &SqlAudienceStore| {
+            let now = store.eligible_writes();
+            assert!(now > last, "{what} was not counted");
+            last = now;
+        };
+        let u = Uuid::new_v4();
+        partner
+            .create_user(
+                &PartnerUser {
+                    id: u,
+                    name: "u".into(),
+                    phone_pseudonym: None,
+                    ads_personalisation: false,
+                    created_at: T0,
+                },
+                &[8; 32],
+            )
+            .await
+            .unwrap();
+        moved("create_user", &store);
+        partner.set_phone_pseudonym(u, &p(4, 4), T0).await.unwrap();
+        moved("set_phone_pseudonym", &store);
+        partner.set_ads_personalisation(u, true).await.unwrap();
+        moved("set_ads_personalisation", &store);
+        partner
+            .set_email_pseudonym(u, Some(&p(5, 5)))
+            .await
+            .unwrap();
+        moved("set_email_pseudonym", &store);
+        partner
+            .apply_event(&ads(7, p(6, 6), &[Purpose::Ads]), T0)
+            .await
+            .unwrap();
+        moved("apply_event", &store);
+        partner.delete_held(&p(6, 6), Purpose::Ads).await.unwrap();
+        moved("delete_held", &store);
+        // A duplicate event and reads change nothing.
+        partner
+            .apply_event(&ads(7, p(6, 6), &[Purpose::Ads]), T0)
+            .await
+            .unwrap();
+        store.eligible_partition(4).await.unwrap();
+        store.take_dirty().await.unwrap();
+        assert_eq!(store.eligible_writes(), last);
+    }
+}

@@ -31,15 +31,18 @@
 //!    the overlap's (`members`, `expected_members`).
 //!
 //! The match is split in two, from the partner's counters: the join
-//! (`match_lookups_per_s`: lookups over the time of the index's
-//! refreshes before batches and of the probes) and storing what it found
+//! (`match_lookups_per_s`: lookups over the time batches spent on the
+//! index's freshness, a refresh when one was due or else a check of the
+//! partner's write count, and on the probes) and storing what it found
 //! (`store_matched_per_s`: matched rows over the time of staging them
 //! with their consent check, and of completion; each batch's staging is
 //! timed from its call, so a batch waiting for another's write counts
 //! the wait). `match_with_store_per_s` is the whole match's rate.
 //! `match_cpu_lookups_per_s` is the join with its probes counted in
-//! thread CPU time: client, key service and partner share two cores
-//! here, so a probe's wall time is mostly waiting for a core.
+//! thread CPU time. The index's refreshes during the upload, by batches
+//! and by its poll for other processes' changes, are counted apart
+//! (`index_refreshes`, `index_refresh_s`): the poll runs on its own
+//! clock, four times a second while batches arrive, whatever their size.
 //!
 //! Prints `name: value` lines, `oprf_floor_ratio` last; set-up progress
 //! on stderr. Nothing is asserted about speed.
@@ -111,6 +114,10 @@ pub struct AudienceReport {
     pub index_entries: u64,
     pub index_mb: f64,
     pub index_partitions_reread: u64,
+    /// Refreshes of the index during the upload (batches' and the poll's)
+    /// and their time.
+    pub index_refreshes: u64,
+    pub index_refresh_s: f64,
     pub total_per_s: f64,
     pub seed_per_s: f64,
     pub peak_rss_mb: f64,
@@ -163,6 +170,8 @@ impl fmt::Display for AudienceReport {
             "index_partitions_reread: {}",
             self.index_partitions_reread
         )?;
+        writeln!(f, "index_refreshes: {}", self.index_refreshes)?;
+        writeln!(f, "index_refresh_s: {:.3}", self.index_refresh_s)?;
         writeln!(f, "total_per_s: {:.0}", self.total_per_s)?;
         writeln!(f, "peak_rss_mb: {:.1}", self.peak_rss_mb)?;
         writeln!(f, "oprf_endpoint_per_s: {:.0}", self.oprf_endpoint_per_s)?;
@@ -529,6 +538,8 @@ async fn services_and_upload(
         index_entries: index.entries,
         index_mb: index.bytes as f64 / 1e6,
         index_partitions_reread: index.partitions_read - before.partitions_read,
+        index_refreshes: index.refreshes - before.refreshes,
+        index_refresh_s: Duration::from_nanos(index.refresh_ns - before.refresh_ns).as_secs_f64(),
         total_per_s: per_s(r.summary.rows, total),
         seed_per_s: per_s(o.users, seeded_in),
         peak_rss_mb: crate::bench::relay::peak_rss_mb(),

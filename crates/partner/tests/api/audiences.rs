@@ -680,3 +680,64 @@ async fn an_upload_is_matched_once_and_reports_where_it_stands() {
     assert_error(&r, 409, "upload_closed");
     assert_eq!(members(&app).await, 1);
 }
+
+/// The eligible index sees a change made through this partner at once,
+/// and one made by another process (here a second connection pool on the
+/// same database, whose writes this partner does not count) within its
+/// poll; the poll runs while batches come, without one.
+#[tokio::test]
+async fn the_index_follows_this_partners_changes_at_once_and_others_by_its_poll() {
+    let app = spawn_app().await;
+    let adv = advertiser(&app, "Shop").await;
+    for a in ["built", "local", "other"] {
+        create(&app, &adv, a).await;
+    }
+    user(&app, 1, true, None).await;
+    upload(&app, &adv, "built", &[vec![pid(1)]], 1).await;
+    assert_eq!(members(&app).await, 1);
+
+    // Through this partner: matched by the very next batch.
+    user(&app, 2, true, None).await;
+    upload(&app, &adv, "local", &[vec![pid(2)]], 1).await;
+    assert_eq!(members(&app).await, 2, "a local change is seen at once");
+
+    // Another process grants `ads` for 3.
+    let other =
+        accord_storage::Db::connect(&format!("sqlite://{}?mode=rw", app.db_path().display()))
+            .await
+            .unwrap();
+    let other = accord_storage::partner::SqlPartnerStore::new(other)
+        .await
+        .unwrap();
+    use accord_storage::partner::PartnerStore;
+    let refreshes = app.service.eligible_index_stats().unwrap().refreshes;
+    other
+        .apply_event(
+            &IncomingEvent {
+                event_id: 1,
+                pseudonym: accord_domain::PseudonymId::from_hex(&pid(3)).unwrap(),
+                key_version: 1,
+                purposes: [Purpose::Ads].into_iter().collect(),
+                devices: vec![],
+                citations: BTreeMap::new(),
+            },
+            app.service.now(),
+        )
+        .await
+        .unwrap();
+    // No batch comes; the poll takes the marks meanwhile.
+    tokio::time::sleep(accord_partner::eligible::POLL * 4).await;
+    let after = app.service.eligible_index_stats().unwrap();
+    assert!(
+        after.refreshes > refreshes,
+        "the poll refreshed the index ({} then {})",
+        refreshes,
+        after.refreshes
+    );
+    upload(&app, &adv, "other", &[vec![pid(3)]], 1).await;
+    assert_eq!(
+        members(&app).await,
+        3,
+        "another process's change, by the poll"
+    );
+}
