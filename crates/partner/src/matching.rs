@@ -269,31 +269,27 @@ pub fn build_together(sources: Vec<PartitionSource>) -> std::io::Result<Vec<Elig
         .collect())
 }
 
-impl EligiblePartition {
-    /// One partition in a mapping of its own.
-    pub fn build(entries: Vec<(PseudonymId, PseudonymId)>) -> std::io::Result<Self> {
-        let mut one = build_together(vec![PartitionSource::Entries(entries)])?;
-        Ok(one.pop().expect("one source, one table"))
-    }
+/// A partition's table as plain slices: what a lookup reads, found once
+/// a batch rather than through the partition's mapping each time.
+#[derive(Clone, Copy)]
+struct Table<'a> {
+    slots: &'a [Slot],
+    others: &'a [PseudonymId],
+}
 
-    fn slots(&self) -> &[Slot] {
-        &self.arena.slots()[self.first..self.first + self.cap]
-    }
-
+impl Table<'_> {
     /// Reads `key`'s first slot (to bring it into the cache; see
     /// [`probe_rows`]).
     fn touch(&self, key: &PseudonymId) -> u32 {
-        self.slots()[start(&key_of(key), self.cap)].val
+        self.slots[start(&key_of(key), self.slots.len())].val
     }
 
-    /// The member `key` names, if it is eligible.
-    pub fn get(&self, key: &PseudonymId) -> Option<PseudonymId> {
+    fn get(&self, key: &PseudonymId) -> Option<PseudonymId> {
         let k = key_of(key);
-        let slots = self.slots();
-        let mask = self.cap - 1;
-        let mut i = start(&k, self.cap);
+        let mask = self.slots.len() - 1;
+        let mut i = start(&k, self.slots.len());
         loop {
-            let s = &slots[i];
+            let s = &self.slots[i];
             if s.val == EMPTY {
                 return None;
             }
@@ -305,6 +301,31 @@ impl EligiblePartition {
             }
             i = (i + 1) & mask;
         }
+    }
+}
+
+impl EligiblePartition {
+    /// One partition in a mapping of its own.
+    pub fn build(entries: Vec<(PseudonymId, PseudonymId)>) -> std::io::Result<Self> {
+        let mut one = build_together(vec![PartitionSource::Entries(entries)])?;
+        Ok(one.pop().expect("one source, one table"))
+    }
+
+    fn slots(&self) -> &[Slot] {
+        &self.arena.slots()[self.first..self.first + self.cap]
+    }
+
+    /// The table as slices, for many lookups (see [`probe_rows`]).
+    fn table(&self) -> Table<'_> {
+        Table {
+            slots: self.slots(),
+            others: &self.others,
+        }
+    }
+
+    /// The member `key` names, if it is eligible.
+    pub fn get(&self, key: &PseudonymId) -> Option<PseudonymId> {
+        self.table().get(key)
     }
 
     pub fn len(&self) -> usize {
@@ -417,6 +438,7 @@ pub fn probe_rows(
 ) -> (Vec<(u64, PseudonymId)>, u64) {
     let mut matched = Vec::with_capacity(rows.len() / 2);
     let mut lookups = 0u64;
+    let tables: Vec<Table> = parts.iter().map(|p| p.as_ref().table()).collect();
     for (g, group) in rows.chunks(PROBE_GROUP).enumerate() {
         // Touch every key's first slot of the group before probing: the
         // loads are independent, so the CPU has them all in flight at
@@ -424,14 +446,13 @@ pub fn probe_rows(
         // table is far larger than the caches).
         let mut touched = 0u32;
         for key in group.iter().flatten() {
-            touched ^= parts[usize::from(partition_of(key))].as_ref().touch(key);
+            touched ^= tables[usize::from(partition_of(key))].touch(key);
         }
         std::hint::black_box(touched);
         for (j, row) in group.iter().enumerate() {
             for key in row {
                 lookups += 1;
-                let part = parts[usize::from(partition_of(key))].as_ref();
-                if let Some(member) = part.get(key) {
+                if let Some(member) = tables[usize::from(partition_of(key))].get(key) {
                     matched.push((first_row + (g * PROBE_GROUP + j) as u64, member));
                     break;
                 }
