@@ -25,7 +25,9 @@
 //!    `--users`, all held for `ads`.
 //! 5. **Index.** The partner builds its standing index of the eligible
 //!    set (what a fresh partner does on its first batch), timed apart
-//!    (`index_build_s`, `index_entries`, `index_mb`).
+//!    (`index_build_s`, `index_entries`, `index_mb`), and how much of the
+//!    process's memory the kernel gave on 2 MB pages
+//!    (`index_huge_pages_mb`).
 //! 6. **Upload**, the code of `accord audience upload`
 //!    (`crate::upload::run`), and a check that the partner's members are
 //!    the overlap's (`members`, `expected_members`).
@@ -113,6 +115,9 @@ pub struct AudienceReport {
     pub index_build_s: f64,
     pub index_entries: u64,
     pub index_mb: f64,
+    /// The process's anonymous memory on 2 MB pages once the index is
+    /// built (the index asks for them; the kernel may not have them).
+    pub index_huge_pages_mb: f64,
     pub index_partitions_reread: u64,
     /// Refreshes of the index during the upload (batches' and the poll's)
     /// and their time.
@@ -165,6 +170,7 @@ impl fmt::Display for AudienceReport {
         writeln!(f, "index_build_s: {:.1}", self.index_build_s)?;
         writeln!(f, "index_entries: {}", self.index_entries)?;
         writeln!(f, "index_mb: {:.1}", self.index_mb)?;
+        writeln!(f, "index_huge_pages_mb: {:.1}", self.index_huge_pages_mb)?;
         writeln!(
             f,
             "index_partitions_reread: {}",
@@ -456,6 +462,7 @@ async fn services_and_upload(
         .await
         .map_err(s)?;
     let index_build = t.elapsed();
+    let index_huge_pages_mb = crate::bench::relay::anon_huge_pages_mb();
     let before = partner
         .service()
         .eligible_index_stats()
@@ -537,6 +544,7 @@ async fn services_and_upload(
         index_build_s: index_build.as_secs_f64(),
         index_entries: index.entries,
         index_mb: index.bytes as f64 / 1e6,
+        index_huge_pages_mb,
         index_partitions_reread: index.partitions_read - before.partitions_read,
         index_refreshes: index.refreshes - before.refreshes,
         index_refresh_s: Duration::from_nanos(index.refresh_ns - before.refresh_ns).as_secs_f64(),

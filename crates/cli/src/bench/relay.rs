@@ -133,10 +133,21 @@ pub(crate) fn raise_nofile() -> u64 {
 
 /// Peak resident set size of this process, in MB.
 pub fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
+    proc_self_mb("/proc/self/status", "VmHWM:")
+}
+
+/// Anonymous memory of this process on transparent huge pages, in MB
+/// (Linux; 0 elsewhere).
+pub fn anon_huge_pages_mb() -> f64 {
+    proc_self_mb("/proc/self/smaps_rollup", "AnonHugePages:")
+}
+
+/// A `name: N kB` line of a `/proc/self` file, in MB.
+fn proc_self_mb(file: &str, name: &str) -> f64 {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))
+        .find(|l| l.starts_with(name))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|kb| kb.parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
