@@ -10,8 +10,7 @@
 
 use accord_domain::PseudonymId;
 use accord_partner::matching::{
-    build_together, probe_rows, EligiblePartition, Match, PartitionSource, RowKey, PARTITIONS,
-    STRIPE,
+    build_all, probe_rows, EligiblePartition, Match, RowKey, PARTITIONS,
 };
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rand::RngCore;
@@ -63,22 +62,17 @@ fn probes(c: &mut Criterion) {
 fn whole_index(c: &mut Criterion) {
     let mut rng = rand::thread_rng();
     let per_part = 10_000_000 / PARTITIONS;
-    let mut parts = Vec::with_capacity(PARTITIONS);
     let mut members = Vec::with_capacity(10_000_000);
-    // In stripes, as the partner's index holds them.
-    for stripe in 0..PARTITIONS / STRIPE {
-        let mut sources = Vec::with_capacity(STRIPE);
-        for p in stripe * STRIPE..(stripe + 1) * STRIPE {
-            let keys: Vec<PseudonymId> = (0..per_part)
-                .map(|_| pseudonym(&mut rng, p as u8))
-                .collect();
-            members.extend_from_slice(&keys);
-            sources.push(PartitionSource::Entries(
-                keys.iter().map(|k| (*k, *k)).collect(),
-            ));
-        }
-        parts.extend(build_together(sources).expect("memory"));
+    let mut entries = Vec::with_capacity(PARTITIONS);
+    for p in 0..PARTITIONS {
+        let keys: Vec<PseudonymId> = (0..per_part)
+            .map(|_| pseudonym(&mut rng, p as u8))
+            .collect();
+        members.extend_from_slice(&keys);
+        entries.push(keys.iter().map(|k| (*k, *k)).collect());
     }
+    // In stripes, as the partner's index holds them.
+    let parts = build_all(entries).expect("memory");
     // 100 batches, probed in turn, so that a batch's slots are not in the
     // cache from the last iteration (probing one batch over and over
     // measured 37 million lookups/s: a warm cache, not the partner's).

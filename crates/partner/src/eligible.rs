@@ -175,55 +175,15 @@ impl EligibleIndex {
         }
         let started = Instant::now();
         let full = parts.len() == PARTITIONS;
-        let mut read = 0u64;
-        // A stripe's tables share a mapping: each stripe with a marked
-        // partition is built again, its marked partitions read from the
-        // store and the others copied.
-        let mut done = 0;
-        for stripe in 0..PARTITIONS / STRIPE {
-            let range = stripe * STRIPE..(stripe + 1) * STRIPE;
-            if !parts.iter().any(|p| range.contains(&usize::from(*p))) {
-                continue;
-            }
-            let mut sources = Vec::with_capacity(STRIPE);
-            for p in range.clone() {
-                sources.push(if parts.contains(&(p as u8)) {
-                    match store.eligible_partition(p as u8).await {
-                        Ok(e) => {
-                            read += e.len() as u64;
-                            PartitionSource::Entries(e)
-                        }
-                        Err(e) => {
-                            // The marks taken are gone: read everything
-                            // next time.
-                            *built = false;
-                            self.ready.store(false, Ordering::Release);
-                            return Err(e);
-                        }
-                    }
-                } else {
-                    PartitionSource::Keep(Arc::clone(
-                        &self.parts[p].read().unwrap_or_else(|e| e.into_inner()),
-                    ))
-                });
-            }
-            let tables = build_together(sources).map_err(|e| {
-                *built = false;
-                self.ready.store(false, Ordering::Release);
-                StoreError::OutOfMemory(format!("the eligible index's tables: {e}"))
-            })?;
-            for (p, table) in range.zip(tables) {
-                *self.parts[p].write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
-            }
-            done += 1;
-            if full && done % 4 == 0 {
-                tracing::info!(
-                    partitions = done * STRIPE,
-                    of = PARTITIONS,
-                    entries = read,
-                    "building the eligible index"
-                );
-            }
+        let mut marked = [false; PARTITIONS];
+        for p in &parts {
+            marked[usize::from(*p)] = true;
+        }
+        if let Err(e) = self.rebuild_stripes(store, &marked, full).await {
+            // The marks taken are gone: read everything next time.
+            *built = false;
+            self.ready.store(false, Ordering::Release);
+            return Err(e);
         }
         let (mut entries, mut bytes) = (0u64, 0u64);
         for part in &self.parts {
@@ -245,6 +205,53 @@ impl EligibleIndex {
             );
         }
         Ok(parts.len())
+    }
+
+    /// Builds again each stripe with a marked partition (a stripe's
+    /// tables share a mapping): its marked partitions read from the store,
+    /// the others copied.
+    async fn rebuild_stripes(
+        &self,
+        store: &dyn AudienceStore,
+        marked: &[bool; PARTITIONS],
+        full: bool,
+    ) -> Result<(), StoreError> {
+        let mut read = 0u64;
+        let mut done = 0;
+        for stripe in 0..PARTITIONS / STRIPE {
+            let range = stripe * STRIPE..(stripe + 1) * STRIPE;
+            if !marked[range.clone()].contains(&true) {
+                continue;
+            }
+            let mut sources = Vec::with_capacity(STRIPE);
+            for p in range.clone() {
+                sources.push(if marked[p] {
+                    let entries = store.eligible_partition(p as u8).await?;
+                    read += entries.len() as u64;
+                    PartitionSource::Entries(entries)
+                } else {
+                    PartitionSource::Keep(Arc::clone(
+                        &self.parts[p].read().unwrap_or_else(|e| e.into_inner()),
+                    ))
+                });
+            }
+            let tables = build_together(sources).map_err(|e| {
+                StoreError::OutOfMemory(format!("the eligible index's tables: {e}"))
+            })?;
+            for (p, table) in range.zip(tables) {
+                *self.parts[p].write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
+            }
+            done += 1;
+            if full && done % 4 == 0 {
+                tracing::info!(
+                    partitions = done * STRIPE,
+                    of = PARTITIONS,
+                    entries = read,
+                    "building the eligible index"
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Whether the index holds every change committed through this

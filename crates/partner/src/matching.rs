@@ -304,6 +304,24 @@ impl Table<'_> {
     }
 }
 
+/// Builds every partition from its entries (`entries[p]` for first byte
+/// `p`, [`PARTITIONS`] of them), in stripes, as the index holds them.
+pub fn build_all(
+    entries: Vec<Vec<(PseudonymId, PseudonymId)>>,
+) -> std::io::Result<Vec<EligiblePartition>> {
+    let mut parts = Vec::with_capacity(entries.len());
+    let mut entries = entries.into_iter().peekable();
+    while entries.peek().is_some() {
+        let stripe = entries
+            .by_ref()
+            .take(STRIPE)
+            .map(PartitionSource::Entries)
+            .collect();
+        parts.extend(build_together(stripe)?);
+    }
+    Ok(parts)
+}
+
 impl EligiblePartition {
     /// One partition in a mapping of its own.
     pub fn build(entries: Vec<(PseudonymId, PseudonymId)>) -> std::io::Result<Self> {
@@ -489,17 +507,7 @@ mod tests {
         for (k, m) in eligible {
             entries[usize::from(partition_of(k))].push((*k, *m));
         }
-        let mut parts = Vec::new();
-        let mut entries = entries.into_iter();
-        for _ in 0..PARTITIONS / STRIPE {
-            let stripe = entries
-                .by_ref()
-                .take(STRIPE)
-                .map(PartitionSource::Entries)
-                .collect();
-            parts.extend(build_together(stripe).unwrap());
-        }
-        parts
+        build_all(entries).unwrap()
     }
 
     fn run(eligible: &[(PseudonymId, PseudonymId)], keys: &[RowKey]) -> Match {
